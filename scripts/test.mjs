@@ -1,0 +1,12 @@
+// Run the whole test suite with Node's built-in runner (TypeScript through tsx).
+import { readdirSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+
+const files = readdirSync("test")
+  .filter((f) => f.endsWith(".test.ts"))
+  .sort()
+  .map((f) => `test/${f}`);
+const only = process.argv.slice(2);
+const chosen = only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files;
+const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", ...chosen], { stdio: "inherit" });
+process.exit(r.status ?? 1);

@@ -1,0 +1,44 @@
+/**
+ * Backends by name. Creation is async (WebAssembly compilation, GPU adapters). The chosen
+ * backend is explicit: callers name it, and createBackend never substitutes another.
+ */
+import type { Backend } from "./backend.js";
+import { RefBackend } from "./ref/index.js";
+import { SeqlabError } from "../util/errors.js";
+
+export interface BackendOptions {
+  /** worker threads for the cpu backend (default: available cores) */
+  threads?: number;
+  precision?: "f32" | "f64";
+}
+
+type Factory = (opts: BackendOptions) => Promise<Backend>;
+
+const factories = new Map<string, Factory>([["ref", async (opts) => new RefBackend({ precision: opts.precision })]]);
+
+/** Later backends (cpu, webgpu) register themselves here. */
+export function registerBackend(name: string, factory: Factory): void {
+  factories.set(name, factory);
+}
+
+export function backendNames(): string[] {
+  return [...factories.keys()];
+}
+
+export async function createBackend(name: string, opts: BackendOptions = {}): Promise<Backend> {
+  const f = factories.get(name);
+  if (!f) throw new SeqlabError(`backend "${name}" is unknown (choose one of: ${backendNames().join(", ")})`);
+  return f(opts);
+}
+
+let current: Backend | null = null;
+
+/** The backend that creation ops use when none is named. */
+export function defaultBackend(): Backend {
+  if (!current) current = new RefBackend();
+  return current;
+}
+
+export function setDefaultBackend(b: Backend): void {
+  current = b;
+}

@@ -1,0 +1,100 @@
+/**
+ * Reading HF config.json files. A RawConfig wraps the parsed JSON with typed getters that
+ * name the file and the key in their errors, so each model's typed config is a short list of
+ * lookups with defaults taken from the matching transformers configuration class.
+ */
+import * as fs from "node:fs";
+import { SeqlabError } from "../util/errors.js";
+
+export class RawConfig {
+  constructor(
+    readonly source: string,
+    readonly json: Record<string, unknown>,
+  ) {}
+
+  static fromFile(path: string): RawConfig {
+    let text: string;
+    try {
+      text = fs.readFileSync(path, "utf8");
+    } catch (e) {
+      throw new SeqlabError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new SeqlabError(`${path}: not valid JSON`);
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new SeqlabError(`${path}: not a JSON object`);
+    return new RawConfig(path, json as Record<string, unknown>);
+  }
+
+  has(key: string): boolean {
+    return this.json[key] !== undefined && this.json[key] !== null;
+  }
+
+  private fail(key: string, problem: string): never {
+    throw new SeqlabError(`${this.source}: "${key}" ${problem}`);
+  }
+
+  private value(key: string, fallback: unknown): unknown {
+    const v = this.json[key];
+    if (v === undefined || v === null) {
+      if (fallback === undefined) this.fail(key, "is missing");
+      return fallback;
+    }
+    return v;
+  }
+
+  /** A positive integer (or >= min). */
+  int(key: string, fallback?: number, min = 1): number {
+    const v = this.value(key, fallback);
+    if (typeof v !== "number" || !Number.isSafeInteger(v)) this.fail(key, `must be an integer, got ${JSON.stringify(v)}`);
+    if (v < min) this.fail(key, `must be at least ${min}, got ${v}`);
+    return v;
+  }
+
+  num(key: string, fallback?: number): number {
+    const v = this.value(key, fallback);
+    if (typeof v !== "number" || !Number.isFinite(v)) this.fail(key, `must be a finite number, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  bool(key: string, fallback?: boolean): boolean {
+    const v = this.value(key, fallback);
+    if (typeof v !== "boolean") this.fail(key, `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  str(key: string, fallback?: string): string {
+    const v = this.value(key, fallback);
+    if (typeof v !== "string") this.fail(key, `must be a string, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  oneOf<T extends string>(key: string, allowed: readonly T[], fallback?: T): T {
+    const v = this.str(key, fallback);
+    if (!allowed.includes(v as T)) this.fail(key, `must be one of ${allowed.join(", ")}, got "${v}"`);
+    return v as T;
+  }
+
+  /** An array of strings (layer_types and the like). */
+  strings(key: string, fallback?: string[]): string[] {
+    const v = this.value(key, fallback);
+    if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) this.fail(key, "must be a list of strings");
+    return v as string[];
+  }
+
+  /** A nested object (rope_parameters, rope_scaling), or null when absent. */
+  object(key: string): RawConfig | null {
+    const v = this.json[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== "object" || Array.isArray(v)) this.fail(key, "must be an object");
+    return new RawConfig(`${this.source} (${key})`, v as Record<string, unknown>);
+  }
+
+  /** Checks a derived relation and reports it against the config. */
+  require(cond: boolean, problem: string): void {
+    if (!cond) throw new SeqlabError(`${this.source}: ${problem}`);
+  }
+}

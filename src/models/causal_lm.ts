@@ -1,0 +1,64 @@
+/**
+ * What every language model in seqlab is: token ids in, next-token logits out, with an
+ * optional inference state that makes the same forward serve prefill and decoding.
+ */
+import type { Tensor } from "../tensor/tensor.js";
+import type { Backend } from "../backend/backend.js";
+import { fromArray } from "../backend/alloc.js";
+import { Module } from "../nn/module.js";
+import type { InferenceState } from "../nn/state.js";
+import { SeqlabError } from "../util/errors.js";
+
+/** Fields every architecture's typed config shares (derived values computed once). */
+export interface LMConfig {
+  modelType: string;
+  /** vocabulary V, width C, layers L */
+  V: number;
+  C: number;
+  L: number;
+  tieWordEmbeddings: boolean;
+  /** hard limit on positions (learned position embeddings), or null */
+  maxPositions: number | null;
+}
+
+export interface ForwardOptions {
+  /** continue from (and update) this state: prefill or decoding */
+  state?: InferenceState;
+  /** also return the hidden states: embeddings first, one per layer, the final-normed last */
+  outputHidden?: boolean;
+}
+
+export interface ForwardResult {
+  logits: Tensor; // (B, T, V)
+  hidden: Tensor[];
+}
+
+export abstract class CausalLM extends Module {
+  abstract readonly config: LMConfig;
+  abstract readonly backend: Backend;
+
+  /** ids (B, T) i32 */
+  abstract forward(ids: Tensor, opts?: ForwardOptions): ForwardResult;
+
+  /** A fresh state for `batch` sequences; `capacity` sizes KV caches up front (they grow if exceeded). */
+  abstract allocateState(batch: number, capacity?: number): InferenceState;
+
+  /** Token ids checked against the vocabulary (and the position limit), as a (B, T) tensor. */
+  tokens(ids: ArrayLike<number>, B: number, T: number, pos0 = 0): Tensor {
+    checkTokenIds(ids, this.config.V);
+    const max = this.config.maxPositions;
+    if (max !== null && pos0 + T > max) {
+      throw new SeqlabError(`positions up to ${pos0 + T} exceed this model's limit of ${max}`);
+    }
+    return fromArray(this.backend, Int32Array.from(ids), [B, T], "i32");
+  }
+}
+
+export function checkTokenIds(ids: ArrayLike<number>, V: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i];
+    if (!Number.isInteger(t) || t < 0 || t >= V) {
+      throw new SeqlabError(`token id ${t} at index ${i} is outside the vocabulary [0, ${V})`);
+    }
+  }
+}

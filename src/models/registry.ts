@@ -1,0 +1,39 @@
+/**
+ * Architectures by HF `model_type`. Each entry parses its typed config and builds the model;
+ * later architectures join by adding a line here.
+ */
+import type { RawConfig } from "../io/config.js";
+import type { ModuleContext } from "../nn/module.js";
+import { SeqlabError } from "../util/errors.js";
+import type { CausalLM } from "./causal_lm.js";
+import { LlamaForCausalLM, parseLlamaConfig } from "./llama.js";
+import { GPT2LMHeadModel, parseGPT2Config } from "./gpt2.js";
+
+export interface Architecture {
+  modelType: string;
+  /** the transformers class this matches */
+  hfClass: string;
+  build(raw: RawConfig, ctx: ModuleContext): CausalLM;
+}
+
+const ARCHITECTURES: Architecture[] = [
+  { modelType: "llama", hfClass: "LlamaForCausalLM", build: (raw, ctx) => new LlamaForCausalLM(ctx, parseLlamaConfig(raw)) },
+  { modelType: "gpt2", hfClass: "GPT2LMHeadModel", build: (raw, ctx) => new GPT2LMHeadModel(ctx, parseGPT2Config(raw)) },
+];
+
+export function supportedModelTypes(): string[] {
+  return ARCHITECTURES.map((a) => a.modelType);
+}
+
+export function architectureFor(raw: RawConfig): Architecture {
+  const type = raw.str("model_type");
+  const arch = ARCHITECTURES.find((a) => a.modelType === type);
+  if (!arch) {
+    throw new SeqlabError(`${raw.source}: model_type "${type}" is not supported (supported: ${supportedModelTypes().join(", ")})`);
+  }
+  return arch;
+}
+
+export function buildModel(raw: RawConfig, ctx: ModuleContext): CausalLM {
+  return architectureFor(raw).build(raw, ctx);
+}

@@ -1,0 +1,71 @@
+/** The basic parameterised layers: Linear, Embedding, RMSNorm, LayerNorm. */
+import type { Tensor } from "../tensor/tensor.js";
+import * as ops from "../ops/index.js";
+import { Module, ModuleContext, normalInit, onesInit, zerosInit, type Init } from "./module.js";
+
+export class Linear extends Module {
+  weight: Tensor; // (out, in), as nn.Linear
+  bias: Tensor | null;
+
+  constructor(ctx: ModuleContext, inFeatures: number, outFeatures: number, bias: boolean, init: Init = normalInit(0.02)) {
+    super();
+    this.weight = ctx.param([outFeatures, inFeatures], init);
+    this.bias = bias ? ctx.param([outFeatures], zerosInit) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return ops.linear(x, this.weight, this.bias); // (..., out)
+  }
+}
+
+export class Embedding extends Module {
+  weight: Tensor; // (V, C)
+
+  constructor(ctx: ModuleContext, V: number, C: number, init: Init = normalInit(0.02)) {
+    super();
+    this.weight = ctx.param([V, C], init);
+  }
+
+  forward(ids: Tensor): Tensor {
+    return ops.embedding(ids, this.weight); // (..., C)
+  }
+}
+
+export class RMSNorm extends Module {
+  weight: Tensor; // (C)
+
+  /** offset 1: the (1 + w) zero-centred form, whose weights start at 0. */
+  constructor(
+    ctx: ModuleContext,
+    C: number,
+    readonly eps: number,
+    readonly offset = 0,
+  ) {
+    super();
+    this.weight = ctx.param([C], offset === 0 ? onesInit : zerosInit);
+  }
+
+  forward(x: Tensor): Tensor {
+    return ops.rmsnorm(x, this.weight, this.eps, this.offset);
+  }
+}
+
+export class LayerNorm extends Module {
+  weight: Tensor; // (C)
+  bias: Tensor | null;
+
+  constructor(
+    ctx: ModuleContext,
+    C: number,
+    readonly eps: number,
+    bias = true,
+  ) {
+    super();
+    this.weight = ctx.param([C], onesInit);
+    this.bias = bias ? ctx.param([C], zerosInit) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return ops.layernorm(x, this.weight, this.bias, this.eps);
+  }
+}

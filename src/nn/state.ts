@@ -1,0 +1,108 @@
+/**
+ * Typed inference state. Attention layers keep a KV cache that grows with every token;
+ * recurrent layers (Mamba, RWKV, ...) keep a fixed-size state. One InferenceState holds one
+ * entry per layer, so a hybrid's memory splits cleanly into KV-cache and recurrent bytes.
+ */
+import type { Tensor } from "../tensor/tensor.js";
+import { keep } from "../tensor/scope.js";
+import type { Backend } from "../backend/backend.js";
+import { empty, kernelsOf } from "../backend/alloc.js";
+
+/** KV cache of one attention layer: k, v (B, capacity, G, K); rows [0, length) are filled. */
+export interface AttentionState {
+  kind: "attention";
+  k: Tensor;
+  v: Tensor;
+  length: number;
+}
+
+/**
+ * Recurrent state of a linear-time mixer: named fixed-size tensors (conv window, SSM state,
+ * WKV numerators ...). The tensors never change size, whatever the position.
+ */
+export interface RecurrentState {
+  kind: "mamba" | "mamba2" | "rwkv4" | "rwkv7" | "deltanet";
+  tensors: Record<string, Tensor>;
+}
+
+export type LayerState = AttentionState | RecurrentState;
+
+export class InferenceState {
+  /** tokens consumed so far (the position of the next token) */
+  position = 0;
+
+  constructor(
+    readonly batch: number,
+    readonly layers: LayerState[],
+  ) {}
+
+  /** Bytes held, split by kind: KV cache (as filled, and as allocated) and recurrent state. */
+  bytes(): { kvCache: number; kvCacheAllocated: number; recurrent: number } {
+    let kvCache = 0;
+    let kvCacheAllocated = 0;
+    let recurrent = 0;
+    for (const s of this.layers) {
+      if (s.kind === "attention") {
+        const rowBytes = (s.k.bytes / s.k.shape[1]) * 2;
+        kvCache += rowBytes * s.length;
+        kvCacheAllocated += s.k.bytes + s.v.bytes;
+      } else {
+        for (const t of Object.values(s.tensors)) recurrent += t.bytes;
+      }
+    }
+    return { kvCache, kvCacheAllocated, recurrent };
+  }
+
+  dispose(): void {
+    for (const s of this.layers) {
+      if (s.kind === "attention") {
+        s.k.dispose();
+        s.v.dispose();
+      } else {
+        for (const t of Object.values(s.tensors)) t.dispose();
+      }
+    }
+  }
+}
+
+export function allocateAttentionState(be: Backend, B: number, G: number, K: number, capacity: number): AttentionState {
+  return {
+    kind: "attention",
+    k: keep(empty(be, [B, capacity, G, K])), // (B, capacity, G, K)
+    v: keep(empty(be, [B, capacity, G, K])),
+    length: 0,
+  };
+}
+
+/**
+ * Append k, v (B, T, G, K) at rows [length, length + T), doubling the capacity when full
+ * (amortised O(1) per token; the copy is the price of not knowing the final length).
+ */
+export function appendKV(state: AttentionState, k: Tensor, v: Tensor): void {
+  const [B, T, G, K] = k.shape;
+  const cap = state.k.shape[1];
+  if (state.length + T > cap) {
+    let next = Math.max(cap, 1);
+    while (next < state.length + T) next *= 2;
+    state.k = grow(state.k, state.length, next);
+    state.v = grow(state.v, state.length, next);
+  }
+  const row = G * K;
+  const capNow = state.k.shape[1];
+  for (const [dst, src] of [
+    [state.k, k],
+    [state.v, v],
+  ] as const) {
+    kernelsOf(dst).copy2d(dst.handle, src.handle, B, T * row, capNow * row, state.length * row, T * row, 0, false);
+  }
+  state.length += T;
+}
+
+function grow(t: Tensor, filled: number, capacity: number): Tensor {
+  const [B, cap, G, K] = t.shape;
+  const bigger = keep(empty(t.device as Backend, [B, capacity, G, K]));
+  const row = G * K;
+  kernelsOf(t).copy2d(bigger.handle, t.handle, B, filled * row, capacity * row, 0, cap * row, 0, false);
+  t.dispose();
+  return bigger;
+}

@@ -1,0 +1,9 @@
+/** Differentiable tensor ops: the vocabulary nn/ modules are written in. */
+export * from "./elementwise.js";
+export * from "./shape.js";
+export * from "./linalg.js";
+export * from "./norm.js";
+export * from "./embedding.js";
+export * from "./rope.js";
+export * from "./attention.js";
+export * from "./loss.js";

@@ -1,0 +1,21 @@
+/**
+ * User-facing errors. Every entry point (files, configs, CLI flags, token ids) reports bad input
+ * by throwing a SeqlabError whose message is one line naming the thing and the problem; the CLI
+ * prints that line and exits non-zero without a stack trace.
+ */
+export class SeqlabError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SeqlabError";
+  }
+}
+
+/** Throws a SeqlabError unless `cond` holds. */
+export function check(cond: unknown, message: string | (() => string)): asserts cond {
+  if (!cond) throw new SeqlabError(typeof message === "string" ? message : message());
+}
+
+/** Internal invariant (a bug if it fails, not bad input). */
+export function assert(cond: unknown, message: string | (() => string)): asserts cond {
+  if (!cond) throw new Error("internal: " + (typeof message === "string" ? message : message()));
+}
