@@ -62,7 +62,7 @@ export function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
  * Inputs that do not require grad receive nothing (their returned gradient is ignored).
  */
 export function record(op: string, inputs: Tensor[], outputs: Tensor[], backward: BackwardFn): void {
-  const node = new GradNode(op, inputs, outputs, backward);
+  const node = new GradNode(op, [...inputs], [...outputs], backward); // copies: callers may reorder their arrays
   for (const o of outputs) {
     o.requiresGrad = true;
     o.node = node;

@@ -8,6 +8,11 @@
  * equation, the oracle that every fast backend is tested against.
  */
 
+import type { ScanKernels } from "./kernels_scan.js";
+import type { RwkvKernels } from "./kernels_rwkv.js";
+import type { MoeKernels } from "./kernels_moe.js";
+import type { TrainKernels } from "./kernels_train.js";
+
 /** Elementwise functions with a known derivative. gelu_tanh is HF "gelu_new" / "gelu_pytorch_tanh". */
 export type UnaryOp =
   | "silu"
@@ -74,7 +79,13 @@ export interface RopeDims {
   inverse: boolean;
 }
 
-export interface Kernels<S> {
+/**
+ * The whole table: the core kernels below plus one interface per family of mixer kernels,
+ * each in its own file (state-space scans, RWKV, mixture-of-experts, optimizers).
+ */
+export interface Kernels<S> extends CoreKernels<S>, ScanKernels<S>, RwkvKernels<S>, MoeKernels<S>, TrainKernels<S> {}
+
+export interface CoreKernels<S> {
   // ---- data movement ----
   fill(out: S, value: number, n: number): void;
   /**

@@ -16,16 +16,52 @@ export interface AttentionState {
   length: number;
 }
 
-/**
- * Recurrent state of a linear-time mixer: named fixed-size tensors (conv window, SSM state,
- * WKV numerators ...). The tensors never change size, whatever the position.
- */
-export interface RecurrentState {
-  kind: "mamba" | "mamba2" | "rwkv4" | "rwkv7" | "deltanet";
-  tensors: Record<string, Tensor>;
+/** Mamba (selective SSM): the last W-1 conv inputs and the SSM state. */
+export interface MambaState {
+  kind: "mamba";
+  conv: Tensor; // (B, W - 1, D)
+  ssm: Tensor; // (B, D, N)
 }
 
+/** Mamba-2 (SSD): conv window over x, B, C and the per-head matrix state. */
+export interface Mamba2State {
+  kind: "mamba2";
+  conv: Tensor; // (B, W - 1, D + 2 * groups * N)
+  ssm: Tensor; // (B, H, P, N)
+}
+
+/** RWKV-4: token-shift inputs of both mixes and the max-tracked WKV numerator, denominator, exponent. */
+export interface Rwkv4State {
+  kind: "rwkv4";
+  attShift: Tensor; // (B, C)
+  ffnShift: Tensor; // (B, C)
+  num: Tensor; // (B, A)
+  den: Tensor; // (B, A)
+  max: Tensor; // (B, A)
+}
+
+/** RWKV-7: token-shift inputs and the per-head (N x N) delta-rule state. */
+export interface Rwkv7State {
+  kind: "rwkv7";
+  attShift: Tensor; // (B, C)
+  ffnShift: Tensor; // (B, C)
+  wkv: Tensor; // (B, H, N, N)
+}
+
+/** Gated DeltaNet (Qwen3-Next linear attention): conv window and per-head (Dk x Dv) state. */
+export interface DeltaNetState {
+  kind: "deltanet";
+  conv: Tensor; // (B, W - 1, convDim)
+  ssm: Tensor; // (B, H, Dk, Dv)
+}
+
+export type RecurrentState = MambaState | Mamba2State | Rwkv4State | Rwkv7State | DeltaNetState;
 export type LayerState = AttentionState | RecurrentState;
+
+/** The tensors a layer state holds. */
+export function stateTensors(s: LayerState): Tensor[] {
+  return Object.values(s).filter((v): v is Tensor => typeof v === "object" && v !== null && "storage" in v);
+}
 
 export class InferenceState {
   /** tokens consumed so far (the position of the next token) */
@@ -47,21 +83,14 @@ export class InferenceState {
         kvCache += rowBytes * s.length;
         kvCacheAllocated += s.k.bytes + s.v.bytes;
       } else {
-        for (const t of Object.values(s.tensors)) recurrent += t.bytes;
+        for (const t of stateTensors(s)) recurrent += t.bytes;
       }
     }
     return { kvCache, kvCacheAllocated, recurrent };
   }
 
   dispose(): void {
-    for (const s of this.layers) {
-      if (s.kind === "attention") {
-        s.k.dispose();
-        s.v.dispose();
-      } else {
-        for (const t of Object.values(s.tensors)) t.dispose();
-      }
-    }
+    for (const s of this.layers) for (const t of stateTensors(s)) t.dispose();
   }
 }
 

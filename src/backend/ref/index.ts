@@ -13,6 +13,10 @@ import { matmul } from "./matmul.js";
 import * as norm from "./norm.js";
 import * as attn from "./attention.js";
 import * as loss from "./loss.js";
+import * as scan from "./scan.js";
+import * as rwkv from "./rwkv.js";
+import * as moe from "./moe.js";
+import * as train from "./train.js";
 
 export const refKernels: Kernels<HostArray> = {
   ...ew,
@@ -20,6 +24,10 @@ export const refKernels: Kernels<HostArray> = {
   ...norm,
   ...attn,
   ...loss,
+  ...scan,
+  ...rwkv,
+  ...moe,
+  ...train,
 };
 
 export interface RefOptions {

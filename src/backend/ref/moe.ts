@@ -1,0 +1,2 @@
+/** Reference moe kernels (see kernels_moe.ts). */
+export {};

@@ -1,0 +1,2 @@
+/** Reference rwkv kernels (see kernels_rwkv.ts). */
+export {};

@@ -1,0 +1,2 @@
+/** Reference scan kernels (see kernels_scan.ts). */
+export {};

@@ -1,0 +1,2 @@
+/** Reference train kernels (see kernels_train.ts). */
+export {};
