@@ -8,5 +8,8 @@ const files = readdirSync("test")
   .map((f) => `test/${f}`);
 const only = process.argv.slice(2);
 const chosen = only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files;
+// the CLI tests run the built binary: build first (fast; also what `npm install` does)
+const b = spawnSync(process.execPath, ["scripts/build.mjs"], { stdio: "inherit" });
+if (b.status !== 0) process.exit(b.status ?? 1);
 const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", ...chosen], { stdio: "inherit" });
 process.exit(r.status ?? 1);

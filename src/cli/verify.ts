@@ -134,10 +134,10 @@ export interface VerifyOptions {
 }
 
 export async function verify(dir: string, opts: VerifyOptions, print: (line: string) => void): Promise<boolean> {
-  const refPath = opts.reference ?? path.join(dir, "reference.safetensors");
-  if (!fs.existsSync(refPath)) throw new SeqlabError(`${refPath}: no such file (the reference to compare with)`);
   const be = await createBackend(opts.backend, { threads: opts.threads });
   const model = loadModel(dir, be);
+  const refPath = opts.reference ?? path.join(dir, "reference.safetensors");
+  if (!fs.existsSync(refPath)) throw new SeqlabError(`${refPath}: no such file (the reference to compare with)`);
   const ref = SafetensorsFile.open(refPath);
   try {
     print(`verify ${dir}: ${model.config.modelType}, ${model.parameterCount().toLocaleString("en-US")} parameters, backend ${be.describe()}`);

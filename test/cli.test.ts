@@ -1,0 +1,130 @@
+/**
+ * The command line on good and bad input: one clear line naming the thing and the problem,
+ * a non-zero exit, no stack trace.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { HF_FIXTURES, ROOT } from "./helpers.js";
+import { writeSafetensors } from "../src/io/safetensors.js";
+
+const BIN = path.join(ROOT, "bin/seqlab.mjs");
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "seqlab-cli-"));
+
+function seqlab(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", cwd: tmp });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Bad input: non-zero exit, exactly one line on stderr matching `pattern`, no stack trace. */
+function expectOneLineError(args: string[], pattern: RegExp): void {
+  const r = seqlab(...args);
+  assert.notEqual(r.code, 0, `exit status for ${args.join(" ")}`);
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, `one line of error, got:\n${r.stderr}`);
+  assert.match(lines[0], pattern);
+  assert.ok(!/\n\s+at /.test(r.stderr), "no stack trace");
+}
+
+/** A copy of a fixture directory to corrupt. */
+function copyFixture(name: string, into: string): string {
+  const d = path.join(tmp, into);
+  fs.cpSync(path.join(HF_FIXTURES, name), d, { recursive: true });
+  return d;
+}
+
+function editJson(file: string, edit: (j: Record<string, unknown>) => void): void {
+  const j = JSON.parse(fs.readFileSync(file, "utf8"));
+  edit(j);
+  fs.writeFileSync(file, JSON.stringify(j));
+}
+
+test("verify prints one line per check and verify: PASS on the shared llama fixture", () => {
+  const r = seqlab("verify", path.join(HF_FIXTURES, "llama"));
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n");
+  assert.equal(lines.at(-1), "verify: PASS");
+  assert.ok(lines.some((l) => /^logits\s+rel\s+\S+\s+tol 1e-4\s+ok$/.test(l)));
+  assert.ok(lines.some((l) => /^grad\.model\.norm\.weight\s+rel/.test(l)));
+});
+
+test("verify reports FAIL with a count when the reference disagrees, and skips what it lacks", () => {
+  const d = copyFixture("gpt2", "gpt2-wrong");
+  const ref = path.join(d, "partial.safetensors");
+  const logits = new Float32Array(2 * 3 * 512).fill(1);
+  writeSafetensors(ref, [
+    { name: "input_ids", dtype: "I32", shape: [2, 3], data: Int32Array.from([1, 2, 3, 4, 5, 6]) },
+    { name: "logits", dtype: "F32", shape: [2, 3, 512], data: logits },
+  ]);
+  const r = seqlab("verify", d, "--reference", ref);
+  assert.equal(r.code, 1);
+  const lines = r.stdout.trim().split("\n");
+  assert.equal(lines.at(-1), "verify: FAIL (1 checks failed)");
+  assert.ok(lines.some((l) => l.startsWith("loss") && l.includes("skip")));
+  assert.ok(lines.some((l) => l.startsWith("generate") && l.includes("skip")));
+});
+
+test("missing directory, config and weights", () => {
+  expectOneLineError(["verify", path.join(tmp, "nothing-here")], /nothing-here: no such model directory/);
+  const d = copyFixture("llama", "no-config");
+  fs.rmSync(path.join(d, "config.json"));
+  expectOneLineError(["verify", d], /no-config\/config\.json: cannot read \(ENOENT\)/);
+  const w = copyFixture("llama", "no-weights");
+  fs.rmSync(path.join(w, "model.safetensors"));
+  expectOneLineError(["verify", w], /no-weights\/model\.safetensors: no such file/);
+});
+
+test("invalid config JSON, unsupported model_type, invalid config values", () => {
+  const d = copyFixture("llama", "bad-json");
+  fs.writeFileSync(path.join(d, "config.json"), "{ nope");
+  expectOneLineError(["verify", d], /bad-json\/config\.json: not valid JSON/);
+  const u = copyFixture("llama", "unsupported");
+  editJson(path.join(u, "config.json"), (j) => (j.model_type = "bert"));
+  expectOneLineError(["verify", u], /model_type "bert" is not supported \(supported: llama, gpt2/);
+  const h = copyFixture("llama", "bad-heads");
+  editJson(path.join(h, "config.json"), (j) => (j.num_key_value_heads = 3));
+  expectOneLineError(["verify", h], /num_attention_heads 4 must be a multiple of num_key_value_heads 3/);
+  const n = copyFixture("llama", "bad-number");
+  editJson(path.join(n, "config.json"), (j) => (j.hidden_size = "sixty-four"));
+  expectOneLineError(["verify", n], /"hidden_size" must be an integer, got "sixty-four"/);
+});
+
+test("a tensor missing from the checkpoint, or of the wrong shape for the config", () => {
+  const d = copyFixture("llama", "wrong-shape");
+  editJson(path.join(d, "config.json"), (j) => (j.intermediate_size = 128));
+  expectOneLineError(["verify", d], /tensor "model\.layers\.0\.mlp\.(down|gate|up)_proj\.weight" has shape \(\d+, \d+\), the config needs/);
+  const m = copyFixture("llama", "missing-tensor");
+  editJson(path.join(m, "config.json"), (j) => (j.num_hidden_layers = 3));
+  expectOneLineError(["verify", m], /model\.safetensors: tensor "model\.layers\.2\.[a-z_.]+" is missing/);
+});
+
+test("a corrupt checkpoint file is named with its problem", () => {
+  const d = copyFixture("llama", "corrupt");
+  const f = path.join(d, "model.safetensors");
+  fs.truncateSync(f, 1000);
+  expectOneLineError(["verify", d], /corrupt\/model\.safetensors: truncated: header says \d+ bytes/);
+});
+
+test("token ids outside the vocabulary", () => {
+  const d = copyFixture("llama", "bad-ids");
+  const ref = path.join(d, "ids.safetensors");
+  writeSafetensors(ref, [{ name: "input_ids", dtype: "I32", shape: [1, 3], data: Int32Array.from([1, 512, 3]) }]);
+  expectOneLineError(["verify", d, "--reference", ref], /token id 512 at index 1 is outside the vocabulary \[0, 512\)/);
+});
+
+test("unknown command, flag, backend, and missing arguments", () => {
+  expectOneLineError(["frobnicate"], /unknown command "frobnicate"/);
+  expectOneLineError(["verify", "--bogus"], /verify: Unknown option '--bogus'/);
+  expectOneLineError(["verify", path.join(HF_FIXTURES, "llama"), "--backend", "quantum"], /backend "quantum" is unknown \(choose one of: ref/);
+  expectOneLineError(["verify"], /verify: give exactly one model directory/);
+  expectOneLineError(["verify", path.join(HF_FIXTURES, "llama"), "--threads", "zero"], /--threads must be an integer in \[1, 256\], got "zero"/);
+});
+
+test("help lists the commands", () => {
+  const r = seqlab("--help");
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /verify/);
+});
