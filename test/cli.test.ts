@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { HF_FIXTURES, ROOT } from "./helpers.js";
+import { HF_FIXTURES, NEEDS_SHARED, ROOT, VARIANT_FIXTURES } from "./helpers.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
 
 const BIN = path.join(ROOT, "bin/seqlab.mjs");
@@ -32,7 +32,7 @@ function expectOneLineError(args: string[], pattern: RegExp): void {
 /** A copy of a fixture directory to corrupt. */
 function copyFixture(name: string, into: string): string {
   const d = path.join(tmp, into);
-  fs.cpSync(path.join(HF_FIXTURES, name), d, { recursive: true });
+  fs.cpSync(path.join(VARIANT_FIXTURES, name), d, { recursive: true });
   return d;
 }
 
@@ -42,7 +42,7 @@ function editJson(file: string, edit: (j: Record<string, unknown>) => void): voi
   fs.writeFileSync(file, JSON.stringify(j));
 }
 
-test("verify prints one line per check and verify: PASS on the shared llama fixture", () => {
+test("verify prints one line per check and verify: PASS on the shared llama fixture", { skip: NEEDS_SHARED }, () => {
   const r = seqlab("verify", path.join(HF_FIXTURES, "llama"));
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split("\n");
@@ -52,12 +52,12 @@ test("verify prints one line per check and verify: PASS on the shared llama fixt
 });
 
 test("verify reports FAIL with a count when the reference disagrees, and skips what it lacks", () => {
-  const d = copyFixture("gpt2", "gpt2-wrong");
+  const d = copyFixture("gpt2_relu", "gpt2-wrong");
   const ref = path.join(d, "partial.safetensors");
-  const logits = new Float32Array(2 * 3 * 512).fill(1);
+  const logits = new Float32Array(2 * 3 * 160).fill(1);
   writeSafetensors(ref, [
     { name: "input_ids", dtype: "I32", shape: [2, 3], data: Int32Array.from([1, 2, 3, 4, 5, 6]) },
-    { name: "logits", dtype: "F32", shape: [2, 3, 512], data: logits },
+    { name: "logits", dtype: "F32", shape: [2, 3, 160], data: logits },
   ]);
   const r = seqlab("verify", d, "--reference", ref);
   assert.equal(r.code, 1);
@@ -69,58 +69,59 @@ test("verify reports FAIL with a count when the reference disagrees, and skips w
 
 test("missing directory, config and weights", () => {
   expectOneLineError(["verify", path.join(tmp, "nothing-here")], /nothing-here: no such model directory/);
-  const d = copyFixture("llama", "no-config");
+  const d = copyFixture("llama_rope_linear", "no-config");
   fs.rmSync(path.join(d, "config.json"));
   expectOneLineError(["verify", d], /no-config\/config\.json: cannot read \(ENOENT\)/);
-  const w = copyFixture("llama", "no-weights");
+  const w = copyFixture("llama_rope_linear", "no-weights");
   fs.rmSync(path.join(w, "model.safetensors"));
   expectOneLineError(["verify", w], /no-weights\/model\.safetensors: no such file/);
 });
 
 test("invalid config JSON, unsupported model_type, invalid config values", () => {
-  const d = copyFixture("llama", "bad-json");
+  const d = copyFixture("llama_rope_linear", "bad-json");
   fs.writeFileSync(path.join(d, "config.json"), "{ nope");
   expectOneLineError(["verify", d], /bad-json\/config\.json: not valid JSON/);
-  const u = copyFixture("llama", "unsupported");
+  const u = copyFixture("llama_rope_linear", "unsupported");
   editJson(path.join(u, "config.json"), (j) => (j.model_type = "bert"));
   expectOneLineError(["verify", u], /model_type "bert" is not supported \(supported: llama, gpt2/);
-  const h = copyFixture("llama", "bad-heads");
+  const h = copyFixture("llama_rope_linear", "bad-heads");
   editJson(path.join(h, "config.json"), (j) => (j.num_key_value_heads = 3));
   expectOneLineError(["verify", h], /num_attention_heads 4 must be a multiple of num_key_value_heads 3/);
-  const n = copyFixture("llama", "bad-number");
+  const n = copyFixture("llama_rope_linear", "bad-number");
   editJson(path.join(n, "config.json"), (j) => (j.hidden_size = "sixty-four"));
   expectOneLineError(["verify", n], /"hidden_size" must be an integer, got "sixty-four"/);
 });
 
 test("a tensor missing from the checkpoint, or of the wrong shape for the config", () => {
-  const d = copyFixture("llama", "wrong-shape");
-  editJson(path.join(d, "config.json"), (j) => (j.intermediate_size = 128));
+  const d = copyFixture("llama_rope_linear", "wrong-shape");
+  editJson(path.join(d, "config.json"), (j) => (j.intermediate_size = 96));
   expectOneLineError(["verify", d], /tensor "model\.layers\.0\.mlp\.(down|gate|up)_proj\.weight" has shape \(\d+, \d+\), the config needs/);
-  const m = copyFixture("llama", "missing-tensor");
+  const m = copyFixture("llama_rope_linear", "missing-tensor");
   editJson(path.join(m, "config.json"), (j) => (j.num_hidden_layers = 3));
   expectOneLineError(["verify", m], /model\.safetensors: tensor "model\.layers\.2\.[a-z_.]+" is missing/);
 });
 
 test("a corrupt checkpoint file is named with its problem", () => {
-  const d = copyFixture("llama", "corrupt");
+  const d = copyFixture("llama_rope_linear", "corrupt");
   const f = path.join(d, "model.safetensors");
   fs.truncateSync(f, 1000);
   expectOneLineError(["verify", d], /corrupt\/model\.safetensors: truncated: header says \d+ bytes/);
 });
 
 test("token ids outside the vocabulary", () => {
-  const d = copyFixture("llama", "bad-ids");
+  const d = copyFixture("llama_rope_linear", "bad-ids");
   const ref = path.join(d, "ids.safetensors");
-  writeSafetensors(ref, [{ name: "input_ids", dtype: "I32", shape: [1, 3], data: Int32Array.from([1, 512, 3]) }]);
-  expectOneLineError(["verify", d, "--reference", ref], /token id 512 at index 1 is outside the vocabulary \[0, 512\)/);
+  writeSafetensors(ref, [{ name: "input_ids", dtype: "I32", shape: [1, 3], data: Int32Array.from([1, 160, 3]) }]);
+  expectOneLineError(["verify", d, "--reference", ref], /token id 160 at index 1 is outside the vocabulary \[0, 160\)/);
 });
 
 test("unknown command, flag, backend, and missing arguments", () => {
   expectOneLineError(["frobnicate"], /unknown command "frobnicate"/);
   expectOneLineError(["verify", "--bogus"], /verify: Unknown option '--bogus'/);
-  expectOneLineError(["verify", path.join(HF_FIXTURES, "llama"), "--backend", "quantum"], /backend "quantum" is unknown \(choose one of: ref/);
+  const good = path.join(VARIANT_FIXTURES, "llama_rope_linear");
+  expectOneLineError(["verify", good, "--backend", "quantum"], /backend "quantum" is unknown \(choose one of: ref/);
   expectOneLineError(["verify"], /verify: give exactly one model directory/);
-  expectOneLineError(["verify", path.join(HF_FIXTURES, "llama"), "--threads", "zero"], /--threads must be an integer in \[1, 256\], got "zero"/);
+  expectOneLineError(["verify", good, "--threads", "zero"], /--threads must be an integer in \[1, 256\], got "zero"/);
 });
 
 test("help lists the commands", () => {

@@ -15,8 +15,18 @@ import { numel, type Shape } from "../src/tensor/shape.js";
 import { Rng } from "../src/util/rng.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const SHARED_FIXTURES = path.resolve(ROOT, "../shared/fixtures");
+/**
+ * The shared oracle fixtures live beside the checkout (../shared/fixtures); SEQLAB_SHARED_FIXTURES
+ * points elsewhere. Tests that need them are skipped, saying so, where they are absent; the
+ * fixtures under test/fixtures/variants always run.
+ */
+export const SHARED_FIXTURES = [process.env.SEQLAB_SHARED_FIXTURES, path.resolve(ROOT, "../shared/fixtures"), "/work/shared/fixtures"]
+  .filter((p): p is string => !!p)
+  .find((p) => fs.existsSync(path.join(p, "hf"))) ?? path.resolve(ROOT, "../shared/fixtures");
 export const HF_FIXTURES = path.join(SHARED_FIXTURES, "hf");
+export const HAS_SHARED = fs.existsSync(HF_FIXTURES);
+/** node:test `skip` option for tests that need the shared fixtures */
+export const NEEDS_SHARED = HAS_SHARED ? false : `shared fixtures not found (looked for ${HF_FIXTURES}; set SEQLAB_SHARED_FIXTURES)`;
 export const VARIANT_FIXTURES = path.join(ROOT, "test/fixtures/variants");
 
 /** Fixture directories (shared and variants) whose config has one of these model types. */

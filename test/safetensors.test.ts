@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { SafetensorsFile, writeSafetensors } from "../src/io/safetensors.js";
 import { SeqlabError } from "../src/util/errors.js";
 import { f32ToBf16, f32ToF16 } from "../src/util/half.js";
+import { HF_FIXTURES, NEEDS_SHARED } from "./helpers.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "seqlab-st-"));
 
@@ -65,8 +66,8 @@ test("round trip of every supported dtype, with metadata and header padding", ()
   assert.ok(!fs.readdirSync(tmp).some((f) => f.includes(".tmp-")), "no temporary file left behind");
 });
 
-test("reads the shared fixtures' files", () => {
-  const st = SafetensorsFile.open(path.resolve(import.meta.dirname, "../../shared/fixtures/hf/llama/model.safetensors"));
+test("reads the shared fixtures' files", { skip: NEEDS_SHARED }, () => {
+  const st = SafetensorsFile.open(path.join(HF_FIXTURES, "llama/model.safetensors"));
   assert.deepEqual(st.info("model.embed_tokens.weight").shape, [512, 64]);
   assert.equal(st.readF32("model.norm.weight").length, 64);
   st.close();
