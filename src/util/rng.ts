@@ -62,6 +62,16 @@ export class Rng {
     return r * Math.cos(2 * Math.PI * v);
   }
 
+  /** The generator's full state, for checkpoints (restoring it continues the same stream). */
+  getState(): (number | null)[] {
+    return [this.s0, this.s1, this.s2, this.s3, this.spare];
+  }
+
+  setState(state: (number | null)[]): void {
+    [this.s0, this.s1, this.s2, this.s3] = state.slice(0, 4).map((x) => Number(x) >>> 0);
+    this.spare = typeof state[4] === "number" ? state[4] : null;
+  }
+
   /** A derived generator, so sub-streams do not depend on how much the parent consumed later. */
   fork(): Rng {
     return new Rng(this.nextU32());
