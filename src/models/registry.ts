@@ -8,6 +8,7 @@ import { SeqlabError } from "../util/errors.js";
 import type { CausalLM } from "./causal_lm.js";
 import { LlamaForCausalLM, parseLlamaConfig } from "./llama.js";
 import { GPT2LMHeadModel, parseGPT2Config } from "./gpt2.js";
+import { SeqlabForCausalLM, parseNativeConfig } from "./native.js";
 
 export interface Architecture {
   modelType: string;
@@ -19,6 +20,7 @@ export interface Architecture {
 const ARCHITECTURES: Architecture[] = [
   { modelType: "llama", hfClass: "LlamaForCausalLM", build: (raw, ctx) => new LlamaForCausalLM(ctx, parseLlamaConfig(raw)) },
   { modelType: "gpt2", hfClass: "GPT2LMHeadModel", build: (raw, ctx) => new GPT2LMHeadModel(ctx, parseGPT2Config(raw)) },
+  { modelType: "seqlab", hfClass: "(native)", build: (raw, ctx) => new SeqlabForCausalLM(ctx, parseNativeConfig(raw)) },
 ];
 
 export function supportedModelTypes(): string[] {
