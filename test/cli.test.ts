@@ -129,3 +129,27 @@ test("help lists the commands", () => {
   assert.equal(r.code, 0);
   assert.match(r.stdout, /verify/);
 });
+
+test("train writes a resumable checkpoint and eval reads its task back", () => {
+  const out = path.join(tmp, "ckpt");
+  const t = seqlab("train", "--task", "induction", "--length", "16", "--steps", "4", "--batch", "2", "--width", "16", "--out", out, "--checkpoint-every", "2");
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stdout, /train: 4 steps in .* held-out loss \d/);
+  for (const f of ["config.json", "model.safetensors", "optimizer.safetensors", "trainer.json"]) assert.ok(fs.existsSync(path.join(out, f)), f);
+  const again = seqlab("train", "--task", "induction", "--length", "16", "--steps", "6", "--batch", "2", "--width", "16", "--out", out, "--checkpoint-every", "2");
+  assert.equal(again.code, 0, again.stderr);
+  const e = seqlab("eval", out, "--batches", "1", "--batch", "2");
+  assert.equal(e.code, 0, e.stderr);
+  assert.match(e.stdout, /^eval: induction T=16: loss \d/);
+});
+
+test("train and eval refuse bad input in one line", () => {
+  expectOneLineError(["train", "--task", "nope"], /task "nope" is unknown \(tasks: passkey, mqar/);
+  expectOneLineError(["train", "--model", "foo"], /--model "foo" is neither a preset/);
+  expectOneLineError(["train", "--steps", "0"], /--steps must be an integer in \[1, /);
+  expectOneLineError(["train", "--lr", "fast"], /--lr must be a number/);
+  expectOneLineError(["train", "--task", "text"], /task text needs --data FILE/);
+  expectOneLineError(["train", "--task", "text", "--data", path.join(tmp, "missing.txt")], /missing\.txt: cannot read \(ENOENT\)/);
+  expectOneLineError(["train", "--task", "passkey", "--length", "10"], /passkey: length 10 is too short/);
+  expectOneLineError(["eval", path.join(tmp, "nowhere")], /nowhere: no such model directory/);
+});

@@ -7,8 +7,9 @@ import { SeqlabError } from "../util/errors.js";
 import { helpText, parse } from "./args.js";
 import type { Command } from "./command.js";
 import { verifyCommand } from "./commands/verify.js";
+import { evalCommand, trainCommand } from "./commands/train.js";
 
-const COMMANDS: Command[] = [verifyCommand];
+const COMMANDS: Command[] = [verifyCommand, trainCommand, evalCommand];
 
 function usage(): string {
   const lines = ["usage: seqlab <command> [options]", "", "commands:"];

@@ -1,0 +1,62 @@
+/**
+ * Named native model configs: the architectures the showdown compares, at a given width and
+ * vocabulary. Layer counts are chosen so parameter counts roughly match: a Mamba block holds
+ * about half a Transformer block's parameters (3 * expand * C^2 vs 12 * C^2), so the linear-time
+ * models stack twice as many layers, as the Mamba paper does.
+ */
+import { SeqlabError } from "../util/errors.js";
+
+export interface PresetOptions {
+  vocab: number;
+  /** model width C */
+  width: number;
+  /** Transformer layers; the others scale from it */
+  layers?: number;
+  /** SSM state size N (Mamba), per-head state for Mamba-2 and RWKV-7 derive from width */
+  state?: number;
+  /** attention positional encoding in the Transformer */
+  position?: "rope" | "none";
+}
+
+export type PresetName = "transformer" | "mamba" | "mamba-lti" | "mamba2" | "rwkv7" | "rwkv4" | "hybrid";
+export const PRESET_NAMES: PresetName[] = ["transformer", "mamba", "mamba-lti", "mamba2", "rwkv7", "rwkv4", "hybrid"];
+
+export function preset(name: string, o: PresetOptions): Record<string, unknown> {
+  const C = o.width;
+  const L = o.layers ?? 2;
+  const heads = Math.max(1, Math.round(C / 16));
+  const base = { model_type: "seqlab", vocab_size: o.vocab, hidden_size: C, tie_word_embeddings: true, norm_eps: 1e-5 };
+  const attention = { num_heads: heads, num_kv_heads: heads, position: o.position ?? "rope", rope_theta: 10000 };
+  const mlp = { intermediate_size: Math.round((8 * C) / 3) };
+  const mamba = { state_size: o.state ?? 16, conv_kernel: 4, expand: 2, dt_rank: "auto" };
+  const repeat = (spec: string, n: number) => Array.from({ length: n }, () => spec);
+  switch (name as PresetName) {
+    case "transformer":
+      return { ...base, layers: repeat("attention+mlp", L), attention, mlp };
+    case "mamba":
+      return { ...base, layers: repeat("mamba", 2 * L), mamba };
+    case "mamba-lti":
+      return { ...base, layers: repeat("mamba", 2 * L), mamba: { ...mamba, selective: false } };
+    case "mamba2":
+      return { ...base, layers: repeat("mamba2", 2 * L), mamba2: { state_size: o.state ?? 16, head_dim: 16, n_groups: 1, expand: 2, conv_kernel: 4, chunk_size: 64 } };
+    case "rwkv7":
+      return { ...base, layers: repeat("rwkv7+rwkv_cmix", L), rwkv7: { head_size: 16 }, rwkv_cmix: { intermediate_size: 4 * C } };
+    case "rwkv4":
+      return { ...base, layers: repeat("rwkv4+rwkv_cmix", L), rwkv_cmix: { intermediate_size: 4 * C } };
+    case "hybrid": {
+      // Jamba's pattern: one attention layer in four (here at position 3 of each group of four),
+      // MoE FFNs on every other layer, no positional encoding (the Mamba layers supply order)
+      const n = Math.max(4, 2 * L);
+      const layers = Array.from({ length: n }, (_, i) => `${i % 4 === 3 ? "attention" : "mamba"}+${i % 2 === 1 ? "moe" : "mlp"}`);
+      return {
+        ...base,
+        layers,
+        attention: { ...attention, position: "none" },
+        mamba,
+        mlp: { intermediate_size: C },
+        moe: { num_experts: 4, top_k: 2, intermediate_size: C, aux_loss_coef: 0.01 },
+      };
+    }
+  }
+  throw new SeqlabError(`preset "${name}" is unknown (presets: ${PRESET_NAMES.join(", ")})`);
+}
