@@ -88,18 +88,8 @@ export const trainCommand: Command = {
     const task = makeTask(spec);
     const steps = intFlag(c, "steps", v.steps, 500, 1, 1e9);
     const batch = intFlag(c, "batch", v.batch, 16, 1, 1 << 16);
-    const be = await createBackend(v.backend as string, { threads: threadsFlag(c, v.threads) });
-    setDefaultBackend(be);
-    const config = modelConfig(c, v, task.vocabSize);
-    const model = buildModel(new RawConfig(String(v.model), config), ModuleContext.seeded(be, spec.seed));
-    console.error(`train: ${v.model} (${model.parameterCount().toLocaleString("en-US")} parameters) on ${task.name} T=${task.length}, backend ${be.describe()}`);
-    const bar = new cliProgress.SingleBar(
-      { format: "{bar} {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(steps, 0, { loss: "-", tps: "-" });
     const out = v.out as string | undefined;
-    const result = await train(model, task, {
+    const opts = {
       steps,
       batch,
       lr: numFlag(c, "lr", v.lr, 3e-3, 0, 10),
@@ -109,6 +99,19 @@ export const trainCommand: Command = {
       accumulation: intFlag(c, "accumulation", v.accumulation, 1, 1, 1 << 16),
       checkpointDir: out,
       checkpointEvery: intFlag(c, "checkpoint-every", v["checkpoint-every"], 100, 1, 1e9),
+    };
+    const config = modelConfig(c, v, task.vocabSize);
+    const be = await createBackend(v.backend as string, { threads: threadsFlag(c, v.threads) });
+    setDefaultBackend(be);
+    const model = buildModel(new RawConfig(String(v.model), config), ModuleContext.seeded(be, spec.seed));
+    console.error(`train: ${v.model} (${model.parameterCount().toLocaleString("en-US")} parameters) on ${task.name} T=${task.length}, backend ${be.describe()}`);
+    const bar = new cliProgress.SingleBar(
+      { format: "{bar} {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(steps, 0, { loss: "-", tps: "-" });
+    const result = await train(model, task, {
+      ...opts,
       config: { ...config, seqlab_task: spec },
       onStep: (s) => bar.update(s.step, { loss: s.loss.toFixed(4), tps: Math.round(s.tokens / s.seconds) }),
     });
