@@ -1,0 +1,64 @@
+/**
+ * The showdown's results: every number the report shows, with units in the field names
+ * (seconds, bytes, ms per token, accuracy as a fraction) and a legend in `units`, plus what is
+ * needed to reproduce it (machine, backend, seeds, versions, settings).
+ */
+import type { ScalingSeries } from "./scaling.js";
+import type { DecodeSeries } from "./decode.js";
+
+export interface RecallRun {
+  arch: string;
+  label: string;
+  params: number;
+  task: string;
+  /** what varies across runs of one architecture (state size, width), if anything */
+  variant?: string;
+  trainLengths: number[];
+  steps: number;
+  trainSeconds: number;
+  finalLoss: number;
+  /** accuracy by evaluation setting, e.g. "L128" or "L128_d0.5" */
+  accuracy: Record<string, number>;
+}
+
+export type Verdict = "reproduced" | "not reproduced" | "not measured";
+
+export interface ClaimResult {
+  id: number;
+  title: string;
+  verdict: Verdict;
+  /** the numbers the verdict rests on, in words */
+  evidence: string[];
+}
+
+export interface ShowdownResults {
+  schema: "seqlab-showdown/1";
+  createdAt: string;
+  mode: "quick" | "default";
+  machine: { cpu: string; cores: number; memoryBytes: number; platform: string; node: string };
+  backend: string;
+  seed: number;
+  versions: Record<string, string>;
+  settings: Record<string, unknown>;
+  units: Record<string, string>;
+  architectures: { id: string; label: string; params: number; config: Record<string, unknown> }[];
+  scaling: ScalingSeries[];
+  decode: DecodeSeries[];
+  recall: RecallRun[];
+  claims: ClaimResult[];
+  elapsedSeconds: number;
+}
+
+export const UNITS: Record<string, string> = {
+  seconds: "s (wall clock, best of repeats)",
+  peakBytes: "bytes of tensor storage above what was live before the run",
+  msPerToken: "ms per decoded token (median)",
+  kvCacheBytes: "bytes of KV cache filled",
+  recurrentBytes: "bytes of recurrent state",
+  timeSlope: "exponent k of time ~ T^k (log-log fit over the largest lengths)",
+  memorySlope: "exponent k of peak bytes ~ T^k",
+  bytesSlope: "exponent k of state bytes ~ position^k",
+  accuracy: "fraction of held-out examples (passkey: all 5 digits) or answer positions right",
+  trainSeconds: "s",
+  params: "parameters",
+};
