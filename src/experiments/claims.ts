@@ -1,0 +1,137 @@
+/**
+ * Judging the article's claims from the measured numbers. Each verdict states the thresholds it
+ * used and the numbers it saw; nothing is tuned to come out: a claim that the numbers do not
+ * support is reported as not reproduced, and one whose measurements are missing as not measured.
+ */
+import type { ClaimResult, RecallRun, ShowdownResults, Verdict } from "./results.js";
+import type { ScalingSeries } from "./scaling.js";
+
+type Partial = Pick<ShowdownResults, "scaling" | "decode" | "recall">;
+
+const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "n/a");
+const pct = (x: number | undefined) => (x === undefined ? "n/a" : `${(100 * x).toFixed(1)}%`);
+
+function verdict(measured: boolean, ok: boolean): Verdict {
+  return !measured ? "not measured" : ok ? "reproduced" : "not reproduced";
+}
+
+const series = (r: Partial, id: string): ScalingSeries | undefined => r.scaling.find((s) => s.arch === id);
+const LINEAR = ["mamba", "mamba2", "rwkv"];
+
+function claim1(r: Partial): ClaimResult {
+  const naive = series(r, "attention-naive");
+  const tiled = series(r, "attention-tiled");
+  const e: string[] = [];
+  let ok = true;
+  if (naive && tiled) {
+    e.push(`time ~ T^k: naive k = ${f2(naive.timeSlope)}, tiled k = ${f2(tiled.timeSlope)} (threshold k >= 1.6 over the largest lengths)`);
+    e.push(`peak memory ~ T^k: naive k = ${f2(naive.memorySlope)} (needs >= 1.6), tiled k = ${f2(tiled.memorySlope)} (needs <= 1.3)`);
+    e.push(`naive attention stops: ${naive.stop}; tiled reaches T = ${tiled.points.at(-1)?.T}`);
+    const common = naive.points.at(-1);
+    const same = common && tiled.points.find((p) => p.T === common.T);
+    if (common && same) e.push(`at T = ${common.T}: tiled takes ${f2(same.seconds / common.seconds)}x the naive time with ${f2(same.peakBytes / common.peakBytes)}x its memory`);
+    ok = naive.timeSlope >= 1.6 && tiled.timeSlope >= 1.6 && naive.memorySlope >= 1.6 && tiled.memorySlope <= 1.3;
+  }
+  return { id: 1, title: "Attention costs O(T^2) compute; materialised attention needs O(T^2) memory; a tiled kernel brings memory back to O(T) without changing compute", verdict: verdict(!!(naive && tiled), ok), evidence: e };
+}
+
+function claim2(r: Partial): ClaimResult {
+  const att = r.decode.find((d) => d.arch === "transformer");
+  const rec = r.decode.filter((d) => LINEAR.includes(d.arch));
+  const e: string[] = [];
+  let ok = !!att && rec.length > 0;
+  if (att) {
+    e.push(`Transformer: KV cache bytes ~ position^${f2(att.bytesSlope)} (needs 0.9..1.1), decode time ~ position^${f2(att.timeSlope)} (needs >= 0.3 at the largest positions)`);
+    const a = att.points[0];
+    const b = att.points.at(-1)!;
+    e.push(`Transformer at position ${a.position} -> ${b.position}: ${a.msPerToken.toFixed(2)} -> ${b.msPerToken.toFixed(2)} ms/token, KV cache ${a.kvCacheBytes} -> ${b.kvCacheBytes} bytes`);
+    ok &&= att.bytesSlope >= 0.9 && att.bytesSlope <= 1.1 && att.timeSlope >= 0.3;
+  }
+  for (const d of rec) {
+    const a = d.points[0];
+    const b = d.points.at(-1)!;
+    e.push(`${d.label}: state ${a.recurrentBytes} -> ${b.recurrentBytes} bytes, ${a.msPerToken.toFixed(2)} -> ${b.msPerToken.toFixed(2)} ms/token (time slope ${f2(d.timeSlope)}, needs <= 0.15)`);
+    ok &&= a.recurrentBytes === b.recurrentBytes && b.kvCacheBytes === 0 && d.timeSlope <= 0.15;
+  }
+  return { id: 2, title: "Decoding with attention reads a KV cache that grows with every token; Mamba and RWKV decode from a fixed-size state", verdict: verdict(!!att && rec.length > 0, ok), evidence: e };
+}
+
+function claim3(r: Partial): ClaimResult {
+  const lin = r.scaling.filter((s) => LINEAR.includes(s.arch));
+  const e = lin.map((s) => `${s.label}: time ~ T^${f2(s.timeSlope)}, memory ~ T^${f2(s.memorySlope)} up to T = ${s.points.at(-1)?.T} (needs <= 1.25 each)`);
+  const ok = lin.every((s) => s.timeSlope <= 1.25 && s.memorySlope <= 1.25);
+  return { id: 3, title: "Training and prefill of Mamba and RWKV are O(T)", verdict: verdict(lin.length > 0, ok), evidence: e };
+}
+
+const acc = (runs: RecallRun[], arch: string, key: string) => runs.find((x) => x.arch === arch)?.accuracy[key];
+
+function claim4(r: Partial): ClaimResult {
+  const runs = r.recall.filter((x) => x.task === "selective-copy");
+  const key = Object.keys(runs[0]?.accuracy ?? {})[0];
+  const sel = key ? acc(runs, "mamba", key) : undefined;
+  const lti = key ? acc(runs, "mamba-lti", key) : undefined;
+  const measured = sel !== undefined && lti !== undefined;
+  const e = measured ? [`selective copying (${key}): Mamba ${pct(sel)} (needs >= 90%), Mamba without selection ${pct(lti)} (needs at least 20 points lower)`] : [];
+  return { id: 4, title: "Selection (input-dependent dt, B, C) lets Mamba solve selective copying, which a time-invariant SSM cannot", verdict: verdict(measured, measured && sel! >= 0.9 && lti! <= sel! - 0.2), evidence: e };
+}
+
+/** passkey accuracy at one length, averaged over depths */
+function passkeyAt(run: RecallRun | undefined, L: number): number | undefined {
+  if (!run) return undefined;
+  const v = Object.entries(run.accuracy).filter(([k]) => k.startsWith(`L${L}_`)).map(([, x]) => x);
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : undefined;
+}
+
+function claim5(r: Partial): ClaimResult {
+  const pk = r.recall.filter((x) => x.task === "passkey");
+  const tf = pk.find((x) => x.arch === "transformer");
+  const mambas = pk.filter((x) => x.arch === "mamba");
+  const e: string[] = [];
+  if (!tf || mambas.length === 0) return { id: 5, title: "Compression loses information: a pure SSM's recall degrades as the context grows or the state shrinks; attention's does not", verdict: "not measured", evidence: e };
+  const lengths = tf.trainLengths;
+  const tfOk = lengths.every((L) => (passkeyAt(tf, L) ?? 0) >= 0.95);
+  e.push(`Transformer passkey at its trained lengths: ${lengths.map((L) => `${L}: ${pct(passkeyAt(tf, L))}`).join(", ")} (needs >= 95% each)`);
+  const longest = Math.max(...lengths);
+  let gap = false;
+  for (const m of mambas) {
+    const tl = passkeyAt(tf, longest)!;
+    const ml = passkeyAt(m, longest) ?? 0;
+    e.push(`${m.label}${m.variant ? ` (${m.variant})` : ""} passkey: ${m.trainLengths.map((L) => `${L}: ${pct(passkeyAt(m, L))}`).join(", ")}; at ${longest}: ${f2(100 * (tl - ml))} points below the Transformer`);
+    if (tl - ml >= 0.05) gap = true;
+  }
+  const mq = r.recall.filter((x) => x.task === "mqar");
+  for (const m of mq) e.push(`MQAR ${m.label}${m.variant ? ` (${m.variant})` : ""}: ${Object.entries(m.accuracy).map(([k, v]) => `${k} ${pct(v)}`).join(", ")}`);
+  return { id: 5, title: "Compression loses information: a pure SSM's recall degrades as the context grows or the state shrinks; attention's does not", verdict: verdict(true, tfOk && gap), evidence: e };
+}
+
+function claim6(r: Partial): ClaimResult {
+  const pk = r.recall.filter((x) => x.task === "passkey");
+  const tf = pk.find((x) => x.arch === "transformer");
+  const hy = pk.find((x) => x.arch === "hybrid");
+  const hs = series(r, "hybrid");
+  const ts = series(r, "attention-tiled");
+  const e: string[] = [];
+  if (!tf || !hy) return { id: 6, title: "A hybrid (a few attention layers among Mamba layers, MoE FFNs) keeps most of the linear cost and recovers the recall", verdict: "not measured", evidence: e };
+  const longest = Math.max(...tf.trainLengths);
+  const worstMamba = Math.min(...pk.filter((x) => x.arch === "mamba").map((m) => passkeyAt(m, longest) ?? 1));
+  const t = passkeyAt(tf, longest)!;
+  const h = passkeyAt(hy, longest) ?? 0;
+  e.push(`passkey at ${longest}: Transformer ${pct(t)}, hybrid ${pct(h)}, worst pure Mamba ${pct(worstMamba)} (needs a Mamba gap of >= 5 points that the hybrid closes to within 5 points)`);
+  let cheaper = true;
+  if (hs && ts) {
+    const T = Math.min(hs.points.at(-1)?.T ?? 0, ts.points.at(-1)?.T ?? 0);
+    const hp = hs.points.find((p) => p.T === T);
+    const tp = ts.points.find((p) => p.T === T);
+    e.push(`forward time ~ T^k: hybrid k = ${f2(hs.timeSlope)}, Transformer k = ${f2(ts.timeSlope)}`);
+    if (hp && tp) {
+      e.push(`at T = ${T} the hybrid's forward takes ${f2(hp.seconds / tp.seconds)}x the Transformer's time (needs < 1)`);
+      cheaper = hp.seconds < tp.seconds;
+    }
+  }
+  const ok = t - worstMamba >= 0.05 && t - h <= 0.05 && cheaper;
+  return { id: 6, title: "A hybrid (a few attention layers among Mamba layers, MoE FFNs) keeps most of the linear cost and recovers the recall", verdict: verdict(true, ok), evidence: e };
+}
+
+export function judgeClaims(r: Partial): ClaimResult[] {
+  return [claim1(r), claim2(r), claim3(r), claim4(r), claim5(r), claim6(r)];
+}
