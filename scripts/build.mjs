@@ -1,6 +1,6 @@
 // Build: bundle the CLI (and, as they arrive, the WebAssembly kernels and the web app) into dist/.
 import { build } from "esbuild";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 
 mkdirSync("dist", { recursive: true });
 await build({
@@ -14,5 +14,6 @@ await build({
   external: ["webgpu", "node-llama-cpp", "playwright-core"],
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning",
+  define: { SEQLAB_VERSION: JSON.stringify(JSON.parse(readFileSync("package.json", "utf8")).version) },
 });
 console.log("built dist/seqlab.mjs");

@@ -8,8 +8,10 @@ import { helpText, parse } from "./args.js";
 import type { Command } from "./command.js";
 import { verifyCommand } from "./commands/verify.js";
 import { evalCommand, trainCommand } from "./commands/train.js";
+import { showdownCommand } from "./commands/showdown.js";
+import { benchCommand } from "./commands/bench.js";
 
-const COMMANDS: Command[] = [verifyCommand, trainCommand, evalCommand];
+const COMMANDS: Command[] = [showdownCommand, verifyCommand, trainCommand, evalCommand, benchCommand];
 
 function usage(): string {
   const lines = ["usage: seqlab <command> [options]", "", "commands:"];

@@ -1,0 +1,49 @@
+/**
+ * How big each part of the showdown is, per mode. The default run is sized to finish within
+ * 20 minutes on a 2-core CPU, --quick within 2 minutes (CI runs it); both measure every claim,
+ * quick mode at smaller sizes and with less training (so its recall numbers are a smoke test).
+ */
+import type { PresetOptions } from "../models/presets.js";
+
+export interface RecallBudget {
+  steps: number;
+  batch: number;
+  lr: number;
+}
+
+export interface ShowdownPlan {
+  model: PresetOptions;
+  scaling: { lengths: number[]; memoryBudgetBytes: number; secondsPerPoint: number };
+  decode: { positions: number[]; steps: number; chunk: number };
+  selectiveCopy: RecallBudget & { length: number; count: number };
+  passkey: RecallBudget & { trainLengths: number[]; evalLengths: number[]; depths: number[]; smallState: number };
+  mqar: RecallBudget & { length: number; pairs: number; states: number[] };
+  evalExamples: number;
+}
+
+const pow2 = (from: number, to: number) => {
+  const out: number[] = [];
+  for (let t = from; t <= to; t *= 2) out.push(t);
+  return out;
+};
+
+export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
+  quick: {
+    model: { vocab: 64, width: 32, layers: 2 },
+    scaling: { lengths: pow2(256, 4096), memoryBudgetBytes: 64 * 2 ** 20, secondsPerPoint: 3 },
+    decode: { positions: [128, 512, 2048], steps: 4, chunk: 512 },
+    selectiveCopy: { steps: 60, batch: 8, lr: 3e-3, length: 32, count: 4 },
+    passkey: { steps: 60, batch: 8, lr: 3e-3, trainLengths: [32], evalLengths: [32, 64], depths: [0.1, 0.9], smallState: 4 },
+    mqar: { steps: 40, batch: 8, lr: 3e-3, length: 32, pairs: 4, states: [4, 16] },
+    evalExamples: 16,
+  },
+  default: {
+    model: { vocab: 64, width: 64, layers: 2 },
+    scaling: { lengths: pow2(256, 65536), memoryBudgetBytes: 2 ** 30, secondsPerPoint: 20 },
+    decode: { positions: [256, 1024, 4096, 16384], steps: 8, chunk: 1024 },
+    selectiveCopy: { steps: 400, batch: 16, lr: 3e-3, length: 64, count: 8 },
+    passkey: { steps: 600, batch: 16, lr: 3e-3, trainLengths: [64, 128], evalLengths: [64, 128, 256], depths: [0.1, 0.5, 0.9], smallState: 4 },
+    mqar: { steps: 300, batch: 16, lr: 3e-3, length: 64, pairs: 8, states: [4, 16] },
+    evalExamples: 64,
+  },
+};
