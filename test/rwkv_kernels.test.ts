@@ -127,6 +127,9 @@ test("wkv4 gradients (w, u, k, v, initial state) through outputs and the final s
       const s = x.state0.handle as Float64Array;
       for (let b = 0; b < 2; b++) for (let c = 0; c < 3; c++) s[b * 9 + 6 + c] = max0;
       (x.w.handle as Float64Array).fill(-0.1);
+      // no key overtakes the decayed initial exponent: max_T = max_0 + T w
+      const maxT = values(ops.wkv4(x.w, x.u, x.k, x.v, x.state0).state).filter((_, i) => Math.floor(i / 3) % 3 === 2);
+      assert.ok(maxT.every((m) => Math.abs(m - (max0 - 0.1 * T)) < 1e-12));
     }
     const err = gradcheck(([w, u, k, v, s0]) => {
       const r = ops.wkv4(w, u, k, v, s0);

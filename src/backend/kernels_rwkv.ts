@@ -76,7 +76,8 @@ export interface RwkvKernels<S> {
    * RWKV-7 passes a = -kk (removal key) and b = kk * a (replacement with in-context rate a).
    * r, w, k, v, a, b, y (B, T, H, N), w the decay in (0, 1); state (B, H, N, N), zero when
    * state0 is null. `checkpoints` (B, ceil(T / chunk), H, N, N) receives the state before
-   * every chunk for the backward pass (null in inference).
+   * every chunk for the backward pass (null in inference). state0 and stateOut may be the
+   * same buffer.
    */
   wkv7Forward(
     y: S,

@@ -23,6 +23,7 @@ import { RwkvBlock, type Rwkv4LayerConfig } from "../nn/rwkv4.js";
 import { InferenceState, type Rwkv4State } from "../nn/state.js";
 import type { RawConfig } from "../io/config.js";
 import { CausalLM, type ForwardOptions, type ForwardResult, type LMConfig } from "./causal_lm.js";
+import { blockScope } from "./stack.js";
 
 export interface Rwkv4Config extends LMConfig {
   layer: Rwkv4LayerConfig;
@@ -102,7 +103,8 @@ export class RwkvForCausalLM extends CausalLM {
     const hidden: Tensor[] = [];
     this.rwkv.blocks.forEach((block, i) => {
       const s = state?.layers[i] as Rwkv4State | undefined;
-      h = decoding ? block.step(h.reshape([B, C]), s!).reshape([B, 1, C]) : block.forward(h, s); // (B, T, C)
+      const input = h;
+      h = blockScope(() => (decoding ? block.step(input.reshape([B, C]), s!).reshape([B, 1, C]) : block.forward(input, s))); // (B, T, C)
       if (this.layersAreRescaled && this.config.rescaleEvery > 0 && (i + 1) % this.config.rescaleEvery === 0) {
         h = ops.scale(h, 0.5);
       }

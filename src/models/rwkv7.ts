@@ -20,6 +20,7 @@ import { Rwkv7Block, type Rwkv7LayerConfig } from "../nn/rwkv7.js";
 import { InferenceState, type Rwkv7State } from "../nn/state.js";
 import type { RawConfig } from "../io/config.js";
 import { CausalLM, type ForwardOptions, type ForwardResult, type LMConfig } from "./causal_lm.js";
+import { blockScope } from "./stack.js";
 
 export interface Rwkv7Config extends LMConfig {
   layer: Rwkv7LayerConfig;
@@ -91,13 +92,10 @@ export class Rwkv7ForCausalLM extends CausalLM {
     let vFirst: Tensor | null = null;
     this.blocks.forEach((block, i) => {
       const s = state?.layers[i] as Rwkv7State | undefined;
-      if (decoding) {
-        const out = block.step(h.reshape([B, C]), vFirst, s!);
-        h = out.h.reshape([B, 1, C]); // (B, 1, C)
-        vFirst = out.vFirst;
-      } else {
-        ({ h, vFirst } = block.forward(h, vFirst, s)); // (B, T, C)
-      }
+      const [input, v] = [h, vFirst];
+      const out = blockScope(() => (decoding ? block.step(input.reshape([B, C]), v, s!) : block.forward(input, v, s)));
+      h = out.h.reshape([B, T, C]); // (B, T, C)
+      vFirst = out.vFirst;
       if (opts.outputHidden && i < L - 1) hidden.push(h);
     });
     h = this.ln_out.forward(h); // (B, T, C)

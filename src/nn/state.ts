@@ -46,7 +46,7 @@ export interface Rwkv7State {
   kind: "rwkv7";
   attShift: Tensor; // (B, C)
   ffnShift: Tensor; // (B, C)
-  wkv: Tensor; // (B, H, N, N)
+  wkv: Tensor; // (B, H, N, N): row = value index, column = key index (rwkv_v7_numpy.py's layout)
 }
 
 /** Gated DeltaNet (Qwen3-Next linear attention): conv window and per-head (Dk x Dv) state. */
