@@ -6,7 +6,7 @@
  * (LoRA), key k, value v (mixed with layer 0's value in later layers: the value residual), an
  * in-context learning rate a (LoRA) and an output gate g (LoRA). The normalised key kk is
  * removed from the state at rate a and k (rescaled by a) written in its place: the
- * generalized delta rule S <- S (diag(w) - kk^T (a * kk)) + v^T k, y = S r (ops.wkv7). The
+ * generalized delta rule S <- S (diag(w) - kk (a * kk)^T) + v k^T, y = S r (ops.wkv7). The
  * read-out is group-normalised per head, gets a per-head bonus (r . (k * r_k)) v and the gate.
  * Channel mixing is a token-shifted squared-ReLU MLP.
  *
