@@ -8,6 +8,8 @@ import { SeqlabError } from "../util/errors.js";
 import type { CausalLM } from "./causal_lm.js";
 import { LlamaForCausalLM, parseLlamaConfig } from "./llama.js";
 import { GPT2LMHeadModel, parseGPT2Config } from "./gpt2.js";
+import { RwkvForCausalLM, parseRwkv4Config } from "./rwkv4.js";
+import { Rwkv7ForCausalLM, parseRwkv7Config } from "./rwkv7.js";
 import { SeqlabForCausalLM, parseNativeConfig } from "./native.js";
 
 export interface Architecture {
@@ -20,6 +22,8 @@ export interface Architecture {
 const ARCHITECTURES: Architecture[] = [
   { modelType: "llama", hfClass: "LlamaForCausalLM", build: (raw, ctx) => new LlamaForCausalLM(ctx, parseLlamaConfig(raw)) },
   { modelType: "gpt2", hfClass: "GPT2LMHeadModel", build: (raw, ctx) => new GPT2LMHeadModel(ctx, parseGPT2Config(raw)) },
+  { modelType: "rwkv", hfClass: "RwkvForCausalLM", build: (raw, ctx) => new RwkvForCausalLM(ctx, parseRwkv4Config(raw)) },
+  { modelType: "rwkv7", hfClass: "RWKV-7 x070 (BlinkDL RWKV-LM)", build: (raw, ctx) => new Rwkv7ForCausalLM(ctx, parseRwkv7Config(raw)) },
   { modelType: "seqlab", hfClass: "(native)", build: (raw, ctx) => new SeqlabForCausalLM(ctx, parseNativeConfig(raw)) },
 ];
 

@@ -6,6 +6,8 @@
 import type { Tensor } from "../tensor/tensor.js";
 import type { InferenceState, LayerState } from "../nn/state.js";
 import type { ForwardOptions, ForwardResult } from "./causal_lm.js";
+import { tidy } from "../tensor/scope.js";
+import { isGradEnabled } from "../autograd/tape.js";
 
 export interface Block {
   /** h (B, T, C) at positions pos0.. -> (B, T, C); updates `state` when given */
@@ -32,4 +34,13 @@ export function runStack(
   const logits = head(h); // (B, T, V)
   if (state) state.position += T;
   return { logits, hidden };
+}
+
+/**
+ * Run one block's forward so that, without gradients, the tensors it made and does not return
+ * are freed when it returns instead of when the caller's scope ends: inference memory is then
+ * one block's intermediates, not all of them. With gradients everything must stay for backward.
+ */
+export function blockScope<T>(fn: () => T): T {
+  return isGradEnabled() ? fn() : tidy(fn);
 }

@@ -30,14 +30,15 @@ export interface Mamba2State {
   ssm: Tensor; // (B, H, P, N)
 }
 
-/** RWKV-4: token-shift inputs of both mixes and the max-tracked WKV numerator, denominator, exponent. */
+/**
+ * RWKV-4: token-shift inputs of both mixes and the max-tracked WKV state, one buffer per layer
+ * holding [numerator, denominator, max exponent] per channel (the wkv4 kernels' layout).
+ */
 export interface Rwkv4State {
   kind: "rwkv4";
   attShift: Tensor; // (B, C)
   ffnShift: Tensor; // (B, C)
-  num: Tensor; // (B, A)
-  den: Tensor; // (B, A)
-  max: Tensor; // (B, A)
+  wkv: Tensor; // (B, 3, D): num, den, max; D = attention_hidden_size
 }
 
 /** RWKV-7: token-shift inputs and the per-head (N x N) delta-rule state. */
@@ -45,7 +46,7 @@ export interface Rwkv7State {
   kind: "rwkv7";
   attShift: Tensor; // (B, C)
   ffnShift: Tensor; // (B, C)
-  wkv: Tensor; // (B, H, N, N)
+  wkv: Tensor; // (B, H, N, N): row = value index, column = key index (rwkv_v7_numpy.py's layout)
 }
 
 /** Gated DeltaNet (Qwen3-Next linear attention): conv window and per-head (Dk x Dv) state. */
