@@ -39,10 +39,36 @@ export function preset(name: string, o: PresetOptions): Record<string, unknown> 
       return { ...base, layers: repeat("mamba", 2 * L), mamba: { ...mamba, selective: false } };
     case "mamba2":
       return { ...base, layers: repeat("mamba2", 2 * L), mamba2: { state_size: o.state ?? 16, head_dim: 16, n_groups: 1, expand: 2, conv_kernel: 4, chunk_size: 64 } };
-    case "rwkv7":
-      return { ...base, layers: repeat("rwkv7+rwkv_cmix", L), rwkv7: { head_size: 16 }, rwkv_cmix: { intermediate_size: 4 * C } };
+    // RWKV keeps its own block (LayerNorms, time mix, channel mix, RWKV-7's value residual
+    // across layers), so its presets are the RWKV model configs rather than native stacks
+    case "rwkv7": {
+      const lora = Math.max(8, Math.round(C / 8));
+      return {
+        model_type: "rwkv7",
+        vocab_size: o.vocab,
+        hidden_size: C,
+        num_hidden_layers: L,
+        head_size: 16,
+        decay_low_rank_dim: lora,
+        a_low_rank_dim: lora,
+        v_low_rank_dim: lora,
+        gate_low_rank_dim: 2 * lora,
+        intermediate_size: 4 * C,
+        tie_word_embeddings: true,
+      };
+    }
     case "rwkv4":
-      return { ...base, layers: repeat("rwkv4+rwkv_cmix", L), rwkv_cmix: { intermediate_size: 4 * C } };
+      return {
+        model_type: "rwkv",
+        vocab_size: o.vocab,
+        hidden_size: C,
+        num_hidden_layers: L,
+        attention_hidden_size: C,
+        intermediate_size: 4 * C,
+        context_length: 1 << 20,
+        rescale_every: 0,
+        tie_word_embeddings: true,
+      };
     case "hybrid": {
       // Jamba's pattern: one attention layer in four (here at position 3 of each group of four),
       // MoE FFNs on every other layer, no positional encoding (the Mamba layers supply order)
