@@ -26,7 +26,8 @@ export function runStack(
   const T = h.shape[1];
   const hidden: Tensor[] = opts.outputHidden ? [h] : [];
   blocks.forEach((block, i) => {
-    h = block.forward(h, pos0, state?.layers[i]); // (B, T, C)
+    const x = h;
+    h = blockScope(() => block.forward(x, pos0, state?.layers[i])); // (B, T, C)
     if (opts.outputHidden && i < blocks.length - 1) hidden.push(h);
   });
   h = finalNorm(h); // (B, T, C)
