@@ -7,3 +7,4 @@ export * from "./embedding.js";
 export * from "./rope.js";
 export * from "./attention.js";
 export * from "./loss.js";
+export * from "./scan.js";
