@@ -8,6 +8,8 @@ import { SeqlabError } from "../util/errors.js";
 import type { CausalLM } from "./causal_lm.js";
 import { LlamaForCausalLM, parseLlamaConfig } from "./llama.js";
 import { GPT2LMHeadModel, parseGPT2Config } from "./gpt2.js";
+import { MambaForCausalLM, parseMambaConfig } from "./mamba.js";
+import { Mamba2ForCausalLM, parseMamba2Config } from "./mamba2.js";
 
 export interface Architecture {
   modelType: string;
@@ -19,6 +21,8 @@ export interface Architecture {
 const ARCHITECTURES: Architecture[] = [
   { modelType: "llama", hfClass: "LlamaForCausalLM", build: (raw, ctx) => new LlamaForCausalLM(ctx, parseLlamaConfig(raw)) },
   { modelType: "gpt2", hfClass: "GPT2LMHeadModel", build: (raw, ctx) => new GPT2LMHeadModel(ctx, parseGPT2Config(raw)) },
+  { modelType: "mamba", hfClass: "MambaForCausalLM", build: (raw, ctx) => new MambaForCausalLM(ctx, parseMambaConfig(raw)) },
+  { modelType: "mamba2", hfClass: "Mamba2ForCausalLM", build: (raw, ctx) => new Mamba2ForCausalLM(ctx, parseMamba2Config(raw)) },
 ];
 
 export function supportedModelTypes(): string[] {
