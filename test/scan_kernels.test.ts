@@ -6,8 +6,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as ops from "../src/ops/index.js";
-import { empty, zeros } from "../src/backend/alloc.js";
-import { noGrad } from "../src/autograd/tape.js";
+import { empty, full, zeros } from "../src/backend/alloc.js";
+import { backward, noGrad } from "../src/autograd/tape.js";
+import { tidy } from "../src/tensor/scope.js";
 import type { Tensor } from "../src/tensor/tensor.js";
 import type { Backend } from "../src/backend/backend.js";
 import type { HostArray } from "../src/tensor/dtype.js";
@@ -279,4 +280,48 @@ test("SSD: prefill from a state and one-token steps equal the full forward (floa
     assert.ok(maxAbsDiff(joinTime(steps, B, new Array(T).fill(1), H * P), full) < 1e-5, "steps");
     assert.ok(maxAbsDiff(values(stepState), values(state)) < 1e-5, "final states agree");
   });
+});
+
+// ---------------------------------------------------------------- training memory
+
+/** Peak bytes per token of a forward + backward, above what the inputs hold. */
+function trainingBytesPerToken(T: number, setup: (T: number) => { leaves: Tensor[]; forward: () => Tensor }): number {
+  const be = ref32;
+  return tidy(() => {
+    const { leaves, forward } = setup(T);
+    const base = be.memory().bytesInUse;
+    be.resetPeak();
+    tidy(() => {
+      const out = forward();
+      backward(out, full(be, out.shape, 1));
+    });
+    const peak = be.memory().peakBytes - base;
+    for (const l of leaves) {
+      l.grad?.dispose();
+      l.grad = null;
+    }
+    return peak / T;
+  });
+}
+
+test("training memory of the selective scan and SSD is linear in T and far below keeping every state", () => {
+  const [D, N] = [16, 32];
+  const scan = (T: number) => {
+    const s = scanInputs(ref32, 1, T, D, N, true);
+    return { leaves: Object.values(s), forward: () => ops.selectiveScan(s.u, s.dt, s.A, s.Bm, s.Cm, { Dskip: s.Dskip, z: s.z, dtBias: s.dtBias }) };
+  };
+  const [H, P, G] = [4, 4, 1];
+  const ssd = (T: number) => {
+    const s = ssdInputs(ref32, 1, T, H, P, G, N, true);
+    return { leaves: Object.values(s), forward: () => ops.ssd(s.x, s.dt, s.A, s.Bm, s.Cm, { chunk: 32, Dskip: s.Dskip, dtBias: s.dtBias }) };
+  };
+  for (const [name, setup, stateBytes] of [
+    ["selective scan", scan, D * N * 4],
+    ["ssd", ssd, H * P * N * 4],
+  ] as const) {
+    const perToken = [256, 1024, 4096].map((T) => trainingBytesPerToken(T, setup));
+    assert.ok(Math.max(...perToken) / Math.min(...perToken) < 1.05, `${name}: ${perToken}`);
+    // keeping h_t for every step would add stateBytes per token on its own
+    assert.ok(perToken[2] < 0.75 * stateBytes, `${name}: ${perToken[2]} bytes per token vs ${stateBytes} per state`);
+  }
 });

@@ -108,7 +108,10 @@ export class MambaMixer extends Module {
     this.out_proj = new Linear(ctx, D, C, cfg.useBias, kaimingLinearInit(D));
   }
 
-  /** h (B, T, C) -> (B, T, C); continues from and updates `state` when given. */
+  /**
+   * h (B, T, C) -> (B, T, C); continues from and updates `state` when given. One token in
+   * inference (no gradient) is decoding and goes through `step`.
+   */
   forward(h: Tensor, state?: MambaState): Tensor {
     const [Bn, T, C] = h.shape;
     if (state && T === 1 && !isGradEnabled()) return this.step(h.reshape([Bn, C]), state).reshape([Bn, 1, C]);
@@ -164,8 +167,9 @@ export class MambaMixer extends Module {
   /**
    * Selection (S6): dt (before its bias), B and C from u (..., D). dt_proj's bias is handed to
    * the scan, which adds it before the softplus. The ablation broadcasts fixed parameters.
+   * Variants that transform dt, B, C (Jamba's layernorms) override this.
    */
-  private selection(u: Tensor): { dt: Tensor; Bmat: Tensor; Cmat: Tensor; dtBias: Tensor } {
+  protected selection(u: Tensor): { dt: Tensor; Bmat: Tensor; Cmat: Tensor; dtBias: Tensor } {
     const { D, N, R } = this.cfg;
     const lead = u.shape.slice(0, -1);
     if (this.x_proj && this.dt_proj) {

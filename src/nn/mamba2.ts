@@ -106,7 +106,10 @@ export class Mamba2Mixer extends Module {
     return this.cfg.D + 2 * this.cfg.G * this.cfg.N;
   }
 
-  /** h (B, T, C) -> (B, T, C); continues from and updates `state` when given. */
+  /**
+   * h (B, T, C) -> (B, T, C); continues from and updates `state` when given. One token in
+   * inference (no gradient) is decoding and goes through `step`.
+   */
   forward(h: Tensor, state?: Mamba2State): Tensor {
     const [Bn, T, C] = h.shape;
     if (state && T === 1 && !isGradEnabled()) return this.step(h.reshape([Bn, C]), state).reshape([Bn, 1, C]);
