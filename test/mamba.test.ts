@@ -108,8 +108,8 @@ test("selective: false builds a time-invariant SSM (dt, B, C are parameters), gr
   assert.ok(mixerGradError(mixer) < 1e-6, "gradcheck");
 
   // a tiny LM with the ablation learns a fixed periodic sequence by plain gradient descent
-  const cfg = config({ ...TINY, num_hidden_layers: 2 });
-  cfg.mixer.selective = false;
+  const cfg = config({ ...TINY, num_hidden_layers: 2, selective: false });
+  assert.equal(cfg.mixer.selective, false);
   const model = new MambaForCausalLM(ModuleContext.seeded(ref32, 9), cfg);
   const T = 24;
   const ids = Array.from({ length: T }, (_, t) => (t * 5) % 7);

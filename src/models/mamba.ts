@@ -10,6 +10,8 @@
  * - output_hidden_states reports each block's output and then norm_f's, with no embeddings.
  * - the config's intermediate_size, when present, wins over expand * hidden_size (HF stores
  *   extra config keys as attributes after computing intermediate_size).
+ * A seqlab-only key `selective` (default true) switches the mixers to the time-invariant
+ * ablation of nn/mamba.ts; HF configs never carry it.
  */
 import type { Tensor } from "../tensor/tensor.js";
 import type { Backend } from "../backend/backend.js";
@@ -79,7 +81,8 @@ export function parseMambaConfig(raw: RawConfig): MambaConfig {
       useBias: raw.bool("use_bias", true),
       useConvBias: raw.bool("use_conv_bias", true),
       act: activationFromConfig(raw, "hidden_act", "silu"),
-      selective: true,
+      // seqlab's own key (HF has none): false builds the time-invariant ablation for experiments
+      selective: raw.bool("selective", true),
       initStd,
       dtInit: dtInitFromConfig(raw),
     },
