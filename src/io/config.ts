@@ -78,6 +78,21 @@ export class RawConfig {
     return v as T;
   }
 
+  /**
+   * A list of numbers (time_step_limit and the like). Non-finite values are accepted in the
+   * encodings transformers writes: {"__float__": "Infinity"} (transformers 5) or the strings
+   * "Infinity", "-Infinity", "inf", "-inf".
+   */
+  floats(key: string, fallback?: number[]): number[] {
+    const v = this.value(key, fallback);
+    if (!Array.isArray(v)) this.fail(key, `must be a list of numbers, got ${JSON.stringify(v)}`);
+    return v.map((x) => {
+      const n = decodeFloat(x);
+      if (n === null) this.fail(key, `must be a list of numbers, got ${JSON.stringify(v)}`);
+      return n;
+    });
+  }
+
   /** An array of strings (layer_types and the like). */
   strings(key: string, fallback?: string[]): string[] {
     const v = this.value(key, fallback);
@@ -97,4 +112,13 @@ export class RawConfig {
   require(cond: boolean, problem: string): void {
     if (!cond) throw new SeqlabError(`${this.source}: ${problem}`);
   }
+}
+
+const NON_FINITE: Record<string, number> = { Infinity: Infinity, "-Infinity": -Infinity, inf: Infinity, "-inf": -Infinity, NaN: NaN };
+
+/** A JSON number, or a non-finite float as transformers serialises it; null otherwise. */
+function decodeFloat(x: unknown): number | null {
+  if (typeof x === "number") return x;
+  const tagged = typeof x === "object" && x !== null && !Array.isArray(x) ? (x as Record<string, unknown>).__float__ : x;
+  return typeof tagged === "string" && tagged in NON_FINITE ? NON_FINITE[tagged] : null;
 }

@@ -11,6 +11,8 @@ import { GPT2LMHeadModel, parseGPT2Config } from "./gpt2.js";
 import { RwkvForCausalLM, parseRwkv4Config } from "./rwkv4.js";
 import { Rwkv7ForCausalLM, parseRwkv7Config } from "./rwkv7.js";
 import { SeqlabForCausalLM, parseNativeConfig } from "./native.js";
+import { MambaForCausalLM, parseMambaConfig } from "./mamba.js";
+import { Mamba2ForCausalLM, parseMamba2Config } from "./mamba2.js";
 
 export interface Architecture {
   modelType: string;
@@ -25,6 +27,8 @@ const ARCHITECTURES: Architecture[] = [
   { modelType: "rwkv", hfClass: "RwkvForCausalLM", build: (raw, ctx) => new RwkvForCausalLM(ctx, parseRwkv4Config(raw)) },
   { modelType: "rwkv7", hfClass: "RWKV-7 x070 (BlinkDL RWKV-LM)", build: (raw, ctx) => new Rwkv7ForCausalLM(ctx, parseRwkv7Config(raw)) },
   { modelType: "seqlab", hfClass: "(native)", build: (raw, ctx) => new SeqlabForCausalLM(ctx, parseNativeConfig(raw)) },
+  { modelType: "mamba", hfClass: "MambaForCausalLM", build: (raw, ctx) => new MambaForCausalLM(ctx, parseMambaConfig(raw)) },
+  { modelType: "mamba2", hfClass: "Mamba2ForCausalLM", build: (raw, ctx) => new Mamba2ForCausalLM(ctx, parseMamba2Config(raw)) },
 ];
 
 export function supportedModelTypes(): string[] {

@@ -1,7 +1,9 @@
 /**
  * The decoder-only stack shared by every architecture: embeddings, residual blocks, a final
  * norm and the LM head, with hidden states collected as HF's output_hidden_states reports
- * them (embedding output first, each block's output, the last one after the final norm).
+ * them. Most HF models report the embedding output first, then each block's output, the last
+ * one after the final norm ("embeddings"); HF Mamba and Mamba-2 report every block's output
+ * and then the final-normed one, without the embeddings ("blocks").
  */
 import type { Tensor } from "../tensor/tensor.js";
 import type { InferenceState, LayerState } from "../nn/state.js";
@@ -14,21 +16,24 @@ export interface Block {
   forward(h: Tensor, pos0: number, state?: LayerState): Tensor;
 }
 
+export type HiddenStyle = "embeddings" | "blocks";
+
 export function runStack(
   h: Tensor,
   blocks: readonly Block[],
   finalNorm: (h: Tensor) => Tensor,
   head: (h: Tensor) => Tensor,
   opts: ForwardOptions,
+  style: HiddenStyle = "embeddings",
 ): ForwardResult {
   const state: InferenceState | undefined = opts.state;
   const pos0 = state?.position ?? 0;
   const T = h.shape[1];
-  const hidden: Tensor[] = opts.outputHidden ? [h] : [];
+  const hidden: Tensor[] = opts.outputHidden && style === "embeddings" ? [h] : [];
   blocks.forEach((block, i) => {
     const x = h;
     h = blockScope(() => block.forward(x, pos0, state?.layers[i])); // (B, T, C)
-    if (opts.outputHidden && i < blocks.length - 1) hidden.push(h);
+    if (opts.outputHidden && (style === "blocks" || i < blocks.length - 1)) hidden.push(h);
   });
   h = finalNorm(h); // (B, T, C)
   if (opts.outputHidden) hidden.push(h);

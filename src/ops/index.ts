@@ -8,3 +8,4 @@ export * from "./rope.js";
 export * from "./attention.js";
 export * from "./loss.js";
 export * from "./rwkv.js";
+export * from "./scan.js";
