@@ -12,7 +12,7 @@ import { runDecode } from "./decode.js";
 import { runRecall, type RecallPlan } from "./recall.js";
 import { judgeClaims } from "./claims.js";
 import { PLANS, type ShowdownPlan } from "./plan.js";
-import { ARCHS, archConfig, buildArch } from "./zoo.js";
+import { archConfig, buildArch, matchedArchs, type Arch } from "./zoo.js";
 import { UNITS, type RecallRun, type ShowdownResults } from "./results.js";
 import type { ScalingSeries } from "./scaling.js";
 import type { DecodeSeries } from "./decode.js";
@@ -28,7 +28,7 @@ export interface ShowdownOptions {
   log: (line: string) => void;
 }
 
-function recallPlans(p: ShowdownPlan, seed: number): RecallPlan[] {
+function recallPlans(p: ShowdownPlan, seed: number, ARCHS: Record<string, Arch>): RecallPlan[] {
   const plans: RecallPlan[] = [];
   const sc = p.selectiveCopy;
   const copy = (length: number): TaskSpec => ({ name: "selective-copy", length, count: sc.count, seed });
@@ -64,6 +64,7 @@ export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<Show
   const t0 = performance.now();
   const p = PLANS[o.mode];
   const log = o.log;
+  const ARCHS = matchedArchs(be, p.model);
   let scaling: ScalingSeries[] = [];
   let decode: DecodeSeries[] = [];
   const recall: RecallRun[] = [];
@@ -79,7 +80,7 @@ export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<Show
   }
   if (o.sections.includes("recall")) {
     log(`(c) recall: selective copying, passkey, MQAR`);
-    for (const plan of recallPlans(p, o.seed)) {
+    for (const plan of recallPlans(p, o.seed, ARCHS)) {
       const run = await runRecall(be, plan, o.seed, log);
       log(`recall ${run.task} ${run.arch}${run.variant ? ` (${run.variant})` : ""}: ${Object.entries(run.accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(" ")}`);
       recall.push(run);

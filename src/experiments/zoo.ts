@@ -16,6 +16,8 @@ export interface Arch {
   preset: string;
   /** overrides merged into the preset's config */
   overrides?: Record<string, unknown>;
+  /** layer count, once parameter matching has chosen it */
+  layers?: number;
 }
 
 export const ARCHS: Record<string, Arch> = {
@@ -30,7 +32,7 @@ export const ARCHS: Record<string, Arch> = {
 };
 
 export function archConfig(a: Arch, o: PresetOptions): Record<string, unknown> {
-  const base = preset(a.preset, o);
+  const base = preset(a.preset, { ...o, layers: a.layers ?? o.layers });
   const merged: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(a.overrides ?? {})) {
     const prev = base[k];
@@ -41,4 +43,40 @@ export function archConfig(a: Arch, o: PresetOptions): Record<string, unknown> {
 
 export function buildArch(be: Backend, a: Arch, o: PresetOptions, seed: number): CausalLM {
   return buildModel(new RawConfig(`showdown ${a.id}`, archConfig(a, o)), ModuleContext.seeded(be, seed));
+}
+
+function countParams(be: Backend, a: Arch, o: PresetOptions): number {
+  const m = buildModel(new RawConfig(`showdown ${a.id}`, archConfig(a, o)), ModuleContext.forLoading(be));
+  const n = m.parameterCount();
+  for (const t of m.parameters()) t.dispose();
+  return n;
+}
+
+/**
+ * The showdown's architectures with layer counts matched to the Transformer's parameter count
+ * at `o` (the ablation takes Mamba's count, so the two differ only in selection).
+ */
+export function matchedArchs(be: Backend, o: PresetOptions): Record<string, Arch> {
+  const target = countParams(be, ARCHS.transformer, o);
+  const out: Record<string, Arch> = {};
+  for (const [id, a] of Object.entries(ARCHS)) {
+    out[id] = a.preset === "transformer" ? { ...a, layers: o.layers ?? 2 } : { ...a, layers: matchLayers(be, a, { ...o, layers: undefined }, target).layers };
+  }
+  out["mamba-lti"] = { ...out["mamba-lti"], layers: out.mamba.layers };
+  return out;
+}
+
+/**
+ * Parameter matching: the layer count (a multiple of `step`, 4 for the hybrid's pattern) whose
+ * parameter count is closest to the reference model's.
+ */
+export function matchLayers(be: Backend, a: Arch, o: PresetOptions, target: number): { layers: number; params: number } {
+  const step = a.preset === "hybrid" ? 4 : 1;
+  let best = { layers: step, params: countParams(be, a, { ...o, layers: step }) };
+  for (let L = 2 * step; L <= 16; L += step) {
+    const params = countParams(be, a, { ...o, layers: L });
+    if (Math.abs(params - target) < Math.abs(best.params - target)) best = { layers: L, params };
+    if (params > target) break;
+  }
+  return best;
 }

@@ -78,7 +78,7 @@ export function parseMambaConfig(raw: RawConfig): MambaConfig {
       N: raw.int("state_size", 16),
       R: timeStepRank(raw, C),
       W: raw.int("conv_kernel", 4),
-      useBias: raw.bool("use_bias", true),
+      useBias: raw.bool("use_bias", false),
       useConvBias: raw.bool("use_conv_bias", true),
       act: activationFromConfig(raw, "hidden_act", "silu"),
       // seqlab's own key (HF has none): false builds the time-invariant ablation for experiments

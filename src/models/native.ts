@@ -22,6 +22,7 @@ import { CausalLM, type ForwardOptions, type ForwardResult, type LMConfig } from
 import { runStack } from "./stack.js";
 import { makeFfn, makeMixer, type FfnPart, type MixerPart } from "./native_parts.js";
 import "./native_builtin.js";
+import "./native_ssm.js";
 
 export interface NativeLayer {
   mixer: string;

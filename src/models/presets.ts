@@ -1,8 +1,8 @@
 /**
- * Named native model configs: the architectures the showdown compares, at a given width and
- * vocabulary. Layer counts are chosen so parameter counts roughly match: a Mamba block holds
- * about half a Transformer block's parameters (3 * expand * C^2 vs 12 * C^2), so the linear-time
- * models stack twice as many layers, as the Mamba paper does.
+ * Named model configs: the architectures the showdown compares, at a given width, vocabulary
+ * and layer count. By default the linear-time models stack twice as many layers as the
+ * Transformer, as the Mamba paper does (a Mamba block holds about half a Transformer block's
+ * parameters: 3 * expand * C^2 vs 12 * C^2); experiments/zoo.ts matches counts exactly.
  */
 import { SeqlabError } from "../util/errors.js";
 
@@ -10,7 +10,7 @@ export interface PresetOptions {
   vocab: number;
   /** model width C */
   width: number;
-  /** Transformer layers; the others scale from it */
+  /** layers of this model (default: 2 for the Transformer and RWKV, 4 for the others) */
   layers?: number;
   /** SSM state size N (Mamba), per-head state for Mamba-2 and RWKV-7 derive from width */
   state?: number;
@@ -23,7 +23,7 @@ export const PRESET_NAMES: PresetName[] = ["transformer", "mamba", "mamba-lti", 
 
 export function preset(name: string, o: PresetOptions): Record<string, unknown> {
   const C = o.width;
-  const L = o.layers ?? 2;
+  const L = o.layers ?? (["transformer", "rwkv7", "rwkv4"].includes(name) ? 2 : 4);
   const heads = Math.max(1, Math.round(C / 16));
   const base = { model_type: "seqlab", vocab_size: o.vocab, hidden_size: C, tie_word_embeddings: true, norm_eps: 1e-5 };
   const attention = { num_heads: heads, num_kv_heads: heads, position: o.position ?? "rope", rope_theta: 10000 };
@@ -34,11 +34,11 @@ export function preset(name: string, o: PresetOptions): Record<string, unknown> 
     case "transformer":
       return { ...base, layers: repeat("attention+mlp", L), attention, mlp };
     case "mamba":
-      return { ...base, layers: repeat("mamba", 2 * L), mamba };
+      return { ...base, layers: repeat("mamba", L), mamba };
     case "mamba-lti":
-      return { ...base, layers: repeat("mamba", 2 * L), mamba: { ...mamba, selective: false } };
+      return { ...base, layers: repeat("mamba", L), mamba: { ...mamba, selective: false } };
     case "mamba2":
-      return { ...base, layers: repeat("mamba2", 2 * L), mamba2: { state_size: o.state ?? 16, head_dim: 16, n_groups: 1, expand: 2, conv_kernel: 4, chunk_size: 64 } };
+      return { ...base, layers: repeat("mamba2", L), mamba2: { state_size: o.state ?? 16, head_dim: 16, n_groups: 1, expand: 2, conv_kernel: 4, chunk_size: 64 } };
     // RWKV keeps its own block (LayerNorms, time mix, channel mix, RWKV-7's value residual
     // across layers), so its presets are the RWKV model configs rather than native stacks
     case "rwkv7": {
@@ -72,8 +72,7 @@ export function preset(name: string, o: PresetOptions): Record<string, unknown> 
     case "hybrid": {
       // Jamba's pattern: one attention layer in four (here at position 3 of each group of four),
       // MoE FFNs on every other layer, no positional encoding (the Mamba layers supply order)
-      const n = Math.max(4, 2 * L);
-      const layers = Array.from({ length: n }, (_, i) => `${i % 4 === 3 ? "attention" : "mamba"}+${i % 2 === 1 ? "moe" : "mlp"}`);
+      const layers = Array.from({ length: L }, (_, i) => `${i % 4 === 3 ? "attention" : "mamba"}+${i % 2 === 1 ? "moe" : "mlp"}`);
       return {
         ...base,
         layers,

@@ -56,7 +56,7 @@ function modelConfig(cmd: string, v: Values, vocab: number): Record<string, unkn
   return preset(m, {
     vocab,
     width: intFlag(cmd, "width", v.width, 64, 8, 8192),
-    layers: intFlag(cmd, "layers", v.layers, 2, 1, 256),
+    layers: v.layers === undefined ? undefined : intFlag(cmd, "layers", v.layers, 2, 1, 256),
     state: intFlag(cmd, "state", v.state, 16, 1, 1024),
   });
 }
@@ -68,7 +68,7 @@ export const trainCommand: Command = {
   options: {
     model: { type: "string", default: "transformer", help: `preset (${PRESET_NAMES.join(", ")}) or a config.json` },
     width: { type: "string", help: "preset width (default 64)" },
-    layers: { type: "string", help: "preset Transformer layers (default 2; linear-time presets use twice as many)" },
+    layers: { type: "string", help: "preset layers (default 2 for transformer and rwkv, 4 for the others)" },
     state: { type: "string", help: "preset SSM state size (default 16)" },
     steps: { type: "string", default: "500", help: "optimizer steps" },
     batch: { type: "string", default: "16", help: "sequences per micro-batch" },
