@@ -8,17 +8,27 @@ import { SeqlabError } from "../util/errors.js";
 import type { CausalLM } from "./causal_lm.js";
 import { LlamaForCausalLM, parseLlamaConfig } from "./llama.js";
 import { GPT2LMHeadModel, parseGPT2Config } from "./gpt2.js";
+import { Qwen3NextForCausalLM, parseQwen3NextConfig } from "./qwen3next.js";
+import { checkpointNames, QWEN2_MOE_NAMES, type CheckpointNames } from "./checkpoint_names.js";
 
 export interface Architecture {
   modelType: string;
   /** the transformers class this matches */
   hfClass: string;
   build(raw: RawConfig, ctx: ModuleContext): CausalLM;
+  /** how checkpoint file names differ from module names (none: they are the same) */
+  checkpointNames?: CheckpointNames;
 }
 
 const ARCHITECTURES: Architecture[] = [
   { modelType: "llama", hfClass: "LlamaForCausalLM", build: (raw, ctx) => new LlamaForCausalLM(ctx, parseLlamaConfig(raw)) },
   { modelType: "gpt2", hfClass: "GPT2LMHeadModel", build: (raw, ctx) => new GPT2LMHeadModel(ctx, parseGPT2Config(raw)) },
+  {
+    modelType: "qwen3_next",
+    hfClass: "Qwen3NextForCausalLM",
+    build: (raw, ctx) => new Qwen3NextForCausalLM(ctx, parseQwen3NextConfig(raw)),
+    checkpointNames: checkpointNames(QWEN2_MOE_NAMES),
+  },
 ];
 
 export function supportedModelTypes(): string[] {

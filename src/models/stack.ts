@@ -5,11 +5,15 @@
  */
 import type { Tensor } from "../tensor/tensor.js";
 import type { InferenceState, LayerState } from "../nn/state.js";
+import { RouterLog } from "../nn/moe.js";
 import type { ForwardOptions, ForwardResult } from "./causal_lm.js";
 
 export interface Block {
-  /** h (B, T, C) at positions pos0.. -> (B, T, C); updates `state` when given */
-  forward(h: Tensor, pos0: number, state?: LayerState): Tensor;
+  /**
+   * h (B, T, C) at positions pos0.. -> (B, T, C); updates `state` when given; MoE blocks record
+   * their routing in `router` when given
+   */
+  forward(h: Tensor, pos0: number, state?: LayerState, router?: RouterLog): Tensor;
 }
 
 export function runStack(
@@ -23,13 +27,15 @@ export function runStack(
   const pos0 = state?.position ?? 0;
   const T = h.shape[1];
   const hidden: Tensor[] = opts.outputHidden ? [h] : [];
+  const router = opts.auxLoss ? new RouterLog() : undefined;
   blocks.forEach((block, i) => {
-    h = block.forward(h, pos0, state?.layers[i]); // (B, T, C)
+    h = block.forward(h, pos0, state?.layers[i], router); // (B, T, C)
     if (opts.outputHidden && i < blocks.length - 1) hidden.push(h);
   });
   h = finalNorm(h); // (B, T, C)
   if (opts.outputHidden) hidden.push(h);
   const logits = head(h); // (B, T, V)
   if (state) state.position += T;
-  return { logits, hidden };
+  const auxLoss = router?.loadBalancingLoss() ?? undefined;
+  return auxLoss ? { logits, hidden, auxLoss } : { logits, hidden };
 }

@@ -7,3 +7,5 @@ export * from "./embedding.js";
 export * from "./rope.js";
 export * from "./attention.js";
 export * from "./loss.js";
+export * from "./moe.js";
+export * from "./deltanet.js";
