@@ -13,7 +13,8 @@ import { tidy } from "../src/tensor/scope.js";
 import { noGrad, backward } from "../src/autograd/tape.js";
 import { Rng } from "../src/util/rng.js";
 import { torchTopkCpu } from "../src/backend/ref/torch_topk.js";
-import { Experts, TopKRouter, sparseMoe, RouterLog, type MoeConfig } from "../src/nn/moe.js";
+import { Experts, FusedGatedMLP, TopKRouter, sparseMoe, RouterLog, type MoeConfig } from "../src/nn/moe.js";
+import { GatedMLP } from "../src/nn/mlp.js";
 import { ModuleContext } from "../src/nn/module.js";
 import { SafetensorsFile } from "../src/io/safetensors.js";
 import {
@@ -179,6 +180,19 @@ test("grouped pieces one by one: gather, grouped linear, combine, row scale (the
   assert.ok(gradcheck(([ys, rw]) => ops.combineFromExperts(ys, rw, groups), [ys, rw]) < TOL);
   const s = randn(ref64, [N, 1], rng, 1, true);
   assert.ok(gradcheck(([x, s]) => ops.scaleRows(x, ops.sigmoid(s)), [x, s]) < TOL);
+});
+
+test("Granite's fused shared MLP equals the gated MLP with its projection split (gate rows first)", () => {
+  const ctx = ModuleContext.seeded(ref64, 8);
+  const fused = new FusedGatedMLP(ctx, 4, 3, "silu", 0.5);
+  const plain = new GatedMLP(ctx, 4, 3, false, "silu", 0.5);
+  const w = values(fused.input_linear.weight);
+  (plain.gate_proj.weight.handle as Float64Array).set(w.subarray(0, 12));
+  (plain.up_proj.weight.handle as Float64Array).set(w.subarray(12));
+  (plain.down_proj.weight.handle as Float64Array).set(values(fused.output_linear.weight));
+  const x = randn(ref64, [2, 4], rng, 1, true);
+  noGrad(() => assert.ok(maxAbsDiff(values(fused.forward(x)), values(plain.forward(x))) < 1e-14));
+  assert.ok(gradcheck(([x]) => fused.forward(x), [x, fused.input_linear.weight]) < TOL);
 });
 
 test("sparseMoe logs each layer's routing; load-balancing loss gradcheck", () => {

@@ -13,6 +13,7 @@ import * as ops from "../ops/index.js";
 import type { Routing } from "../ops/moe.js";
 import type { UnaryOp } from "../backend/kernels.js";
 import { Module, ModuleContext, normalInit } from "./module.js";
+import { Linear } from "./layers.js";
 
 export interface MoeConfig {
   /** width C, experts E, expert FFN width F, experts per token k */
@@ -87,6 +88,33 @@ export class Experts extends Module {
     const h = act === "silu" ? ops.swiglu(g, u) : ops.mul(ops.unary(act, g), u); // (N * k, F)
     const ys = ops.groupedLinear(h, this.down_proj, groups); // (N * k, C)
     return ops.combineFromExperts(ys, r.weights, groups); // (N, C)
+  }
+}
+
+/**
+ * A gated MLP with its gate and up projections fused in one Linear, gate rows first: Granite's
+ * shared expert (GraniteMoeHybridMLP, `shared_mlp.input_linear` / `output_linear`).
+ */
+export class FusedGatedMLP extends Module {
+  input_linear: Linear; // (2F, C)
+  output_linear: Linear; // (C, F)
+
+  constructor(
+    ctx: ModuleContext,
+    C: number,
+    readonly F: number,
+    readonly act: UnaryOp,
+    initStd: number,
+  ) {
+    super();
+    this.input_linear = new Linear(ctx, C, 2 * F, false, normalInit(initStd));
+    this.output_linear = new Linear(ctx, F, C, false, normalInit(initStd));
+  }
+
+  forward(x: Tensor): Tensor {
+    const [g, u] = ops.split(this.input_linear.forward(x), [this.F, this.F]); // (..., F) each
+    const h = this.act === "silu" ? ops.swiglu(g, u) : ops.mul(ops.unary(this.act, g), u); // (..., F)
+    return this.output_linear.forward(h); // (..., C)
   }
 }
 
