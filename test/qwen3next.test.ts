@@ -93,22 +93,28 @@ test("bad configs are refused with one clear line", () => {
   }
 });
 
-/** logits of the full forward vs. prefill of `split` tokens then one token at a time. */
-function stepVsFull(model: CausalLM, T: number, split: number, capacity: number): number {
+/**
+ * Worst |logit difference| between the full forward and the same tokens fed in pieces of the
+ * given sizes through one inference state (a piece of 1 is a decoding step), batch of 2.
+ */
+function piecesVsFull(model: CausalLM, pieces: number[], capacity: number): number {
   const rng = new Rng(3);
+  const T = pieces.reduce((a, b) => a + b, 0);
   const ids = Array.from({ length: 2 * T }, () => rng.int(0, model.config.V));
   return noGrad(() =>
     tidy(() => {
       const V = model.config.V;
       const full = toArraySync(model.forward(model.tokens(ids, 2, T)).logits);
       const state = model.allocateState(2, capacity);
-      const rows = (from: number, to: number) => [...ids.slice(from, to), ...ids.slice(T + from, T + to)];
       let worst = 0;
-      const pre = toArraySync(model.forward(model.tokens(rows(0, split), 2, split), { state }).logits);
-      for (let b = 0; b < 2; b++) worst = Math.max(worst, maxAbsDiff(pre.subarray(b * split * V, (b + 1) * split * V), full.subarray(b * T * V, (b * T + split) * V)));
-      for (let t = split; t < T; t++) {
-        const step = toArraySync(model.forward(model.tokens(rows(t, t + 1), 2, 1, t), { state }).logits);
-        for (let b = 0; b < 2; b++) worst = Math.max(worst, maxAbsDiff(step.subarray(b * V, (b + 1) * V), full.subarray((b * T + t) * V, (b * T + t + 1) * V)));
+      let t0 = 0;
+      for (const n of pieces) {
+        const rows = [...ids.slice(t0, t0 + n), ...ids.slice(T + t0, T + t0 + n)];
+        const got = toArraySync(model.forward(model.tokens(rows, 2, n, t0), { state }).logits);
+        for (let b = 0; b < 2; b++) {
+          worst = Math.max(worst, maxAbsDiff(got.subarray(b * n * V, (b + 1) * n * V), full.subarray((b * T + t0) * V, (b * T + t0 + n) * V)));
+        }
+        t0 += n;
       }
       assert.equal(state.position, T);
       state.dispose();
@@ -117,11 +123,12 @@ function stepVsFull(model: CausalLM, T: number, split: number, capacity: number)
   );
 }
 
-test("step decoding reproduces the full forward at every position (batch of 2, KV cache grows)", () => {
+test("cached decoding reproduces the full forward at every position (batch of 2, KV cache grows)", () => {
   const model = randomModel(config, 2);
-  for (const split of [1, 5]) {
-    const err = stepVsFull(model, 17, split, 2);
-    assert.ok(err < 2e-5, `split=${split}: ${err}`);
+  const steps = (n: number) => new Array(n).fill(1);
+  for (const pieces of [steps(17), [5, ...steps(12)], [4, 6, 1, 2, 1, 3]]) {
+    const err = piecesVsFull(model, pieces, 2);
+    assert.ok(err < 2e-5, `pieces ${pieces}: ${err}`);
   }
 });
 
