@@ -12,6 +12,7 @@ import type { ScanKernels } from "./kernels_scan.js";
 import type { RwkvKernels } from "./kernels_rwkv.js";
 import type { MoeKernels } from "./kernels_moe.js";
 import type { TrainKernels } from "./kernels_train.js";
+import type { DeltaNetKernels } from "./kernels_deltanet.js";
 
 /** Elementwise functions with a known derivative. gelu_tanh is HF "gelu_new" / "gelu_pytorch_tanh". */
 export type UnaryOp =
@@ -83,7 +84,7 @@ export interface RopeDims {
  * The whole table: the core kernels below plus one interface per family of mixer kernels,
  * each in its own file (state-space scans, RWKV, mixture-of-experts, optimizers).
  */
-export interface Kernels<S> extends CoreKernels<S>, ScanKernels<S>, RwkvKernels<S>, MoeKernels<S>, TrainKernels<S> {}
+export interface Kernels<S> extends CoreKernels<S>, ScanKernels<S>, RwkvKernels<S>, MoeKernels<S>, TrainKernels<S>, DeltaNetKernels<S> {}
 
 export interface CoreKernels<S> {
   // ---- data movement ----

@@ -18,6 +18,23 @@ import { SeqlabError } from "../util/errors.js";
 
 export const TOLERANCE = { logits: 1e-4, hidden: 1e-4, loss: 1e-4, grad: 1e-3 };
 
+/**
+ * The references are float32, so each reference gradient carries rounding noise on the scale of
+ * float32 epsilon times the model's gradient as a whole. A parameter whose true gradient is many
+ * orders of magnitude below the rest (the decay parameters A_log / dt_bias of strongly decaying
+ * recurrent layers) cannot be checked to a relative 1e-3 against such a reference: a gradient
+ * passes when its error is within tolerance relative to its own norm, or below float32 epsilon
+ * times the global L2 norm of all reference gradients (a wrong or zero gradient is still far above
+ * that floor unless it is itself at float32 noise level).
+ */
+export const F32_EPS = 2 ** -23;
+
+function l2(x: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return Math.sqrt(s);
+}
+
 export interface Check {
   name: string;
   /** "rel" relative L2 error, "abs" absolute error, "tokens" mismatching tokens */
@@ -86,6 +103,7 @@ export async function runChecks(model: CausalLM, ref: SafetensorsFile): Promise<
       const error = Math.abs(got - want);
       checks.push({ name: "loss", kind: "abs", error, tolerance: TOLERANCE.loss, ok: error <= TOLERANCE.loss, note: `${got.toFixed(6)} vs ${want.toFixed(6)}` });
     } else skip("loss", "not in reference");
+    const gradFloor = F32_EPS * Math.hypot(...wantGrads.map((g) => l2(ref.readF32(g))));
     for (const g of wantGrads) {
       const p = params.get(g.slice(5));
       if (!p) {
@@ -94,7 +112,13 @@ export async function runChecks(model: CausalLM, ref: SafetensorsFile): Promise<
       }
       const want = ref.readF32(g);
       const got = p.grad ? await toFloat32(p.grad) : new Float32Array(want.length);
-      checks.push(compare(g, got, want, TOLERANCE.grad));
+      const c = compare(g, got, want, TOLERANCE.grad);
+      const diff = c.error * (l2(want) || 1);
+      if (!c.ok && got.length === want.length && diff <= gradFloor) {
+        c.ok = true;
+        c.note = `|a - b| ${diff.toExponential(1)} is below float32 resolution of the gradient, ${gradFloor.toExponential(1)}`;
+      }
+      checks.push(c);
     }
     if (wantGrads.length === 0) skip("grad.*", "not in reference");
     for (const [, p] of params) {

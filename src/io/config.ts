@@ -100,6 +100,13 @@ export class RawConfig {
     return v as string[];
   }
 
+  /** An array of integers (mlp_only_layers and the like). */
+  ints(key: string, fallback?: number[]): number[] {
+    const v = this.value(key, fallback);
+    if (!Array.isArray(v) || !v.every((x) => typeof x === "number" && Number.isSafeInteger(x))) this.fail(key, "must be a list of integers");
+    return v as number[];
+  }
+
   /** A nested object (rope_parameters, rope_scaling), or null when absent. */
   object(key: string): RawConfig | null {
     const v = this.json[key];

@@ -19,6 +19,8 @@ export interface LMConfig {
   tieWordEmbeddings: boolean;
   /** hard limit on positions (learned position embeddings), or null */
   maxPositions: number | null;
+  /** weight of the router load-balancing loss added when training (MoE models; HF router_aux_loss_coef) */
+  routerAuxLossCoef?: number;
 }
 
 export interface ForwardOptions {
@@ -26,11 +28,15 @@ export interface ForwardOptions {
   state?: InferenceState;
   /** also return the hidden states: embeddings first, one per layer, the final-normed last */
   outputHidden?: boolean;
+  /** also return the router load-balancing loss of the MoE layers (HF output_router_logits) */
+  auxLoss?: boolean;
 }
 
 export interface ForwardResult {
   logits: Tensor; // (B, T, V)
   hidden: Tensor[];
+  /** HF's aux_loss (1), unscaled; present when asked for and the model has MoE layers */
+  auxLoss?: Tensor;
 }
 
 export abstract class CausalLM extends Module {

@@ -13,7 +13,8 @@ import { ModuleContext } from "../nn/module.js";
 import { fmtShape, sameShape } from "../tensor/shape.js";
 import { SeqlabError } from "../util/errors.js";
 import type { CausalLM } from "./causal_lm.js";
-import { buildModel } from "./registry.js";
+import { architectureFor, type Architecture } from "./registry.js";
+import { safetensorsReader, type TensorReader } from "./checkpoint_names.js";
 
 export function readModelConfig(dir: string): RawConfig {
   if (!fs.existsSync(dir)) throw new SeqlabError(`${dir}: no such model directory`);
@@ -23,26 +24,33 @@ export function readModelConfig(dir: string): RawConfig {
 
 export function loadModel(dir: string, be: Backend): CausalLM {
   const raw = readModelConfig(dir);
-  const model = buildModel(raw, ModuleContext.forLoading(be));
+  const arch = architectureFor(raw);
+  const model = arch.build(raw, ModuleContext.forLoading(be));
   const file = path.join(dir, "model.safetensors");
   if (!fs.existsSync(file)) throw new SeqlabError(`${file}: no such file (the model's weights)`);
   const st = SafetensorsFile.open(file);
   try {
-    loadWeights(model, st);
+    loadWeights(model, checkpointReader(arch, st));
   } finally {
     st.close();
   }
   return model;
 }
 
-/** Fill every parameter of `model` from `st`, checking names and shapes. */
-export function loadWeights(model: CausalLM, st: SafetensorsFile): void {
+/** The checkpoint file seen under the module names of `arch` (its name conversion, if it has one). */
+export function checkpointReader(arch: Architecture, st: SafetensorsFile): TensorReader {
+  const file = safetensorsReader(st);
+  return arch.checkpointNames ? arch.checkpointNames.fromCheckpoint(file) : file;
+}
+
+/** Fill every parameter of `model` from `file` (read under module names), checking names and shapes. */
+export function loadWeights(model: CausalLM, file: TensorReader): void {
   for (const [name, t] of model.namedParameters()) {
-    if (!st.has(name)) throw new SeqlabError(`${st.path}: tensor "${name}" is missing`);
-    const info = st.info(name);
-    if (!sameShape(info.shape, t.shape)) {
-      throw new SeqlabError(`${st.path}: tensor "${name}" has shape ${fmtShape(info.shape)}, the config needs ${fmtShape(t.shape)}`);
+    if (!file.has(name)) throw new SeqlabError(`${file.path}: tensor "${name}" is missing`);
+    const shape = file.shape(name);
+    if (!sameShape(shape, t.shape)) {
+      throw new SeqlabError(`${file.path}: tensor "${name}" has shape ${fmtShape(shape)}, the config needs ${fmtShape(t.shape)}`);
     }
-    backendOf(t).write(t.handle, t.dtype, st.readF32(name));
+    backendOf(t).write(t.handle, t.dtype, file.readF32(name));
   }
 }

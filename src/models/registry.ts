@@ -13,12 +13,16 @@ import { Rwkv7ForCausalLM, parseRwkv7Config } from "./rwkv7.js";
 import { SeqlabForCausalLM, parseNativeConfig } from "./native.js";
 import { MambaForCausalLM, parseMambaConfig } from "./mamba.js";
 import { Mamba2ForCausalLM, parseMamba2Config } from "./mamba2.js";
+import { Qwen3NextForCausalLM, parseQwen3NextConfig } from "./qwen3next.js";
+import { checkpointNames, QWEN2_MOE_NAMES, type CheckpointNames } from "./checkpoint_names.js";
 
 export interface Architecture {
   modelType: string;
   /** the transformers class this matches */
   hfClass: string;
   build(raw: RawConfig, ctx: ModuleContext): CausalLM;
+  /** how checkpoint file names differ from module names (none: they are the same) */
+  checkpointNames?: CheckpointNames;
 }
 
 const ARCHITECTURES: Architecture[] = [
@@ -29,6 +33,12 @@ const ARCHITECTURES: Architecture[] = [
   { modelType: "seqlab", hfClass: "(native)", build: (raw, ctx) => new SeqlabForCausalLM(ctx, parseNativeConfig(raw)) },
   { modelType: "mamba", hfClass: "MambaForCausalLM", build: (raw, ctx) => new MambaForCausalLM(ctx, parseMambaConfig(raw)) },
   { modelType: "mamba2", hfClass: "Mamba2ForCausalLM", build: (raw, ctx) => new Mamba2ForCausalLM(ctx, parseMamba2Config(raw)) },
+  {
+    modelType: "qwen3_next",
+    hfClass: "Qwen3NextForCausalLM",
+    build: (raw, ctx) => new Qwen3NextForCausalLM(ctx, parseQwen3NextConfig(raw)),
+    checkpointNames: checkpointNames(QWEN2_MOE_NAMES),
+  },
 ];
 
 export function supportedModelTypes(): string[] {

@@ -4,12 +4,13 @@ import { defaultRope, type RopeConfig } from "../nn/rope.js";
 
 const TYPES = ["default", "linear", "llama3", "yarn"] as const;
 
-export function ropeFromConfig(raw: RawConfig, headDim: number): RopeConfig {
+/** `defaultPartial`: the architecture's partial_rotary_factor when the config has none. */
+export function ropeFromConfig(raw: RawConfig, headDim: number, defaultPartial = 1): RopeConfig {
   const params = raw.object("rope_parameters") ?? raw.object("rope_scaling");
   const theta = params?.has("rope_theta") ? params.num("rope_theta") : raw.num("rope_theta", 10000);
   const partial = params?.has("partial_rotary_factor")
     ? params.num("partial_rotary_factor")
-    : raw.num("partial_rotary_factor", 1);
+    : raw.num("partial_rotary_factor", defaultPartial);
   let rotDim = Math.floor(headDim * partial);
   rotDim -= rotDim % 2;
   raw.require(rotDim > 0 && rotDim <= headDim, `rotary dims ${rotDim} must be in (0, ${headDim}]`);

@@ -7,13 +7,17 @@
  */
 import type { Tensor } from "../tensor/tensor.js";
 import type { InferenceState, LayerState } from "../nn/state.js";
+import { RouterLog } from "../nn/moe.js";
 import type { ForwardOptions, ForwardResult } from "./causal_lm.js";
 import { tidy } from "../tensor/scope.js";
 import { isGradEnabled } from "../autograd/tape.js";
 
 export interface Block {
-  /** h (B, T, C) at positions pos0.. -> (B, T, C); updates `state` when given */
-  forward(h: Tensor, pos0: number, state?: LayerState): Tensor;
+  /**
+   * h (B, T, C) at positions pos0.. -> (B, T, C); updates `state` when given; MoE blocks record
+   * their routing in `router` when given
+   */
+  forward(h: Tensor, pos0: number, state?: LayerState, router?: RouterLog): Tensor;
 }
 
 export type HiddenStyle = "embeddings" | "blocks";
@@ -30,16 +34,20 @@ export function runStack(
   const pos0 = state?.position ?? 0;
   const T = h.shape[1];
   const hidden: Tensor[] = opts.outputHidden && style === "embeddings" ? [h] : [];
+  const router = opts.auxLoss ? new RouterLog() : undefined;
   blocks.forEach((block, i) => {
     const x = h;
-    h = blockScope(() => block.forward(x, pos0, state?.layers[i])); // (B, T, C)
+    // the router log holds tensors across blocks, so blocks keep their intermediates when it is on
+    const run = () => block.forward(x, pos0, state?.layers[i], router);
+    h = router ? run() : blockScope(run); // (B, T, C)
     if (opts.outputHidden && (style === "blocks" || i < blocks.length - 1)) hidden.push(h);
   });
   h = finalNorm(h); // (B, T, C)
   if (opts.outputHidden) hidden.push(h);
   const logits = head(h); // (B, T, V)
   if (state) state.position += T;
-  return { logits, hidden };
+  const auxLoss = router?.loadBalancingLoss() ?? undefined;
+  return auxLoss ? { logits, hidden, auxLoss } : { logits, hidden };
 }
 
 /**

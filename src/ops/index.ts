@@ -9,3 +9,5 @@ export * from "./attention.js";
 export * from "./loss.js";
 export * from "./rwkv.js";
 export * from "./scan.js";
+export * from "./moe.js";
+export * from "./deltanet.js";

@@ -53,12 +53,17 @@ export interface TrainResult {
   resumedFrom: number;
 }
 
-/** Loss of one batch: cross-entropy over the task's target positions. */
+/**
+ * Loss of one batch: cross-entropy over the task's target positions, plus, for MoE models,
+ * router_aux_loss_coef times the router load-balancing loss (as HF's MoE causal LMs add it).
+ */
 export function batchLoss(model: CausalLM, ids: Int32Array, targets: Int32Array, B: number, T: number) {
   const x = model.tokens(ids, B, T); // (B, T)
-  const { logits } = model.forward(x); // (B, T, V)
+  const coef = model.config.routerAuxLossCoef ?? 0;
+  const { logits, auxLoss } = model.forward(x, { auxLoss: coef > 0 }); // (B, T, V)
   const y = fromArray(model.backend, targets, [B * T], "i32");
-  return ops.crossEntropy(logits, y); // (1)
+  const ce = ops.crossEntropy(logits, y); // (1)
+  return auxLoss ? ops.add(ce, ops.scale(auxLoss, coef)) : ce; // (1)
 }
 
 export async function train(model: CausalLM, task: Task, o: TrainOptions): Promise<TrainResult> {

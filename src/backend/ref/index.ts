@@ -17,6 +17,7 @@ import * as scan from "./scan.js";
 import * as rwkv from "./rwkv.js";
 import * as moe from "./moe.js";
 import * as train from "./train.js";
+import * as deltanet from "./deltanet.js";
 
 export const refKernels: Kernels<HostArray> = {
   ...ew,
@@ -28,6 +29,7 @@ export const refKernels: Kernels<HostArray> = {
   ...rwkv,
   ...moe,
   ...train,
+  ...deltanet,
 };
 
 export interface RefOptions {
