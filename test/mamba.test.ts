@@ -140,7 +140,7 @@ test("Mamba config: HF defaults, dt rank auto, and one-line errors for invalid v
   assert.equal(c.mixer.R, 3); // ceil(40 / 16)
   assert.equal(c.mixer.D, 80);
   assert.equal(c.tieWordEmbeddings, true);
-  assert.equal(c.mixer.useBias, true);
+  assert.equal(c.mixer.useBias, false); // MambaConfig.use_bias defaults to False in transformers 5.17
   assert.equal(config({ hidden_size: 40, intermediate_size: 64 }).mixer.D, 64);
   const bad: [Record<string, unknown>, RegExp][] = [
     [{ time_step_rank: "big" }, /time_step_rank.*integer/],
