@@ -46,6 +46,17 @@ function gpuEntryPoint(): Promise<GPU> {
   return entryPoint;
 }
 
+/**
+ * Dawn toggles. Workgroup memory is zero-initialised by WebGPU unless told otherwise; every
+ * kernel here writes its workgroup tiles before reading them, and the initialisation costs
+ * time on every workgroup (and seconds of shader compilation on SwiftShader). Extra toggles
+ * for experiments come from SEQLAB_DAWN_FLAGS (space-separated Dawn flags).
+ */
+const DAWN_FLAGS = [
+  "enable-dawn-features=disable_workgroup_init",
+  ...(typeof process !== "undefined" && process.env?.SEQLAB_DAWN_FLAGS ? process.env.SEQLAB_DAWN_FLAGS.split(" ") : []),
+];
+
 async function createEntryPoint(): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
@@ -60,7 +71,7 @@ async function createEntryPoint(): Promise<GPU> {
     entryPoint = null;
     throw new SeqlabError(`webgpu: the npm package "webgpu" (Dawn for Node) cannot be loaded: ${(e as Error).message.split("\n")[0]}`);
   }
-  return mod.create([]);
+  return mod.create(DAWN_FLAGS);
 }
 
 function describeAdapter(adapter: GPUAdapter): string {

@@ -78,6 +78,7 @@ function matmulDef(c: Config): KernelDef {
   const R = c.R;
   const accs: string[] = [];
   for (let r = 0; r < R; r++) for (let i = 0; i < 4; i++) for (let q = 0; q < R; q++) accs.push(`acc_${r}_${i}_${q}`);
+  // the BK steps, unrolled
   const compute: string[] = [];
   for (let k = 0; k < BK; k++) {
     for (let r = 0; r < R; r++) compute.push(`a${r} = As[s + ${k * MQ + r * 16}u + ty];`);
