@@ -77,6 +77,9 @@ const CANDIDATES: TileConfig[] = [
   { BM: 8, BN: 8, RM: 1, TX: 8 },
   { BM: 8, BN: 4, RM: 1, TX: 4 },
   { BM: 4, BN: 4, RM: 1, TX: 4 },
+  // head sizes below 16
+  { BM: 32, BN: 32, RM: 4, TX: 2 },
+  { BM: 32, BN: 32, RM: 4, TX: 1 },
 ];
 
 /**
@@ -98,14 +101,14 @@ export function chooseTiles(K: number, limits: { bytes: number; invocations: num
 function rowAccess(name: string, K: number, vec: boolean, store = false): string {
   if (vec) {
     return store
-      ? `fn st_${name}(base: u32, c: u32, v: vec4<f32>) { ${name}[base / 4u + c] = v; }\n`
+      ? `fn st_${name}(base: u32, c: u32, x_: vec4<f32>) { ${name}[base / 4u + c] = x_; }\n`
       : `fn ld_${name}(base: u32, c: u32) -> vec4<f32> { return ${name}[base / 4u + c]; }\n`;
   }
   const comps = ["x", "y", "z", "w"];
   if (store) {
-    return `fn st_${name}(base: u32, c: u32, v: vec4<f32>) {\n${comps.map((x, e) => `  if (c * 4u + ${e}u < ${K}u) { ${name}[base + c * 4u + ${e}u] = v.${x}; }`).join("\n")}\n}\n`;
+    return `fn st_${name}(base: u32, c: u32, x_: vec4<f32>) {\n${comps.map((x, e) => `  if (c * 4u + ${e}u < ${K}u) { ${name}[base + c * 4u + ${e}u] = x_.${x}; }`).join("\n")}\n}\n`;
   }
-  return `fn ld_${name}(base: u32, c: u32) -> vec4<f32> {\n  var v = vec4<f32>(0.0);\n${comps.map((x, e) => `  if (c * 4u + ${e}u < ${K}u) { v.${x} = ${name}[base + c * 4u + ${e}u]; }`).join("\n")}\n  return v;\n}\n`;
+  return `fn ld_${name}(base: u32, c: u32) -> vec4<f32> {\n  var r_ = vec4<f32>(0.0);\n${comps.map((x, e) => `  if (c * 4u + ${e}u < ${K}u) { r_.${x} = ${name}[base + c * 4u + ${e}u]; }`).join("\n")}\n  return r_;\n}\n`;
 }
 
 const arr = (vec: boolean) => (vec ? "array<vec4<f32>>" : "array<f32>");
