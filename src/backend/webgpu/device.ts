@@ -54,6 +54,8 @@ function gpuEntryPoint(): Promise<GPU> {
  */
 const DAWN_FLAGS = [
   "enable-dawn-features=disable_workgroup_init",
+  // timestamps are rounded (a browser's defence against timing attacks) unless this is off
+  "disable-dawn-features=timestamp_quantization",
   ...(typeof process !== "undefined" && process.env?.SEQLAB_DAWN_FLAGS ? process.env.SEQLAB_DAWN_FLAGS.split(" ") : []),
 ];
 
@@ -74,11 +76,12 @@ async function createEntryPoint(): Promise<GPU> {
   return mod.create(DAWN_FLAGS);
 }
 
+/** "description (vendor architecture)", from whatever the adapter tells. */
 function describeAdapter(adapter: GPUAdapter): string {
   const info = adapter.info;
-  const parts = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => !!s && s.length > 0);
-  const unique = parts.filter((s, i) => parts.indexOf(s) === i);
-  return unique.length > 0 ? unique.join(" ") : "unknown adapter";
+  const name = info?.description || info?.device || "unknown adapter";
+  const maker = [info?.vendor, info?.architecture].filter((s) => !!s && s !== name).join(" ");
+  return maker ? `${name} (${maker})` : name;
 }
 
 export async function acquireDevice(opts: DeviceOptions = {}): Promise<AcquiredDevice> {
