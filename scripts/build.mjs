@@ -17,3 +17,16 @@ await build({
   define: { SEQLAB_VERSION: JSON.stringify(JSON.parse(readFileSync("package.json", "utf8")).version) },
 });
 console.log("built dist/seqlab.mjs");
+
+// The GPU benchmark, runnable on a machine that has node and the webgpu package only.
+await build({
+  entryPoints: ["scripts/bench-gpu.ts"],
+  outfile: "dist/bench-gpu.mjs",
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  external: ["webgpu"],
+  logLevel: "warning",
+});
+console.log("built dist/bench-gpu.mjs");

@@ -14,7 +14,17 @@ export interface BackendOptions {
 
 type Factory = (opts: BackendOptions) => Promise<Backend>;
 
-const factories = new Map<string, Factory>([["ref", async (opts) => new RefBackend({ precision: opts.precision })]]);
+const factories = new Map<string, Factory>([
+  ["ref", async (opts) => new RefBackend({ precision: opts.precision })],
+  // loaded on demand: it brings Dawn (the npm package "webgpu") into Node
+  [
+    "webgpu",
+    async (opts) => {
+      if (opts.precision === "f64") throw new SeqlabError("backend webgpu stores f32 only (f64 precision is for the ref backend)");
+      return (await import("./webgpu/index.js")).WebGpuBackend.create();
+    },
+  ],
+]);
 
 /** Later backends (cpu, webgpu) register themselves here. */
 export function registerBackend(name: string, factory: Factory): void {

@@ -1,0 +1,91 @@
+/**
+ * GPU storage: the handle kernels receive (a GPUBuffer with the dtype and element count it was
+ * allocated for) and a pool that reuses buffers by size class.
+ *
+ * Reuse is safe without fences because every use of a buffer is recorded, in order, on the one
+ * queue: a buffer released while enqueued work still reads it is only rewritten by work enqueued
+ * later. Host writes (queue.writeBuffer) bypass the encoder, so the context flushes recorded
+ * work before every host write (see context.ts).
+ */
+import type { DType } from "../../tensor/dtype.js";
+import { DTYPE_BYTES } from "../../tensor/dtype.js";
+import { BufferUsage } from "./device.js";
+
+/** The storage handle of the webgpu backend. */
+export class GpuTensorBuffer {
+  constructor(
+    readonly buffer: GPUBuffer,
+    readonly dtype: DType,
+    /** elements */
+    readonly size: number,
+  ) {}
+
+  /** bytes the tensor holds (the buffer itself may be larger: its size class) */
+  get bytes(): number {
+    return this.size * DTYPE_BYTES[this.dtype];
+  }
+}
+
+/**
+ * Size classes: multiples of 256 bytes up to 4 KiB, then 8 classes per power of two (at most
+ * 12.5% slack). Every class is a multiple of 16, so any buffer can be bound as array<vec4<f32>>.
+ */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(bytes, 16);
+  if (b <= 4096) return Math.ceil(b / 256) * 256;
+  const pow = 2 ** Math.floor(Math.log2(b));
+  const step = pow / 8;
+  return Math.ceil(b / step) * step;
+}
+
+export class BufferPool {
+  private free = new Map<number, GPUBuffer[]>();
+  /** bytes of GPU memory held by pooled (free) buffers */
+  pooledBytes = 0;
+  /** bytes of GPU memory held by buffers in use (size classes, not tensor bytes) */
+  liveBytes = 0;
+  /** buffers to destroy once the work recorded so far has been submitted */
+  private doomed: GPUBuffer[] = [];
+
+  constructor(
+    private device: GPUDevice,
+    /** free bytes kept for reuse beyond which released buffers are destroyed */
+    private maxPooledBytes: number,
+  ) {}
+
+  acquire(bytes: number): GPUBuffer {
+    const cls = sizeClass(bytes);
+    const list = this.free.get(cls);
+    this.liveBytes += cls;
+    if (list && list.length > 0) {
+      this.pooledBytes -= cls;
+      return list.pop()!;
+    }
+    return this.device.createBuffer({ size: cls, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+  }
+
+  release(buf: GPUBuffer): void {
+    this.liveBytes -= buf.size;
+    if (this.pooledBytes + buf.size > this.maxPooledBytes) {
+      this.doomed.push(buf);
+      return;
+    }
+    const list = this.free.get(buf.size) ?? [];
+    list.push(buf);
+    this.free.set(buf.size, list);
+    this.pooledBytes += buf.size;
+  }
+
+  /** Called after a submit: destroy what could not be pooled (destroy waits for the GPU). */
+  afterSubmit(): void {
+    for (const b of this.doomed) b.destroy();
+    this.doomed = [];
+  }
+
+  /** Give every pooled buffer back to the driver (after a submit). */
+  trim(): void {
+    for (const list of this.free.values()) this.doomed.push(...list);
+    this.free.clear();
+    this.pooledBytes = 0;
+  }
+}

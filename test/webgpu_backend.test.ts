@@ -1,0 +1,83 @@
+/**
+ * The webgpu backend as a whole on SwiftShader: registry, memory accounting, buffer reuse,
+ * batching into few submits, refusal of kernels without WGSL, device loss, and
+ * `seqlab verify --backend webgpu` on the Hugging Face fixtures.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { createBackend } from "../src/backend/registry.js";
+import { WebGpuBackend } from "../src/backend/webgpu/index.js";
+import { verify } from "../src/cli/verify.js";
+import { SeqlabError } from "../src/util/errors.js";
+import { gpuBackend, useSwiftShader } from "./webgpu_helpers.js";
+import { HF_FIXTURES } from "./helpers.js";
+
+test("registry: webgpu is created by name and describes its adapter", async () => {
+  useSwiftShader();
+  const be = await createBackend("webgpu");
+  assert.match(be.describe(), /^webgpu \(.*swiftshader.*\)$/i);
+  await assert.rejects(createBackend("webgpu", { precision: "f64" }), SeqlabError);
+  (be as WebGpuBackend).destroy();
+});
+
+test("memory: exact bytes of live tensors, peak, and buffer reuse by size class", async () => {
+  const be = await gpuBackend();
+  const before = be.memory();
+  const a = be.allocate("f32", 1000);
+  const b = be.allocate("f16", 3);
+  assert.equal(be.memory().bytesInUse - before.bytesInUse, 4006);
+  assert.equal(be.memory().allocations - before.allocations, 2);
+  const buffer = a.buffer;
+  be.release(a);
+  be.release(b);
+  assert.equal(be.memory().bytesInUse, before.bytesInUse);
+  assert.ok(be.memory().peakBytes >= before.bytesInUse + 4006);
+  const c = be.allocate("f32", 990); // same size class
+  assert.equal(c.buffer, buffer, "a released buffer is reused");
+  be.release(c);
+});
+
+test("batching: kernels are recorded and submitted together at read()", async () => {
+  const be = await gpuBackend();
+  const x = be.upload("f32", Float32Array.from([1, 2, 3, 4]));
+  const submits = be.ctx.submits;
+  for (let i = 0; i < 50; i++) be.kernels.axpby(x, 1, x, 1, x, 4);
+  assert.equal(be.ctx.submits, submits, "nothing submitted while recording");
+  const got = await be.read(x, "f32", 4);
+  assert.equal(be.ctx.submits, submits + 1);
+  assert.deepEqual(Array.from(got), [1, 2, 3, 4].map((v) => v * 2 ** 50));
+  // a host write after recorded work sees the work done first
+  be.kernels.fill(x, 7, 4);
+  be.write(x, "f32", Float32Array.from([5, 6, 7, 8]));
+  assert.deepEqual(Array.from(await be.read(x, "f32", 4)), [5, 6, 7, 8]);
+  be.release(x);
+});
+
+test("kernels without WGSL are refused by name", async () => {
+  const be = await gpuBackend();
+  const k = be.kernels as unknown as Record<string, () => void>;
+  assert.throws(() => k["selectiveScanForward"](), (e: Error) => e instanceof SeqlabError && e.message === "webgpu: kernel selectiveScanForward is not implemented");
+  assert.equal(be.implements("matmul"), true);
+});
+
+test("device loss is reported on the next call", async () => {
+  useSwiftShader();
+  const be = await WebGpuBackend.create();
+  const x = be.allocate("f32", 4);
+  be.ctx.device.destroy();
+  await new Promise((r) => setTimeout(r, 50));
+  await be.ctx.device.lost;
+  assert.throws(() => be.kernels.fill(x, 1, 4), (e: Error) => e instanceof SeqlabError && /device was lost \(destroyed/.test(e.message));
+});
+
+for (const arch of ["llama", "gpt2"]) {
+  test(`seqlab verify --backend webgpu passes on the ${arch} fixture`, async () => {
+    useSwiftShader();
+    const lines: string[] = [];
+    const ok = await verify(path.join(HF_FIXTURES, arch), { backend: "webgpu" }, (l) => lines.push(l));
+    assert.equal(lines.at(-1), "verify: PASS", lines.join("\n"));
+    assert.ok(ok);
+    assert.match(lines[0], /backend webgpu \(/);
+  });
+}
