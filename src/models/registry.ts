@@ -14,7 +14,9 @@ import { SeqlabForCausalLM, parseNativeConfig } from "./native.js";
 import { MambaForCausalLM, parseMambaConfig } from "./mamba.js";
 import { Mamba2ForCausalLM, parseMamba2Config } from "./mamba2.js";
 import { Qwen3NextForCausalLM, parseQwen3NextConfig } from "./qwen3next.js";
-import { checkpointNames, QWEN2_MOE_NAMES, type CheckpointNames } from "./checkpoint_names.js";
+import { JambaForCausalLM, parseJambaConfig } from "./jamba.js";
+import { GraniteMoeHybridForCausalLM, parseGraniteMoeHybridConfig } from "./granitemoehybrid.js";
+import { checkpointNames, GRANITE_MOE_NAMES, JAMBA_NAMES, QWEN2_MOE_NAMES, type CheckpointNames } from "./checkpoint_names.js";
 
 export interface Architecture {
   modelType: string;
@@ -38,6 +40,18 @@ const ARCHITECTURES: Architecture[] = [
     hfClass: "Qwen3NextForCausalLM",
     build: (raw, ctx) => new Qwen3NextForCausalLM(ctx, parseQwen3NextConfig(raw)),
     checkpointNames: checkpointNames(QWEN2_MOE_NAMES),
+  },
+  {
+    modelType: "jamba",
+    hfClass: "JambaForCausalLM",
+    build: (raw, ctx) => new JambaForCausalLM(ctx, parseJambaConfig(raw)),
+    checkpointNames: checkpointNames(JAMBA_NAMES),
+  },
+  {
+    modelType: "granitemoehybrid",
+    hfClass: "GraniteMoeHybridForCausalLM",
+    build: (raw, ctx) => new GraniteMoeHybridForCausalLM(ctx, parseGraniteMoeHybridConfig(raw)),
+    checkpointNames: checkpointNames(GRANITE_MOE_NAMES),
   },
 ];
 
