@@ -19,8 +19,8 @@
  * - num_local_experts 0 leaves only the shared MLP;
  * - output_hidden_states: the scaled embeddings, each block's output, the last one after `norm`.
  * The load-balancing loss is the Switch-Transformer loss over the routers' full softmax, weighted by
- * router_aux_loss_coef when training (transformers 5.17 declares the loss for this class but records
- * no router logits, so there it adds nothing).
+ * router_aux_loss_coef when training (transformers 5.17 declares that loss for this class, but its
+ * _can_record_outputs records no router logits, so HF never computes it).
  * Module names are transformers' runtime names (`block_sparse_moe.router.weight`,
  * `block_sparse_moe.experts.gate_up_proj`); the file's older names are renamed on load
  * (checkpoint_names.ts, GRANITE_MOE_NAMES).
