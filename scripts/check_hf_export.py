@@ -14,6 +14,10 @@ from transformers import AutoModelForCausalLM
 TOL = 1e-4
 failed = 0
 for d in sys.argv[1:]:
+    if not os.path.exists(os.path.join(d, "reference.safetensors")):
+        print(f"{d}: no reference.safetensors (export with --reference) FAIL")
+        failed += 1
+        continue
     ref = load_file(os.path.join(d, "reference.safetensors"))
     model, info = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, output_loading_info=True)
     model.eval()

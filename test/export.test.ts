@@ -150,8 +150,8 @@ test("a seqlab training checkpoint of an HF architecture (module names in the fi
   const json = { model_type: "jamba", vocab_size: 32, hidden_size: 16, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, attn_layer_period: 2, attn_layer_offset: 1, num_experts: 2, mamba_d_state: 4, seqlab_task: { name: "passkey" } };
   const raw = new RawConfig("ckpt", json);
   const model = buildModel(raw, ModuleContext.seeded(ref32, 2));
-  const dir = path.join(OUT, "ckpt_jamba");
-  fs.mkdirSync(dir, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "seqlab-ckpt-")); // seqlab's own format: not for transformers
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const { writeSafetensors } = await import("../src/io/safetensors.js");
   writeSafetensors(path.join(dir, "model.safetensors"), model.namedParameters().map(([name, t]) => ({ name, dtype: "F32" as const, shape: t.shape, data: Float32Array.from(toArraySync(t)) })));
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(json));

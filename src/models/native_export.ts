@@ -212,8 +212,6 @@ function asMamba2(model: SeqlabForCausalLM): HfTarget {
       hidden_act: hfActivationName(m.act),
       layer_norm_epsilon: model.config.eps,
       residual_in_fp32: true,
-      rms_norm: true,
-      norm_before_gate: false,
     },
     rename: BACKBONE_NAMES,
   };
