@@ -14,7 +14,7 @@ import { SeqlabForCausalLM } from "../src/models/native.js";
 import { NativeMoe } from "../src/models/native_moe.js";
 import { JambaMambaMixer } from "../src/nn/jamba_mamba.js";
 import { MambaMixer } from "../src/nn/mamba.js";
-import { noGrad } from "../src/autograd/tape.js";
+import { backward, noGrad } from "../src/autograd/tape.js";
 import { tidy } from "../src/tensor/scope.js";
 import { toArraySync } from "../src/backend/alloc.js";
 import { batchLoss, train } from "../src/train/trainer.js";
@@ -72,6 +72,10 @@ test("native MoE layers log their routing: the aux loss reaches the training los
       assert.ok(Math.abs(withAux - (plain + 0.01 * aux)) < 1e-6, `${withAux} vs ${plain} + 0.01 * ${aux}`);
     }),
   );
+  // the aux loss alone trains the routers (through the full softmax it reads)
+  tidy(() => backward(model.forward(model.tokens(ids, 1, 8), { auxLoss: true }).auxLoss!));
+  const router = (model as SeqlabForCausalLM).model.layers[1].ffn as NativeMoe;
+  assert.ok(Math.max(...Array.from(toArraySync(router.router.weight.grad!), Math.abs)) > 0);
   // a native stack without MoE layers has no aux loss
   const dense = randomModel({ ...cfg, layers: ["mamba+mlp", "attention+mlp"] }, 4);
   assert.equal(dense.config.routerAuxLossCoef, 0);

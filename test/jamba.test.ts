@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { loadModel } from "../src/models/load.js";
 import { runChecks, formatCheck } from "../src/cli/verify.js";
 import { SafetensorsFile } from "../src/io/safetensors.js";
-import { noGrad } from "../src/autograd/tape.js";
+import { backward, noGrad } from "../src/autograd/tape.js";
 import { tidy } from "../src/tensor/scope.js";
 import { toArraySync } from "../src/backend/alloc.js";
 import { JambaForCausalLM, JambaSparseMoeBlock } from "../src/models/jamba.js";
@@ -174,4 +174,23 @@ test("bad configs are refused with one clear line", () => {
   for (const [json, re] of bad) {
     assert.throws(() => randomModel(json, 1), (e) => e instanceof SeqlabError && re.test(e.message) && !e.message.includes("\n"), String(re));
   }
+});
+
+test("pad_token_id is nn.Embedding's padding_idx: its row gets no gradient from lookups (a tied head's still reaches it)", () => {
+  const small = { ...config, num_hidden_layers: 2, attn_layer_period: 2, attn_layer_offset: 1 };
+  const ids = [0, 3, 0, 5, 7, 0];
+  const targets = Int32Array.from([3, 0, 5, 7, 0, -100]);
+  const row0 = (json: Record<string, unknown>) => {
+    const m = randomModel(json, 8) as JambaForCausalLM;
+    tidy(() => {
+      const loss = batchLoss(m, Int32Array.from(ids), targets, 1, 6);
+      backward(loss);
+    });
+    const g = toArraySync(m.model.embed_tokens.weight.grad!);
+    return Math.max(...Array.from(g.subarray(0, 24), Math.abs));
+  };
+  assert.equal(row0({ ...small, tie_word_embeddings: false }), 0); // Jamba's default pad_token_id is 0
+  assert.ok(row0({ ...small, tie_word_embeddings: false, pad_token_id: null }) > 0);
+  assert.ok(row0({ ...small, tie_word_embeddings: true }) > 0); // the LM head's gradient for token 0
+  assert.ok(row0({ ...small, tie_word_embeddings: false, pad_token_id: 5 }) > 0);
 });

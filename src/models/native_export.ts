@@ -54,11 +54,11 @@ function need(cond: boolean, arch: string, what: string): asserts cond {
   if (!cond) throw new SeqlabError(`cannot export as ${arch}: ${what}`);
 }
 
-/** The one value every layer agrees on, or an error naming the first that differs. */
+/** The one value the layers agree on, or an error showing two that differ. */
 function same<T>(values: T[], arch: string, what: string): T {
   const key = (v: T) => JSON.stringify(v);
   const j = values.findIndex((v) => key(v) !== key(values[0]));
-  need(j < 0, arch, `${what} differs between layers (layer ${j}: ${key(values[j])}, layer 0: ${key(values[0])}); ${arch} has one setting for all layers`);
+  need(j < 0, arch, `${what} differ between layers (${key(values[0])} and ${key(values[j])}); ${arch} has one setting for all layers`);
   return values[0];
 }
 
@@ -80,7 +80,7 @@ function mlpWidth(arch: string, ffns: (Module | null)[]): number {
     need(f.act === "silu", arch, `layer ${i}'s mlp uses ${f.act}, ${arch} takes silu here`);
     need(f.gate_proj.bias === null, arch, `layer ${i}'s mlp has biases`);
   }
-  return same(mlps.map(({ f }) => f.gate_proj.weight.shape[0]), arch, "the mlp intermediate_size");
+  return same(mlps.map(({ f }) => f.gate_proj.weight.shape[0]), arch, "the mlp widths");
 }
 
 function base(model: SeqlabForCausalLM, modelType: string, hfClass: string): Record<string, unknown> {
