@@ -10,8 +10,10 @@ import { verifyCommand } from "./commands/verify.js";
 import { evalCommand, trainCommand } from "./commands/train.js";
 import { showdownCommand } from "./commands/showdown.js";
 import { benchCommand } from "./commands/bench.js";
+import { memoryCommand } from "./commands/memory.js";
+import { exportCommand } from "./commands/export.js";
 
-const COMMANDS: Command[] = [showdownCommand, verifyCommand, trainCommand, evalCommand, benchCommand];
+const COMMANDS: Command[] = [showdownCommand, verifyCommand, trainCommand, evalCommand, benchCommand, memoryCommand, exportCommand];
 
 function usage(): string {
   const lines = ["usage: seqlab <command> [options]", "", "commands:"];

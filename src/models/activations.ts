@@ -18,3 +18,10 @@ const ACTIVATIONS: Record<string, UnaryOp> = {
 export function activationFromConfig(raw: RawConfig, key: string, fallback: string): UnaryOp {
   return ACTIVATIONS[raw.oneOf(key, Object.keys(ACTIVATIONS), fallback)];
 }
+
+/** The transformers name of a seqlab activation (for writing HF configs). */
+export function hfActivationName(op: UnaryOp): string {
+  const name = Object.keys(ACTIVATIONS).find((k) => ACTIVATIONS[k] === op);
+  if (!name) throw new Error(`internal: activation ${op} has no transformers name`);
+  return name;
+}

@@ -8,6 +8,7 @@ import { fromArray } from "../backend/alloc.js";
 import { Module } from "../nn/module.js";
 import type { InferenceState } from "../nn/state.js";
 import { SeqlabError } from "../util/errors.js";
+import type { RawConfig } from "../io/config.js";
 
 /** Fields every architecture's typed config shares (derived values computed once). */
 export interface LMConfig {
@@ -67,4 +68,15 @@ export function checkTokenIds(ids: ArrayLike<number>, V: number): void {
       throw new SeqlabError(`token id ${t} at index ${i} is outside the vocabulary [0, ${V})`);
     }
   }
+}
+
+/**
+ * The embedding row that gets no gradient (nn.Embedding's padding_idx = HF pad_token_id), or null.
+ * `fallback` is the architecture's default pad_token_id; an explicit null in the file means none.
+ */
+export function paddingIdxFromConfig(raw: RawConfig, V: number, fallback: number | null): number | null {
+  if (raw.json.pad_token_id === null || (fallback === null && !raw.has("pad_token_id"))) return null;
+  const p = raw.has("pad_token_id") ? raw.int("pad_token_id", undefined, -V) : fallback!;
+  raw.require(p < V, `pad_token_id ${p} must be below vocab_size ${V}`);
+  return p < 0 ? p + V : p; // as torch reads a negative padding_idx
 }

@@ -128,9 +128,10 @@ function readStacked(file: TensorReader, rule: StackRule, prefix: string): Float
 export function checkpointNames(rules: NameRule[]): CheckpointNames {
   return {
     fromCheckpoint(file: TensorReader): TensorReader {
+      // a file already under module names (a seqlab training checkpoint) is read as it is
       const has = (name: string): boolean => {
         const m = match(rules, name);
-        if (!m) return file.has(name);
+        if (!m || file.has(name)) return file.has(name);
         if (m.rule.kind === "rename") return file.has(join(m.prefix, m.rule.file));
         return expertFiles(m.rule, m.prefix, 0).every((n) => file.has(n));
       };
@@ -147,13 +148,13 @@ export function checkpointNames(rules: NameRule[]): CheckpointNames {
         },
         shape: (name) => {
           const m = match(rules, name);
-          if (!m) return file.shape(name);
+          if (!m || file.has(name)) return file.shape(name);
           if (m.rule.kind === "rename") return file.shape(join(m.prefix, m.rule.file));
           return stackedShape(file, m.rule, m.prefix);
         },
         readF32: (name) => {
           const m = match(rules, name);
-          if (!m) return file.readF32(name);
+          if (!m || file.has(name)) return file.readF32(name);
           if (m.rule.kind === "rename") return file.readF32(join(m.prefix, m.rule.file));
           return readStacked(file, m.rule, m.prefix);
         },

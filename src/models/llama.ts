@@ -12,7 +12,7 @@ import { GatedMLP } from "../nn/mlp.js";
 import { InferenceState, type AttentionState, type LayerState } from "../nn/state.js";
 import type { RawConfig } from "../io/config.js";
 import type { UnaryOp } from "../backend/kernels.js";
-import { CausalLM, type ForwardOptions, type ForwardResult, type LMConfig } from "./causal_lm.js";
+import { CausalLM, paddingIdxFromConfig, type ForwardOptions, type ForwardResult, type LMConfig } from "./causal_lm.js";
 import { ropeFromConfig } from "./rope_config.js";
 import { runStack } from "./stack.js";
 import { activationFromConfig } from "./activations.js";
@@ -24,9 +24,12 @@ export interface LlamaConfig extends LMConfig {
   eps: number;
   mlpBias: boolean;
   act: UnaryOp;
+  /** nn.Embedding padding_idx (pad_token_id): the row that gets no gradient */
+  paddingIdx: number | null;
 }
 
 export function parseLlamaConfig(raw: RawConfig): LlamaConfig {
+  const V = raw.int("vocab_size");
   const C = raw.int("hidden_size");
   const H = raw.int("num_attention_heads");
   const G = raw.int("num_key_value_heads", H);
@@ -38,7 +41,7 @@ export function parseLlamaConfig(raw: RawConfig): LlamaConfig {
   const initStd = raw.num("initializer_range", 0.02);
   return {
     modelType: raw.str("model_type"),
-    V: raw.int("vocab_size"),
+    V,
     C,
     L: raw.int("num_hidden_layers"),
     tieWordEmbeddings: raw.bool("tie_word_embeddings", false),
@@ -48,6 +51,7 @@ export function parseLlamaConfig(raw: RawConfig): LlamaConfig {
     eps: raw.num("rms_norm_eps", 1e-6),
     mlpBias: raw.bool("mlp_bias", false),
     act: activationFromConfig(raw, "hidden_act", "silu"),
+    paddingIdx: paddingIdxFromConfig(raw, V, null),
   };
 }
 
@@ -79,7 +83,7 @@ export class LlamaModel extends Module {
 
   constructor(ctx: ModuleContext, cfg: LlamaConfig) {
     super();
-    this.embed_tokens = new Embedding(ctx, cfg.V, cfg.C, normalInit(cfg.attention.initStd));
+    this.embed_tokens = new Embedding(ctx, cfg.V, cfg.C, normalInit(cfg.attention.initStd), cfg.paddingIdx);
     this.layers = Array.from({ length: cfg.L }, () => new LlamaDecoderLayer(ctx, cfg));
     this.norm = new RMSNorm(ctx, cfg.C, cfg.eps);
   }

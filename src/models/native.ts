@@ -21,8 +21,10 @@ import { RawConfig } from "../io/config.js";
 import { CausalLM, type ForwardOptions, type ForwardResult, type LMConfig } from "./causal_lm.js";
 import { runStack } from "./stack.js";
 import { makeFfn, makeMixer, type FfnPart, type MixerPart } from "./native_parts.js";
+import type { RouterLog } from "../nn/moe.js";
 import "./native_builtin.js";
 import "./native_ssm.js";
+import "./native_moe.js";
 
 export interface NativeLayer {
   mixer: string;
@@ -44,6 +46,9 @@ export function parseLayer(spec: string): NativeLayer {
 export function parseNativeConfig(raw: RawConfig): NativeConfig {
   const specs = raw.strings("layers");
   raw.require(specs.length > 0, `"layers" must list at least one layer`);
+  const layers = specs.map(parseLayer);
+  // the MoE FFNs' load-balancing loss is added in training with the moe section's aux_loss_coef
+  const moe = layers.some((l) => l.ffn === "moe") ? (raw.object("moe") ?? new RawConfig(`${raw.source} (moe)`, {})) : null;
   return {
     modelType: "seqlab",
     V: raw.int("vocab_size"),
@@ -51,7 +56,8 @@ export function parseNativeConfig(raw: RawConfig): NativeConfig {
     L: specs.length,
     tieWordEmbeddings: raw.bool("tie_word_embeddings", true),
     maxPositions: null,
-    layers: specs.map(parseLayer),
+    routerAuxLossCoef: moe ? moe.num("aux_loss_coef", 0.001) : 0,
+    layers,
     eps: raw.num("norm_eps", 1e-5),
     initStd: raw.num("initializer_range", 0.02),
     raw,
@@ -85,9 +91,9 @@ export class NativeBlock extends Module {
     this.ffn = this.ffnPart?.module ?? null;
   }
 
-  forward(x: Tensor, pos0: number, state?: LayerState): Tensor {
+  forward(x: Tensor, pos0: number, state?: LayerState, router?: RouterLog): Tensor {
     let h = ops.add(x, this.mixerPart.forward(this.mixer_norm.forward(x), pos0, state)); // (B, T, C)
-    if (this.ffnPart) h = ops.add(h, this.ffnPart.forward(this.ffn_norm!.forward(h))); // (B, T, C)
+    if (this.ffnPart) h = ops.add(h, this.ffnPart.forward(this.ffn_norm!.forward(h), router)); // (B, T, C)
     return h;
   }
 

@@ -8,6 +8,7 @@ import type { Backend } from "../backend/backend.js";
 import type { RawConfig } from "../io/config.js";
 import type { Module, ModuleContext } from "../nn/module.js";
 import type { LayerState } from "../nn/state.js";
+import type { RouterLog } from "../nn/moe.js";
 import { SeqlabError } from "../util/errors.js";
 
 /** A token mixer as the native block uses it. */
@@ -20,7 +21,8 @@ export interface MixerPart {
 
 export interface FfnPart {
   module: Module;
-  forward(x: Tensor): Tensor; // (B, T, C) -> (B, T, C)
+  /** (B, T, C) -> (B, T, C); a mixture of experts records its routing in `router` when given */
+  forward(x: Tensor, router?: RouterLog): Tensor;
 }
 
 /** The sizes every part sees, plus its own section of the config (e.g. config.mamba). */

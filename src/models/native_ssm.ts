@@ -1,11 +1,13 @@
 /**
  * Native parts from the state-space mixers: "mamba" (selective SSM, or its time-invariant
- * ablation with `selective: false`) and "mamba2" (SSD). Their config sections take the same
- * keys as the HF Mamba / Mamba2 configs (state_size, conv_kernel, expand, time_step_rank or
- * dt_rank, use_bias, use_conv_bias, head_dim, n_groups, chunk_size, time_step_limit ...).
+ * ablation with `selective: false`, or Jamba's mixer with RMSNorms on dt, B and C with
+ * `inner_norms: true`) and "mamba2" (SSD). Their config sections take the same keys as the HF
+ * Mamba / Mamba2 configs (state_size, conv_kernel, expand, time_step_rank or dt_rank, use_bias,
+ * use_conv_bias, head_dim, n_groups, chunk_size, time_step_limit ...).
  */
 import { RawConfig } from "../io/config.js";
 import { MambaMixer } from "../nn/mamba.js";
+import { JambaMambaMixer } from "../nn/jamba_mamba.js";
 import { Mamba2Mixer } from "../nn/mamba2.js";
 import type { MambaState, Mamba2State } from "../nn/state.js";
 import { parseMambaConfig } from "./mamba.js";
@@ -28,7 +30,10 @@ function asHfConfig(p: PartContext, extra: Record<string, unknown>): RawConfig {
 }
 
 registerMixer("mamba", (p) => {
-  const mixer = new MambaMixer(p.ctx, parseMambaConfig(asHfConfig(p, {})).mixer);
+  const cfg = parseMambaConfig(asHfConfig(p, {})).mixer;
+  const innerNorms = p.section.bool("inner_norms", false);
+  if (innerNorms) p.section.require(cfg.selective, "inner_norms (Jamba's RMSNorms on dt, B and C) needs the selective mixer, not selective: false");
+  const mixer = innerNorms ? new JambaMambaMixer(p.ctx, cfg, p.eps) : new MambaMixer(p.ctx, cfg);
   return {
     module: mixer,
     forward: (x, _pos0, state) => mixer.forward(x, state as MambaState | undefined),

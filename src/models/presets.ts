@@ -71,7 +71,9 @@ export function preset(name: string, o: PresetOptions): Record<string, unknown> 
       };
     case "hybrid": {
       // Jamba's pattern: one attention layer in four (here at position 3 of each group of four),
-      // MoE FFNs on every other layer, no positional encoding (the Mamba layers supply order)
+      // MoE FFNs (native_moe.ts, top-2 of 4, not renormalised) on every other layer, no positional
+      // encoding (the Mamba layers supply order). The Mamba mixers are the showdown's plain ones;
+      // with mamba.inner_norms: true they are Jamba's, and the model exports as JambaForCausalLM
       const layers = Array.from({ length: L }, (_, i) => `${i % 4 === 3 ? "attention" : "mamba"}+${i % 2 === 1 ? "moe" : "mlp"}`);
       return {
         ...base,

@@ -18,7 +18,7 @@ import { GatedDeltaNet, type GatedDeltaNetConfig } from "../nn/deltanet.js";
 import { GatedAttention, type GatedAttentionConfig } from "../nn/gated_attention.js";
 import { InferenceState, type AttentionState, type DeltaNetState, type LayerState } from "../nn/state.js";
 import type { RawConfig } from "../io/config.js";
-import { CausalLM, type ForwardOptions, type ForwardResult, type LMConfig } from "./causal_lm.js";
+import { CausalLM, paddingIdxFromConfig, type ForwardOptions, type ForwardResult, type LMConfig } from "./causal_lm.js";
 import { ropeFromConfig } from "./rope_config.js";
 import { activationFromConfig } from "./activations.js";
 import { runStack } from "./stack.js";
@@ -39,6 +39,8 @@ export interface Qwen3NextConfig extends LMConfig {
   layerTypes: Qwen3NextLayerType[];
   /** per layer: a sparse MoE block (true) or a dense MLP */
   sparse: boolean[];
+  /** nn.Embedding padding_idx (pad_token_id): the row that gets no gradient */
+  paddingIdx: number | null;
   eps: number;
   act: UnaryOp;
   initStd: number;
@@ -46,6 +48,7 @@ export interface Qwen3NextConfig extends LMConfig {
 
 /** Defaults are Qwen3NextConfig's (transformers 5.17). */
 export function parseQwen3NextConfig(raw: RawConfig): Qwen3NextConfig {
+  const V = raw.int("vocab_size", 151936);
   const C = raw.int("hidden_size", 2048);
   const L = raw.int("num_hidden_layers", 48);
   const H = raw.int("num_attention_heads", 16);
@@ -64,7 +67,7 @@ export function parseQwen3NextConfig(raw: RawConfig): Qwen3NextConfig {
   const layerTypes = parseLayerTypes(raw, L);
   return {
     modelType: "qwen3_next",
-    V: raw.int("vocab_size", 151936),
+    V,
     C,
     L,
     tieWordEmbeddings: raw.bool("tie_word_embeddings", false),
@@ -88,6 +91,7 @@ export function parseQwen3NextConfig(raw: RawConfig): Qwen3NextConfig {
     F: raw.int("intermediate_size", 5632),
     layerTypes,
     sparse: sparseLayers(raw, L, E),
+    paddingIdx: paddingIdxFromConfig(raw, V, null),
     eps,
     act,
     initStd,
@@ -178,7 +182,7 @@ export class Qwen3NextModel extends Module {
 
   constructor(ctx: ModuleContext, cfg: Qwen3NextConfig) {
     super();
-    this.embed_tokens = new Embedding(ctx, cfg.V, cfg.C, normalInit(cfg.initStd));
+    this.embed_tokens = new Embedding(ctx, cfg.V, cfg.C, normalInit(cfg.initStd), cfg.paddingIdx);
     this.layers = Array.from({ length: cfg.L }, (_, i) => new Qwen3NextDecoderLayer(ctx, cfg, i));
     this.norm = new RMSNorm(ctx, cfg.C, cfg.eps, 1);
   }

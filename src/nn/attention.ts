@@ -24,6 +24,8 @@ export interface AttentionConfig {
   oBias: boolean;
   /** null: no positional encoding in attention (Jamba, NoPE) */
   rope: RopeConfig | null;
+  /** softmax scale; absent: 1 / sqrt(K) (Granite sets it from attention_multiplier) */
+  scale?: number;
   initStd: number;
 }
 
@@ -76,7 +78,7 @@ export class Attention extends Module {
       q = this.rotary.forward(q, pos0);
       k = this.rotary.forward(k, pos0);
     }
-    const y = attendCached(q, k, v, state, this.impl); // (B, T, H, K)
+    const y = attendCached(q, k, v, state, this.impl, this.cfg.scale); // (B, T, H, K)
     return this.o_proj.forward(y.reshape([B, T, H * K])); // (B, T, C)
   }
 

@@ -21,13 +21,20 @@ export class Linear extends Module {
 export class Embedding extends Module {
   weight: Tensor; // (V, C)
 
-  constructor(ctx: ModuleContext, V: number, C: number, init: Init = normalInit(0.02)) {
+  /** `paddingIdx`: nn.Embedding's padding_idx, the row that gets no gradient from lookups (HF pad_token_id) */
+  constructor(
+    ctx: ModuleContext,
+    V: number,
+    C: number,
+    init: Init = normalInit(0.02),
+    readonly paddingIdx: number | null = null,
+  ) {
     super();
     this.weight = ctx.param([V, C], init);
   }
 
   forward(ids: Tensor): Tensor {
-    return ops.embedding(ids, this.weight); // (..., C)
+    return ops.embedding(ids, this.weight, this.paddingIdx); // (..., C)
   }
 }
 

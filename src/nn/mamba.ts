@@ -43,8 +43,10 @@ export interface MambaMixerConfig {
   /** bias on in_proj and out_proj; bias on conv1d */
   useBias: boolean;
   useConvBias: boolean;
-  /** HF hidden_act: applied after the conv and to the gate z */
+  /** HF hidden_act: applied after the conv and, unless `gateAct` says otherwise, to the gate z */
   act: UnaryOp;
+  /** the gate's activation when it differs from `act` (Jamba gates with silu whatever hidden_act is) */
+  gateAct?: UnaryOp;
   /** input-dependent dt, B, C (Mamba); false gives the time-invariant ablation */
   selective: boolean;
   initStd: number;
@@ -155,13 +157,17 @@ export class MambaMixer extends Module {
     return ops.neg(ops.exp(this.A_log));
   }
 
+  private get gateAct(): UnaryOp {
+    return this.cfg.gateAct ?? this.cfg.act;
+  }
+
   /** The scan gates with silu(z) itself; any other activation gates here. */
   private get fusedGate(): boolean {
-    return this.cfg.act === "silu";
+    return this.gateAct === "silu";
   }
 
   private gate(y: Tensor, z: Tensor): Tensor {
-    return this.fusedGate ? y : ops.mul(y, ops.unary(this.cfg.act, z));
+    return this.fusedGate ? y : ops.mul(y, ops.unary(this.gateAct, z));
   }
 
   /**

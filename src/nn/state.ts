@@ -64,6 +64,19 @@ export function stateTensors(s: LayerState): Tensor[] {
   return Object.values(s).filter((v): v is Tensor => typeof v === "object" && v !== null && "storage" in v);
 }
 
+/**
+ * One layer's state memory: a KV cache grows by `bytesPerToken` with every token (k and v rows
+ * of all its KV heads); a recurrent state is fixed-size (`bytesPerToken` 0).
+ */
+export interface LayerBytes {
+  kind: LayerState["kind"];
+  /** bytes held now: filled KV rows, or the whole recurrent state */
+  bytes: number;
+  bytesPerToken: number;
+  /** bytes allocated (a KV cache reserves rows ahead of its length) */
+  allocated: number;
+}
+
 export class InferenceState {
   /** tokens consumed so far (the position of the next token) */
   position = 0;
@@ -73,18 +86,29 @@ export class InferenceState {
     readonly layers: LayerState[],
   ) {}
 
+  /** Per layer: bytes held, bytes per further token, bytes allocated. */
+  layerBytes(): LayerBytes[] {
+    return this.layers.map((s) => {
+      if (s.kind === "attention") {
+        const bytesPerToken = (s.k.bytes + s.v.bytes) / s.k.shape[1];
+        return { kind: s.kind, bytes: bytesPerToken * s.length, bytesPerToken, allocated: s.k.bytes + s.v.bytes };
+      }
+      const bytes = stateTensors(s).reduce((n, t) => n + t.bytes, 0);
+      return { kind: s.kind, bytes, bytesPerToken: 0, allocated: bytes };
+    });
+  }
+
   /** Bytes held, split by kind: KV cache (as filled, and as allocated) and recurrent state. */
   bytes(): { kvCache: number; kvCacheAllocated: number; recurrent: number } {
     let kvCache = 0;
     let kvCacheAllocated = 0;
     let recurrent = 0;
-    for (const s of this.layers) {
-      if (s.kind === "attention") {
-        const rowBytes = (s.k.bytes / s.k.shape[1]) * 2;
-        kvCache += rowBytes * s.length;
-        kvCacheAllocated += s.k.bytes + s.v.bytes;
+    for (const l of this.layerBytes()) {
+      if (l.kind === "attention") {
+        kvCache += l.bytes;
+        kvCacheAllocated += l.allocated;
       } else {
-        for (const t of stateTensors(s)) recurrent += t.bytes;
+        recurrent += l.bytes;
       }
     }
     return { kvCache, kvCacheAllocated, recurrent };
