@@ -72,14 +72,14 @@ export function preset(name: string, o: PresetOptions): Record<string, unknown> 
     case "hybrid": {
       // Jamba's pattern: one attention layer in four (here at position 3 of each group of four),
       // MoE FFNs (native_moe.ts, top-2 of 4, not renormalised) on every other layer, no positional
-      // encoding (the Mamba layers supply order). The Mamba mixers are the showdown's plain ones;
-      // with mamba.inner_norms: true they are Jamba's, and the model exports as JambaForCausalLM
+      // encoding (the Mamba layers supply order), and Jamba's Mamba mixers with RMSNorms on dt, B
+      // and C: the model is a JambaForCausalLM (seqlab export --hf writes it as one)
       const layers = Array.from({ length: L }, (_, i) => `${i % 4 === 3 ? "attention" : "mamba"}+${i % 2 === 1 ? "moe" : "mlp"}`);
       return {
         ...base,
         layers,
         attention: { ...attention, position: "none" },
-        mamba,
+        mamba: { ...mamba, inner_norms: true },
         mlp: { intermediate_size: C },
         moe: { num_experts: 4, top_k: 2, intermediate_size: C, aux_loss_coef: 0.01 },
       };
