@@ -125,7 +125,8 @@ test("Jamba's grids from a layer pattern: every n-th layer from an offset, none,
 });
 
 test("patterns that no transformers class has are refused, naming what prevents it", async () => {
-  const hybrid = preset("hybrid", { vocab: 48, width: 32, layers: 4 });
+  const base = preset("hybrid", { vocab: 48, width: 32, layers: 4 });
+  const hybrid = { ...base, mamba: { ...(base.mamba as object), inner_norms: false } }; // plain Mamba mixers
   const refuse = async (json: Record<string, unknown>, re: RegExp) => {
     const raw = new RawConfig("cfg", json);
     const model = buildModel(raw, ModuleContext.forLoading(ref32));
@@ -181,7 +182,7 @@ test("CLI: seqlab export --hf DIR --model PRESET --reference, then seqlab verify
   for (const [args, re] of [
     [["export", "--hf", dir, "--model", "transformer"], /seqlab: export: .*config.json exists \(give --force to overwrite\)/],
     [["export", "--model", "transformer"], /seqlab: export: --hf DIR \(the directory to write\) is required/],
-    [["export", "--hf", path.join(OUT, "x"), "--model", "hybrid"], /seqlab: cannot export as JambaForCausalLM: layer 0's mamba lacks Jamba's RMSNorms/],
+    [["export", "--hf", path.join(OUT, "x"), "--model", "mamba-lti"], /seqlab: cannot export as MambaForCausalLM: layer 0's mamba is the time-invariant ablation/],
     [["export", "--hf", path.join(OUT, "x"), "--model", "nonesuch"], /seqlab: export: --model "nonesuch" is neither a model directory, a .json config nor a preset/],
   ] as [string[], RegExp][]) {
     const e = seqlab(...args);

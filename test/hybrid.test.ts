@@ -109,7 +109,7 @@ test("hybrid preset trains: the loss falls on a short run (MoE aux loss included
 test("native mamba: inner_norms builds Jamba's mixer; bad moe and mamba sections are named", () => {
   const withNorms = randomModel({ ...hybrid(), mamba: { state_size: 8, inner_norms: true } }, 1) as SeqlabForCausalLM;
   assert.ok(withNorms.model.layers[0].mixer instanceof JambaMambaMixer);
-  const plain = randomModel(hybrid(), 1) as SeqlabForCausalLM;
+  const plain = randomModel({ ...hybrid(), mamba: { state_size: 8, inner_norms: false } }, 1) as SeqlabForCausalLM;
   assert.ok(plain.model.layers[0].mixer instanceof MambaMixer && !(plain.model.layers[0].mixer instanceof JambaMambaMixer));
   const bad = (json: Record<string, unknown>, re: RegExp) =>
     assert.throws(() => randomModel(json, 1), (e) => e instanceof SeqlabError && re.test(e.message) && !e.message.includes("\n"), String(re));
