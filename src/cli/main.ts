@@ -7,8 +7,10 @@ import { SeqlabError } from "../util/errors.js";
 import { helpText, parse } from "./args.js";
 import type { Command } from "./command.js";
 import { verifyCommand } from "./commands/verify.js";
+import { generateCommand } from "./commands/generate.js";
+import { chatCommand } from "./commands/chat.js";
 
-const COMMANDS: Command[] = [verifyCommand];
+const COMMANDS: Command[] = [verifyCommand, generateCommand, chatCommand];
 
 function usage(): string {
   const lines = ["usage: seqlab <command> [options]", "", "commands:"];

@@ -9,7 +9,7 @@ export class Linear extends Module {
 
   constructor(ctx: ModuleContext, inFeatures: number, outFeatures: number, bias: boolean, init: Init = normalInit(0.02)) {
     super();
-    this.weight = ctx.param([outFeatures, inFeatures], init);
+    this.weight = ctx.param([outFeatures, inFeatures], init, { halfCapable: true });
     this.bias = bias ? ctx.param([outFeatures], zerosInit) : null;
   }
 
@@ -23,7 +23,7 @@ export class Embedding extends Module {
 
   constructor(ctx: ModuleContext, V: number, C: number, init: Init = normalInit(0.02)) {
     super();
-    this.weight = ctx.param([V, C], init);
+    this.weight = ctx.param([V, C], init, { halfCapable: true });
   }
 
   forward(ids: Tensor): Tensor {

@@ -62,3 +62,27 @@ export function decodeHalf(src: Uint16Array, kind: "f16" | "bf16", dst = new Flo
   }
   return dst;
 }
+
+let f16Table: Float32Array | null = null;
+
+/** All 65536 f16 bit patterns decoded once: reading a half weight becomes one table lookup. */
+function f16Values(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16ToF32(h);
+  }
+  return f16Table;
+}
+
+/**
+ * A reader that widens element i of a weight array stored as `dtype` to a number: the identity
+ * for f32, a table lookup for f16, a shift for bf16.
+ */
+export function weightReader(w: ArrayLike<number>, dtype: "f32" | "f16" | "bf16" = "f32"): (i: number) => number {
+  if (dtype === "f32") return (i) => w[i];
+  if (dtype === "f16") {
+    const table = f16Values();
+    return (i) => table[w[i]];
+  }
+  return (i) => bf16ToF32(w[i]);
+}

@@ -1,10 +1,12 @@
 /** Reference matrix multiply: out (M, N) (+)= op(a) (M, K) @ op(b) (K, N), optionally batched. */
 import type { MatmulDims } from "../kernels.js";
 import type { HostArray } from "../../tensor/dtype.js";
+import { weightReader } from "../../util/half.js";
 
 export function matmul(out: HostArray, a: HostArray, b: HostArray, d: MatmulDims): void {
   const { M, N, K, transA, transB, accumulate } = d;
   const batch = d.batch ?? 1;
+  const bAt = weightReader(b, d.bDtype); // b may be half-precision weight bits
   for (let p = 0; p < batch; p++) {
     const ao = p * (d.strideA ?? M * K);
     const bo = p * (d.strideB ?? K * N);
@@ -14,7 +16,7 @@ export function matmul(out: HostArray, a: HostArray, b: HostArray, d: MatmulDims
         let s = 0;
         for (let k = 0; k < K; k++) {
           const av = transA ? a[ao + k * M + i] : a[ao + i * K + k];
-          const bv = transB ? b[bo + j * K + k] : b[bo + k * N + j];
+          const bv = transB ? bAt(bo + j * K + k) : bAt(bo + k * N + j);
           s += av * bv;
         }
         out[oo + i * N + j] = (accumulate ? out[oo + i * N + j] : 0) + s;
