@@ -9,8 +9,10 @@ import type { Command } from "./command.js";
 import { verifyCommand } from "./commands/verify.js";
 import { generateCommand } from "./commands/generate.js";
 import { chatCommand } from "./commands/chat.js";
+import { exportCommand } from "./commands/export.js";
+import { passkeyCommand } from "./commands/passkey.js";
 
-const COMMANDS: Command[] = [verifyCommand, generateCommand, chatCommand];
+const COMMANDS: Command[] = [verifyCommand, generateCommand, chatCommand, passkeyCommand, exportCommand];
 
 function usage(): string {
   const lines = ["usage: seqlab <command> [options]", "", "commands:"];
