@@ -21,6 +21,7 @@ import { createHash } from "node:crypto";
 import { SeqlabError } from "../util/errors.js";
 import { httpGet, HttpError, readBody, type HttpResponse } from "./http.js";
 import { ProgressLine } from "./progress.js";
+import { RWKV_VOCAB } from "./tokenizer_files.js";
 
 export interface HubOptions {
   /** default: HF_ENDPOINT or https://huggingface.co */
@@ -51,7 +52,6 @@ const EXTRAS = [
   "special_tokens_map.json",
   "chat_template.jinja",
 ];
-const RWKV_VOCAB = /^rwkv_vocab.*\.txt$/;
 
 /** `hf:owner/name[@revision]` -> its parts, or null for anything else (a local path). */
 export function parseHubSpec(spec: string): HubRef | null {

@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { SeqlabError } from "../util/errors.js";
 import { readTaskMarker, TASK_KEY } from "./task_marker.js";
-import { readChatTemplate } from "./tokenizer_files.js";
+import { readChatTemplate, RWKV_VOCAB } from "./tokenizer_files.js";
 import { loadHfTokenizer } from "./tokenizer_hf.js";
 import { RwkvWorldTokenizer } from "./tokenizer_rwkv.js";
 import { ByteTokenizer } from "./tokenizer_byte.js";
@@ -45,9 +45,6 @@ export interface Tokenizer {
   /** Incomplete UTF-8 at the end decodes to U+FFFD (see generate/stream.ts). */
   decode(ids: readonly number[], opts?: DecodeOptions): string;
 }
-
-/** The RWKV World vocabulary file (rwkv_vocab_v20230424.txt and its successors). */
-export const RWKV_VOCAB = /^rwkv_vocab.*\.txt$/;
 
 /** The tokenizer of a model directory, or a one-line error saying what was looked for. */
 export function loadTokenizer(dir: string): Tokenizer {

@@ -3,6 +3,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { SeqlabError } from "../util/errors.js";
 
+/** The RWKV World vocabulary file (rwkv_vocab_v20230424.txt and its successors). */
+export const RWKV_VOCAB = /^rwkv_vocab.*\.txt$/;
+
 /** A JSON object from `file`, or null when the file does not exist. */
 export function readOptionalJson(file: string): Record<string, unknown> | null {
   if (!fs.existsSync(file)) return null;

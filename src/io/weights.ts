@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { SafetensorsFile, type TensorInfo } from "./safetensors.js";
 import type { HostArray } from "../tensor/dtype.js";
 import { SeqlabError } from "../util/errors.js";
-import { decodeHalf, f32ToBf16, f32ToF16 } from "../util/half.js";
+import { f32ToBf16, f32ToF16 } from "../util/half.js";
 
 export const SINGLE_FILE = "model.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
