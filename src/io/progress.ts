@@ -1,6 +1,6 @@
 /**
- * One progress line per download on stderr: redrawn in place on a terminal, otherwise a line
- * when it starts and one when it ends (logs and pipes get no carriage-return noise).
+ * One progress line per download on stderr: redrawn in place on a terminal; otherwise a line when
+ * it starts, one every 10 s while it runs, and one when it ends (no carriage returns in logs).
  */
 import { formatBytes } from "../util/format.js";
 
@@ -9,6 +9,8 @@ export class ProgressLine {
   private readonly t0 = performance.now();
   private lastDraw = 0;
   private started = false;
+  /** bytes already there when it started (a resumed download) */
+  private resumedAt = 0;
 
   constructor(
     private readonly out: NodeJS.WritableStream,
@@ -21,13 +23,16 @@ export class ProgressLine {
   update(received: number): void {
     if (!this.started) {
       this.started = true;
+      this.resumedAt = received;
       if (!this.tty) this.out.write(`downloading ${this.label}${this.total !== null ? ` (${formatBytes(this.total)})` : ""}${received > 0 ? `, resuming at ${formatBytes(received)}` : ""}\n`);
     }
     const now = performance.now();
-    if (!this.tty || now - this.lastDraw < 200) return;
+    if (this.lastDraw === 0) this.lastDraw = now;
+    if (now - this.lastDraw < (this.tty ? 200 : 10_000)) return;
     this.lastDraw = now;
     const pct = this.total ? ` ${((100 * received) / this.total).toFixed(0).padStart(3)}%` : "";
-    this.out.write(`\r${this.label}:${pct} ${formatBytes(received)}${this.total ? ` / ${formatBytes(this.total)}` : ""} ${this.rate(received)}\x1b[K`);
+    const line = `${this.label}:${pct} ${formatBytes(received)}${this.total ? ` / ${formatBytes(this.total)}` : ""} ${this.rate(received)}`;
+    this.out.write(this.tty ? `\r${line}\x1b[K` : `${line}\n`);
   }
 
   done(received: number): void {
@@ -37,6 +42,6 @@ export class ProgressLine {
 
   private rate(bytes: number): string {
     const s = (performance.now() - this.t0) / 1000;
-    return `${formatBytes(s > 0 ? bytes / s : 0)}/s`;
+    return `${formatBytes(s > 0 ? (bytes - this.resumedAt) / s : 0)}/s`;
   }
 }

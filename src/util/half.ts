@@ -74,15 +74,9 @@ function f16Values(): Float32Array {
   return f16Table;
 }
 
-/**
- * A reader that widens element i of a weight array stored as `dtype` to a number: the identity
- * for f32, a table lookup for f16, a shift for bf16.
- */
-export function weightReader(w: ArrayLike<number>, dtype: "f32" | "f16" | "bf16" = "f32"): (i: number) => number {
-  if (dtype === "f32") return (i) => w[i];
-  if (dtype === "f16") {
-    const table = f16Values();
-    return (i) => table[w[i]];
-  }
-  return (i) => bf16ToF32(w[i]);
+/** Bits of a half-precision value -> its value: a table lookup for f16, a shift for bf16. */
+export function halfDecoder(dtype: "f16" | "bf16"): (bits: number) => number {
+  if (dtype === "bf16") return bf16ToF32;
+  const table = f16Values();
+  return (h) => table[h];
 }

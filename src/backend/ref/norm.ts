@@ -1,13 +1,13 @@
 /** Reference embedding lookup, RMSNorm, LayerNorm and rotary embedding. */
 import type { RopeDims, WeightDtype } from "../kernels.js";
 import type { HostArray } from "../../tensor/dtype.js";
-import { weightReader } from "../../util/half.js";
+import { halfDecoder } from "../../util/half.js";
 
 export function embeddingForward(out: HostArray, ids: HostArray, table: HostArray, n: number, C: number, tableDtype?: WeightDtype): void {
-  const at = weightReader(table, tableDtype); // the table may be half-precision weight bits
+  const decode = tableDtype === "f16" || tableDtype === "bf16" ? halfDecoder(tableDtype) : null; // half-precision weight bits
   for (let i = 0; i < n; i++) {
     const row = ids[i] * C;
-    for (let c = 0; c < C; c++) out[i * C + c] = at(row + c);
+    for (let c = 0; c < C; c++) out[i * C + c] = decode ? decode(table[row + c]) : table[row + c];
   }
 }
 
