@@ -88,3 +88,11 @@ export function formatStats(s: GenerateStats): string {
     `decode ${s.newTokens} tokens in ${s.decodeSeconds.toFixed(3)} s (${s.decodeTokensPerSecond.toFixed(1)} tok/s), ${state.join(", ")}`
   );
 }
+
+/** A reader that stops reading (`seqlab generate | head`) ends the command quietly, not with a stack trace. */
+export function exitWhenStdoutCloses(): void {
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    process.exit(0);
+  });
+}

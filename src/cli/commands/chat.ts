@@ -10,7 +10,7 @@ import * as readline from "node:readline";
 import { SeqlabError } from "../../util/errors.js";
 import { intFlag } from "../args.js";
 import { BACKEND_OPTIONS, LOAD_OPTIONS, type Command } from "../command.js";
-import { checkTokenizerFits, formatStats, loadForInference, modelDir, MODEL_OPTION, SAMPLING_OPTIONS, samplingFlags, tokenizerOf } from "../inference.js";
+import { checkTokenizerFits, exitWhenStdoutCloses, formatStats, loadForInference, modelDir, MODEL_OPTION, SAMPLING_OPTIONS, samplingFlags, tokenizerOf } from "../inference.js";
 import { ChatTemplate, type ChatMessage } from "../../io/chat_template.js";
 import { DecodeSession } from "../../generate/session.js";
 import { TextStreamer } from "../../generate/stream.js";
@@ -39,6 +39,7 @@ export const chatCommand: Command = {
     checkTokenizerFits(tok, model);
     const opening: ChatMessage[] = typeof v.system === "string" ? [{ role: "system", content: v.system }] : [];
     let messages = [...opening];
+    exitWhenStdoutCloses();
     const session = new DecodeSession(model);
     const interactive = process.stdin.isTTY === true;
     const rl = readline.createInterface({ input: process.stdin, terminal: false });

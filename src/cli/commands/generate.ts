@@ -6,7 +6,7 @@
 import { SeqlabError } from "../../util/errors.js";
 import { intFlag } from "../args.js";
 import { BACKEND_OPTIONS, LOAD_OPTIONS, type Command } from "../command.js";
-import { checkTokenizerFits, formatStats, loadForInference, modelDir, MODEL_OPTION, SAMPLING_OPTIONS, samplingFlags, tokenizerOf } from "../inference.js";
+import { checkTokenizerFits, exitWhenStdoutCloses, formatStats, loadForInference, modelDir, MODEL_OPTION, SAMPLING_OPTIONS, samplingFlags, tokenizerOf } from "../inference.js";
 import { DecodeSession } from "../../generate/session.js";
 import { TextStreamer } from "../../generate/stream.js";
 
@@ -33,7 +33,8 @@ export const generateCommand: Command = {
     checkTokenizerFits(tok, model);
     const prompt = tok.encode(v.prompt);
     if (prompt.length === 0) throw new SeqlabError(`${c}: the prompt encodes to no tokens`);
-    const session = new DecodeSession(model, prompt.length + maxNewTokens);
+    exitWhenStdoutCloses();
+    const session = new DecodeSession(model, prompt.length + Math.min(maxNewTokens, 1024)); // KV caches grow past this
     const streamer = new TextStreamer(tok, prompt);
     try {
       const reply = await session.generate(prompt, {
