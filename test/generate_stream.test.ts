@@ -126,7 +126,7 @@ test("generate and chat refuse bad input with one line", () => {
   one(["generate", "--model", DIR, "--prompt", "x", "--dtype", "int8"], /generate: --dtype must be one of f32, f16, bf16, auto, got "int8"/);
   one(["generate", "--model", DIR, "--prompt", "x", "--frobnicate"], /generate: Unknown option '--frobnicate'/);
   one(["generate", "--model", noTok, "--prompt", "x"], /llama_rope_linear: no tokenizer found/);
-  one(["generate", "--model", path.join(tmp, "absent"), "--prompt", "x"], /absent: no tokenizer found|absent: no such model directory/);
+  one(["generate", "--model", path.join(tmp, "absent"), "--prompt", "x"], /absent: no such model directory$/);
   one(["generate", "--model", "hf:not a repo", "--prompt", "x"], /hf:not a repo: not a model id/);
   const plainDir = path.join(tmp, "no-template");
   fs.cpSync(DIR, plainDir, { recursive: true });

@@ -3,6 +3,7 @@
  * directory or hf:owner/name[@revision]), loading the model and its tokenizer on the chosen
  * backend, the sampling flags, and the closing stats line.
  */
+import * as fs from "node:fs";
 import { createBackend } from "../backend/registry.js";
 import type { Backend } from "../backend/backend.js";
 import { resolveModelDir } from "../io/hub.js";
@@ -33,7 +34,10 @@ export const SAMPLING_OPTIONS: OptionSpec = {
 export async function modelDir(command: string, v: Values): Promise<string> {
   const spec = v.model as string | undefined;
   if (!spec) throw new SeqlabError(`${command}: --model is required (a model directory or hf:owner/name)`);
-  return resolveModelDir(spec);
+  const dir = await resolveModelDir(spec);
+  if (!fs.existsSync(dir)) throw new SeqlabError(`${dir}: no such model directory`);
+  if (!fs.statSync(dir).isDirectory()) throw new SeqlabError(`${dir}: not a directory`);
+  return dir;
 }
 
 export interface Loaded {

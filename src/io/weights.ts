@@ -24,7 +24,21 @@ export type StorageDtype = "f32" | "f16" | "bf16";
 
 const FLOAT_DTYPES: Record<string, StorageDtype> = { F32: "f32", F64: "f32", F16: "f16", BF16: "bf16" };
 
-export class CheckpointWeights {
+/**
+ * Named tensors read one at a time, under the names the loader asks for (the checkpoint's own,
+ * or module names through an architecture's name conversion). readAs, where present, reads a
+ * tensor straight into a half precision; otherwise the loader converts readF32's result.
+ */
+export interface WeightReader {
+  readonly path: string;
+  names(): string[];
+  has(name: string): boolean;
+  shape(name: string): number[];
+  readF32(name: string): Float32Array;
+  readAs?(name: string, dtype: StorageDtype): HostArray;
+}
+
+export class CheckpointWeights implements WeightReader {
   private constructor(
     /** what errors name: the single file, or the index */
     readonly source: string,
@@ -80,8 +94,16 @@ export class CheckpointWeights {
     return new CheckpointWeights(indexPath, where, files);
   }
 
+  get path(): string {
+    return this.source;
+  }
+
   names(): string[] {
     return [...this.where.keys()];
+  }
+
+  shape(name: string): number[] {
+    return this.info(name).shape;
   }
 
   has(name: string): boolean {

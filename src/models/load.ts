@@ -13,12 +13,13 @@ import * as path from "node:path";
 import type { Backend } from "../backend/backend.js";
 import { backendOf } from "../backend/alloc.js";
 import { RawConfig } from "../io/config.js";
-import { CheckpointWeights, type StorageDtype } from "../io/weights.js";
+import { CheckpointWeights, type StorageDtype, type WeightReader } from "../io/weights.js";
 import { ModuleContext } from "../nn/module.js";
 import { fmtShape, sameShape } from "../tensor/shape.js";
 import { SeqlabError } from "../util/errors.js";
 import { formatBytes } from "../util/format.js";
 import { availableMemoryBytes } from "../util/memory.js";
+import { f32ToBf16, f32ToF16 } from "../util/half.js";
 import type { CausalLM } from "./causal_lm.js";
 import { buildModel } from "./registry.js";
 
@@ -65,14 +66,22 @@ export function checkMemoryBudget(dir: string, weights: CheckpointWeights, dtype
   );
 }
 
-/** Fill every parameter of `model` from `weights`, checking names and shapes, in each parameter's own precision. */
-export function loadWeights(model: CausalLM, weights: CheckpointWeights): void {
+/** Fill every parameter of `model` from `file`, checking names and shapes, in each parameter's own precision. */
+export function loadWeights(model: CausalLM, file: WeightReader): void {
   for (const [name, t] of model.namedParameters()) {
-    if (!weights.has(name)) throw new SeqlabError(`${weights.source}: tensor "${name}" is missing`);
-    const info = weights.info(name);
-    if (!sameShape(info.shape, t.shape)) {
-      throw new SeqlabError(`${weights.fileOf(name)}: tensor "${name}" has shape ${fmtShape(info.shape)}, the config needs ${fmtShape(t.shape)}`);
+    if (!file.has(name)) throw new SeqlabError(`${file.path}: tensor "${name}" is missing`);
+    const shape = file.shape(name);
+    if (!sameShape(shape, t.shape)) {
+      throw new SeqlabError(`${file.path}: tensor "${name}" has shape ${fmtShape(shape)}, the config needs ${fmtShape(t.shape)}`);
     }
-    backendOf(t).write(t.handle, t.dtype, weights.readAs(name, t.dtype as StorageDtype));
+    backendOf(t).write(t.handle, t.dtype, read(file, name, t.dtype as StorageDtype));
   }
+}
+
+/** A tensor in `dtype`: read directly when the reader can, else converted from f32. */
+function read(file: WeightReader, name: string, dtype: StorageDtype) {
+  if (dtype === "f32") return file.readF32(name);
+  if (file.readAs) return file.readAs(name, dtype);
+  const encode = dtype === "f16" ? f32ToF16 : f32ToBf16;
+  return Uint16Array.from(file.readF32(name), (v) => encode(v));
 }
