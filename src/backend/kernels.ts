@@ -30,6 +30,13 @@ export type UnaryOp =
 
 export type BinaryOp = "add" | "sub" | "mul";
 
+/**
+ * Storage precision of a weight operand. Half-precision weights (f16, bf16) stay half in memory
+ * (a Uint16Array of bits on host backends) and are widened to f32 as a kernel reads them;
+ * arithmetic and accumulation are always f32. They are inference-only: no kernel writes them.
+ */
+export type WeightDtype = "f32" | "f16" | "bf16";
+
 export interface MatmulDims {
   /** out (M, N) = op(a) (M, K) @ op(b) (K, N); a is (K, M) when transA, b is (N, K) when transB. */
   M: number;
@@ -44,6 +51,12 @@ export interface MatmulDims {
   strideA?: number;
   strideB?: number;
   strideOut?: number;
+  /**
+   * Storage dtype of b, the weight operand (default "f32"). With "f16"/"bf16" b holds half bits
+   * that are decoded on the fly (see WeightDtype); a and out are always f32. A backend that has
+   * no native half path must throw a SeqlabError naming the backend rather than convert silently.
+   */
+  bDtype?: WeightDtype;
 }
 
 export interface AttentionDims {
@@ -125,8 +138,11 @@ export interface CoreKernels<S> {
   matmul(out: S, a: S, b: S, d: MatmulDims): void;
 
   // ---- embeddings, norms, positions ----
-  /** out (n, C) = table[ids] ; ids are i32 and already validated against V */
-  embeddingForward(out: S, ids: S, table: S, n: number, C: number): void;
+  /**
+   * out (n, C) = table[ids] ; ids are i32 and already validated against V. tableDtype (default
+   * "f32") is the table's storage dtype: half tables are widened to f32 rows (see WeightDtype).
+   */
+  embeddingForward(out: S, ids: S, table: S, n: number, C: number, tableDtype?: WeightDtype): void;
   /** dtable[ids[i]] += dout[i] */
   embeddingBackward(dtable: S, dout: S, ids: S, n: number, C: number): void;
   /** out = x * rstd * (w + offset); rstd (rows) saved for backward. offset is 1 for (1 + w) norms. */

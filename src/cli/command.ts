@@ -2,6 +2,9 @@
 import type { OptionSpec } from "./args.js";
 import { intFlag } from "./args.js";
 import { backendNames } from "../backend/registry.js";
+import { DTYPE_CHOICES, type DtypeChoice, type LoadOptions } from "../models/load.js";
+import { parseByteSize } from "../util/memory.js";
+import { SeqlabError } from "../util/errors.js";
 
 export type Values = Record<string, string | boolean | undefined>;
 
@@ -23,4 +26,22 @@ export const BACKEND_OPTIONS: OptionSpec = {
 
 export function threadsFlag(command: string, v: string | boolean | undefined): number | undefined {
   return v === undefined ? undefined : intFlag(command, "threads", v, 0, 1, 256);
+}
+
+/** Options of commands that load a model's weights. */
+export const LOAD_OPTIONS: OptionSpec = {
+  dtype: { type: "string", help: `weight precision: ${DTYPE_CHOICES.join(", ")} (auto keeps what the checkpoint stores; f16/bf16 are inference-only)` },
+  "memory-budget": { type: "string", help: "refuse weights larger than this, e.g. 8GiB (default: the memory available now)" },
+};
+
+export function loadFlags(command: string, v: Values, defaultDtype: DtypeChoice): LoadOptions {
+  const dtype = (v.dtype as string | undefined) ?? defaultDtype;
+  if (!DTYPE_CHOICES.includes(dtype as DtypeChoice)) {
+    throw new SeqlabError(`${command}: --dtype must be one of ${DTYPE_CHOICES.join(", ")}, got "${dtype}"`);
+  }
+  const budget = v["memory-budget"];
+  return {
+    dtype: dtype as DtypeChoice,
+    memoryBudget: budget === undefined ? undefined : parseByteSize(`${command}: --memory-budget`, String(budget)),
+  };
 }

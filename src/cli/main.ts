@@ -12,8 +12,22 @@ import { showdownCommand } from "./commands/showdown.js";
 import { benchCommand } from "./commands/bench.js";
 import { memoryCommand } from "./commands/memory.js";
 import { exportCommand } from "./commands/export.js";
+import { generateCommand } from "./commands/generate.js";
+import { chatCommand } from "./commands/chat.js";
+import { passkeyCommand } from "./commands/passkey.js";
 
-const COMMANDS: Command[] = [showdownCommand, verifyCommand, trainCommand, evalCommand, benchCommand, memoryCommand, exportCommand];
+const COMMANDS: Command[] = [
+  showdownCommand,
+  verifyCommand,
+  trainCommand,
+  evalCommand,
+  generateCommand,
+  chatCommand,
+  passkeyCommand,
+  benchCommand,
+  memoryCommand,
+  exportCommand,
+];
 
 function usage(): string {
   const lines = ["usage: seqlab <command> [options]", "", "commands:"];

@@ -10,13 +10,31 @@ import { fromArray, toFloat32 } from "../backend/alloc.js";
 import { backward } from "../autograd/tape.js";
 import { tidy } from "../tensor/scope.js";
 import { SafetensorsFile } from "../io/safetensors.js";
-import { loadModel } from "../models/load.js";
+import { loadModel, type LoadOptions } from "../models/load.js";
 import { checkTokenIds, type CausalLM } from "../models/causal_lm.js";
 import { generate } from "../generate/generate.js";
 import * as ops from "../ops/index.js";
 import { SeqlabError } from "../util/errors.js";
 
-export const TOLERANCE = { logits: 1e-4, hidden: 1e-4, loss: 1e-4, grad: 1e-3 };
+export interface Tolerance {
+  logits: number;
+  hidden: number;
+  loss: number;
+  grad: number;
+}
+
+export const TOLERANCE: Tolerance = { logits: 1e-4, hidden: 1e-4, loss: 1e-4, grad: 1e-3 };
+
+/**
+ * Tolerances for weights kept in half precision against a float32 reference. Rounding a weight
+ * to f16 (11-bit significand) or bf16 (8-bit) perturbs it by up to 2^-11 or 2^-8 relative;
+ * random-sign accumulation leaves logits off by ~3e-4 (f16) and ~2.5e-3 (bf16) on the Llama
+ * and GPT-2 fixtures. Half weights are frozen, so there are no gradients to compare.
+ */
+export const HALF_TOLERANCE: Record<"f16" | "bf16", Tolerance> = {
+  f16: { logits: 1e-3, hidden: 1e-3, loss: 1e-3, grad: Infinity },
+  bf16: { logits: 5e-3, hidden: 5e-3, loss: 5e-3, grad: Infinity },
+};
 
 /**
  * The references are float32, so each reference gradient carries rounding noise on the scale of
@@ -76,7 +94,7 @@ export function shiftedTargets(ids: Int32Array, B: number, T: number): Int32Arra
   return targets;
 }
 
-export async function runChecks(model: CausalLM, ref: SafetensorsFile): Promise<Check[]> {
+export async function runChecks(model: CausalLM, ref: SafetensorsFile, tol: Tolerance = TOLERANCE): Promise<Check[]> {
   const checks: Check[] = [];
   const skip = (name: string, why: string) => checks.push({ name, kind: "skip", error: 0, tolerance: 0, ok: true, note: why });
   if (!ref.has("input_ids")) {
@@ -87,8 +105,10 @@ export async function runChecks(model: CausalLM, ref: SafetensorsFile): Promise<
     const [B, T] = info.shape;
     const ids = Int32Array.from(ref.read("input_ids"));
     checkTokenIds(ids, model.config.V);
-    const wantGrads = ref.names().filter((n) => n.startsWith("grad."));
     const params = new Map(model.namedParameters());
+    // half-precision weights are frozen (inference-only): there are no gradients to compare
+    const frozen = [...params.values()].some((p) => !p.requiresGrad);
+    const wantGrads = frozen ? [] : ref.names().filter((n) => n.startsWith("grad."));
     const result = await tidy(() => {
       const x = model.tokens(ids, B, T);
       const { logits, hidden } = model.forward(x, { outputHidden: true });
@@ -97,29 +117,29 @@ export async function runChecks(model: CausalLM, ref: SafetensorsFile): Promise<
       if (wantGrads.length > 0) backward(loss);
       return { logits, hidden, loss };
     });
-    if (ref.has("logits")) checks.push(compare("logits", await toFloat32(result.logits), ref.readF32("logits"), TOLERANCE.logits));
+    if (ref.has("logits")) checks.push(compare("logits", await toFloat32(result.logits), ref.readF32("logits"), tol.logits));
     else skip("logits", "not in reference");
     for (const name of ref.names().filter((n) => /^hidden\.\d+$/.test(n)).sort((a, b) => +a.slice(7) - +b.slice(7))) {
       const i = +name.slice(7);
-      if (i >= result.hidden.length) checks.push({ name, kind: "rel", error: Infinity, tolerance: TOLERANCE.hidden, ok: false, note: `model has ${result.hidden.length} hidden states` });
-      else checks.push(compare(name, await toFloat32(result.hidden[i]), ref.readF32(name), TOLERANCE.hidden));
+      if (i >= result.hidden.length) checks.push({ name, kind: "rel", error: Infinity, tolerance: tol.hidden, ok: false, note: `model has ${result.hidden.length} hidden states` });
+      else checks.push(compare(name, await toFloat32(result.hidden[i]), ref.readF32(name), tol.hidden));
     }
     if (ref.has("loss")) {
       const got = (await toFloat32(result.loss))[0];
       const want = ref.readF32("loss")[0];
       const error = Math.abs(got - want);
-      checks.push({ name: "loss", kind: "abs", error, tolerance: TOLERANCE.loss, ok: error <= TOLERANCE.loss, note: `${got.toFixed(6)} vs ${want.toFixed(6)}` });
+      checks.push({ name: "loss", kind: "abs", error, tolerance: tol.loss, ok: error <= tol.loss, note: `${got.toFixed(6)} vs ${want.toFixed(6)}` });
     } else skip("loss", "not in reference");
     const gradFloor = F32_EPS * Math.hypot(...wantGrads.map((g) => l2(ref.readF32(g))));
     for (const g of wantGrads) {
       const p = params.get(g.slice(5));
       if (!p) {
-        checks.push({ name: g, kind: "rel", error: Infinity, tolerance: TOLERANCE.grad, ok: false, note: "no such parameter" });
+        checks.push({ name: g, kind: "rel", error: Infinity, tolerance: tol.grad, ok: false, note: "no such parameter" });
         continue;
       }
       const want = ref.readF32(g);
       const got = p.grad ? await toFloat32(p.grad) : new Float32Array(want.length);
-      const c = compare(g, got, want, TOLERANCE.grad);
+      const c = compare(g, got, want, tol.grad);
       const diff = c.error * (l2(want) || 1);
       if (!c.ok && got.length === want.length && diff <= gradFloor) {
         c.ok = true;
@@ -127,7 +147,7 @@ export async function runChecks(model: CausalLM, ref: SafetensorsFile): Promise<
       }
       checks.push(c);
     }
-    if (wantGrads.length === 0) skip("grad.*", "not in reference");
+    if (wantGrads.length === 0) skip("grad.*", frozen ? "half-precision weights are inference-only" : "not in reference");
     for (const [, p] of params) {
       p.grad?.dispose();
       p.grad = null;
@@ -158,21 +178,27 @@ export function formatCheck(c: Check): string {
   return `${name} ${c.kind} ${err.padStart(9)}  tol ${c.tolerance.toExponential(0)}  ${status}${c.note ? `  (${c.note})` : ""}`;
 }
 
-export interface VerifyOptions {
+export interface VerifyOptions extends LoadOptions {
   reference?: string;
   backend: string;
   threads?: number;
 }
 
+/** The tolerances for a model's weights: the float32 ones, or those of its half-precision weights. */
+export function toleranceFor(model: CausalLM): Tolerance {
+  const half = model.parameters().find((p) => p.dtype === "f16" || p.dtype === "bf16");
+  return half ? HALF_TOLERANCE[half.dtype as "f16" | "bf16"] : TOLERANCE;
+}
+
 export async function verify(dir: string, opts: VerifyOptions, print: (line: string) => void): Promise<boolean> {
   const be = await createBackend(opts.backend, { threads: opts.threads });
-  const model = loadModel(dir, be);
+  const model = loadModel(dir, be, { dtype: opts.dtype, memoryBudget: opts.memoryBudget });
   const refPath = opts.reference ?? path.join(dir, "reference.safetensors");
   if (!fs.existsSync(refPath)) throw new SeqlabError(`${refPath}: no such file (the reference to compare with)`);
   const ref = SafetensorsFile.open(refPath);
   try {
     print(`verify ${dir}: ${model.config.modelType}, ${model.parameterCount().toLocaleString("en-US")} parameters, backend ${be.describe()}`);
-    const checks = await runChecks(model, ref);
+    const checks = await runChecks(model, ref, toleranceFor(model));
     for (const c of checks) print(formatCheck(c));
     const failed = checks.filter((c) => !c.ok).length;
     print(failed === 0 ? "verify: PASS" : `verify: FAIL (${failed} checks failed)`);

@@ -57,7 +57,7 @@ export class Conv1D extends Module {
 
   constructor(ctx: ModuleContext, nIn: number, nOut: number, std: number) {
     super();
-    this.weight = ctx.param([nIn, nOut], normalInit(std));
+    this.weight = ctx.param([nIn, nOut], normalInit(std), { halfCapable: true });
     this.bias = ctx.param([nOut], zerosInit);
   }
 

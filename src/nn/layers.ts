@@ -1,15 +1,26 @@
 /** The basic parameterised layers: Linear, Embedding, RMSNorm, LayerNorm. */
 import type { Tensor } from "../tensor/tensor.js";
 import * as ops from "../ops/index.js";
-import { Module, ModuleContext, normalInit, onesInit, zerosInit, type Init } from "./module.js";
+import { Module, ModuleContext, normalInit, onesInit, zerosInit, type Init, type ParamOptions } from "./module.js";
 
 export class Linear extends Module {
   weight: Tensor; // (out, in), as nn.Linear
   bias: Tensor | null;
 
-  constructor(ctx: ModuleContext, inFeatures: number, outFeatures: number, bias: boolean, init: Init = normalInit(0.02)) {
+  /**
+   * The weight may be kept in half precision (it is read only by ops.linear); a module that
+   * touches it otherwise (an in-place rescale) passes { halfCapable: false }.
+   */
+  constructor(
+    ctx: ModuleContext,
+    inFeatures: number,
+    outFeatures: number,
+    bias: boolean,
+    init: Init = normalInit(0.02),
+    opts: ParamOptions = { halfCapable: true },
+  ) {
     super();
-    this.weight = ctx.param([outFeatures, inFeatures], init);
+    this.weight = ctx.param([outFeatures, inFeatures], init, opts);
     this.bias = bias ? ctx.param([outFeatures], zerosInit) : null;
   }
 
@@ -30,7 +41,7 @@ export class Embedding extends Module {
     readonly paddingIdx: number | null = null,
   ) {
     super();
-    this.weight = ctx.param([V, C], init);
+    this.weight = ctx.param([V, C], init, { halfCapable: true });
   }
 
   forward(ids: Tensor): Tensor {

@@ -12,6 +12,7 @@ import { numel } from "../tensor/shape.js";
 import type { Backend } from "../backend/backend.js";
 import { empty, fromArray, zeros } from "../backend/alloc.js";
 import { Rng } from "../util/rng.js";
+import type { WeightDtype } from "../backend/kernels.js";
 
 const PARAMETERS = new WeakSet<Tensor>();
 
@@ -28,27 +29,41 @@ export const zerosInit: Init = { kind: "zeros" };
 export const onesInit: Init = { kind: "ones" };
 export const normalInit = (std: number): Init => ({ kind: "normal", std });
 
+export interface ParamOptions {
+  /**
+   * The parameter is a weight matrix read only through ops.linear, ops.matmulKN or
+   * ops.embedding, whose kernels accept half-precision storage: when loading with a half weight
+   * dtype it is allocated as f16/bf16 and frozen (half weights are inference-only).
+   */
+  halfCapable?: boolean;
+}
+
 /**
  * Where modules create their parameters. With `rng` null the parameters are left zero, to be
  * filled from a checkpoint; otherwise they are initialised from the seeded generator.
+ * `weightDtype` is the storage of half-capable weights when loading (f32 everywhere else).
  */
 export class ModuleContext {
   constructor(
     readonly backend: Backend,
     readonly rng: Rng | null = null,
+    readonly weightDtype: WeightDtype = "f32",
   ) {}
 
-  static forLoading(backend: Backend): ModuleContext {
-    return new ModuleContext(backend, null);
+  static forLoading(backend: Backend, weightDtype: WeightDtype = "f32"): ModuleContext {
+    return new ModuleContext(backend, null, weightDtype);
   }
 
   static seeded(backend: Backend, seed: number): ModuleContext {
     return new ModuleContext(backend, new Rng(seed));
   }
 
-  param(shape: Shape, init: Init): Tensor {
-    const t = this.rng === null ? zeros(this.backend, shape) : fromArray(this.backend, initialValues(shape, init, this.rng), shape);
-    t.requiresGrad = true;
+  param(shape: Shape, init: Init, opts: ParamOptions = {}): Tensor {
+    const dtype = opts.halfCapable ? this.weightDtype : "f32";
+    let t: Tensor;
+    if (dtype !== "f32") t = zeros(this.backend, shape, dtype); // filled by the loader
+    else t = this.rng === null ? zeros(this.backend, shape) : fromArray(this.backend, initialValues(shape, init, this.rng), shape);
+    t.requiresGrad = dtype === "f32";
     PARAMETERS.add(t);
     return keep(t);
   }

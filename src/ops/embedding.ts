@@ -1,7 +1,12 @@
-/** Token embedding lookup. Ids are validated against the vocabulary before any kernel runs. */
+/**
+ * Token embedding lookup. Ids are validated against the vocabulary before any kernel runs. The
+ * table may be stored in half precision (inference weights); rows come out f32.
+ */
 import { Tensor } from "../tensor/tensor.js";
 import { backendOf, empty, zeros, kernelsOf } from "../backend/alloc.js";
 import { needsGrad, record } from "../autograd/tape.js";
+import { assert } from "../util/errors.js";
+import type { WeightDtype } from "../backend/kernels.js";
 
 /**
  * ids (...) i32, table (V, C) -> (..., C). With `paddingIdx` (nn.Embedding's padding_idx) that
@@ -12,7 +17,8 @@ export function embedding(ids: Tensor, table: Tensor, paddingIdx: number | null 
   const be = backendOf(table);
   const k = kernelsOf(table);
   const y = empty(be, [...ids.shape, C]); // (..., C)
-  k.embeddingForward(y.handle, ids.handle, table.handle, ids.size, C);
+  assert(table.dtype !== "i32" && !(table.requiresGrad && table.dtype !== "f32"), `embedding: table ${table.describe()} must be f32 to train, or a frozen half-precision weight`);
+  k.embeddingForward(y.handle, ids.handle, table.handle, ids.size, C, table.dtype as WeightDtype);
   if (needsGrad(table)) {
     record("embedding", [table], [y], ([dy]) => {
       const dt = zeros(be, table.shape);

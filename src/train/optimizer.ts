@@ -10,6 +10,7 @@ import type { Backend } from "../backend/backend.js";
 import { empty, toFloat32, zeros } from "../backend/alloc.js";
 import type { Kernels } from "../backend/kernels.js";
 import type { AdamwHyper } from "../backend/kernels_train.js";
+import { SeqlabError } from "../util/errors.js";
 
 export interface AdamwOptions {
   lr: number;
@@ -47,6 +48,12 @@ export class AdamW {
     readonly params: [string, Tensor][],
     readonly opts: AdamwOptions,
   ) {
+    const half = params.find(([, p]) => p.dtype !== "f32");
+    if (half) {
+      throw new SeqlabError(
+        `parameter "${half[0]}" is stored as ${half[1].dtype}: half-precision weights are inference-only (load the model with --dtype f32 to train it)`,
+      );
+    }
     this.m = params.map(([, p]) => keep(zeros(backend, p.shape)));
     this.v = params.map(([, p]) => keep(zeros(backend, p.shape)));
     this.norms = keep(empty(backend, [params.length]));

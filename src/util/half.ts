@@ -62,3 +62,21 @@ export function decodeHalf(src: Uint16Array, kind: "f16" | "bf16", dst = new Flo
   }
   return dst;
 }
+
+let f16Table: Float32Array | null = null;
+
+/** All 65536 f16 bit patterns decoded once: reading a half weight becomes one table lookup. */
+function f16Values(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16ToF32(h);
+  }
+  return f16Table;
+}
+
+/** Bits of a half-precision value -> its value: a table lookup for f16, a shift for bf16. */
+export function halfDecoder(dtype: "f16" | "bf16"): (bits: number) => number {
+  if (dtype === "bf16") return bf16ToF32;
+  const table = f16Values();
+  return (h) => table[h];
+}

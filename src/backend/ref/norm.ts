@@ -1,11 +1,13 @@
 /** Reference embedding lookup, RMSNorm, LayerNorm and rotary embedding. */
-import type { RopeDims } from "../kernels.js";
+import type { RopeDims, WeightDtype } from "../kernels.js";
 import type { HostArray } from "../../tensor/dtype.js";
+import { halfDecoder } from "../../util/half.js";
 
-export function embeddingForward(out: HostArray, ids: HostArray, table: HostArray, n: number, C: number): void {
+export function embeddingForward(out: HostArray, ids: HostArray, table: HostArray, n: number, C: number, tableDtype?: WeightDtype): void {
+  const decode = tableDtype === "f16" || tableDtype === "bf16" ? halfDecoder(tableDtype) : null; // half-precision weight bits
   for (let i = 0; i < n; i++) {
     const row = ids[i] * C;
-    for (let c = 0; c < C; c++) out[i * C + c] = table[row + c];
+    for (let c = 0; c < C; c++) out[i * C + c] = decode ? decode(table[row + c]) : table[row + c];
   }
 }
 
