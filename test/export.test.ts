@@ -181,7 +181,7 @@ test("CLI: seqlab export --hf DIR --model PRESET --reference, then seqlab verify
   assert.equal(v.stdout.trim().split("\n").at(-1), "verify: PASS");
   for (const [args, re] of [
     [["export", "--hf", dir, "--model", "transformer"], /seqlab: export: .*config.json exists \(give --force to overwrite\)/],
-    [["export", "--model", "transformer"], /seqlab: export: --hf DIR \(the directory to write\) is required/],
+    [["export", "--model", "transformer"], /seqlab: export: give --hf DIR \(a Hugging Face directory\) or --gguf FILE/],
     [["export", "--hf", path.join(OUT, "x"), "--model", "mamba-lti"], /seqlab: cannot export as MambaForCausalLM: layer 0's mamba is the time-invariant ablation/],
     [["export", "--hf", path.join(OUT, "x"), "--model", "nonesuch"], /seqlab: export: --model "nonesuch" is neither a model directory, a .json config nor a preset/],
   ] as [string[], RegExp][]) {

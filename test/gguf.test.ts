@@ -221,7 +221,7 @@ test("export refuses what llama.cpp cannot take, with one line", () => {
   const r = spawnSync(process.execPath, [path.join(ROOT, "bin/seqlab.mjs"), "export", "--model", wide, "--gguf", path.join(tmp, "y.gguf"), "--type", "q4"], { encoding: "utf8" });
   assert.equal(r.stderr.trim(), 'seqlab: export: --type must be one of f32, f16, auto, got "q4"');
   const noOut = spawnSync(process.execPath, [path.join(ROOT, "bin/seqlab.mjs"), "export", "--model", wide], { encoding: "utf8" });
-  assert.equal(noOut.stderr.trim(), "seqlab: export: --gguf OUT.gguf is required (the only export format)");
+  assert.equal(noOut.stderr.trim(), "seqlab: export: give --hf DIR (a Hugging Face directory) or --gguf FILE (for llama.cpp)");
 });
 
 const hasNodeLlamaCpp = (() => {

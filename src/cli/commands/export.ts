@@ -51,6 +51,7 @@ export const exportCommand: Command = {
     if (pos.length > 0) throw new SeqlabError(`${c}: unexpected argument "${pos[0]}"`);
     if (v.hf !== undefined && v.gguf !== undefined) throw new SeqlabError(`${c}: give one of --hf DIR and --gguf FILE, not both`);
     if (v.gguf !== undefined) return exportToGguf(c, v);
+    if (v.hf === undefined) throw new SeqlabError(`${c}: give --hf DIR (a Hugging Face directory) or --gguf FILE (for llama.cpp)`);
     return exportToHf(c, v);
   },
 };
