@@ -65,7 +65,7 @@ export class RwkvSelfAttention extends Module {
     this.key = new Linear(ctx, C, D, false, init);
     this.value = new Linear(ctx, C, D, false, init);
     this.receptance = new Linear(ctx, C, D, false, init);
-    this.output = new Linear(ctx, D, C, false, init);
+    this.output = new Linear(ctx, D, C, false, init, { halfCapable: false }); // rescaled in place (rescale_every)
   }
 
   /** x (B, T, C), the ln1 output; continues from and updates `state` when given. */
@@ -121,7 +121,7 @@ export class RwkvFeedForward extends Module {
     const init = normalInit(cfg.initStd);
     this.key = new Linear(ctx, C, F, false, init);
     this.receptance = new Linear(ctx, C, C, false, init);
-    this.value = new Linear(ctx, F, C, false, init);
+    this.value = new Linear(ctx, F, C, false, init, { halfCapable: false }); // rescaled in place (rescale_every)
   }
 
   /** x (B, T, C), the ln2 output. */
