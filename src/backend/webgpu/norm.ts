@@ -10,6 +10,7 @@
  * id (and marks the first of each id); a second, one thread per (first token, column), walks its
  * chain in token order and adds the sum to the table row.
  */
+import { SeqlabError } from "../../util/errors.js";
 import type { CoreKernels, RopeDims } from "../kernels.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import { grid1d } from "./context.js";
@@ -107,7 +108,8 @@ export function normKernels(
   };
 
   return {
-    embeddingForward(out, ids, table, n, C) {
+    embeddingForward(out, ids, table, n, C, tableDtype?: string) {
+      if (tableDtype && tableDtype !== "f32") throw new SeqlabError(`webgpu: half-precision (${tableDtype}) embeddings are not supported yet; load with --dtype f32`);
       if (n * C === 0) return;
       const p = ctx.pipeline("embedding", () => ({
         label: "embedding",
