@@ -51,6 +51,9 @@ export async function runScaling(be: Backend, archs: Arch[], o: ScalingOptions):
     const model = buildArch(be, a, o.model, o.seed);
     const points: ScalingPoint[] = [];
     let stop = `reached the largest length, ${o.lengths.at(-1)}`;
+    // one unmeasured forward first, so JIT compilation and first-touch allocation stay out of the numbers
+    const warm = Array.from({ length: o.lengths[0] }, (_, i) => i % model.config.V);
+    await measure(be, () => void model.forward(model.tokens(warm, 1, warm.length)), { repeats: 1 });
     for (const T of o.lengths) {
       const mem = predict(points, T, "peakBytes");
       if (mem > o.memoryBudgetBytes) {
