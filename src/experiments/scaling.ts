@@ -7,6 +7,7 @@
 import type { Backend } from "../backend/backend.js";
 import type { PresetOptions } from "../models/presets.js";
 import { Rng } from "../util/rng.js";
+import { formatBytes } from "../util/format.js";
 import { logLogSlope, measure } from "./measure.js";
 import { buildArch, type Arch } from "./zoo.js";
 
@@ -57,7 +58,7 @@ export async function runScaling(be: Backend, archs: Arch[], o: ScalingOptions):
     for (const T of o.lengths) {
       const mem = predict(points, T, "peakBytes");
       if (mem > o.memoryBudgetBytes) {
-        stop = `T=${T} would need ~${(mem / 2 ** 30).toFixed(1)} GiB, over the ${(o.memoryBudgetBytes / 2 ** 30).toFixed(1)} GiB budget`;
+        stop = `T=${T} would need ~${formatBytes(mem)}, over the ${formatBytes(o.memoryBudgetBytes)} memory budget`;
         break;
       }
       const secs = predict(points, T, "seconds");
