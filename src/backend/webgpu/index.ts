@@ -21,11 +21,13 @@ import { normKernels } from "./norm.js";
 import { attentionKernels } from "./attention.js";
 import { naiveAttentionKernels } from "./attention_naive.js";
 import { lossKernels } from "./loss.js";
+import { scanKernels } from "./scan.js";
+import { trainKernels } from "./train.js";
 
 type S = GpuTensorBuffer;
 
 /** Every kernel with a WGSL implementation. */
-function implementedKernels(ctx: GpuContext): CoreKernels<S> {
+function implementedKernels(ctx: GpuContext): Partial<Kernels<S>> {
   return {
     ...elementwiseKernels(ctx),
     ...matmulKernels(ctx),
@@ -33,6 +35,8 @@ function implementedKernels(ctx: GpuContext): CoreKernels<S> {
     ...attentionKernels(ctx),
     ...naiveAttentionKernels(ctx),
     ...lossKernels(ctx),
+    ...scanKernels(ctx),
+    ...trainKernels(ctx),
   };
 }
 
