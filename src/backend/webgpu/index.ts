@@ -23,6 +23,7 @@ import { naiveAttentionKernels } from "./attention_naive.js";
 import { lossKernels } from "./loss.js";
 import { scanKernels } from "./scan.js";
 import { trainKernels } from "./train.js";
+import { rwkvKernels } from "./rwkv.js";
 
 type S = GpuTensorBuffer;
 
@@ -37,6 +38,7 @@ function implementedKernels(ctx: GpuContext): Partial<Kernels<S>> {
     ...lossKernels(ctx),
     ...scanKernels(ctx),
     ...trainKernels(ctx),
+    ...rwkvKernels(ctx),
   };
 }
 
