@@ -24,6 +24,7 @@ import { lossKernels } from "./loss.js";
 import { scanKernels } from "./scan.js";
 import { trainKernels } from "./train.js";
 import { rwkvKernels } from "./rwkv.js";
+import { deltanetKernels } from "./deltanet.js";
 
 type S = GpuTensorBuffer;
 
@@ -39,6 +40,7 @@ function implementedKernels(ctx: GpuContext): Partial<Kernels<S>> {
     ...scanKernels(ctx),
     ...trainKernels(ctx),
     ...rwkvKernels(ctx),
+    ...deltanetKernels(ctx),
   };
 }
 
