@@ -25,6 +25,7 @@ import { scanKernels } from "./scan.js";
 import { trainKernels } from "./train.js";
 import { rwkvKernels } from "./rwkv.js";
 import { deltanetKernels } from "./deltanet.js";
+import { moeKernels } from "./moe.js";
 
 type S = GpuTensorBuffer;
 
@@ -41,6 +42,7 @@ function implementedKernels(ctx: GpuContext): Partial<Kernels<S>> {
     ...trainKernels(ctx),
     ...rwkvKernels(ctx),
     ...deltanetKernels(ctx),
+    ...moeKernels(ctx),
   };
 }
 
