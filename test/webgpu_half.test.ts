@@ -19,7 +19,7 @@ test("matmul with f16/bf16 weights and the M = 1 matrix-vector path (f32 and hal
     for (const [M, N, K] of [[1, 1, 1], [1, 37, 129], [1, 300, 5], [3, 17, 33], [40, 9, 70]]) {
       if (dtype === "f32" && M !== 1) continue; // the tiled f32 kernel is matmul.ts's
       for (const [transA, transB] of [[false, true], [false, false], [true, true], [true, false]]) {
-        for (const [batch, accumulate] of [[1, false], [2, true]]) {
+        for (const [batch, accumulate] of [[1, false], [2, true]] as [number, boolean][]) {
           const d = { M, N, K, transA, transB, accumulate, batch, strideA: M * K, strideB: batch > 1 ? 0 : K * N, strideOut: M * N, bDtype: dtype };
           const [e] = await compareKernel(be, "matmul", [output(randArray(batch * M * N, rng)), input(randArray(batch * M * K, rng)), weights(K * N + (K * N) % 2, dtype), d]);
           assert.ok(e < 1e-6, `${dtype} ${JSON.stringify(d)}: ${e}`);
