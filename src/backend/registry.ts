@@ -14,7 +14,17 @@ export interface BackendOptions {
 
 type Factory = (opts: BackendOptions) => Promise<Backend>;
 
-const factories = new Map<string, Factory>([["ref", async (opts) => new RefBackend({ precision: opts.precision })]]);
+const factories = new Map<string, Factory>([
+  ["ref", async (opts) => new RefBackend({ precision: opts.precision })],
+  // loaded on demand: compiling the wasm module and starting workers is only for those who ask
+  [
+    "cpu",
+    async (opts) => {
+      if (opts.precision === "f64") throw new SeqlabError('backend "cpu" stores float32 only (use --backend ref for float64)');
+      return (await import("./cpu/backend.js")).CpuBackend.create({ threads: opts.threads });
+    },
+  ],
+]);
 
 /** Later backends (cpu, webgpu) register themselves here. */
 export function registerBackend(name: string, factory: Factory): void {
