@@ -28,6 +28,8 @@ export interface CpuOptions {
   workers?: WorkerFactory;
   /** initial memory in bytes (it grows on demand up to 4 GiB) */
   initialBytes?: number;
+  /** split every kernel across all threads, however small its work (for tests of the partitioning) */
+  forceThreads?: boolean;
 }
 
 /** Address space the module's static data may use; the allocator starts above it. */
@@ -67,7 +69,7 @@ export class CpuBackend implements Backend<HostArray> {
     const ctrl = heap.alloc(CTRL.BYTES, "the thread control block");
     const spawn = opts.workers ?? (threads > 1 ? (await import("./node_workers.js")).nodeWorkers : noWorkers);
     const pool = await ThreadPool.start(threads, module, heap.memory, ctrl, names, spawn);
-    return new CpuBackend(new CpuRuntime(heap, exports, pool, names), heap);
+    return new CpuBackend(new CpuRuntime(heap, exports, pool, names, opts.forceThreads), heap);
   }
 
   get threads(): number {

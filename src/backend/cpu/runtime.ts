@@ -21,6 +21,8 @@ export class CpuRuntime {
     readonly pool: ThreadPool,
     /** kernel export names, in the order the workers index them */
     readonly names: string[],
+    /** split every kernel across all threads however small (tests of the partitioning) */
+    private readonly forceThreads = false,
   ) {
     names.forEach((n, i) => {
       this.index.set(n, i);
@@ -34,6 +36,7 @@ export class CpuRuntime {
 
   /** Threads for `work` units when each thread should get at least `grain` of them. */
   threadsFor(work: number, grain: number): number {
+    if (this.forceThreads) return this.pool.threads;
     return Math.max(1, Math.min(this.pool.threads, Math.floor(work / grain)));
   }
 

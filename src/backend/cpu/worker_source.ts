@@ -25,8 +25,9 @@ function onInit(msg) {
   const fns = names.map((n) => inst.exports[n]);
   const ctl = new Int32Array(memory.buffer, ctrl, 32);
   const a = new Float64Array(memory.buffer, ctrl + C.ARGS_BYTE, C.MAX_ARGS);
-  port.postMessage({ type: "ready", tid });
+  // read the sequence number before announcing readiness: the first job may follow at once
   let seen = Atomics.load(ctl, C.SEQ);
+  port.postMessage({ type: "ready", tid });
   for (;;) {
     let seq = Atomics.load(ctl, C.SEQ);
     for (let i = 0; seq === seen && i < SPIN; i++) seq = Atomics.load(ctl, C.SEQ);

@@ -3,7 +3,7 @@
  * contiguous per-thread ranges (aligned to 16 elements so vectors never straddle threads).
  */
 import { splitLo, splitHi, at32 } from "./common";
-import { expv, log1pv, sigmoidv, tanhv, erfcPosv, lane0 } from "./simd_math";
+import { expv, log1pv, sigmoidv, sigmoidSide, sigmoidSlope, tanhv, erfcPosv, lane0 } from "./simd_math";
 
 // Unary op codes; the TypeScript side (cpu/kernels.ts UNARY_CODE) uses the same numbers.
 const SILU = 0;
@@ -38,10 +38,7 @@ const GELU_C: f32 = 0.044715;
 @inline function unaryValue(op: i32, x: v128): v128 {
   if (op == SILU) return f32x4.mul(x, sigmoidv(x));
   if (op == GELU) return f32x4.mul(x, normalCdf(x));
-  if (op == GELU_TANH) {
-    const u = f32x4.mul(sp(SQRT_2_OVER_PI), f32x4.add(x, f32x4.mul(sp(GELU_C), f32x4.mul(x, f32x4.mul(x, x)))));
-    return f32x4.mul(f32x4.mul(sp(0.5), x), f32x4.add(sp(1.0), tanhv(u)));
-  }
+  if (op == GELU_TANH) return f32x4.mul(x, sigmoidv(geluTanhArg2(x))); // 0.5 (1 + tanh u) = sigmoid(2u)
   if (op == RELU) return v128.and(x, f32x4.gt(x, sp(0.0)));
   if (op == RELU_SQ) return v128.and(f32x4.mul(x, x), f32x4.gt(x, sp(0.0)));
   if (op == SIGMOID) return sigmoidv(x);
@@ -52,37 +49,33 @@ const GELU_C: f32 = 0.044715;
   return f32x4.mul(x, x); // SQUARE
 }
 
-/** f'(x) for op. */
+/** 2u, u = sqrt(2/pi) (x + 0.044715 x^3): the tanh argument of gelu_tanh, doubled. */
+@inline function geluTanhArg2(x: v128): v128 {
+  return f32x4.mul(sp(2.0 * SQRT_2_OVER_PI), f32x4.add(x, f32x4.mul(sp(GELU_C), f32x4.mul(x, f32x4.mul(x, x)))));
+}
+
+/**
+ * f'(x) for op. Where the textbook form has 1 - s (sigmoid) or 1 - t^2 (tanh), which cancel in
+ * f32 for large |x|, the complementary quantity is computed directly (sigmoidSide, sigmoidSlope).
+ */
 @inline function unaryDerivative(op: i32, x: v128): v128 {
-  if (op == SILU) {
-    const s = sigmoidv(x);
-    return f32x4.mul(s, f32x4.add(sp(1.0), f32x4.mul(x, f32x4.sub(sp(1.0), s))));
-  }
+  if (op == SILU) return f32x4.mul(sigmoidSide(x, 0), f32x4.add(sp(1.0), f32x4.mul(x, sigmoidSide(x, 1))));
   if (op == GELU) {
     const pdf = f32x4.mul(sp(INV_SQRT_2PI), expv(f32x4.mul(sp(-0.5), f32x4.mul(x, x))));
     return f32x4.add(normalCdf(x), f32x4.mul(x, pdf));
   }
   if (op == GELU_TANH) {
-    const x2 = f32x4.mul(x, x);
-    const u = f32x4.mul(sp(SQRT_2_OVER_PI), f32x4.add(x, f32x4.mul(sp(GELU_C), f32x4.mul(x, x2))));
-    const t = tanhv(u);
-    const du = f32x4.mul(sp(SQRT_2_OVER_PI), f32x4.add(sp(1.0), f32x4.mul(sp(3.0 * GELU_C), x2)));
-    const a = f32x4.mul(sp(0.5), f32x4.add(sp(1.0), t));
-    const b = f32x4.mul(f32x4.mul(f32x4.mul(sp(0.5), x), f32x4.sub(sp(1.0), f32x4.mul(t, t))), du);
-    return f32x4.add(a, b);
+    // d/dx [x sigmoid(2u)] = sigmoid(2u) + 2 x sigmoid(2u) sigmoid(-2u) u'
+    const u2 = geluTanhArg2(x);
+    const du = f32x4.mul(sp(SQRT_2_OVER_PI), f32x4.add(sp(1.0), f32x4.mul(sp(3.0 * GELU_C), f32x4.mul(x, x))));
+    return f32x4.add(sigmoidSide(u2, 0), f32x4.mul(f32x4.mul(f32x4.add(x, x), sigmoidSlope(u2)), du));
   }
   if (op == RELU) return v128.and(sp(1.0), f32x4.gt(x, sp(0.0)));
   if (op == RELU_SQ) return v128.and(f32x4.add(x, x), f32x4.gt(x, sp(0.0)));
-  if (op == SIGMOID) {
-    const s = sigmoidv(x);
-    return f32x4.mul(s, f32x4.sub(sp(1.0), s));
-  }
+  if (op == SIGMOID) return sigmoidSlope(x);
   if (op == SOFTPLUS) return v128.bitselect(sp(1.0), sigmoidv(x), f32x4.gt(x, sp(20.0)));
   if (op == EXP) return expv(x);
-  if (op == TANH) {
-    const t = tanhv(x);
-    return f32x4.sub(sp(1.0), f32x4.mul(t, t));
-  }
+  if (op == TANH) return f32x4.mul(sp(4.0), sigmoidSlope(f32x4.add(x, x))); // 1 - tanh^2 = 4 sigmoid(2x) sigmoid(-2x)
   if (op == NEG) return sp(-1.0);
   return f32x4.add(x, x); // SQUARE
 }
@@ -261,10 +254,11 @@ export function swigluForward(tid: i32, nth: i32, out: usize, g: usize, u: usize
   }
 }
 
+/** du = dy g s, dg = dy u s (1 + g (1 - s)), s = sigmoid(g), 1 - s without cancellation. */
 @inline function swigluGrad(gv: v128, uv: v128, dyv: v128, dg: usize, du: usize): void {
-  const s = sigmoidv(gv);
+  const s = sigmoidSide(gv, 0);
   v128.store(du, f32x4.mul(f32x4.mul(dyv, gv), s));
-  const ds = f32x4.add(sp(1.0), f32x4.mul(gv, f32x4.sub(sp(1.0), s)));
+  const ds = f32x4.add(sp(1.0), f32x4.mul(gv, sigmoidSide(gv, 1)));
   v128.store(dg, f32x4.mul(f32x4.mul(f32x4.mul(dyv, uv), s), ds));
 }
 
@@ -276,11 +270,12 @@ export function swigluBackward(tid: i32, nth: i32, dg: usize, du: usize, dy: usi
     swigluGrad(v128.load(at32(g, i)), v128.load(at32(u, i)), v128.load(at32(dy, i)), at32(dg, i), at32(du, i));
   }
   for (; i < hi; i++) {
-    const s = lane0(sigmoidv(f32x4.splat(load<f32>(at32(g, i)))));
+    const gv = f32x4.splat(load<f32>(at32(g, i)));
     const gs = load<f32>(at32(g, i));
+    const s = lane0(sigmoidSide(gv, 0));
     const d = load<f32>(at32(dy, i));
     store<f32>(at32(du, i), d * gs * s);
-    store<f32>(at32(dg, i), d * load<f32>(at32(u, i)) * s * (1 + gs * (1 - s)));
+    store<f32>(at32(dg, i), d * load<f32>(at32(u, i)) * s * (1 + gs * lane0(sigmoidSide(gv, 1))));
   }
 }
 
@@ -349,7 +344,10 @@ const BF16 = 2;
   const sub = i32x4.eq(e, i32x4.splat(0));
   const renorm = f32x4.sub(i32x4.add(o, i32x4.splat(1 << 23)), i32x4.splat(113 << 23));
   o = v128.bitselect(renorm, o, sub);
-  return v128.or(o, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  o = v128.or(o, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  // NaNs decode to the canonical quiet NaN, as util/half.ts does
+  const nan = v128.and(infnan, i32x4.ne(v128.and(h, i32x4.splat(0x3ff)), i32x4.splat(0)));
+  return v128.bitselect(i32x4.splat(0x7fc00000), o, nan);
 }
 
 /** 4 f32 lanes to half bits (in i32 lanes). */

@@ -89,6 +89,28 @@ export function sigmoidv(x: v128): v128 {
   return f32x4.div(splat(1.0), f32x4.add(splat(1.0), expv(f32x4.neg(x))));
 }
 
+/**
+ * sigmoid(x) (which = 0) or 1 - sigmoid(x) = sigmoid(-x) (which = 1), each to full relative
+ * accuracy: 1 - s in f32 would cancel for large x. With e = e^{-|x|}: sigmoid(|x|) = 1/(1+e),
+ * sigmoid(-|x|) = e/(1+e).
+ */
+@inline
+export function sigmoidSide(x: v128, which: i32): v128 {
+  const e = expv(f32x4.neg(f32x4.abs(x)));
+  const inv = f32x4.div(splat(1.0), f32x4.add(splat(1.0), e));
+  const small = f32x4.mul(e, inv);
+  const neg = f32x4.lt(x, splat(0.0));
+  return which == 0 ? v128.bitselect(small, inv, neg) : v128.bitselect(inv, small, neg);
+}
+
+/** sigmoid(x) (1 - sigmoid(x)) = e / (1 + e)^2 with e = e^{-|x|}: no cancellation. */
+@inline
+export function sigmoidSlope(x: v128): v128 {
+  const e = expv(f32x4.neg(f32x4.abs(x)));
+  const d = f32x4.add(splat(1.0), e);
+  return f32x4.div(e, f32x4.mul(d, d));
+}
+
 @inline
 export function tanhv(x: v128): v128 {
   const ax = f32x4.abs(x);
