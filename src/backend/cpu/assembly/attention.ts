@@ -13,7 +13,7 @@
  */
 import { micro4x8, microEdge, packA, packB } from "./gemm";
 import { claim, hsum, hmax, at32 } from "./common";
-import { expv } from "./simd_math";
+import { expNegv } from "./simd_math";
 import {
   BQ, BK, T, S, H, G, K, Kp, scale, kvRows, B,
   setDims, qRow, kvRow, rowIndex, visible, visibleInBlock, scratchBegin, take,
@@ -91,18 +91,18 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
       }
       const mOld = load<f32>(at32(m, r));
       const mNew = max(mOld, mBlock);
-      const corr = f32x4.extract_lane(expv(f32x4.splat(mOld - mNew)), 0);
+      const corr = f32x4.extract_lane(expNegv(f32x4.splat(mOld - mNew)), 0);
       const mn = f32x4.splat(mNew);
       let ps = f32x4.splat(0);
       j = 0;
       for (; j + 4 <= lim; j += 4) {
-        const p = expv(f32x4.sub(v128.load(at32(row, j)), mn));
+        const p = expNegv(f32x4.sub(v128.load(at32(row, j)), mn));
         v128.store(at32(row, j), p);
         ps = f32x4.add(ps, p);
       }
       let psum = hsum(ps);
       for (; j < lim; j++) {
-        const p = f32x4.extract_lane(expv(f32x4.splat(load<f32>(at32(row, j)) - mNew)), 0);
+        const p = f32x4.extract_lane(expNegv(f32x4.splat(load<f32>(at32(row, j)) - mNew)), 0);
         store<f32>(at32(row, j), p);
         psum += p;
       }
@@ -182,13 +182,13 @@ function decodeRow(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32,
   let ls = f32x4.splat(0);
   let j = 0;
   for (; j + 4 <= n; j += 4) {
-    const e = expv(f32x4.sub(v128.load(at32(p, j)), mv));
+    const e = expNegv(f32x4.sub(v128.load(at32(p, j)), mv));
     v128.store(at32(p, j), e);
     ls = f32x4.add(ls, e);
   }
   let l = hsum(ls);
   for (; j < n; j++) {
-    const e = f32x4.extract_lane(expv(f32x4.splat(load<f32>(at32(p, j)) - mx)), 0);
+    const e = f32x4.extract_lane(expNegv(f32x4.splat(load<f32>(at32(p, j)) - mx)), 0);
     store<f32>(at32(p, j), e);
     l += e;
   }
@@ -296,13 +296,13 @@ function softmaxRow(row: usize, n: i32): void {
   let ls = f32x4.splat(0);
   j = 0;
   for (; j + 4 <= n; j += 4) {
-    const e = expv(f32x4.sub(v128.load(at32(row, j)), mm));
+    const e = expNegv(f32x4.sub(v128.load(at32(row, j)), mm));
     v128.store(at32(row, j), e);
     ls = f32x4.add(ls, e);
   }
   let l = hsum(ls);
   for (; j < n; j++) {
-    const e = f32x4.extract_lane(expv(f32x4.splat(load<f32>(at32(row, j)) - mx)), 0);
+    const e = f32x4.extract_lane(expNegv(f32x4.splat(load<f32>(at32(row, j)) - mx)), 0);
     store<f32>(at32(row, j), e);
     l += e;
   }

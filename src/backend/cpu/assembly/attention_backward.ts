@@ -10,7 +10,7 @@
  */
 import { micro4x8, microEdge, packA, packB } from "./gemm";
 import { claim, splitLo, splitHi, hsum, at32 } from "./common";
-import { expv } from "./simd_math";
+import { expNegv } from "./simd_math";
 import {
   BQ, BK, B, T, S, H, G, K, Kp, scale, causal, qOffset, kvRows,
   setDims, qRow, kvRow, rowIndex, visible, visibleInBlock, scratchBegin, take,
@@ -168,10 +168,10 @@ function keyBlock(
           const L = f32x4.splat(load<f32>(at32(lse, rowIndex(b, h, t0 + r))));
           let j = 0;
           if (lim > 0) {
-            for (; j + 4 <= lim; j += 4) v128.store(at32(row, j), expv(f32x4.sub(f32x4.mul(v128.load(at32(row, j)), sv), L)));
+            for (; j + 4 <= lim; j += 4) v128.store(at32(row, j), expNegv(f32x4.sub(f32x4.mul(v128.load(at32(row, j)), sv), L)));
             for (; j < lim; j++) {
               const s1 = f32x4.splat(load<f32>(at32(row, j)));
-              store<f32>(at32(row, j), f32x4.extract_lane(expv(f32x4.sub(f32x4.mul(s1, sv), L)), 0));
+              store<f32>(at32(row, j), f32x4.extract_lane(expNegv(f32x4.sub(f32x4.mul(s1, sv), L)), 0));
             }
           }
           for (j = max(lim, 0); j < jn; j++) store<f32>(at32(row, j), 0);

@@ -1,0 +1,170 @@
+/**
+ * Benchmark of the cpu backend's kernels (later `seqlab bench cpu`): the machine's measured
+ * f32x4 peak, matmul GFLOP/s at prefill shapes and a decoding matrix-vector product, attention
+ * forward (and backward) times, and the cost of one dispatch to the worker threads; on 1 and on
+ * N threads. Prints a table and writes JSON.
+ *
+ *   npx tsx scripts/bench-cpu-kernels.ts [--threads 1,2] [--out out/bench-cpu-kernels.json] [--quick]
+ *
+ * Counting: a matmul does 2 M N K flops; its floor is max(flops / peak, bytes / bandwidth).
+ * Causal attention over T queries does 2 products of T (T + 1) / 2 x K per head, 2 flops each.
+ * Times are the best of several runs (the machine may be shared; the best is the least disturbed).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as os from "node:os";
+import { CpuBackend } from "../src/backend/cpu/backend.js";
+import type { MatmulDims, AttentionDims } from "../src/backend/kernels.js";
+import { intListFlag } from "../src/cli/args.js";
+
+const argv = process.argv.slice(2);
+const flag = (name: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const quick = argv.includes("--quick");
+const threadList = intListFlag("bench-cpu-kernels", "threads", flag("threads"), [1, os.availableParallelism()], 1, 256);
+const outPath = flag("out") ?? "out/bench-cpu-kernels.json";
+const REPS = quick ? 3 : 9;
+
+/** Best wall time of `reps` runs of fn, in seconds, after one warm-up run. */
+function best(fn: () => void, reps = REPS): number {
+  fn();
+  let t = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    fn();
+    t = Math.min(t, (performance.now() - t0) / 1e3);
+  }
+  return t;
+}
+
+function randomView(be: CpuBackend, n: number): Float32Array {
+  const a = be.allocate("f32", n) as Float32Array;
+  for (let i = 0; i < n; i++) a[i] = Math.random() - 0.5;
+  return a;
+}
+
+/** GFLOP/s of the f32x4 mul+add loop on every thread at once (12 chains x 8 flops per iteration). */
+function peak(be: CpuBackend): number {
+  const sink = be.allocate("f32", 256);
+  const iters = quick ? 2e6 : 1e7;
+  const t = best(() => be.runtime.call("simdPeak", be.threads, iters, sink.byteOffset), 5);
+  be.release(sink);
+  return (be.threads * iters * 96) / t / 1e9;
+}
+
+interface MatmulCase {
+  name: string;
+  d: MatmulDims;
+}
+
+const MATMULS: MatmulCase[] = [
+  { name: "prefill 768x768x768 (x W^T)", d: { M: 768, N: 768, K: 768, transA: false, transB: true, accumulate: false } },
+  { name: "MLP up 512x2048x768 (x W^T)", d: { M: 512, N: 2048, K: 768, transA: false, transB: true, accumulate: false } },
+  { name: "weight grad 768x768, K=512 (dy^T x)", d: { M: 768, N: 768, K: 512, transA: true, transB: false, accumulate: false } },
+  { name: "decode matvec 1x2048x768 (x W^T)", d: { M: 1, N: 2048, K: 768, transA: false, transB: true, accumulate: false } },
+];
+
+function benchMatmul(be: CpuBackend, c: MatmulCase) {
+  const { M, N, K } = c.d;
+  const a = randomView(be, M * K);
+  const b = randomView(be, K * N);
+  const out = be.allocate("f32", M * N) as Float32Array;
+  const t = best(() => be.kernels.matmul(out, a, b, c.d));
+  be.release(a);
+  be.release(b);
+  be.release(out);
+  const flops = 2 * M * N * K;
+  const bytes = 4 * (M * K + K * N + M * N);
+  return { seconds: t, gflops: flops / t / 1e9, gbytesPerSecond: bytes / t / 1e9 };
+}
+
+function attentionDims(T: number, S = T): AttentionDims {
+  return { B: 1, T, S, H: 12, G: 12, K: 64, scale: 0.125, causal: true, qOffset: S - T, kvRows: S };
+}
+
+function benchAttention(be: CpuBackend, T: number, backward: boolean, S = T) {
+  const d = attentionDims(T, S);
+  const nq = d.B * d.T * d.H * d.K;
+  const nkv = d.B * d.kvRows * d.G * d.K;
+  const q = randomView(be, nq);
+  const k = randomView(be, nkv);
+  const v = randomView(be, nkv);
+  const out = be.allocate("f32", nq) as Float32Array;
+  const lse = be.allocate("f32", d.B * d.H * d.T) as Float32Array;
+  const reps = T >= 4096 ? Math.min(REPS, 3) : REPS;
+  let t = best(() => be.kernels.attentionForward(out, lse, q, k, v, d), reps);
+  const bufs = [q, k, v, out, lse];
+  if (backward) {
+    const dout = randomView(be, nq);
+    const dq = be.allocate("f32", nq) as Float32Array;
+    const dk = be.allocate("f32", nkv) as Float32Array;
+    const dv = be.allocate("f32", nkv) as Float32Array;
+    t = best(() => be.kernels.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d), reps);
+    bufs.push(dout, dq, dk, dv);
+  }
+  for (const x of bufs) be.release(x);
+  // visible (query, key) pairs under the causal mask, each costing 2 K-long products (4 K flops)
+  const pairs = d.H * (T === S ? (T * (T + 1)) / 2 : T * S);
+  const flops = pairs * 4 * d.K * (backward ? 2.5 : 1);
+  return { seconds: t, ms: t * 1e3, gflops: flops / t / 1e9 };
+}
+
+/** Microseconds per kernel call of a tiny kernel split across every thread (the pool's round trip). */
+async function dispatchOverhead(threads: number): Promise<number> {
+  const be = await CpuBackend.create({ threads, forceThreads: true });
+  const x = be.allocate("f32", 64) as Float32Array;
+  const n = 20000;
+  const t = best(() => {
+    for (let i = 0; i < n; i++) be.kernels.fill(x, 1, 64);
+  }, 3);
+  await be.dispose();
+  return (t / n) * 1e6;
+}
+
+const pad = (s: string | number, n: number) => String(s).padStart(n);
+const results: Record<string, unknown>[] = [];
+const lines: string[] = [];
+const log = (l: string) => {
+  lines.push(l);
+  console.log(l);
+};
+
+log(`seqlab cpu kernel benchmark: ${os.cpus()[0]?.model ?? "cpu"}, ${os.availableParallelism()} cores, node ${process.version}, load average ${os.loadavg()[0].toFixed(1)}`);
+for (const threads of threadList) {
+  const be = await CpuBackend.create({ threads });
+  const pk = peak(be);
+  log("");
+  log(`${be.describe()}: measured f32x4 mul+add peak ${pk.toFixed(1)} GFLOP/s (${(pk / threads).toFixed(1)} per thread)`);
+  log(`  ${"matmul".padEnd(40)} ${pad("ms", 9)} ${pad("GFLOP/s", 9)} ${pad("of peak", 8)} ${pad("GB/s", 7)}`);
+  for (const c of MATMULS) {
+    const r = benchMatmul(be, c);
+    const frac = r.gflops / pk;
+    log(`  ${c.name.padEnd(40)} ${pad((r.seconds * 1e3).toFixed(3), 9)} ${pad(r.gflops.toFixed(1), 9)} ${pad((100 * frac).toFixed(0) + "%", 8)} ${pad(r.gbytesPerSecond.toFixed(1), 7)}`);
+    results.push({ kind: "matmul", threads, name: c.name, dims: c.d, ...r, peakGflops: pk, fractionOfPeak: frac });
+  }
+  log(`  ${"attention (B=1, H=12, K=64, causal)".padEnd(40)} ${pad("ms", 9)} ${pad("GFLOP/s", 9)} ${pad("of peak", 8)}`);
+  const attn: [string, number, boolean, number?][] = [
+    ["forward T=1024", 1024, false],
+    ["forward T=4096", 4096, false],
+    ["backward T=1024", 1024, true],
+    ["decode step (T=1, S=4096)", 1, false, 4096],
+  ];
+  for (const [name, T, backward, S] of attn) {
+    if (quick && T === 4096) continue;
+    const r = benchAttention(be, T, backward, S ?? T);
+    log(`  ${name.padEnd(40)} ${pad(r.ms.toFixed(3), 9)} ${pad(r.gflops.toFixed(1), 9)} ${pad(((100 * r.gflops) / pk).toFixed(0) + "%", 8)}`);
+    results.push({ kind: "attention", threads, name, T, S: S ?? T, backward, ...r, peakGflops: pk, fractionOfPeak: r.gflops / pk });
+  }
+  await be.dispose();
+  if (threads > 1) {
+    const us = await dispatchOverhead(threads);
+    log(`  dispatch round trip to ${threads - 1} worker${threads > 2 ? "s" : ""}: ${us.toFixed(1)} us per kernel call`);
+    results.push({ kind: "dispatch", threads, microseconds: us });
+  }
+}
+
+fs.mkdirSync(path.dirname(outPath), { recursive: true });
+fs.writeFileSync(outPath, JSON.stringify({ machine: { cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), node: process.version }, results }, null, 2));
+console.log(`\nwrote ${outPath}`);
