@@ -81,7 +81,7 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
       for (; j + 4 <= lim; j += 4) {
         const s4 = f32x4.mul(v128.load(at32(row, j)), sv);
         v128.store(at32(row, j), s4);
-        mv = f32x4.max(mv, s4);
+        mv = f32x4.pmax(mv, s4); // NaN scores reach the output through exp anyway
       }
       let mBlock = hmax(mv);
       for (; j < lim; j++) {
@@ -147,18 +147,26 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
 
 /** q . k over K */
 @inline function dotK(a: usize, b: usize): f32 {
-  let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+  let s0 = f32x4.splat(0);
   let c = 0;
-  for (; c + 8 <= K; c += 8) {
-    s0 = f32x4.add(s0, f32x4.mul(v128.load(at32(a, c)), v128.load(at32(b, c))));
-    s1 = f32x4.add(s1, f32x4.mul(v128.load(at32(a, c), 16), v128.load(at32(b, c), 16)));
-  }
-  let s = hsum(f32x4.add(s0, s1));
+  for (; c + 4 <= K; c += 4) s0 = f32x4.add(s0, f32x4.mul(v128.load(at32(a, c)), v128.load(at32(b, c))));
+  let s = hsum(s0);
   for (; c < K; c++) s += load<f32>(at32(a, c)) * load<f32>(at32(b, c));
   return s;
 }
 
-/** One query row (decoding): scores for every visible key, softmax, weighted sum of values. */
+/** The four lane sums of a, b, c, d as one vector. */
+@inline function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7)); // a01 a23 b01 b23
+  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
+  return f32x4.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7));
+}
+
+/**
+ * One query row (decoding): scores for every visible key (four keys per pass, sharing the
+ * loads of q), softmax, then the weighted sum of value rows, 32 columns per pass with the
+ * accumulators in registers. Each key and value row is streamed once (memory-bound).
+ */
 function decodeRow(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32, t: i32, h: i32, scratch: usize): void {
   const n = visible(t);
   const g = h / (H / G);
@@ -169,20 +177,47 @@ function decodeRow(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32,
     return;
   }
   scratchBegin(scratch);
-  const o = take(Kp);
   const p = take(n);
   const qr = qRow(q, b, t, h);
-  let mx: f32 = -Infinity;
-  for (let j = 0; j < n; j++) {
+  const kvStride = <usize>G * K * 4;
+  const K4 = K & ~3;
+  const sv = f32x4.splat(scale);
+  let mv = f32x4.splat(-Infinity);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const k0 = kvRow(k, b, j, g);
+    const k1 = k0 + kvStride;
+    const k2 = k1 + kvStride;
+    const k3 = k2 + kvStride;
+    let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+    for (let c = 0; c < K4; c += 4) {
+      const o = <usize>c << 2;
+      const qv = v128.load(qr + o);
+      s0 = f32x4.add(s0, f32x4.mul(qv, v128.load(k0 + o)));
+      s1 = f32x4.add(s1, f32x4.mul(qv, v128.load(k1 + o)));
+      s2 = f32x4.add(s2, f32x4.mul(qv, v128.load(k2 + o)));
+      s3 = f32x4.add(s3, f32x4.mul(qv, v128.load(k3 + o)));
+    }
+    let s4 = hsum4(s0, s1, s2, s3);
+    for (let c = K4; c < K; c++) {
+      const qs = load<f32>(at32(qr, c));
+      s4 = f32x4.add(s4, f32x4.mul(f32x4.splat(qs), f32x4(load<f32>(at32(k0, c)), load<f32>(at32(k1, c)), load<f32>(at32(k2, c)), load<f32>(at32(k3, c)))));
+    }
+    s4 = f32x4.mul(s4, sv);
+    v128.store(at32(p, j), s4);
+    mv = f32x4.pmax(mv, s4);
+  }
+  let mx = hmax(mv);
+  for (; j < n; j++) {
     const s = dotK(qr, kvRow(k, b, j, g)) * scale;
     store<f32>(at32(p, j), s);
     mx = max(mx, s);
   }
-  const mv = f32x4.splat(mx);
+  const mm = f32x4.splat(mx);
   let ls = f32x4.splat(0);
-  let j = 0;
+  j = 0;
   for (; j + 4 <= n; j += 4) {
-    const e = expNegv(f32x4.sub(v128.load(at32(p, j)), mv));
+    const e = expNegv(f32x4.sub(v128.load(at32(p, j)), mm));
     v128.store(at32(p, j), e);
     ls = f32x4.add(ls, e);
   }
@@ -192,17 +227,52 @@ function decodeRow(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32,
     store<f32>(at32(p, j), e);
     l += e;
   }
-  memory.fill(o, 0, <usize>Kp * 4);
-  const K4 = K & ~3;
-  for (j = 0; j < n; j++) {
-    const pv = v128.load32_splat(at32(p, j));
-    const vr = kvRow(v, b, j, g);
-    let c = 0;
-    for (; c < K4; c += 4) v128.store(at32(o, c), f32x4.add(v128.load(at32(o, c)), f32x4.mul(pv, v128.load(at32(vr, c)))));
-    const ps = load<f32>(at32(p, j));
-    for (; c < K; c++) store<f32>(at32(o, c), load<f32>(at32(o, c)) + ps * load<f32>(at32(vr, c)));
+  const inv = f32x4.splat(1 / l);
+  let c0 = 0;
+  for (; c0 + 32 <= K; c0 += 32) {
+    let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
+    let o4 = f32x4.splat(0), o5 = f32x4.splat(0), o6 = f32x4.splat(0), o7 = f32x4.splat(0);
+    let vr = kvRow(v, b, 0, g) + (<usize>c0 << 2);
+    for (j = 0; j < n; j++) {
+      const pv = v128.load32_splat(at32(p, j));
+      o0 = f32x4.add(o0, f32x4.mul(pv, v128.load(vr)));
+      o1 = f32x4.add(o1, f32x4.mul(pv, v128.load(vr, 16)));
+      o2 = f32x4.add(o2, f32x4.mul(pv, v128.load(vr, 32)));
+      o3 = f32x4.add(o3, f32x4.mul(pv, v128.load(vr, 48)));
+      o4 = f32x4.add(o4, f32x4.mul(pv, v128.load(vr, 64)));
+      o5 = f32x4.add(o5, f32x4.mul(pv, v128.load(vr, 80)));
+      o6 = f32x4.add(o6, f32x4.mul(pv, v128.load(vr, 96)));
+      o7 = f32x4.add(o7, f32x4.mul(pv, v128.load(vr, 112)));
+      vr += kvStride;
+    }
+    const d = dst + (<usize>c0 << 2);
+    v128.store(d, f32x4.mul(o0, inv));
+    v128.store(d, f32x4.mul(o1, inv), 16);
+    v128.store(d, f32x4.mul(o2, inv), 32);
+    v128.store(d, f32x4.mul(o3, inv), 48);
+    v128.store(d, f32x4.mul(o4, inv), 64);
+    v128.store(d, f32x4.mul(o5, inv), 80);
+    v128.store(d, f32x4.mul(o6, inv), 96);
+    v128.store(d, f32x4.mul(o7, inv), 112);
   }
-  copyScaled(dst, o, 1 / l, K);
+  for (; c0 + 4 <= K; c0 += 4) {
+    let o0 = f32x4.splat(0);
+    let vr = kvRow(v, b, 0, g) + (<usize>c0 << 2);
+    for (j = 0; j < n; j++) {
+      o0 = f32x4.add(o0, f32x4.mul(v128.load32_splat(at32(p, j)), v128.load(vr)));
+      vr += kvStride;
+    }
+    v128.store(dst + (<usize>c0 << 2), f32x4.mul(o0, inv));
+  }
+  for (; c0 < K; c0++) {
+    let o: f32 = 0;
+    let vr = kvRow(v, b, 0, g) + (<usize>c0 << 2);
+    for (j = 0; j < n; j++) {
+      o += load<f32>(at32(p, j)) * load<f32>(vr);
+      vr += kvStride;
+    }
+    store<f32>(dst + (<usize>c0 << 2), o / l);
+  }
   store<f32>(at32(lse, rowIndex(b, h, t)), mx + <f32>Math.log(l));
 }
 
@@ -284,7 +354,7 @@ function softmaxRow(row: usize, n: i32): void {
   for (; j + 4 <= n; j += 4) {
     const s4 = f32x4.mul(v128.load(at32(row, j)), sv);
     v128.store(at32(row, j), s4);
-    mv = f32x4.max(mv, s4);
+    mv = f32x4.pmax(mv, s4); // NaN scores reach the output through exp anyway
   }
   let mx = hmax(mv);
   for (; j < n; j++) {

@@ -67,7 +67,7 @@ export function visibleInBlock(t: i32, j0: i32, jn: i32): i32 {
 /** Scratch floats per thread for the attention kernels. */
 export function attentionScratchFloats(k: i32, kvRowsMax: i32): i32 {
   const kp = (k + 7) & ~7;
-  const forward = BQ * k + k * BK + BK * kp + 2 * BQ * BK + BQ * kp + 2 * BQ + kp + kvRowsMax;
+  const forward = max(BQ * k + k * BK + BK * kp + 2 * BQ * BK + BQ * kp + 2 * BQ, kvRowsMax);
   const backward = 2 * BQ * k + 2 * BQ * kp + 2 * k * BK + BK * kp + 5 * BQ * BK + 2 * BK * kp + 32;
   return max(forward, backward) + 64;
 }

@@ -34,11 +34,21 @@ const LN2: f32 = 0.6931471805599453;
   return f32x4.mul(f32x4.mul(p, s1), s2);
 }
 
+/**
+ * Round-to-nearest of x * log2(e) by the 1.5 * 2^23 trick: adding the magic number leaves the
+ * integer in the low mantissa bits, so n (as float) and 2^n (as bits) come from adds and a
+ * shift instead of nearest + trunc_sat (a long instruction sequence on x64). Valid for |n| < 2^22.
+ */
+const MAGIC: f32 = 12582912.0;
+const MAGIC_BITS = 0x4b400000;
+
 /** e^x lane-wise; NaN stays NaN, large |x| gives 0 or +inf. */
 @inline
 export function expv(x0: v128): v128 {
-  const x = f32x4.min(f32x4.max(x0, splat(-104.0)), splat(89.0));
-  const n = f32x4.nearest(f32x4.mul(x, splat(LOG2E)));
+  // pmin/pmax (one instruction each) pass a NaN x0 through unchanged
+  const x = f32x4.pmin(f32x4.pmax(x0, splat(-104.0)), splat(89.0));
+  const t = f32x4.add(f32x4.mul(x, splat(LOG2E)), splat(MAGIC));
+  const n = f32x4.sub(t, splat(MAGIC));
   let r = f32x4.sub(x, f32x4.mul(n, splat(LN2_HI)));
   r = f32x4.sub(r, f32x4.mul(n, splat(LN2_LO)));
   let p = madd(splat(1.0 / 5040.0), r, splat(1.0 / 720.0));
@@ -48,7 +58,7 @@ export function expv(x0: v128): v128 {
   p = madd(p, r, splat(0.5));
   p = madd(p, r, splat(1.0));
   p = madd(p, r, splat(1.0));
-  return pow2Parts(i32x4.trunc_sat_f32x4_s(n), p);
+  return pow2Parts(i32x4.sub(t, i32x4.splat(MAGIC_BITS)), p);
 }
 
 /**
@@ -58,8 +68,9 @@ export function expv(x0: v128): v128 {
  */
 @inline
 export function expNegv(x0: v128): v128 {
-  const x = f32x4.max(x0, splat(-87.0));
-  const n = f32x4.nearest(f32x4.mul(x, splat(LOG2E)));
+  const x = f32x4.pmax(x0, splat(-87.0));
+  const t = f32x4.add(f32x4.mul(x, splat(LOG2E)), splat(MAGIC));
+  const n = f32x4.sub(t, splat(MAGIC));
   let r = f32x4.sub(x, f32x4.mul(n, splat(LN2_HI)));
   r = f32x4.sub(r, f32x4.mul(n, splat(LN2_LO)));
   let p = madd(splat(1.0 / 720.0), r, splat(1.0 / 120.0));
@@ -68,7 +79,8 @@ export function expNegv(x0: v128): v128 {
   p = madd(p, r, splat(0.5));
   p = madd(p, r, splat(1.0));
   p = madd(p, r, splat(1.0));
-  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  // 2^n as bits: the magic number's bits are (MAGIC_BITS + n), and MAGIC_BITS << 23 wraps to 0
+  const scale = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);
   return v128.andnot(f32x4.mul(p, scale), f32x4.lt(x0, splat(-87.0))); // NaN passes through
 }
 
