@@ -45,13 +45,15 @@ function randomView(be: CpuBackend, n: number): Float32Array {
   return a;
 }
 
-/** GFLOP/s of the f32x4 mul+add loop on every thread at once (12 chains x 8 flops per iteration). */
+/**
+ * GFLOP/s of the f32x4 mul+add micro-kernel on L1-resident operands, on every thread at once
+ * (assembly/peak.ts): 2 * 4 * 8 * 256 flops per call.
+ */
 function peak(be: CpuBackend): number {
-  const sink = be.allocate("f32", 256);
-  const iters = quick ? 2e6 : 1e7;
-  const t = best(() => be.runtime.call("simdPeak", be.threads, iters, sink.byteOffset), 5);
-  be.release(sink);
-  return (be.threads * iters * 96) / t / 1e9;
+  const [scratch, stride] = be.runtime.scratch(be.runtime.exports.simdPeakScratchBytes());
+  const iters = quick ? 1000 : 3000;
+  const t = best(() => be.runtime.call("simdPeak", be.threads, iters, scratch, stride), 15);
+  return (be.threads * iters * 2 * 4 * 8 * 256) / t / 1e9;
 }
 
 interface MatmulCase {

@@ -128,7 +128,7 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
       const nth = rt.threadsFor(2 * M * N * Math.max(K, 1) * batch, GRAIN.flops);
       rt.call(
         "matmul", nth, p(out, "out"), p(a, "a"), p(b, "b"), M, N, K, flags, batch,
-        d.strideA ?? M * K, d.strideB ?? K * N, d.strideOut ?? M * N, scratch, stride,
+        d.strideA ?? M * K, d.strideB ?? K * N, d.strideOut ?? M * N, scratch, stride, rt.pool.counter,
       );
     },
 

@@ -6,7 +6,7 @@ export * from "./loss";
 export { attentionForward, attentionNaiveForward } from "./attention";
 export { attentionRowDot, attentionNaiveRowDot, attentionBackward } from "./attention_backward";
 export { attentionScratchFloats } from "./attention_common";
-export { simdPeak } from "./peak";
+export { simdPeak, simdPeakScratchBytes } from "./peak";
 
 /** First byte after the module's static data; the host allocator starts above it. */
 export function heapBase(): usize {

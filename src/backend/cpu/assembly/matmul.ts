@@ -4,14 +4,14 @@
  * Large products run the packed, cache-blocked GEMM of gemm.ts: for each NC-column block and
  * KC-deep slice, B is packed once (KC x NC, kept in L2), then for each MC-row block A is packed
  * (MC x KC), and the 4x8 micro-kernel sweeps B micro-panels (L1) against the A panels.
- * Threads split the output into row or column ranges (whichever dimension is longer) and pack
- * their own operands, so they never wait for each other.
+ * Threads claim chunks of output rows or columns (whichever dimension is longer) from a shared
+ * counter and pack their own operands, so they never wait for each other.
  *
  * Products with M <= 4 (decoding: one token per sequence) are memory-bound: each weight is
  * read once, streamed straight from its storage without packing, threads split the N outputs.
  */
 import { MR, NR, microEdge, packA, packB } from "./gemm";
-import { splitLo, splitHi, hsum, at32 } from "./common";
+import { claim, hsum, at32 } from "./common";
 
 const KC = 256;
 const MC = 128;
@@ -29,56 +29,51 @@ export function matmulScratchBytes(K: i32): i32 {
 
 export function matmul(
   tid: i32, nth: i32, out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, flags: i32,
-  batch: i32, strideA: i32, strideB: i32, strideOut: i32, scratch: usize, scratchStride: i32,
+  batch: i32, strideA: i32, strideB: i32, strideOut: i32, scratch: usize, scratchStride: i32, counter: usize,
 ): void {
   const mine = scratch + <usize>tid * scratchStride;
-  if (batch >= nth) {
-    // whole products per thread
-    const lo = splitLo(batch, tid, nth, 1);
-    const hi = splitHi(batch, tid, nth, 1);
-    for (let p = lo; p < hi; p++) {
-      product(0, 1, at32(out, p * strideOut), at32(a, p * strideA), at32(b, p * strideB), M, N, K, flags, mine);
-    }
-    return;
-  }
-  for (let p = 0; p < batch; p++) {
-    product(tid, nth, at32(out, p * strideOut), at32(a, p * strideA), at32(b, p * strideB), M, N, K, flags, mine);
-  }
-}
-
-/** Thread tid's share of one product. */
-function product(tid: i32, nth: i32, out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, flags: i32, scratch: usize): void {
   const transA = (flags & TRANS_A) != 0;
   const transB = (flags & TRANS_B) != 0;
   const accumulate = (flags & ACCUMULATE) != 0;
-  if (K == 0) {
-    if (!accumulate) {
-      const lo = splitLo(M, tid, nth, 1);
-      const hi = splitHi(M, tid, nth, 1);
-      memory.fill(at32(out, lo * N), 0, <usize>(hi - lo) * N * 4);
-    }
-    return;
-  }
   // byte strides of element (row, k) of op(a) and (k, col) of op(b)
   const ars: usize = transA ? 4 : <usize>K * 4;
   const aks: usize = transA ? <usize>M * 4 : 4;
   const bks: usize = transB ? 4 : <usize>N * 4;
   const bjs: usize = transB ? <usize>K * 4 : 4;
-  if (M <= SMALL_M) {
-    const n0 = splitLo(N, tid, nth, transB ? 4 : 16);
-    const n1 = splitHi(N, tid, nth, transB ? 4 : 16);
-    smallM(out, a, ars, aks, b, bks, bjs, M, N, K, n0, n1, accumulate, scratch);
-    return;
+  // work items: each product is cut into chunks of rows (or of columns, whichever dimension is
+  // longer; columns for small M), claimed dynamically so that a thread the OS preempts does
+  // not hold the others up. About four chunks per thread; each chunk packs its own operands.
+  const small = M <= SMALL_M;
+  const byRows = !small && M >= N;
+  const extent = byRows ? M : N;
+  const align = byRows ? MR : small ? 16 : NR;
+  const minChunk = small ? 64 : 128;
+  let chunk = extent;
+  if (nth > 1) chunk = min(extent, max(minChunk, (((extent + 4 * nth - 1) / (4 * nth) + align - 1) / align) * align));
+  const chunks = (extent + chunk - 1) / chunk;
+  const items = batch * chunks;
+  for (let item = claim(counter); item < items; item = claim(counter)) {
+    const p = item / chunks;
+    const lo = (item % chunks) * chunk;
+    const hi = min(extent, lo + chunk);
+    const o = at32(out, p * strideOut);
+    const ap = at32(a, p * strideA);
+    const bp = at32(b, p * strideB);
+    if (K == 0) {
+      // an empty sum: zeros, or the output unchanged when accumulating
+      const r0 = byRows ? lo : 0;
+      const r1 = byRows ? hi : M;
+      const c0 = byRows ? 0 : lo;
+      const c1 = byRows ? N : hi;
+      if (!accumulate) for (let i = r0; i < r1; i++) memory.fill(at32(o, i * N + c0), 0, <usize>(c1 - c0) * 4);
+    } else if (small) {
+      smallM(o, ap, ars, aks, bp, bks, bjs, M, N, K, lo, hi, accumulate, mine);
+    } else if (byRows) {
+      blocked(o, N, ap, ars, aks, bp, bks, bjs, K, lo, hi, 0, N, accumulate, mine);
+    } else {
+      blocked(o, N, ap, ars, aks, bp, bks, bjs, K, 0, M, lo, hi, accumulate, mine);
+    }
   }
-  let m0 = 0, m1 = M, n0 = 0, n1 = N;
-  if (M >= N) {
-    m0 = splitLo(M, tid, nth, MR);
-    m1 = splitHi(M, tid, nth, MR);
-  } else {
-    n0 = splitLo(N, tid, nth, NR);
-    n1 = splitHi(N, tid, nth, NR);
-  }
-  if (m0 < m1 && n0 < n1) blocked(out, N, a, ars, aks, b, bks, bjs, K, m0, m1, n0, n1, accumulate, scratch);
 }
 
 /** The cache-blocked GEMM over output rows [m0, m1) x columns [n0, n1). */
@@ -185,39 +180,49 @@ function dotRows(out: usize, rows: usize, b: usize, bjs: usize, M: i32, N: i32, 
   }
 }
 
-/** b is (K, N): out[n0:n1] = sum over k of x[k] * b[k, n0:n1], 16 columns per pass. */
+/**
+ * b is (K, N): out[n0:n1] = sum over k of x[k] * b[k, n0:n1]. Rows of b are streamed in order,
+ * four at a time, into the output slice (which stays in L1): contiguous reads that the
+ * prefetcher follows, where column passes would stride through memory.
+ */
 function axpyRows(out: usize, x: usize, b: usize, bks: usize, K: i32, n0: i32, n1: i32, accumulate: bool): void {
-  let n = n0;
-  for (; n + 16 <= n1; n += 16) {
-    let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-    let w = b + (<usize>n << 2);
-    for (let k = 0; k < K; k++) {
-      const xv = v128.load32_splat(x + (<usize>k << 2));
-      s0 = f32x4.add(s0, f32x4.mul(xv, v128.load(w)));
-      s1 = f32x4.add(s1, f32x4.mul(xv, v128.load(w, 16)));
-      s2 = f32x4.add(s2, f32x4.mul(xv, v128.load(w, 32)));
-      s3 = f32x4.add(s3, f32x4.mul(xv, v128.load(w, 48)));
-      w += bks;
+  const o = out + (<usize>n0 << 2);
+  const len = n1 - n0;
+  if (len <= 0) return;
+  if (!accumulate) memory.fill(o, 0, <usize>len * 4);
+  const len4 = len & ~3;
+  let k = 0;
+  for (; k + 4 <= K; k += 4) {
+    const w0 = b + <usize>k * bks + (<usize>n0 << 2);
+    const w1 = w0 + bks;
+    const w2 = w1 + bks;
+    const w3 = w2 + bks;
+    const x0 = v128.load32_splat(x + (<usize>k << 2));
+    const x1 = v128.load32_splat(x + (<usize>k << 2), 4);
+    const x2 = v128.load32_splat(x + (<usize>k << 2), 8);
+    const x3 = v128.load32_splat(x + (<usize>k << 2), 12);
+    for (let c = 0; c < len4; c += 4) {
+      const off = <usize>c << 2;
+      let acc = v128.load(o + off);
+      acc = f32x4.add(acc, f32x4.add(f32x4.mul(x0, v128.load(w0 + off)), f32x4.mul(x1, v128.load(w1 + off))));
+      acc = f32x4.add(acc, f32x4.add(f32x4.mul(x2, v128.load(w2 + off)), f32x4.mul(x3, v128.load(w3 + off))));
+      v128.store(o + off, acc);
     }
-    const c = out + (<usize>n << 2);
-    if (accumulate) {
-      s0 = f32x4.add(s0, v128.load(c));
-      s1 = f32x4.add(s1, v128.load(c, 16));
-      s2 = f32x4.add(s2, v128.load(c, 32));
-      s3 = f32x4.add(s3, v128.load(c, 48));
+    const xs0 = load<f32>(x + (<usize>k << 2));
+    const xs1 = load<f32>(x + (<usize>k << 2), 4);
+    const xs2 = load<f32>(x + (<usize>k << 2), 8);
+    const xs3 = load<f32>(x + (<usize>k << 2), 12);
+    for (let c = len4; c < len; c++) {
+      const off = <usize>c << 2;
+      store<f32>(o + off, load<f32>(o + off) + xs0 * load<f32>(w0 + off) + xs1 * load<f32>(w1 + off) + xs2 * load<f32>(w2 + off) + xs3 * load<f32>(w3 + off));
     }
-    v128.store(c, s0);
-    v128.store(c, s1, 16);
-    v128.store(c, s2, 32);
-    v128.store(c, s3, 48);
   }
-  for (; n < n1; n++) {
-    let t: f32 = 0;
-    let w = b + (<usize>n << 2);
-    for (let k = 0; k < K; k++) {
-      t += load<f32>(x + (<usize>k << 2)) * load<f32>(w);
-      w += bks;
-    }
-    put(out + (<usize>n << 2), t, accumulate);
+  for (; k < K; k++) {
+    const w = b + <usize>k * bks + (<usize>n0 << 2);
+    const xs = load<f32>(x + (<usize>k << 2));
+    const xv = f32x4.splat(xs);
+    let c = 0;
+    for (; c < len4; c += 4) v128.store(o + (<usize>c << 2), f32x4.add(v128.load(o + (<usize>c << 2)), f32x4.mul(xv, v128.load(w + (<usize>c << 2)))));
+    for (; c < len; c++) store<f32>(o + (<usize>c << 2), load<f32>(o + (<usize>c << 2)) + xs * load<f32>(w + (<usize>c << 2)));
   }
 }

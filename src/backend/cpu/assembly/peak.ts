@@ -1,37 +1,25 @@
 /**
- * The machine's f32x4 arithmetic peak as this module's code sees it: twelve independent
- * chains of acc = acc * m + c (wasm SIMD has no fused multiply-add, so a multiply and an add
- * per 4 lanes: 8 flops). Twelve chains cover the mul + add latency at two pairs per cycle.
- * Each thread runs `iters` iterations; the host times the call.
+ * The machine's f32x4 arithmetic peak as wasm code reaches it: the 4x8 micro-kernel of gemm.ts
+ * run over panels that stay in L1 (A 4 x 256, B 256 x 8: 12 KiB), so nothing but the mul+add
+ * issue rate limits it. Wasm SIMD has no fused multiply-add: a multiply and an add per 4 lanes,
+ * 8 flops. (Register-only loops are worse yardsticks here: a dependent acc = acc * m + c chain is
+ * latency-bound, and V8 rematerialises v128 constants inside loops.)
+ * Each thread runs `iters` micro-kernel calls (16384 flops each) on its own scratch.
  */
-@inline function step(a: v128, m: v128, c: v128): v128 {
-  return f32x4.add(f32x4.mul(a, m), c);
+import { micro4x8 } from "./gemm";
+
+export const PEAK_KC = 256;
+
+export function simdPeak(tid: i32, nth: i32, iters: i32, scratch: usize, scratchStride: i32): void {
+  const a = scratch + <usize>tid * scratchStride;
+  const b = a + PEAK_KC * 16;
+  const c = b + PEAK_KC * 32;
+  for (let i = 0; i < PEAK_KC * 4; i++) store<f32>(a + (<usize>i << 2), 1 + <f32>i * 1e-6);
+  for (let i = 0; i < PEAK_KC * 8; i++) store<f32>(b + (<usize>i << 2), 1 - <f32>i * 1e-6);
+  for (let i = 0; i < iters; i++) micro4x8(a, b, PEAK_KC, c, 32, false);
 }
 
-export const PEAK_FLOPS_PER_ITER = 12 * 8;
-
-export function simdPeak(tid: i32, nth: i32, iters: i32, sink: usize): void {
-  let a0 = f32x4.splat(1.0), a1 = f32x4.splat(1.1), a2 = f32x4.splat(1.2), a3 = f32x4.splat(1.3);
-  let a4 = f32x4.splat(1.4), a5 = f32x4.splat(1.5), a6 = f32x4.splat(1.6), a7 = f32x4.splat(1.7);
-  let a8 = f32x4.splat(1.8), a9 = f32x4.splat(1.9), a10 = f32x4.splat(2.0), a11 = f32x4.splat(2.1);
-  const m = f32x4.splat(0.9999999);
-  const c = f32x4.splat(<f32>tid * 1e-7 + 1e-7);
-  for (let i = 0; i < iters; i++) {
-    a0 = step(a0, m, c);
-    a1 = step(a1, m, c);
-    a2 = step(a2, m, c);
-    a3 = step(a3, m, c);
-    a4 = step(a4, m, c);
-    a5 = step(a5, m, c);
-    a6 = step(a6, m, c);
-    a7 = step(a7, m, c);
-    a8 = step(a8, m, c);
-    a9 = step(a9, m, c);
-    a10 = step(a10, m, c);
-    a11 = step(a11, m, c);
-  }
-  let s = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)));
-  s = f32x4.add(s, f32x4.add(f32x4.add(a8, a9), f32x4.add(a10, a11)));
-  // the result goes to memory so the loop is not optimised away
-  store<f32>(sink + (<usize>tid << 2), f32x4.extract_lane(s, 0));
+/** Scratch bytes per thread simdPeak needs. */
+export function simdPeakScratchBytes(): i32 {
+  return PEAK_KC * 48 + 128;
 }
