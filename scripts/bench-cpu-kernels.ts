@@ -66,19 +66,23 @@ const MATMULS: MatmulCase[] = [
   { name: "MLP up 512x2048x768 (x W^T)", d: { M: 512, N: 2048, K: 768, transA: false, transB: true, accumulate: false } },
   { name: "weight grad 768x768, K=512 (dy^T x)", d: { M: 768, N: 768, K: 512, transA: true, transB: false, accumulate: false } },
   { name: "decode matvec 1x2048x768 (x W^T)", d: { M: 1, N: 2048, K: 768, transA: false, transB: true, accumulate: false } },
+  { name: "decode matvec, bf16 weights", d: { M: 1, N: 2048, K: 768, transA: false, transB: true, accumulate: false, bDtype: "bf16" } },
+  { name: "decode matvec 1x4096x4096 (16 MiB > L2)", d: { M: 1, N: 4096, K: 4096, transA: false, transB: true, accumulate: false } },
+  { name: "decode matvec 4096x4096, bf16 weights", d: { M: 1, N: 4096, K: 4096, transA: false, transB: true, accumulate: false, bDtype: "bf16" } },
 ];
 
 function benchMatmul(be: CpuBackend, c: MatmulCase) {
   const { M, N, K } = c.d;
+  const half = c.d.bDtype === "f16" || c.d.bDtype === "bf16";
   const a = randomView(be, M * K);
-  const b = randomView(be, K * N);
+  const b = half ? (be.allocate("bf16", K * N) as Uint16Array).fill(0x3f80) : randomView(be, K * N);
   const out = be.allocate("f32", M * N) as Float32Array;
   const t = best(() => be.kernels.matmul(out, a, b, c.d));
   be.release(a);
   be.release(b);
   be.release(out);
   const flops = 2 * M * N * K;
-  const bytes = 4 * (M * K + K * N + M * N);
+  const bytes = 4 * (M * K + M * N) + (half ? 2 : 4) * K * N;
   return { seconds: t, gflops: flops / t / 1e9, gbytesPerSecond: bytes / t / 1e9 };
 }
 

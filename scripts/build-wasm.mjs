@@ -19,7 +19,10 @@ export const ASC_FLAGS = [
   "--initialMemory", "1",
   "--maximumMemory", "65536", // 4 GiB, the wasm32 limit
   "--noAssert",
-  "-O3",
+  // -O2, not -O3: Binaryen's -O3 merges code that differs only in constants, folding the
+  // per-op specialised loops of a kernel (unary ops, half kinds) back into one loop that
+  // tests the op on every vector
+  "-O2",
 ];
 
 function newestSource() {

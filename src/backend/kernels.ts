@@ -38,6 +38,11 @@ export interface MatmulDims {
   transB: boolean;
   /** out += product instead of out = product. */
   accumulate: boolean;
+  /**
+   * Storage of b: "f32" (default), or "f16" / "bf16" (weights kept in half precision, a
+   * Uint16Array on host backends) widened to f32 as they are read; a and out are always f32.
+   */
+  bDtype?: "f32" | "f16" | "bf16";
   /** Batched matmul: `batch` independent products at these element strides (0 broadcasts). */
   batch?: number;
   strideA?: number;

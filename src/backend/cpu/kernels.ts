@@ -123,7 +123,9 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
       const batch = d.batch ?? 1;
       const { M, N, K } = d;
       if (M <= 0 || N <= 0 || batch <= 0) return;
-      const flags = (d.transA ? 1 : 0) | (d.transB ? 2 : 0) | (d.accumulate ? 4 : 0);
+      const half = d.bDtype === "f16" ? 8 : d.bDtype === "bf16" ? 16 : 0;
+      if ((half !== 0) !== b instanceof Uint16Array) throw new Error(`internal: matmul b storage does not match bDtype ${d.bDtype ?? "f32"}`);
+      const flags = (d.transA ? 1 : 0) | (d.transB ? 2 : 0) | (d.accumulate ? 4 : 0) | half;
       const [scratch, stride] = rt.scratch(rt.exports.matmulScratchBytes(K));
       const nth = rt.threadsFor(2 * M * N * Math.max(K, 1) * batch, GRAIN.flops);
       rt.call(

@@ -13,6 +13,8 @@
  * rows or columns past the matrix edge are zero, so the micro-kernel never branches.
  */
 
+import { F16, BF16, halfToF32, loadHalf4, loadHalf1 } from "./half";
+
 export const MR = 4;
 export const NR = 8;
 
@@ -170,6 +172,51 @@ export function packB(dst: usize, src: usize, ks: usize, js: usize, kc: i32, n: 
       for (let k = 0; k < kc; k++) {
         const d = dst + (<usize>k << 5);
         for (let j = 0; j < NR; j++) store<f32>(d + (<usize>j << 2), j < nr ? load<f32>(s + <usize>k * ks + <usize>j * js) : 0);
+      }
+    }
+    dst += <usize>kc << 5;
+  }
+}
+
+/**
+ * packB for half-precision storage (kind 1 f16, 2 bf16; byte strides of 2-byte elements):
+ * weights kept in f16/bf16 are widened to f32 as they are packed, so the micro-kernel is the
+ * f32 one and the product accumulates in f32.
+ */
+export function packBHalf(dst: usize, src: usize, ks: usize, js: usize, kc: i32, n: i32, kind: i32): void {
+  if (kind == F16) packBHalfAs(F16, dst, src, ks, js, kc, n);
+  else packBHalfAs(BF16, dst, src, ks, js, kc, n);
+}
+
+@inline function packBHalfAs(kind: i32, dst: usize, src: usize, ks: usize, js: usize, kc: i32, n: i32): void {
+  for (let j0 = 0; j0 < n; j0 += NR) {
+    const nr = min(NR, n - j0);
+    const s = src + <usize>j0 * js;
+    if (nr == NR && js == 2) {
+      for (let k = 0; k < kc; k++) {
+        const h = v128.load(s + <usize>k * ks);
+        const d = dst + (<usize>k << 5);
+        v128.store(d, halfToF32(i32x4.extend_low_i16x8_u(h), kind));
+        v128.store(d, halfToF32(i32x4.extend_high_i16x8_u(h), kind), 16);
+      }
+    } else if (nr == NR && ks == 2) {
+      let k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        const o = s + (<usize>k << 1);
+        const d = dst + (<usize>k << 5);
+        transposeStore(loadHalf4(o, kind), loadHalf4(o + js, kind), loadHalf4(o + 2 * js, kind), loadHalf4(o + 3 * js, kind), d, 32);
+        const o4 = o + 4 * js;
+        transposeStore(loadHalf4(o4, kind), loadHalf4(o4 + js, kind), loadHalf4(o4 + 2 * js, kind), loadHalf4(o4 + 3 * js, kind), d + 16, 32);
+      }
+      for (; k < kc; k++) {
+        const o = s + (<usize>k << 1);
+        const d = dst + (<usize>k << 5);
+        for (let j = 0; j < NR; j++) store<f32>(d + (<usize>j << 2), loadHalf1(o + <usize>j * js, kind));
+      }
+    } else {
+      for (let k = 0; k < kc; k++) {
+        const d = dst + (<usize>k << 5);
+        for (let j = 0; j < NR; j++) store<f32>(d + (<usize>j << 2), j < nr ? loadHalf1(s + <usize>k * ks + <usize>j * js, kind) : 0);
       }
     }
     dst += <usize>kc << 5;
