@@ -4,6 +4,7 @@
  */
 import { splitLo, splitHi, at32 } from "./common";
 import { F16, BF16, halfToF32, f32ToHalf } from "./half";
+
 import { expv, log1pv, sigmoidv, sigmoidSide, sigmoidSlope, tanhv, erfcPosv, lane0 } from "./simd_math";
 
 // Unary op codes; the TypeScript side (cpu/kernels.ts UNARY_CODE) uses the same numbers.
@@ -81,14 +82,27 @@ const GELU_C: f32 = 0.044715;
   return f32x4.add(x, x); // SQUARE
 }
 
+/** Two vectors per iteration: independent dependency chains for the out-of-order core to overlap. */
 @inline function forwardRange(op: i32, out: usize, x: usize, lo: i32, hi: i32): void {
   let i = lo;
+  for (; i + 8 <= hi; i += 8) {
+    const a = unaryValue(op, v128.load(at32(x, i)));
+    const b = unaryValue(op, v128.load(at32(x, i), 16));
+    v128.store(at32(out, i), a);
+    v128.store(at32(out, i), b, 16);
+  }
   for (; i + 4 <= hi; i += 4) v128.store(at32(out, i), unaryValue(op, v128.load(at32(x, i))));
   for (; i < hi; i++) store<f32>(at32(out, i), lane0(unaryValue(op, f32x4.splat(load<f32>(at32(x, i))))));
 }
 
 @inline function backwardRange(op: i32, dx: usize, dy: usize, x: usize, lo: i32, hi: i32): void {
   let i = lo;
+  for (; i + 8 <= hi; i += 8) {
+    const a = f32x4.mul(v128.load(at32(dy, i)), unaryDerivative(op, v128.load(at32(x, i))));
+    const b = f32x4.mul(v128.load(at32(dy, i), 16), unaryDerivative(op, v128.load(at32(x, i), 16)));
+    v128.store(at32(dx, i), a);
+    v128.store(at32(dx, i), b, 16);
+  }
   for (; i + 4 <= hi; i += 4) {
     v128.store(at32(dx, i), f32x4.mul(v128.load(at32(dy, i)), unaryDerivative(op, v128.load(at32(x, i)))));
   }

@@ -7,7 +7,8 @@
  *   from underflow to overflow stays representable (denormals and infinities come out right).
  * log: x = 2^e m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m-1)/(m+1), |s| < 0.172,
  *   by its odd series to s^11 (truncation < 1e-10).
- * tanh: odd Taylor series to x^13 for |x| < 0.4 (truncation < 5e-9), 1 - 2/(e^{2|x|}+1) above.
+ * tanh: odd Taylor series to x^13 for |x| < 0.4 (truncation < 5e-9), (1 - e)/(1 + e), e = e^{-2|x|}, above.
+ * Where the argument of exp is known to be <= 0, expNegv (one 2^n factor, flush below e^-87) is used.
  * erfc (z >= 0): the Chebyshev-fitted form t exp(-z^2 + P(t)), t = 1/(1 + z/2), of Numerical
  *   Recipes (Press et al., sec. 6.2), fractional error < 1.2e-7 everywhere.
  */
@@ -119,7 +120,7 @@ export function log1pv(y: v128): v128 {
 
 @inline
 export function sigmoidv(x: v128): v128 {
-  return f32x4.div(splat(1.0), f32x4.add(splat(1.0), expv(f32x4.neg(x))));
+  return sigmoidSide(x, 0);
 }
 
 /**
@@ -129,7 +130,7 @@ export function sigmoidv(x: v128): v128 {
  */
 @inline
 export function sigmoidSide(x: v128, which: i32): v128 {
-  const e = expv(f32x4.neg(f32x4.abs(x)));
+  const e = expNegv(f32x4.neg(f32x4.abs(x)));
   const inv = f32x4.div(splat(1.0), f32x4.add(splat(1.0), e));
   const small = f32x4.mul(e, inv);
   const neg = f32x4.lt(x, splat(0.0));
@@ -139,7 +140,7 @@ export function sigmoidSide(x: v128, which: i32): v128 {
 /** sigmoid(x) (1 - sigmoid(x)) = e / (1 + e)^2 with e = e^{-|x|}: no cancellation. */
 @inline
 export function sigmoidSlope(x: v128): v128 {
-  const e = expv(f32x4.neg(f32x4.abs(x)));
+  const e = expNegv(f32x4.neg(f32x4.abs(x)));
   const d = f32x4.add(splat(1.0), e);
   return f32x4.div(e, f32x4.mul(d, d));
 }
@@ -147,8 +148,9 @@ export function sigmoidSlope(x: v128): v128 {
 @inline
 export function tanhv(x: v128): v128 {
   const ax = f32x4.abs(x);
-  // large |x|: 1 - 2 / (e^{2|x|} + 1), sign restored below
-  const big = f32x4.sub(splat(1.0), f32x4.div(splat(2.0), f32x4.add(expv(f32x4.add(ax, ax)), splat(1.0))));
+  // large |x|: 1 - 2 / (e^{2|x|} + 1) = (1 - e) / (1 + e) with e = e^{-2|x|}; sign restored below
+  const e = expNegv(f32x4.neg(f32x4.add(ax, ax)));
+  const big = f32x4.div(f32x4.sub(splat(1.0), e), f32x4.add(splat(1.0), e));
   // small |x|: x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 - 1382x^11/155925 + 21844x^13/6081075
   const z = f32x4.mul(ax, ax);
   let p = madd(splat(21844.0 / 6081075.0), z, splat(-1382.0 / 155925.0));
@@ -174,7 +176,7 @@ export function erfcPosv(z: v128): v128 {
   p = madd(p, t, splat(0.37409196));
   p = madd(p, t, splat(1.00002368));
   p = madd(p, t, splat(-1.26551223));
-  return f32x4.mul(t, expv(f32x4.sub(p, f32x4.mul(z, z))));
+  return f32x4.mul(t, expNegv(f32x4.sub(p, f32x4.mul(z, z)))); // the exponent is <= 0
 }
 
 // ---- scalar forms for loop tails (one lane through the vector code keeps them identical) ----
