@@ -25,7 +25,9 @@ export interface PoolWorker {
 
 export type WorkerFactory = (source: string) => PoolWorker;
 
-const MAIN_SPIN = 200000;
+/** Polls of the pending count before blocking: long enough for a worker finishing its share, short
+ * enough not to steal the core from a preempted worker on a busy machine. */
+const MAIN_SPIN = 20000;
 
 export class ThreadPool {
   private readonly ctl: Int32Array;
