@@ -99,6 +99,19 @@ test("backend: exact memory accounting, typed views, ref kernels on the same han
     for (const k of ["fill", "cast", "matmul", "attentionForward", "attentionBackward", "crossEntropyBackward", "ropeForward"]) assert.ok(native.has(k as never), k);
     for (const k of be.refKernels()) assert.ok(!native.has(k) && be.describe().includes(k));
     assert.ok(!be.refKernels().includes("sigmoid" as never), "scalar helpers of the reference are not kernels");
+    // storage from elsewhere is refused, not silently misread
+    assert.throws(() => be.kernels.fill(new Float32Array(4), 1, 4), /not cpu-backend storage/);
+    // a tensor larger than the initial memory grows it; earlier handles keep working in kernels
+    const small = be.allocate("f32", 8) as Float32Array;
+    small.fill(2);
+    const big = be.allocate("f32", 6 << 20) as Float32Array;
+    assert.ok(be.heapStats().memoryBytes >= 24 << 20);
+    be.kernels.fill(big, 1, big.length);
+    be.kernels.axpby(small, 3, small, 0, small, 8);
+    assert.deepEqual(Array.from(small), new Array(8).fill(6));
+    assert.equal(big[big.length - 1], 1);
+    be.release(small);
+    be.release(big);
   } finally {
     await be.dispose();
   }

@@ -187,7 +187,16 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
     attentionForward(out, lse, q, k, v, d) {
       if (d.B * d.T * d.H <= 0) return;
       const [scratch, stride] = attentionScratch(rt, d);
-      rt.call("attentionForward", attentionThreads(rt, d), p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"), ...dimArgs(d), scratch, stride, rt.pool.counter);
+      const run = (packed: number) =>
+        rt.call("attentionForward", attentionThreads(rt, d), p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"), ...dimArgs(d), scratch, stride, rt.pool.counter, packed);
+      // when several query blocks (and query heads of a group) read the same keys, pack K^T and
+      // V into micro-kernel panels once instead of once per query block
+      if (d.T <= rt.exports.attentionQueryBlock() || d.S <= 0) return run(0);
+      const floats = rt.exports.attentionPackedFloats(d.B, d.S, d.G, d.K);
+      rt.withTemp(floats * 4, (packed) => {
+        rt.call("attentionPackKV", rt.threadsFor(2 * d.B * d.S * d.G * d.K, GRAIN.memory), packed, p(k, "k"), p(v, "v"), d.B, d.S, d.G, d.K, d.kvRows);
+        run(packed);
+      });
     },
 
     attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d) {

@@ -12,7 +12,7 @@
  * attentionNaiveForward materialises probs (B, H, T, S): the O(T^2)-memory baseline.
  */
 import { micro4x8, microEdge, packA, packB } from "./gemm";
-import { claim, hsum, hmax, at32 } from "./common";
+import { claim, splitLo, splitHi, hsum, hmax, at32 } from "./common";
 import { expNegv } from "./simd_math";
 import {
   BQ, BK, T, S, H, G, K, Kp, scale, kvRows, B,
@@ -22,7 +22,7 @@ import {
 export function attentionForward(
   tid: i32, nth: i32, out: usize, lse: usize, q: usize, k: usize, v: usize,
   b_: i32, t_: i32, s_: i32, h_: i32, g_: i32, k_: i32, scale_: f32, causal_: i32, qOffset_: i32, kvRows_: i32,
-  scratch: usize, scratchStride: i32, counter: usize,
+  scratch: usize, scratchStride: i32, counter: usize, packed: usize,
 ): void {
   setDims(b_, t_, s_, h_, g_, k_, scale_, causal_, qOffset_, kvRows_);
   const mine = scratch + <usize>tid * scratchStride;
@@ -35,19 +35,61 @@ export function attentionForward(
     const b = bh / H;
     const t0 = qb * BQ;
     if (T - t0 == 1) decodeRow(out, lse, q, k, v, b, t0, h, mine);
-    else flashBlock(out, lse, q, k, v, b, h, t0, mine);
+    else flashBlock(out, lse, q, k, v, b, h, t0, mine, packed);
   }
 }
 
-/** One query block of one head: the online-softmax sweep over key blocks. */
-function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32, h: i32, t0: i32, scratch: usize): void {
+/**
+ * K^T and V of every key block, packed once for all query blocks (attentionPackKV): for KV head
+ * (b, g) and key block kb, the K^T panels (K x BK) then the V panels (BK x Kp).
+ */
+@inline
+export function packedKV(packed: usize, b: i32, g: i32, kb: i32): usize {
+  const blocks = (S + BK - 1) / BK;
+  return packed + ((<usize>(b * G + g) * blocks + kb) * BK * (K + Kp)) * 4;
+}
+
+/** Floats attentionPackKV writes. */
+export function attentionPackedFloats(b_: i32, s_: i32, g_: i32, k_: i32): i32 {
+  const kp = (k_ + 7) & ~7;
+  return b_ * g_ * ((s_ + BK - 1) / BK) * BK * (k_ + kp);
+}
+
+/** Pack K^T and V panels of every (b, g, key block) for attentionForward; threads split the blocks. */
+export function attentionPackKV(
+  tid: i32, nth: i32, packed: usize, k: usize, v: usize, b_: i32, s_: i32, g_: i32, k_: i32, kvRows_: i32,
+): void {
+  setDims(b_, 0, s_, g_, g_, k_, 1, 0, 0, kvRows_);
+  const blocks = (S + BK - 1) / BK;
+  const items = B * G * blocks;
+  const lo = splitLo(items, tid, nth, 1);
+  const hi = splitHi(items, tid, nth, 1);
+  const kvStride = <usize>G * K * 4;
+  for (let item = lo; item < hi; item++) {
+    const kb = item % blocks;
+    const bg = item / blocks;
+    const g = bg % G;
+    const b = bg / G;
+    const j0 = kb * BK;
+    const jn = min(BK, S - j0);
+    const dst = packedKV(packed, b, g, kb);
+    packB(dst, kvRow(k, b, j0, g), 4, kvStride, K, jn);
+    packB(dst + <usize>BK * K * 4, kvRow(v, b, j0, g), kvStride, 4, jn, K);
+  }
+}
+
+/**
+ * One query block of one head: the online-softmax sweep over key blocks. K^T and V panels come
+ * pre-packed when `packed` is set (several query blocks share them), else are packed here.
+ */
+function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32, h: i32, t0: i32, scratch: usize, packed: usize): void {
   const qn = min(BQ, T - t0);
   const g = h / (H / G);
   const nMax = visible(t0 + qn - 1);
   scratchBegin(scratch);
   const qa = take(BQ * K);
-  const kt = take(K * BK);
-  const vb = take(BK * Kp);
+  const ktLocal = take(K * BK);
+  const vbLocal = take(BK * Kp);
   const sc = take(BQ * BK);
   const pa = take(BQ * BK);
   const o = take(BQ * Kp);
@@ -63,8 +105,20 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
   const sv = f32x4.splat(scale);
   for (let j0 = 0; j0 < nMax; j0 += BK) {
     const jn = min(BK, nMax - j0);
+    // this block's K^T and V panels; a pre-packed block holds min(BK, S - j0) >= jn keys, and
+    // its V panels were packed for that many keys (the panel stride)
+    let kt = ktLocal;
+    let vb = vbLocal;
+    let vn = jn;
+    if (packed != 0) {
+      kt = packedKV(packed, b, g, j0 / BK);
+      vb = kt + <usize>BK * K * 4;
+      vn = min(BK, S - j0);
+    } else {
+      packB(kt, kvRow(k, b, j0, g), 4, kvStride, K, jn);
+      packB(vb, kvRow(v, b, j0, g), kvStride, 4, jn, K);
+    }
     // S = Q K^T for this key block
-    packB(kt, kvRow(k, b, j0, g), 4, kvStride, K, jn);
     for (let ir = 0; ir < qn; ir += 4) {
       for (let jr = 0; jr < jn; jr += 8) micro4x8(qa + <usize>ir * K * 4, kt + <usize>jr * K * 4, K, sc + (<usize>ir * BK + jr) * 4, BK * 4, false);
     }
@@ -111,11 +165,10 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
       store<f32>(at32(m, r), mNew);
       if (corr != 1) scaleRow(o + <usize>r * Kp * 4, corr, Kp);
     }
-    // O += P V
+    // O += P V (the reduction runs over the jn keys this block holds for these queries)
     packA(pa, sc, <usize>BK * 4, 4, qn, jn);
-    packB(vb, kvRow(v, b, j0, g), kvStride, 4, jn, K);
     for (let ir = 0; ir < qn; ir += 4) {
-      for (let cr = 0; cr < K; cr += 8) micro4x8(pa + <usize>ir * jn * 4, vb + <usize>cr * jn * 4, jn, o + (<usize>ir * Kp + cr) * 4, Kp * 4, true);
+      for (let cr = 0; cr < K; cr += 8) micro4x8(pa + <usize>ir * jn * 4, vb + <usize>cr * vn * 4, jn, o + (<usize>ir * Kp + cr) * 4, Kp * 4, true);
     }
   }
   for (let r = 0; r < qn; r++) {

@@ -64,6 +64,11 @@ export function visibleInBlock(t: i32, j0: i32, jn: i32): i32 {
   return causal ? min(jn, qOffset + t + 1 - j0) : jn;
 }
 
+/** Query rows per block (the host pre-packs K and V when several blocks share them). */
+export function attentionQueryBlock(): i32 {
+  return BQ;
+}
+
 /** Scratch floats per thread for the attention kernels. */
 export function attentionScratchFloats(k: i32, kvRowsMax: i32): i32 {
   const kp = (k + 7) & ~7;

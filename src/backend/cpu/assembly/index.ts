@@ -3,9 +3,9 @@ export * from "./elementwise";
 export * from "./matmul";
 export * from "./norm";
 export * from "./loss";
-export { attentionForward, attentionNaiveForward } from "./attention";
+export { attentionForward, attentionNaiveForward, attentionPackKV, attentionPackedFloats } from "./attention";
 export { attentionRowDot, attentionNaiveRowDot, attentionBackward } from "./attention_backward";
-export { attentionScratchFloats } from "./attention_common";
+export { attentionScratchFloats, attentionQueryBlock } from "./attention_common";
 export { simdPeak, simdPeakScratchBytes } from "./peak";
 
 /** First byte after the module's static data; the host allocator starts above it. */
