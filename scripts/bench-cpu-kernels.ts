@@ -8,7 +8,9 @@
  *
  * Counting: a matmul does 2 M N K flops; its floor is max(flops / peak, bytes / bandwidth).
  * Causal attention over T queries does 2 products of T (T + 1) / 2 x K per head, 2 flops each.
- * Times are the best of several runs (the machine may be shared; the best is the least disturbed).
+ * Times are the best of several runs (the machine may be shared; the best is the least disturbed);
+ * the peak is the best of short runs before and after the kernels, so the fractions are, if
+ * anything, underestimates on a busy machine. The load average is printed with the results.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -25,7 +27,7 @@ const flag = (name: string) => {
 const quick = argv.includes("--quick");
 const threadList = intListFlag("bench-cpu-kernels", "threads", flag("threads"), [1, os.availableParallelism()], 1, 256);
 const outPath = flag("out") ?? "out/bench-cpu-kernels.json";
-const REPS = quick ? 3 : 9;
+const REPS = quick ? 3 : 15;
 
 /** Best wall time of `reps` runs of fn, in seconds, after one warm-up run. */
 function best(fn: () => void, reps = REPS): number {
@@ -52,7 +54,7 @@ function randomView(be: CpuBackend, n: number): Float32Array {
 function peak(be: CpuBackend): number {
   const [scratch, stride] = be.runtime.scratch(be.runtime.exports.simdPeakScratchBytes());
   const iters = quick ? 1000 : 3000;
-  const t = best(() => be.runtime.call("simdPeak", be.threads, iters, scratch, stride), 15);
+  const t = best(() => be.runtime.call("simdPeak", be.threads, iters, scratch, stride), 25);
   return (be.threads * iters * 2 * 4 * 8 * 256) / t / 1e9;
 }
 
@@ -140,34 +142,48 @@ const log = (l: string) => {
 log(`seqlab cpu kernel benchmark: ${os.cpus()[0]?.model ?? "cpu"}, ${os.availableParallelism()} cores, node ${process.version}, load average ${os.loadavg()[0].toFixed(1)}`);
 for (const threads of threadList) {
   const be = await CpuBackend.create({ threads });
-  const pk = peak(be);
-  log("");
-  log(`${be.describe()}: measured f32x4 mul+add peak ${pk.toFixed(1)} GFLOP/s (${(pk / threads).toFixed(1)} per thread)`);
-  log(`  ${"matmul".padEnd(40)} ${pad("ms", 9)} ${pad("GFLOP/s", 9)} ${pad("of peak", 8)} ${pad("GB/s", 7)}`);
-  for (const c of MATMULS) {
-    const r = benchMatmul(be, c);
-    const frac = r.gflops / pk;
-    log(`  ${c.name.padEnd(40)} ${pad((r.seconds * 1e3).toFixed(3), 9)} ${pad(r.gflops.toFixed(1), 9)} ${pad((100 * frac).toFixed(0) + "%", 8)} ${pad(r.gbytesPerSecond.toFixed(1), 7)}`);
-    results.push({ kind: "matmul", threads, name: c.name, dims: c.d, ...r, peakGflops: pk, fractionOfPeak: frac });
-  }
-  log(`  ${"attention (B=1, H=12, K=64, causal)".padEnd(40)} ${pad("ms", 9)} ${pad("GFLOP/s", 9)} ${pad("of peak", 8)}`);
+  const pkBefore = peak(be);
+  const matmuls = MATMULS.map((c) => ({ c, r: benchMatmul(be, c) }));
   const attn: [string, number, boolean, number?][] = [
     ["forward T=1024", 1024, false],
     ["forward T=4096", 4096, false],
     ["backward T=1024", 1024, true],
     ["decode step (T=1, S=4096)", 1, false, 4096],
   ];
-  for (const [name, T, backward, S] of attn) {
-    if (quick && T === 4096) continue;
-    const r = benchAttention(be, T, backward, S ?? T);
+  const attns = attn.filter(([, T]) => !(quick && T === 4096)).map(([name, T, backward, S]) => ({ name, T, backward, S: S ?? T, r: benchAttention(be, T, backward, S ?? T) }));
+  const pk = Math.max(pkBefore, peak(be));
+  log("");
+  log(`${be.describe()}: measured f32x4 mul+add peak ${pk.toFixed(1)} GFLOP/s (${(pk / threads).toFixed(1)} per thread; load average ${os.loadavg()[0].toFixed(1)})`);
+  log(`  ${"matmul".padEnd(40)} ${pad("ms", 9)} ${pad("GFLOP/s", 9)} ${pad("of peak", 8)} ${pad("GB/s", 7)}`);
+  for (const { c, r } of matmuls) {
+    const frac = r.gflops / pk;
+    log(`  ${c.name.padEnd(40)} ${pad((r.seconds * 1e3).toFixed(3), 9)} ${pad(r.gflops.toFixed(1), 9)} ${pad((100 * frac).toFixed(0) + "%", 8)} ${pad(r.gbytesPerSecond.toFixed(1), 7)}`);
+    results.push({ kind: "matmul", threads, name: c.name, dims: c.d, ...r, peakGflops: pk, fractionOfPeak: frac });
+  }
+  log(`  ${"attention (B=1, H=12, K=64, causal)".padEnd(40)} ${pad("ms", 9)} ${pad("GFLOP/s", 9)} ${pad("of peak", 8)}`);
+  for (const { name, T, backward, S, r } of attns) {
     log(`  ${name.padEnd(40)} ${pad(r.ms.toFixed(3), 9)} ${pad(r.gflops.toFixed(1), 9)} ${pad(((100 * r.gflops) / pk).toFixed(0) + "%", 8)}`);
-    results.push({ kind: "attention", threads, name, T, S: S ?? T, backward, ...r, peakGflops: pk, fractionOfPeak: r.gflops / pk });
+    results.push({ kind: "attention", threads, name, T, S, backward, ...r, peakGflops: pk, fractionOfPeak: r.gflops / pk });
   }
   await be.dispose();
   if (threads > 1) {
     const us = await dispatchOverhead(threads);
     log(`  dispatch round trip to ${threads - 1} worker${threads > 2 ? "s" : ""}: ${us.toFixed(1)} us per kernel call`);
     results.push({ kind: "dispatch", threads, microseconds: us });
+  }
+}
+
+// thread scaling: time on the fewest threads over time on each other count, per case
+if (threadList.length > 1) {
+  const base = Math.min(...threadList);
+  log("");
+  log(`speedup over ${base} thread${base === 1 ? "" : "s"} (same case, best times):`);
+  for (const r of results.filter((x) => x.threads === base && x.kind !== "dispatch")) {
+    const others = threadList.filter((t) => t !== base).map((t) => {
+      const o = results.find((x) => x.threads === t && x.name === r.name);
+      return o ? `${t} threads ${((r.seconds as number) / (o.seconds as number)).toFixed(2)}x` : "";
+    });
+    log(`  ${String(r.name).padEnd(40)} ${others.join("  ")}`);
   }
 }
 
