@@ -49,26 +49,34 @@ interface Check {
 type BackwardTiles = Record<BackwardKind, TileShape>;
 
 /** Tile variants timed by --variants (names are what the tables print). */
+const F = { shuffle: true, prefetch: true, transposed: false, mac: "muladd" } as const;
 const VARIANTS = {
   matmul: {
-    "128x128x8 warp4x8": { ...TILE_LARGE },
-    "128x128x8 rows": { ...TILE_LARGE, warpPatch: false },
-    "128x128x16 warp4x8": { ...TILE_LARGE, BK: 16 },
-    "128x256x8 8x16": { BM: 128, BN: 256, BK: 8, TM: 8, TN: 16, warpPatch: true },
+    "128x128x8 muladd": { ...TILE_LARGE },
+    "128x128x8 fma": { ...TILE_LARGE, mac: "fma" },
+    "128x128x16 muladd": { ...TILE_LARGE, BK: 16 },
+    "128x128x16 scalar": { ...TILE_LARGE, BK: 16, mac: "scalar" },
+    "128x128x16 rows": { ...TILE_LARGE, BK: 16, warpPatch: false },
+    "128x128x16 flat": { ...TILE_LARGE, BK: 16, flat: true },
+    "128x128x8 rows flat": { ...TILE_LARGE, warpPatch: false, flat: true },
+    "128x256x8 muladd": { BM: 128, BN: 256, BK: 8, TM: 8, TN: 16, warpPatch: true, mac: "muladd" },
+    "128x256x16 muladd": { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, warpPatch: true, mac: "muladd" },
   } as Record<string, MatmulTile>,
   forward: {
-    "64x32 ty16 tx8 shfl pf": { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true, prefetch: true },
-    "64x32 ty16 tx8 wgmem pf": { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: false, prefetch: true },
-    "64x32 ty16 tx8 shfl": { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true, prefetch: false },
-    "64x32 ty8 tx8 shfl pf": { BM: 64, BN: 32, TY: 8, TX: 8, shuffle: true, prefetch: true },
-    "64x32 ty8 tx8 shfl": { BM: 64, BN: 32, TY: 8, TX: 8, shuffle: true, prefetch: false },
-    "64x32 ty16 tx4 shfl pf": { BM: 64, BN: 32, TY: 16, TX: 4, shuffle: true, prefetch: true },
-    "32x32 ty8 tx8 shfl pf": { BM: 32, BN: 32, TY: 8, TX: 8, shuffle: true, prefetch: true },
+    "64x32 ty16 muladd": { BM: 64, BN: 32, TY: 16, TX: 8, ...F },
+    "64x32 ty16 fma": { BM: 64, BN: 32, TY: 16, TX: 8, ...F, mac: "fma" },
+    "64x32 ty16 scalar": { BM: 64, BN: 32, TY: 16, TX: 8, ...F, mac: "scalar" },
+    "64x32 ty16 T": { BM: 64, BN: 32, TY: 16, TX: 8, ...F, transposed: true },
+    "64x32 ty16 T nopf": { BM: 64, BN: 32, TY: 16, TX: 8, ...F, transposed: true, prefetch: false },
+    "64x32 ty8 T nopf": { BM: 64, BN: 32, TY: 8, TX: 8, ...F, transposed: true, prefetch: false },
+    "64x32 ty8 T": { BM: 64, BN: 32, TY: 8, TX: 8, ...F, transposed: true },
+    "64x32 ty8 nopf": { BM: 64, BN: 32, TY: 8, TX: 8, ...F, prefetch: false },
+    "64x32 ty16 tx4 T": { BM: 64, BN: 32, TY: 16, TX: 4, ...F, transposed: true },
   } as Record<string, ForwardTiles>,
   backward: {
-    "kv32x32 q32x32": { dkv: { BM: 32, BN: 32, TY: 8, TX: 8 }, dq: { BM: 32, BN: 32, TY: 8, TX: 8 } },
-    "kv32x16 q64x16": { dkv: { BM: 32, BN: 16, TY: 8, TX: 8 }, dq: { BM: 64, BN: 16, TY: 16, TX: 8 } },
-    "kv32x32t4 q32x32t4": { dkv: { BM: 32, BN: 32, TY: 8, TX: 4 }, dq: { BM: 32, BN: 32, TY: 8, TX: 4 } },
+    "kv32x32 q32x32 muladd": { dkv: { BM: 32, BN: 32, TY: 8, TX: 8, mac: "muladd" }, dq: { BM: 32, BN: 32, TY: 8, TX: 8, mac: "muladd" } },
+    "kv32x32 q32x32 fma": { dkv: { BM: 32, BN: 32, TY: 8, TX: 8, mac: "fma" }, dq: { BM: 32, BN: 32, TY: 8, TX: 8, mac: "fma" } },
+    "kv32x16 q64x16 muladd": { dkv: { BM: 32, BN: 16, TY: 8, TX: 8, mac: "muladd" }, dq: { BM: 64, BN: 16, TY: 16, TX: 8, mac: "muladd" } },
   } as Record<string, BackwardTiles>,
 };
 

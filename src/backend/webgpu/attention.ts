@@ -21,8 +21,10 @@ type S = GpuTensorBuffer;
 
 export { MAX_HEAD_SIZE };
 
+type Shape = Omit<TileShape, "TX" | "mac">;
+
 /** (BM, BN, TY) candidates, best first; TX, the threads of a row, follows from the head size. */
-const FORWARD_SHAPES: Omit<TileShape, "TX">[] = [
+const FORWARD_SHAPES: Shape[] = [
   { BM: 64, BN: 32, TY: 16 },
   { BM: 32, BN: 32, TY: 8 },
   { BM: 32, BN: 16, TY: 8 },
@@ -31,7 +33,7 @@ const FORWARD_SHAPES: Omit<TileShape, "TX">[] = [
   { BM: 8, BN: 8, TY: 2 },
   { BM: 4, BN: 8, TY: 1 },
 ];
-const BACKWARD_SHAPES: Omit<TileShape, "TX">[] = [
+const BACKWARD_SHAPES: Shape[] = [
   { BM: 32, BN: 32, TY: 8 },
   { BM: 32, BN: 16, TY: 8 },
   { BM: 16, BN: 16, TY: 4 },
@@ -51,18 +53,18 @@ interface Limits {
 }
 
 /** The first shape whose kernel fits the limits. */
-function choose<C extends TileShape>(K: number, shapes: Omit<TileShape, "TX">[], limits: Limits, make: (s: TileShape) => C, bytes: (c: C) => number): C {
+function choose<C extends TileShape>(K: number, shapes: Shape[], limits: Limits, make: (s: TileShape) => C, bytes: (c: C) => number): C {
   const TX = threadsPerRow(K);
   for (const s of shapes) {
     if (s.BN % TX !== 0) continue;
-    const c = make({ ...s, TX });
+    const c = make({ ...s, TX, mac: "muladd" });
     if (bytes(c) <= limits.bytes && threadsOf(c) <= limits.invocations) return c;
   }
   throw new SeqlabError(`webgpu: no attention tile fits head size ${K} in ${limits.bytes} bytes of workgroup memory`);
 }
 
 export function chooseForwardTiles(K: number, limits: Limits, subgroupMinSize: number): ForwardTiles {
-  const make = (s: TileShape): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize, prefetch: true });
+  const make = (s: TileShape): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize, prefetch: true, transposed: false });
   return choose(K, FORWARD_SHAPES, limits, make, (c) => forwardBytes(c, K));
 }
 
@@ -70,13 +72,13 @@ export function chooseBackwardTiles(kind: BackwardKind, K: number, limits: Limit
   return choose(K, BACKWARD_SHAPES, limits, (s) => s, (c) => backwardBytes(kind, c, K));
 }
 
-const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}`;
+const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}:${c.mac}`;
 
 /** Record the forward with given tiles (the kernel table's entry, and benchmarks of other tiles). */
 export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {
   if (d.B * d.T * d.H === 0) return;
   const vec = d.K % 4 === 0;
-  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}${+c.prefetch}:${+vec}`, () => forwardDef(d.K, c, vec));
+  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}${+c.prefetch}${+c.transposed}:${+vec}`, () => forwardDef(d.K, c, vec));
   const nQB = Math.ceil(d.T / c.BM);
   ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), [nQB, d.H, d.B]);
 }

@@ -16,6 +16,7 @@ import type { KernelDef } from "./context.js";
 import type { TileShape } from "./attention_tiles.js";
 import { INDEX, LOG2E, UNIFORMS, arr, kv4, range, rowAccess, threadsOf, tileCopy } from "./attention_tiles.js";
 import { LINEAR_INDEX } from "./wgsl.js";
+import { macDecl, macStep, macVec } from "./mac.js";
 
 export type BackwardKind = "dq" | "dkv";
 
@@ -115,7 +116,7 @@ export function backwardDef(kind: BackwardKind, K: number, c: TileShape, vec: bo
     ? `for (var nn = 0u; nn < ${BN}u; nn++) {
       ${G4.map((g4) => `let ds${g4} = dSt[nn][${own(g4)}];`).join(" ")}
       ${JJ.map((jj) => `let kb${jj} = B1[nn][${col(jj)}];`).join(" ")}
-      ${G4.flatMap((g4) => E.flatMap((e) => JJ.map((jj) => `dq${g4 * 4 + e}_${jj} = fma(vec4<f32>(ds${g4}[${e}]), kb${jj}, dq${g4 * 4 + e}_${jj});`))).join("\n      ")}
+      ${G4.flatMap((g4) => E.flatMap((e) => JJ.map((jj) => macStep(c.mac, `dq${g4 * 4 + e}_${jj}`, `ds${g4}[${e}]`, `kb${jj}`)))).join("\n      ")}
     }`
     : `for (var nn = 0u; nn < ${BN}u; nn++) {
       ${G4.map((g4) => `let p${g4} = Pt[nn][${own(g4)}]; let ds${g4} = dSt[nn][${own(g4)}];`).join(" ")}
@@ -124,7 +125,7 @@ export function backwardDef(kind: BackwardKind, K: number, c: TileShape, vec: bo
         E.flatMap((e) =>
           JJ.map((jj) => {
             const i = g4 * 4 + e;
-            return `dv${i}_${jj} = fma(vec4<f32>(p${g4}[${e}]), ob${jj}, dv${i}_${jj}); dk${i}_${jj} = fma(vec4<f32>(ds${g4}[${e}]), qb${jj}, dk${i}_${jj});`;
+            return `${macStep(c.mac, `dv${i}_${jj}`, `p${g4}[${e}]`, `ob${jj}`)} ${macStep(c.mac, `dk${i}_${jj}`, `ds${g4}[${e}]`, `qb${jj}`)}`;
           }),
         ),
       ).join("\n      ")}
@@ -137,7 +138,9 @@ export function backwardDef(kind: BackwardKind, K: number, c: TileShape, vec: bo
     const st = JJ.map(
       (jj) =>
         `${colOk(jj)}{ ${
-          dq ? `st_dq(base, ${col(jj)}, dq${i}_${jj} * u.qscale * ${Math.LN2});` : `st_dk(base, ${col(jj)}, dk${i}_${jj} * u.qscale * ${Math.LN2}); st_dv(base, ${col(jj)}, dv${i}_${jj});`
+          dq
+            ? `st_dq(base, ${col(jj)}, ${macVec(c.mac, `dq${i}_${jj}`)} * u.qscale * ${Math.LN2});`
+            : `st_dk(base, ${col(jj)}, ${macVec(c.mac, `dk${i}_${jj}`)} * u.qscale * ${Math.LN2}); st_dv(base, ${col(jj)}, ${macVec(c.mac, `dv${i}_${jj}`)});`
         } }`,
     ).join(" ");
     return `{\n    let r = ${row};\n    if (r < ${lim}) {\n      let base = ${base};\n      ${st}\n    }\n  }`;
@@ -206,7 +209,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${a1.store("A1")}
     ${a2.store("A2")}
   }
-  ${I.map((i) => accs.map((a) => JJ.map((jj) => `var ${a}${i}_${jj} = vec4<f32>(0.0);`).join(" ")).join(" ")).join("\n  ")}
+  ${I.map((i) => accs.map((a) => JJ.map((jj) => macDecl(c.mac, `${a}${i}_${jj}`)).join(" ")).join(" ")).join("\n  ")}
   ${b1.regs} ${b2.regs}
   for (var step = 0u; step < nSteps; step++) {
     ${stream}

@@ -22,6 +22,7 @@ import { SeqlabError } from "../../util/errors.js";
 import type { CoreKernels, MatmulDims } from "../kernels.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
+import { macDecl, macStep, macVec, type Mac } from "./mac.js";
 
 type S = GpuTensorBuffer;
 
@@ -34,7 +35,12 @@ export interface MatmulTile {
   TN: number;
   /** lanes of each 32-wide warp cover a 4 x 8 patch of threads (fewer distinct addresses per read) */
   warpPatch: boolean;
+  /** how the multiply-add is written (mac.ts) */
+  mac: Mac;
+  /** workgroup tiles as flat arrays (indices clamped by Tint) instead of [buffer][k][m] */
+  flat?: boolean;
 }
+
 
 export interface MatmulConfig extends MatmulTile {
   transA: boolean;
@@ -48,9 +54,9 @@ export interface MatmulConfig extends MatmulTile {
 }
 
 /** Large products: 128 x 128 tiles, 8 x 8 per thread, 256 threads. */
-export const TILE_LARGE: MatmulTile = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, warpPatch: true };
+export const TILE_LARGE: MatmulTile = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, warpPatch: true, mac: "muladd" };
 /** Small products (too few 128-tiles to fill a GPU): 64 x 64 tiles, 4 x 4 per thread. */
-export const TILE_SMALL: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, warpPatch: false };
+export const TILE_SMALL: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, warpPatch: false, mac: "muladd" };
 
 const threadsOf = (t: MatmulTile) => (t.BM / t.TM) * (t.BN / t.TN);
 
@@ -86,6 +92,7 @@ function operandCopy(op: "a" | "b", c: MatmulConfig): { loads: (k0: string) => s
   const contigK = op === "a" ? !trans : trans;
   const n = (rows * c.BK) / 4 / NT; // vec4s per thread
   const tile = op === "a" ? "As" : "Bs";
+  const at = (buf: string, k: string, i: string) => (c.flat ? `${tile}[(${buf}) * ${(c.BK * rows) / 4}u + (${k}) * ${rows / 4}u + ${i}]` : `${tile}[${buf}][${k}][${i}]`);
   const org = op === "a" ? "m0" : "n0";
   const lim = op === "a" ? "u.M" : "u.N";
   const base = op === "a" ? "aBase" : "bBase";
@@ -108,9 +115,9 @@ function operandCopy(op: "a" | "b", c: MatmulConfig): { loads: (k0: string) => s
     idx
       .map((i) => {
         const { outer, inner } = coords(i);
-        if (!contigK) return `${tile}[${buf}][${outer}][(${inner}) >> 2u] = r${op}${i};`;
+        if (!contigK) return `${at(buf, outer, `(${inner}) >> 2u`)} = r${op}${i};`;
         // transpose on the way in: four k rows, one component each
-        return `{ let o_ = ${outer}; let k_ = ${inner};\n      ${[0, 1, 2, 3].map((e) => `${tile}[${buf}][k_ + ${e}u][o_ >> 2u][o_ & 3u] = r${op}${i}[${e}];`).join(" ")} }`;
+        return `{ let o_ = ${outer}; let k_ = ${inner};\n      ${[0, 1, 2, 3].map((e) => `${at(buf, `k_ + ${e}u`, "o_ >> 2u")}[o_ & 3u] = r${op}${i}[${e}];`).join(" ")} }`;
       })
       .join("\n    ");
   const regs = idx.map((i) => `var r${op}${i} = vec4<f32>(0.0);`).join(" ");
@@ -140,18 +147,20 @@ export function matmulDef(c: MatmulConfig): KernelDef {
   const qs = [...Array(RN).keys()];
   const es = [0, 1, 2, 3];
   const acc = (r: number, i: number, q: number) => `acc_${r}_${i}_${q}`;
+  const accs = rs.flatMap((r) => es.flatMap((i) => qs.map((q) => acc(r, i, q))));
+  const wg = (t: string, k: number, i: string, n: number) => (c.flat ? `${t}[cur * ${(BK * n) / 4}u + ${(k * n) / 4}u + ${i}]` : `${t}[cur][${k}][${i}]`);
   const compute: string[] = [];
   for (let k = 0; k < BK; k++) {
-    for (const r of rs) compute.push(`let a${r}_${k} = As[cur][${k}][ty + ${TY * r}u];`);
-    for (const q of qs) compute.push(`let b${q}_${k} = Bs[cur][${k}][tx + ${TX * q}u];`);
-    for (const r of rs) for (const i of es) for (const q of qs) compute.push(`${acc(r, i, q)} = fma(vec4<f32>(a${r}_${k}[${i}]), b${q}_${k}, ${acc(r, i, q)});`);
+    for (const r of rs) compute.push(`let a${r}_${k} = ${wg("As", k, `ty + ${TY * r}u`, BM)};`);
+    for (const q of qs) compute.push(`let b${q}_${k} = ${wg("Bs", k, `tx + ${TX * q}u`, BN)};`);
+    for (const r of rs) for (const i of es) for (const q of qs) compute.push(macStep(c.mac, acc(r, i, q), `a${r}_${k}[${i}]`, `b${q}_${k}`));
   }
   const stores: string[] = [];
   for (const r of rs) {
     for (const i of es) {
       stores.push(`row = m0 + (ty + ${TY * r}u) * 4u + ${i}u;`);
       for (const q of qs) {
-        const a = acc(r, i, q);
+        const a = macVec(c.mac, acc(r, i, q));
         stores.push(`col = n0 + (tx + ${TX * q}u) * 4u;`);
         if (c.vecOut) {
           const body = `o = (oBase + row * u.N + col) >> 2u; if (u.accumulate != 0u) { out[o] = out[o] + ${a}; } else { out[o] = ${a}; }`;
@@ -184,8 +193,11 @@ export function matmulDef(c: MatmulConfig): KernelDef {
       ["b", "read", c.vecB ? "array<vec4<f32>>" : "array<f32>"],
     ],
     body: `
-var<workgroup> As: array<array<array<vec4<f32>, ${BM / 4}>, ${BK}>, 2>;
-var<workgroup> Bs: array<array<array<vec4<f32>, ${BN / 4}>, ${BK}>, 2>;
+${
+  c.flat
+    ? `var<workgroup> As: array<vec4<f32>, ${(BM * BK) / 2}>;\nvar<workgroup> Bs: array<vec4<f32>, ${(BN * BK) / 2}>;`
+    : `var<workgroup> As: array<array<array<vec4<f32>, ${BM / 4}>, ${BK}>, 2>;\nvar<workgroup> Bs: array<array<array<vec4<f32>, ${BN / 4}>, ${BK}>, 2>;`
+}
 ${loader("a", c.vecA, c.check)}
 ${loader("b", c.vecB, c.check)}
 @compute @workgroup_size(${NT})
@@ -196,7 +208,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let aBase = wid.z * u.sA;
   let bBase = wid.z * u.sB;
   let oBase = wid.z * u.sO;
-  ${rs.flatMap((r) => es.flatMap((i) => qs.map((q) => `var ${acc(r, i, q)} = vec4<f32>(0.0);`))).join(" ")}
+  ${accs.map((a) => macDecl(c.mac, a)).join(" ")}
   let nTiles = (u.K + ${BK - 1}u) / ${BK}u;
   ${A.regs}
   ${B.regs}
@@ -254,7 +266,7 @@ export function dispatchMatmul(ctx: GpuContext, tile: MatmulTile, out: S, a: S, 
     vecOut: aligned(N, sO),
     check: M % tile.BM !== 0 || N % tile.BN !== 0 || K % tile.BK !== 0,
   };
-  const key = `matmul:${tile.BM}:${tile.BN}:${tile.BK}:${tile.TM}:${tile.TN}:${+tile.warpPatch}:${+transA}${+transB}:${+c.vecA}${+c.vecB}${+c.vecOut}:${+c.check}`;
+  const key = `matmul:${tile.BM}:${tile.BN}:${tile.BK}:${tile.TM}:${tile.TN}:${+tile.warpPatch}:${tile.mac}:${+!!tile.flat}:${+transA}${+transB}:${+c.vecA}${+c.vecB}${+c.vecOut}:${+c.check}`;
   const p = ctx.pipeline(key, () => matmulDef(c));
   ctx.dispatch(p, [out, a, b], [M, N, K, sA, sB, sO, d.accumulate ? 1 : 0], [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), batch]);
 }
