@@ -319,7 +319,16 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     if (only !== "attention") {
       for (const d of MATMUL_CHECKS) checks.push(await checkMatmul(be, "default", null, d));
-      if (variants) for (const [name, tile] of matmulVariants) checks.push(await checkMatmul(be, name, tile, MATMUL_CHECKS[0]));
+      if (variants) {
+        for (const [name, tile] of matmulVariants) {
+          try {
+            checks.push(await checkMatmul(be, name, tile, MATMUL_CHECKS[0]));
+          } catch (e) {
+            checks.push({ kernel: "matmul", variant: name, shape: JSON.stringify(MATMUL_CHECKS[0]), relErr: [Infinity], ok: false });
+            console.log(`CHECK ERROR ${name}: ${(e as Error).message.split("\n")[0]}`);
+          }
+        }
+      }
     }
     if (only !== "matmul") {
       for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: "default" }, d)));

@@ -92,7 +92,7 @@ function operandCopy(op: "a" | "b", c: MatmulConfig): { loads: (k0: string) => s
   const contigK = op === "a" ? !trans : trans;
   const n = (rows * c.BK) / 4 / NT; // vec4s per thread
   const tile = op === "a" ? "As" : "Bs";
-  const at = (buf: string, k: string, i: string) => (c.flat ? `${tile}[(${buf}) * ${(c.BK * rows) / 4}u + (${k}) * ${rows / 4}u + ${i}]` : `${tile}[${buf}][${k}][${i}]`);
+  const at = (buf: string, k: string, i: string) => (c.flat ? `${tile}[(${buf}) * ${(c.BK * rows) / 4}u + (${k}) * ${rows / 4}u + (${i})]` : `${tile}[${buf}][${k}][${i}]`);
   const org = op === "a" ? "m0" : "n0";
   const lim = op === "a" ? "u.M" : "u.N";
   const base = op === "a" ? "aBase" : "bBase";
@@ -148,7 +148,7 @@ export function matmulDef(c: MatmulConfig): KernelDef {
   const es = [0, 1, 2, 3];
   const acc = (r: number, i: number, q: number) => `acc_${r}_${i}_${q}`;
   const accs = rs.flatMap((r) => es.flatMap((i) => qs.map((q) => acc(r, i, q))));
-  const wg = (t: string, k: number, i: string, n: number) => (c.flat ? `${t}[cur * ${(BK * n) / 4}u + ${(k * n) / 4}u + ${i}]` : `${t}[cur][${k}][${i}]`);
+  const wg = (t: string, k: number, i: string, n: number) => (c.flat ? `${t}[cur * ${(BK * n) / 4}u + ${(k * n) / 4}u + (${i})]` : `${t}[cur][${k}][${i}]`);
   const compute: string[] = [];
   for (let k = 0; k < BK; k++) {
     for (const r of rs) compute.push(`let a${r}_${k} = ${wg("As", k, `ty + ${TY * r}u`, BM)};`);
