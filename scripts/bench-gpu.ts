@@ -22,11 +22,12 @@ import { BufferUsage } from "../src/backend/webgpu/device.js";
 import type { AttentionDims, MatmulDims } from "../src/backend/kernels.js";
 import { refKernels } from "../src/backend/ref/index.js";
 import { Rng } from "../src/util/rng.js";
-import { chooseMatmulTile, dispatchMatmul, TILE_LARGE, type MatmulTile } from "../src/backend/webgpu/matmul.js";
+import { chooseMatmulTile, dispatchMatmul, type MatmulTile } from "../src/backend/webgpu/matmul.js";
 import { chooseBackwardTiles, chooseForwardTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../src/backend/webgpu/attention.js";
 import { forwardBytes, type ForwardTiles } from "../src/backend/webgpu/attention_forward.js";
-import { threadsOf, type TileShape } from "../src/backend/webgpu/attention_tiles.js";
-import { backwardBytes, type BackwardKind } from "../src/backend/webgpu/attention_backward.js";
+import { threadsOf } from "../src/backend/webgpu/attention_tiles.js";
+import { backwardBytes } from "../src/backend/webgpu/attention_backward.js";
+import { VARIANTS, type BackwardTiles } from "./bench-gpu-variants.js";
 
 interface Result {
   name: string;
@@ -46,40 +47,6 @@ interface Check {
   ok: boolean;
 }
 
-type BackwardTiles = Record<BackwardKind, TileShape>;
-
-/** Tile variants timed by --variants (names are what the tables print). */
-const F = { shuffle: true, prefetch: true, transposed: false, mac: "muladd" } as const;
-const VARIANTS = {
-  matmul: {
-    "128x128x8 muladd": { ...TILE_LARGE },
-    "128x128x8 fma": { ...TILE_LARGE, mac: "fma" },
-    "128x128x16 muladd": { ...TILE_LARGE, BK: 16 },
-    "128x128x16 scalar": { ...TILE_LARGE, BK: 16, mac: "scalar" },
-    "128x128x16 rows": { ...TILE_LARGE, BK: 16, warpPatch: false },
-    "128x128x16 flat": { ...TILE_LARGE, BK: 16, flat: true },
-    "128x128x8 rows flat": { ...TILE_LARGE, warpPatch: false, flat: true },
-    "128x256x8 muladd": { BM: 128, BN: 256, BK: 8, TM: 8, TN: 16, warpPatch: true, mac: "muladd" },
-    "128x256x16 muladd": { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, warpPatch: true, mac: "muladd" },
-  } as Record<string, MatmulTile>,
-  forward: {
-    "64x32 ty16 muladd": { BM: 64, BN: 32, TY: 16, TX: 8, ...F },
-    "64x32 ty16 fma": { BM: 64, BN: 32, TY: 16, TX: 8, ...F, mac: "fma" },
-    "64x32 ty16 scalar": { BM: 64, BN: 32, TY: 16, TX: 8, ...F, mac: "scalar" },
-    "64x32 ty16 T": { BM: 64, BN: 32, TY: 16, TX: 8, ...F, transposed: true },
-    "64x32 ty16 T nopf": { BM: 64, BN: 32, TY: 16, TX: 8, ...F, transposed: true, prefetch: false },
-    "64x32 ty8 T nopf": { BM: 64, BN: 32, TY: 8, TX: 8, ...F, transposed: true, prefetch: false },
-    "64x32 ty8 T": { BM: 64, BN: 32, TY: 8, TX: 8, ...F, transposed: true },
-    "64x32 ty8 nopf": { BM: 64, BN: 32, TY: 8, TX: 8, ...F, prefetch: false },
-    "64x32 ty16 tx4 T": { BM: 64, BN: 32, TY: 16, TX: 4, ...F, transposed: true },
-  } as Record<string, ForwardTiles>,
-  backward: {
-    "kv32x32 q32x32 muladd": { dkv: { BM: 32, BN: 32, TY: 8, TX: 8, mac: "muladd" }, dq: { BM: 32, BN: 32, TY: 8, TX: 8, mac: "muladd" } },
-    "kv32x32 q32x32 fma": { dkv: { BM: 32, BN: 32, TY: 8, TX: 8, mac: "fma" }, dq: { BM: 32, BN: 32, TY: 8, TX: 8, mac: "fma" } },
-    "kv32x16 q64x16 muladd": { dkv: { BM: 32, BN: 16, TY: 8, TX: 8, mac: "muladd" }, dq: { BM: 64, BN: 16, TY: 16, TX: 8, mac: "muladd" } },
-  } as Record<string, BackwardTiles>,
-};
-
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   if (i < 0) return undefined;
@@ -90,8 +57,13 @@ function flag(name: string): string | undefined {
 /** Seconds per iteration of `record` (which enqueues one iteration), after warm-up. */
 async function timeIt(be: WebGpuBackend, record: () => void, iterations: number): Promise<{ seconds: number; timing: Result["timing"] }> {
   const ctx = be.ctx;
-  record(); // warm-up: pipelines compiled, buffers touched
-  await be.sync();
+  // warm-up: pipelines compiled, buffers touched, and the clocks up from idle (which takes a
+  // fraction of a second of load: shorter warm-ups measured the first of a series slow)
+  const t0 = performance.now();
+  do {
+    record();
+    await be.sync();
+  } while (performance.now() - t0 < 300);
   if (ctx.acquired.timestamps) {
     const querySet = ctx.device.createQuerySet({ type: "timestamp", count: 2 });
     const resolved = ctx.device.createBuffer({ size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
@@ -104,10 +76,10 @@ async function timeIt(be: WebGpuBackend, record: () => void, iterations: number)
     resolved.destroy();
     return { seconds: Number(ticks[1] - ticks[0]) / 1e9 / iterations, timing: "timestamp" };
   }
-  const t0 = performance.now();
+  const t1 = performance.now();
   for (let i = 0; i < iterations; i++) record();
   await be.sync();
-  return { seconds: (performance.now() - t0) / 1000 / iterations, timing: "wallclock" };
+  return { seconds: (performance.now() - t1) / 1000 / iterations, timing: "wallclock" };
 }
 
 function filled(be: WebGpuBackend, n: number, value: number): GpuTensorBuffer {

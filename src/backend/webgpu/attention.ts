@@ -21,7 +21,7 @@ type S = GpuTensorBuffer;
 
 export { MAX_HEAD_SIZE };
 
-type Shape = Omit<TileShape, "TX" | "mac">;
+type Shape = Omit<TileShape, "TX" | "mac" | "unroll">;
 
 /** (BM, BN, TY) candidates, best first; TX, the threads of a row, follows from the head size. */
 const FORWARD_SHAPES: Shape[] = [
@@ -57,7 +57,7 @@ function choose<C extends TileShape>(K: number, shapes: Shape[], limits: Limits,
   const TX = threadsPerRow(K);
   for (const s of shapes) {
     if (s.BN % TX !== 0) continue;
-    const c = make({ ...s, TX, mac: "muladd" });
+    const c = make({ ...s, TX, mac: "muladd", unroll: false });
     if (bytes(c) <= limits.bytes && threadsOf(c) <= limits.invocations) return c;
   }
   throw new SeqlabError(`webgpu: no attention tile fits head size ${K} in ${limits.bytes} bytes of workgroup memory`);
@@ -72,7 +72,7 @@ export function chooseBackwardTiles(kind: BackwardKind, K: number, limits: Limit
   return choose(K, BACKWARD_SHAPES, limits, (s) => s, (c) => backwardBytes(kind, c, K));
 }
 
-const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}:${c.mac}`;
+const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}:${c.mac}:${+c.unroll}`;
 
 /** Record the forward with given tiles (the kernel table's entry, and benchmarks of other tiles). */
 export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {

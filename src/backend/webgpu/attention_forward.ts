@@ -18,7 +18,7 @@
  */
 import type { KernelDef } from "./context.js";
 import type { TileShape } from "./attention_tiles.js";
-import { INDEX, UNIFORMS, arr, kv4, range, rowAccess, threadsOf, tileCopy, tileCopyT } from "./attention_tiles.js";
+import { INDEX, UNIFORMS, arr, kv4, loop, range, rowAccess, threadsOf, tileCopy, tileCopyT } from "./attention_tiles.js";
 import { INF } from "./wgsl.js";
 import { macDecl, macScale, macStep, macVec } from "./mac.js";
 
@@ -73,17 +73,21 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   const G = range(c.transposed ? RN / 4 : 0);
   const scores = c.transposed
     ? `${I.map((i) => G.map((gk) => `var s${i}_${gk} = vec4<f32>(0.0);`).join(" ")).join("\n    ")}
-    for (var d = 0u; d < ${4 * D4}u; d++) {
-      ${G4.map((g4) => `let q${g4} = Qs[d][${row(g4)}];`).join(" ")}
-      ${G.map((gk) => `let k${gk} = Ks[d][${key(gk)}];`).join(" ")}
-      ${G4.flatMap((g4) => E.flatMap((e) => G.map((gk) => macStep(c.mac === "scalar" ? "fma" : c.mac, `s${g4 * 4 + e}_${gk}`, `q${g4}[${e}]`, `k${gk}`)))).join("\n      ")}
-    }`
+    ${loop("d", 4 * D4, c.unroll, (d) =>
+      [
+        G4.map((g4) => `let q${g4} = Qs[${d}][${row(g4)}];`).join(" "),
+        G.map((gk) => `let k${gk} = Ks[${d}][${key(gk)}];`).join(" "),
+        ...G4.flatMap((g4) => E.flatMap((e) => G.map((gk) => macStep(c.mac === "scalar" ? "fma" : c.mac, `s${g4 * 4 + e}_${gk}`, `q${g4}[${e}]`, `k${gk}`)))),
+      ].join("\n      "),
+    )}`
     : `${I.map((i) => J.map((j) => `var s${i}_${j} = 0.0;`).join(" ")).join("\n    ")}
-    for (var c = 0u; c < ${D4}u; c++) {
-      ${I.map((i) => `let q${i} = Qs[${row(i)}][c];`).join(" ")}
-      ${J.map((j) => `let k${j} = Ks[${key(j)}][c];`).join(" ")}
-      ${I.flatMap((i) => J.map((j) => E.map((e) => `s${i}_${j} = fma(q${i}[${e}], k${j}[${e}], s${i}_${j});`).join(" "))).join("\n      ")}
-    }`;
+    ${loop("c", D4, c.unroll, (cc) =>
+      [
+        I.map((i) => `let q${i} = Qs[${row(i)}][${cc}];`).join(" "),
+        J.map((j) => `let k${j} = Ks[${key(j)}][${cc}];`).join(" "),
+        ...I.flatMap((i) => J.map((j) => E.map((e) => `s${i}_${j} = fma(q${i}[${e}], k${j}[${e}], s${i}_${j});`).join(" "))),
+      ].join("\n      "),
+    )}`;
   const vCopy = tileCopy({ tag: "rv", rows: BN, D4, NT, ld: "ld_v", base: (r) => `kvRow(b, ${r}, g)`, limit: "u.S" });
 
   // the maximum (and at the end the sum) of a per-thread row value across the row's TX threads
@@ -183,11 +187,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     ${c.prefetch ? `if (tile + 1u < nTiles) {\n      ${kCopy.store("Ks")}\n    }` : ""}
     // O += P V
-    for (var kk = 0u; kk < ${BN}u; kk++) {
-      ${G4.map((g4) => `let p${g4} = Pt[kk][${row(g4)}];`).join(" ")}
-      ${JJ.map((jj) => `let v${jj} = Vs[kk][${col(jj)}];`).join(" ")}
-      ${G4.flatMap((g4) => E.flatMap((e) => JJ.map((jj) => macStep(c.mac, `o${g4 * 4 + e}_${jj}`, `p${g4}[${e}]`, `v${jj}`)))).join("\n      ")}
-    }
+    ${loop("kk", BN, c.unroll, (kk) =>
+      [
+        G4.map((g4) => `let p${g4} = Pt[${kk}][${row(g4)}];`).join(" "),
+        JJ.map((jj) => `let v${jj} = Vs[${kk}][${col(jj)}];`).join(" "),
+        ...G4.flatMap((g4) => E.flatMap((e) => JJ.map((jj) => macStep(c.mac, `o${g4 * 4 + e}_${jj}`, `p${g4}[${e}]`, `v${jj}`)))),
+      ].join("\n      "),
+    )}
     workgroupBarrier();
     ${
       c.prefetch

@@ -37,6 +37,16 @@ export interface TileShape {
   TX: number;
   /** how the vec4 multiply-adds of the update loop are written (mac.ts) */
   mac: Mac;
+  /** unroll the loops over head columns and streamed rows in the WGSL (constant indices) */
+  unroll: boolean;
+}
+
+/** A counted loop v = 0 .. n-1: a WGSL for loop, or (unroll) n copies of the body with v a constant. */
+export function loop(v: string, n: number, unroll: boolean, body: (v: string) => string): string {
+  if (!unroll) return `for (var ${v} = 0u; ${v} < ${n}u; ${v}++) {\n      ${body(v)}\n    }`;
+  return range(n)
+    .map((i) => `{\n      ${body(`${i}u`)}\n    }`)
+    .join("\n    ");
 }
 
 export const threadsOf = (c: TileShape) => c.TY * c.TX;
