@@ -22,7 +22,7 @@ import { BufferUsage } from "../src/backend/webgpu/device.js";
 import type { AttentionDims, MatmulDims } from "../src/backend/kernels.js";
 import { refKernels } from "../src/backend/ref/index.js";
 import { Rng } from "../src/util/rng.js";
-import { chooseMatmulTile, dispatchMatmul, type MatmulTile } from "../src/backend/webgpu/matmul.js";
+import { chooseMatmulTile, dispatchMatmul, tileBytes, type MatmulTile } from "../src/backend/webgpu/matmul.js";
 import { chooseBackwardTiles, chooseForwardTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../src/backend/webgpu/attention.js";
 import { forwardBytes, type ForwardTiles } from "../src/backend/webgpu/attention_forward.js";
 import { threadsOf } from "../src/backend/webgpu/attention_tiles.js";
@@ -266,7 +266,7 @@ async function main(): Promise<void> {
   const ctx = be.ctx;
   const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
   const chosen = {
-    matmul: chooseMatmulTile(4096, 4096, 1),
+    matmul: chooseMatmulTile(4096, 4096, 1, limits),
     forward: chooseForwardTiles(64, limits, ctx.acquired.subgroupMinSize),
     backward: { dkv: chooseBackwardTiles("dkv", 64, limits), dq: chooseBackwardTiles("dq", 64, limits) },
   };
@@ -274,7 +274,7 @@ async function main(): Promise<void> {
   const variants = flag("variants") !== undefined;
   // variants this device can run (all of them on an H100; few on SwiftShader)
   const fits = (bytes: number, threads: number) => bytes <= limits.bytes && threads <= limits.invocations;
-  const matmulVariants = Object.entries(VARIANTS.matmul).filter(([, t]) => fits(8 * (t.BM + t.BN) * t.BK, (t.BM / t.TM) * (t.BN / t.TN)));
+  const matmulVariants = Object.entries(VARIANTS.matmul).filter(([, t]) => fits(tileBytes(t), (t.BM / t.TM) * (t.BN / t.TN)));
   const attnVariants: AttentionVariant[] = variants
     ? [
         ...Object.entries(VARIANTS.forward)

@@ -42,9 +42,14 @@ const BACKWARD_SHAPES: Shape[] = [
   { BM: 4, BN: 8, TY: 1 },
 ];
 
-/** Threads per row: 8, or fewer for heads of under 8 vec4s (so that every thread owns output columns). */
-function threadsPerRow(K: number): number {
-  return Math.min(8, 2 ** Math.floor(Math.log2(kv4(K))));
+/**
+ * Threads per row: `most`, or fewer for heads of under `most` vec4s (so that every thread owns
+ * output columns). The forward takes 8, the backward 16: measured on an H200 (bench-gpu
+ * --variants), 16 made the forward no faster (smaller thread tiles read more workgroup memory
+ * per multiply-add) and the backward 1.4x faster (its 8-thread rows left 2 warps per workgroup).
+ */
+function threadsPerRow(K: number, most: number): number {
+  return Math.min(most, 2 ** Math.floor(Math.log2(kv4(K))));
 }
 
 interface Limits {
@@ -52,24 +57,26 @@ interface Limits {
   invocations: number;
 }
 
-/** The first shape whose kernel fits the limits. */
-function choose<C extends TileShape>(K: number, shapes: Shape[], limits: Limits, make: (s: TileShape) => C, bytes: (c: C) => number): C {
-  const TX = threadsPerRow(K);
-  for (const s of shapes) {
-    if (s.BN % TX !== 0) continue;
-    const c = make({ ...s, TX, mac: "muladd", unroll: false });
-    if (bytes(c) <= limits.bytes && threadsOf(c) <= limits.invocations) return c;
+/** The first shape whose kernel fits the limits, with as many threads per row as allowed. */
+function choose<C extends TileShape>(K: number, mostTX: number, shapes: Shape[], limits: Limits, make: (s: TileShape) => C, bytes: (c: C) => number): C {
+  // fewer threads per row before giving up (large heads on small workgroup memories)
+  for (let TX = threadsPerRow(K, mostTX); TX >= 1; TX /= 2) {
+    for (const s of shapes) {
+      if (s.BN % TX !== 0) continue;
+      const c = make({ ...s, TX, mac: "muladd", unroll: false });
+      if (bytes(c) <= limits.bytes && threadsOf(c) <= limits.invocations) return c;
+    }
   }
   throw new SeqlabError(`webgpu: no attention tile fits head size ${K} in ${limits.bytes} bytes of workgroup memory`);
 }
 
 export function chooseForwardTiles(K: number, limits: Limits, subgroupMinSize: number): ForwardTiles {
   const make = (s: TileShape): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize, prefetch: true, transposed: false });
-  return choose(K, FORWARD_SHAPES, limits, make, (c) => forwardBytes(c, K));
+  return choose(K, 8, FORWARD_SHAPES, limits, make, (c) => forwardBytes(c, K));
 }
 
 export function chooseBackwardTiles(kind: BackwardKind, K: number, limits: Limits): TileShape {
-  return choose(K, BACKWARD_SHAPES, limits, (s) => s, (c) => backwardBytes(kind, c, K));
+  return choose(K, 16, BACKWARD_SHAPES, limits, (s) => s, (c) => backwardBytes(kind, c, K));
 }
 
 const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}:${c.mac}:${+c.unroll}`;

@@ -53,9 +53,11 @@ export interface MatmulConfig extends MatmulTile {
   check: boolean;
 }
 
-/** Large products: 128 x 128 tiles, 8 x 8 per thread, 256 threads. */
+/** Large products: 128 x 256 tiles, 8 x 16 per thread, 256 threads, 48 KiB of workgroup memory. */
+export const TILE_WIDE: MatmulTile = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, warpPatch: false, mac: "muladd" };
+/** Large products where 48 KiB of workgroup memory is not available: 128 x 128 tiles, 8 x 8 per thread. */
 export const TILE_LARGE: MatmulTile = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, warpPatch: true, mac: "muladd" };
-/** Small products (too few 128-tiles to fill a GPU): 64 x 64 tiles, 4 x 4 per thread. */
+/** Small products (too few large tiles to fill a GPU): 64 x 64 tiles, 4 x 4 per thread. */
 export const TILE_SMALL: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, warpPatch: false, mac: "muladd" };
 
 const threadsOf = (t: MatmulTile) => (t.BM / t.TM) * (t.BN / t.TN);
@@ -242,10 +244,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   };
 }
 
-/** The tile for a product: 128-wide when there are enough such tiles to fill a large GPU. */
-export function chooseMatmulTile(M: number, N: number, batch: number): MatmulTile {
-  const tiles = Math.ceil(M / TILE_LARGE.BM) * Math.ceil(N / TILE_LARGE.BN) * batch;
-  return M > 64 && N > 64 && tiles >= 128 ? TILE_LARGE : TILE_SMALL;
+/** Workgroup bytes of a tile: two buffers of A and B tiles. */
+export const tileBytes = (t: MatmulTile) => 2 * 4 * (t.BM + t.BN) * t.BK;
+
+/**
+ * The tile for a product: the largest that fits the device and still makes about one
+ * workgroup per multiprocessor of a large GPU (128 tiles).
+ */
+export function chooseMatmulTile(M: number, N: number, batch: number, limits: { bytes: number; invocations: number }): MatmulTile {
+  for (const t of [TILE_WIDE, TILE_LARGE]) {
+    const tiles = Math.ceil(M / t.BM) * Math.ceil(N / t.BN) * batch;
+    const fits = tileBytes(t) <= limits.bytes && threadsOf(t) <= limits.invocations;
+    if (fits && M > t.BM / 2 && N > t.BN / 2 && tiles >= 128) return t;
+  }
+  return TILE_SMALL;
 }
 
 /** Record one matmul with a given tile (the kernel table's entry, and benchmarks of other tiles). */
@@ -275,7 +287,8 @@ export function matmulKernels(ctx: GpuContext): Pick<CoreKernels<S>, "matmul"> {
   return {
     matmul(out, a, b, d: MatmulDims) {
       if (d.bDtype && d.bDtype !== "f32") throw new SeqlabError(`webgpu: half-precision (${d.bDtype}) weights are not supported yet; load with --dtype f32`);
-      dispatchMatmul(ctx, chooseMatmulTile(d.M, d.N, d.batch ?? 1), out, a, b, d);
+      const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
+      dispatchMatmul(ctx, chooseMatmulTile(d.M, d.N, d.batch ?? 1, limits), out, a, b, d);
     },
   };
 }
