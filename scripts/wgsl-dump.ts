@@ -13,10 +13,9 @@ import { useSwiftShader } from "../test/webgpu_helpers.js";
 
 const defs: Record<string, () => KernelDef> = {
   matmul: () => matmulDef({ ...TILE_LARGE, transA: false, transB: false, vecA: true, vecB: true, vecOut: true, check: false }),
-  forward: () => forwardDef(64, { BM: 32, BN: 32, TY: 8, TX: 4, shuffle: true, prefetch: true, transposed: false, mac: "muladd", unroll: true }, true),
-  forwardT: () => forwardDef(64, { BM: 32, BN: 32, TY: 8, TX: 8, shuffle: false, prefetch: true, transposed: true, mac: "muladd", unroll: false }, true),
-  dq: () => backwardDef("dq", 64, { BM: 32, BN: 16, TY: 8, TX: 8, mac: "muladd", unroll: true }, true),
-  dkv: () => backwardDef("dkv", 64, { BM: 32, BN: 16, TY: 8, TX: 8, mac: "muladd", unroll: true }, true),
+  forward: () => forwardDef(64, { BM: 32, BN: 32, TY: 8, TX: 4, shuffle: true }, true),
+  dq: () => backwardDef("dq", 64, { BM: 32, BN: 16, TY: 8, TX: 16 }, true),
+  dkv: () => backwardDef("dkv", 64, { BM: 32, BN: 16, TY: 8, TX: 16 }, true),
 };
 
 async function main(): Promise<void> {

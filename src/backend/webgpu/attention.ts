@@ -21,7 +21,7 @@ type S = GpuTensorBuffer;
 
 export { MAX_HEAD_SIZE };
 
-type Shape = Omit<TileShape, "TX" | "mac" | "unroll">;
+type Shape = Omit<TileShape, "TX">;
 
 /** (BM, BN, TY) candidates, best first; TX, the threads of a row, follows from the head size. */
 const FORWARD_SHAPES: Shape[] = [
@@ -63,7 +63,7 @@ function choose<C extends TileShape>(K: number, mostTX: number, shapes: Shape[],
   for (let TX = threadsPerRow(K, mostTX); TX >= 1; TX /= 2) {
     for (const s of shapes) {
       if (s.BN % TX !== 0) continue;
-      const c = make({ ...s, TX, mac: "muladd", unroll: false });
+      const c = make({ ...s, TX });
       if (bytes(c) <= limits.bytes && threadsOf(c) <= limits.invocations) return c;
     }
   }
@@ -71,7 +71,7 @@ function choose<C extends TileShape>(K: number, mostTX: number, shapes: Shape[],
 }
 
 export function chooseForwardTiles(K: number, limits: Limits, subgroupMinSize: number): ForwardTiles {
-  const make = (s: TileShape): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize, prefetch: true, transposed: false });
+  const make = (s: TileShape): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize });
   return choose(K, 8, FORWARD_SHAPES, limits, make, (c) => forwardBytes(c, K));
 }
 
@@ -79,13 +79,13 @@ export function chooseBackwardTiles(kind: BackwardKind, K: number, limits: Limit
   return choose(K, 16, BACKWARD_SHAPES, limits, (s) => s, (c) => backwardBytes(kind, c, K));
 }
 
-const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}:${c.mac}:${+c.unroll}`;
+const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}`;
 
 /** Record the forward with given tiles (the kernel table's entry, and benchmarks of other tiles). */
 export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {
   if (d.B * d.T * d.H === 0) return;
   const vec = d.K % 4 === 0;
-  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}${+c.prefetch}${+c.transposed}:${+vec}`, () => forwardDef(d.K, c, vec));
+  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}`, () => forwardDef(d.K, c, vec));
   const nQB = Math.ceil(d.T / c.BM);
   ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), [nQB, d.H, d.B]);
 }

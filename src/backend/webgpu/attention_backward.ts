@@ -14,9 +14,8 @@
  */
 import type { KernelDef } from "./context.js";
 import type { TileShape } from "./attention_tiles.js";
-import { INDEX, LOG2E, UNIFORMS, arr, kv4, loop, range, rowAccess, threadsOf, tileCopy } from "./attention_tiles.js";
+import { INDEX, LOG2E, UNIFORMS, arr, kv4, range, rowAccess, threadsOf, tileCopy } from "./attention_tiles.js";
 import { LINEAR_INDEX } from "./wgsl.js";
-import { macDecl, macStep, macVec } from "./mac.js";
 
 export type BackwardKind = "dq" | "dkv";
 
@@ -112,26 +111,25 @@ export function backwardDef(kind: BackwardKind, K: number, c: TileShape, vec: bo
     }`
     }`;
 
-  const update = loop("nn", BN, c.unroll, (nn) =>
-    dq
-      ? [
-          G4.map((g4) => `let ds${g4} = dSt[${nn}][${own(g4)}];`).join(" "),
-          JJ.map((jj) => `let kb${jj} = B1[${nn}][${col(jj)}];`).join(" "),
-          ...G4.flatMap((g4) => E.flatMap((e) => JJ.map((jj) => macStep(c.mac, `dq${g4 * 4 + e}_${jj}`, `ds${g4}[${e}]`, `kb${jj}`)))),
-        ].join("\n      ")
-      : [
-          G4.map((g4) => `let p${g4} = Pt[${nn}][${own(g4)}]; let ds${g4} = dSt[${nn}][${own(g4)}];`).join(" "),
-          JJ.map((jj) => `let qb${jj} = B1[${nn}][${col(jj)}]; let ob${jj} = B2[${nn}][${col(jj)}];`).join(" "),
-          ...G4.flatMap((g4) =>
-            E.flatMap((e) =>
-              JJ.map((jj) => {
-                const i = g4 * 4 + e;
-                return `${macStep(c.mac, `dv${i}_${jj}`, `p${g4}[${e}]`, `ob${jj}`)} ${macStep(c.mac, `dk${i}_${jj}`, `ds${g4}[${e}]`, `qb${jj}`)}`;
-              }),
-            ),
-          ),
-        ].join("\n      "),
-  );
+  // acc + b * x, which the driver contracts to FFMA (see attention_forward.ts)
+  const update = dq
+    ? `for (var nn = 0u; nn < ${BN}u; nn++) {
+      ${G4.map((g4) => `let ds${g4} = dSt[nn][${own(g4)}];`).join(" ")}
+      ${JJ.map((jj) => `let kb${jj} = B1[nn][${col(jj)}];`).join(" ")}
+      ${G4.flatMap((g4) => E.flatMap((e) => JJ.map((jj) => `dq${g4 * 4 + e}_${jj} = dq${g4 * 4 + e}_${jj} + kb${jj} * ds${g4}[${e}];`))).join("\n      ")}
+    }`
+    : `for (var nn = 0u; nn < ${BN}u; nn++) {
+      ${G4.map((g4) => `let p${g4} = Pt[nn][${own(g4)}]; let ds${g4} = dSt[nn][${own(g4)}];`).join(" ")}
+      ${JJ.map((jj) => `let qb${jj} = B1[nn][${col(jj)}]; let ob${jj} = B2[nn][${col(jj)}];`).join(" ")}
+      ${G4.flatMap((g4) =>
+        E.flatMap((e) =>
+          JJ.map((jj) => {
+            const i = g4 * 4 + e;
+            return `dv${i}_${jj} = dv${i}_${jj} + ob${jj} * p${g4}[${e}]; dk${i}_${jj} = dk${i}_${jj} + qb${jj} * ds${g4}[${e}];`;
+          }),
+        ),
+      ).join("\n      ")}
+    }`;
 
   const storeRows = I.map((i) => {
     const row = `m0 + ${own(i)}`;
@@ -141,8 +139,8 @@ export function backwardDef(kind: BackwardKind, K: number, c: TileShape, vec: bo
       (jj) =>
         `${colOk(jj)}{ ${
           dq
-            ? `st_dq(base, ${col(jj)}, ${macVec(c.mac, `dq${i}_${jj}`)} * u.qscale * ${Math.LN2});`
-            : `st_dk(base, ${col(jj)}, ${macVec(c.mac, `dk${i}_${jj}`)} * u.qscale * ${Math.LN2}); st_dv(base, ${col(jj)}, ${macVec(c.mac, `dv${i}_${jj}`)});`
+            ? `st_dq(base, ${col(jj)}, dq${i}_${jj} * u.qscale * ${Math.LN2});`
+            : `st_dk(base, ${col(jj)}, dk${i}_${jj} * u.qscale * ${Math.LN2}); st_dv(base, ${col(jj)}, dv${i}_${jj});`
         } }`,
     ).join(" ");
     return `{\n    let r = ${row};\n    if (r < ${lim}) {\n      let base = ${base};\n      ${st}\n    }\n  }`;
@@ -211,7 +209,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${a1.store("A1")}
     ${a2.store("A2")}
   }
-  ${I.map((i) => accs.map((a) => JJ.map((jj) => macDecl(c.mac, `${a}${i}_${jj}`)).join(" ")).join(" ")).join("\n  ")}
+  ${I.map((i) => accs.map((a) => JJ.map((jj) => `var ${a}${i}_${jj} = vec4<f32>(0.0);`).join(" ")).join(" ")).join("\n  ")}
   ${b1.regs} ${b2.regs}
   for (var step = 0u; step < nSteps; step++) {
     ${stream}
@@ -219,13 +217,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${loadStreamed}
     workgroupBarrier();
     ${I.map((i) => J.map((j) => `var s${i}_${j} = 0.0; var dp${i}_${j} = 0.0;`).join(" ")).join("\n    ")}
-    ${loop("c", D4, c.unroll, (cc) =>
-      [
-        I.map((i) => `let a1_${i} = A1[${own(i)}][${cc}]; let a2_${i} = A2[${own(i)}][${cc}];`).join(" "),
-        J.map((j) => `let b1_${j} = B1[${str(j)}][${cc}]; let b2_${j} = B2[${str(j)}][${cc}];`).join(" "),
-        ...I.flatMap((i) => J.map((j) => E.map((e) => `s${i}_${j} = fma(a1_${i}[${e}], b1_${j}[${e}], s${i}_${j}); dp${i}_${j} = fma(a2_${i}[${e}], b2_${j}[${e}], dp${i}_${j});`).join(" "))),
-      ].join("\n      "),
-    )}
+    for (var c = 0u; c < ${D4}u; c++) {
+      ${I.map((i) => `let a1_${i} = A1[${own(i)}][c]; let a2_${i} = A2[${own(i)}][c];`).join(" ")}
+      ${J.map((j) => `let b1_${j} = B1[${str(j)}][c]; let b2_${j} = B2[${str(j)}][c];`).join(" ")}
+      ${I.flatMap((i) => J.map((j) => E.map((e) => `s${i}_${j} = fma(a1_${i}[${e}], b1_${j}[${e}], s${i}_${j}); dp${i}_${j} = fma(a2_${i}[${e}], b2_${j}[${e}], dp${i}_${j});`).join(" "))).join("\n      ")}
+    }
     ${I.flatMap((i) => J.map((j) => `var p${i}_${j} = exp2(s${i}_${j} * u.qscale - ${lse2(i, j)});`)).join("\n    ")}
     if (${needMask}) {
       ${I.flatMap((i) =>

@@ -11,7 +11,6 @@
  */
 import type { AttentionDims } from "../kernels.js";
 import type { KernelDef } from "./context.js";
-import type { Mac } from "./mac.js";
 
 export const LOG2E = Math.LOG2E;
 /** head sizes the tiled kernels support */
@@ -35,18 +34,6 @@ export interface TileShape {
   TY: number;
   /** threads sharing an own row (a power of two) */
   TX: number;
-  /** how the vec4 multiply-adds of the update loop are written (mac.ts) */
-  mac: Mac;
-  /** unroll the loops over head columns and streamed rows in the WGSL (constant indices) */
-  unroll: boolean;
-}
-
-/** A counted loop v = 0 .. n-1: a WGSL for loop, or (unroll) n copies of the body with v a constant. */
-export function loop(v: string, n: number, unroll: boolean, body: (v: string) => string): string {
-  if (!unroll) return `for (var ${v} = 0u; ${v} < ${n}u; ${v}++) {\n      ${body(v)}\n    }`;
-  return range(n)
-    .map((i) => `{\n      ${body(`${i}u`)}\n    }`)
-    .join("\n    ");
 }
 
 export const threadsOf = (c: TileShape) => c.TY * c.TX;
@@ -120,36 +107,3 @@ export function tileCopy(o: { tag: string; rows: number; D4: number; NT: number;
   };
 }
 
-/**
- * The per-thread copy of a tile of head rows into a transposed workgroup array
- * dst[d][slot] = vec4 of four rows at head column d, for an outer-product loop over d. Rows are
- * packed as the threads that own them see them: a thread with row index r owns rows
- * r + S (4 g + e), so slot r + S g holds those rows for e = 0..3 (S is the thread stride, TX or
- * TY). A thread copies 4 x 4 blocks: four rows of one vec4 column, transposed in registers.
- */
-export function tileCopyT(o: { tag: string; rows: number; D4: number; NT: number; stride: number; ld: string; base: (row: string) => string; limit: string; scale?: string }) {
-  const slots = o.rows / 4;
-  const total = slots * o.D4;
-  const n = Math.ceil(total / o.NT);
-  const exact = total % o.NT === 0;
-  const S = o.stride;
-  const E = [0, 1, 2, 3];
-  const reg = (i: number, e: number) => `${o.tag}${i}_${e}`;
-  const each = (f: (i: number) => string) =>
-    range(n)
-      .map((i) => `{\n    let bi = lid + ${i * o.NT}u;\n    ${exact ? "" : `if (bi < ${total}u) `}{ let slot = bi % ${slots}u; let c = bi / ${slots}u; ${f(i)} }\n  }`)
-      .join("\n  ");
-  return {
-    regs: range(n)
-      .map((i) => E.map((e) => `var ${reg(i, e)} = vec4<f32>(0.0);`).join(" "))
-      .join(" "),
-    load: (org: string) =>
-      each((i) =>
-        E.map(
-          (e) =>
-            `{ let row = ${org} + slot % ${S}u + ${S}u * (4u * (slot / ${S}u) + ${e}u); let ok = row < ${o.limit}; ${reg(i, e)} = select(vec4<f32>(0.0), ${o.ld}(${o.base("select(0u, row, ok)")}, c)${o.scale ? ` * ${o.scale}` : ""}, ok); }`,
-        ).join("\n      "),
-      ),
-    store: (dst: string) => each((i) => E.map((d) => `${dst}[c * 4u + ${d}u][slot] = vec4<f32>(${E.map((e) => `${reg(i, e)}[${d}]`).join(", ")});`).join(" ")),
-  };
-}

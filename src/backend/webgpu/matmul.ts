@@ -7,13 +7,18 @@
  * fetched from global memory into registers while the current one is multiplied, then stored
  * to the other buffer, with one barrier per step.
  *
- * Written for what Dawn's WGSL compiler (Tint) and the driver make of it:
+ * Written for what Dawn's WGSL compiler (Tint) and the driver make of it (measured on an H200
+ * through Vulkan; scripts/bench-gpu.ts --variants):
  * - workgroup tiles are nested arrays indexed by [buffer][k][thread + constant]: Tint's
  *   robustness transform clamps every array index it cannot prove in range, and it proves
  *   these (k is an unrolled constant, the thread index is derived from local_invocation_index),
  *   so the inner loop's loads keep constant address offsets; only the buffer index (t & 1) is
  *   clamped, once per step;
- * - every multiply-add is an explicit fma().
+ * - the multiply-add is written `acc + b * a[i]` (vector times scalar), which the driver
+ *   contracts to FFMA; the same loop with `fma(vec4(a[i]), b, acc)` ran 1.5x slower;
+ * - each multiply-add reads 1/TM + 1/TN floats of workgroup memory, whose bandwidth is a quarter
+ *   of the FFMA rate in floats: 8 x 16 per thread (128 x 256 tiles, BK 16: 45 TFLOP/s at 8192^3)
+ *   beat 8 x 8 (128 x 128: 36 TFLOP/s), at the price of one 256-thread workgroup per SM.
  *
  * Global loads are vec4 when the operand's contiguous dim (and batch stride) is a multiple of
  * 4, scalar otherwise; bounds checks are compiled in only when M, N, K do not divide the tile.
@@ -22,7 +27,6 @@ import { SeqlabError } from "../../util/errors.js";
 import type { CoreKernels, MatmulDims } from "../kernels.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
-import { macDecl, macStep, macVec, type Mac } from "./mac.js";
 
 type S = GpuTensorBuffer;
 
@@ -35,10 +39,6 @@ export interface MatmulTile {
   TN: number;
   /** lanes of each 32-wide warp cover a 4 x 8 patch of threads (fewer distinct addresses per read) */
   warpPatch: boolean;
-  /** how the multiply-add is written (mac.ts) */
-  mac: Mac;
-  /** workgroup tiles as flat arrays (indices clamped by Tint) instead of [buffer][k][m] */
-  flat?: boolean;
 }
 
 
@@ -54,11 +54,11 @@ export interface MatmulConfig extends MatmulTile {
 }
 
 /** Large products: 128 x 256 tiles, 8 x 16 per thread, 256 threads, 48 KiB of workgroup memory. */
-export const TILE_WIDE: MatmulTile = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, warpPatch: false, mac: "muladd" };
+export const TILE_WIDE: MatmulTile = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, warpPatch: false };
 /** Large products where 48 KiB of workgroup memory is not available: 128 x 128 tiles, 8 x 8 per thread. */
-export const TILE_LARGE: MatmulTile = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, warpPatch: true, mac: "muladd" };
+export const TILE_LARGE: MatmulTile = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, warpPatch: true };
 /** Small products (too few large tiles to fill a GPU): 64 x 64 tiles, 4 x 4 per thread. */
-export const TILE_SMALL: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, warpPatch: false, mac: "muladd" };
+export const TILE_SMALL: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, warpPatch: false };
 
 const threadsOf = (t: MatmulTile) => (t.BM / t.TM) * (t.BN / t.TN);
 
@@ -94,7 +94,7 @@ function operandCopy(op: "a" | "b", c: MatmulConfig): { loads: (k0: string) => s
   const contigK = op === "a" ? !trans : trans;
   const n = (rows * c.BK) / 4 / NT; // vec4s per thread
   const tile = op === "a" ? "As" : "Bs";
-  const at = (buf: string, k: string, i: string) => (c.flat ? `${tile}[(${buf}) * ${(c.BK * rows) / 4}u + (${k}) * ${rows / 4}u + (${i})]` : `${tile}[${buf}][${k}][${i}]`);
+  const at = (buf: string, k: string, i: string) => `${tile}[${buf}][${k}][${i}]`;
   const org = op === "a" ? "m0" : "n0";
   const lim = op === "a" ? "u.M" : "u.N";
   const base = op === "a" ? "aBase" : "bBase";
@@ -150,19 +150,18 @@ export function matmulDef(c: MatmulConfig): KernelDef {
   const es = [0, 1, 2, 3];
   const acc = (r: number, i: number, q: number) => `acc_${r}_${i}_${q}`;
   const accs = rs.flatMap((r) => es.flatMap((i) => qs.map((q) => acc(r, i, q))));
-  const wg = (t: string, k: number, i: string, n: number) => (c.flat ? `${t}[cur * ${(BK * n) / 4}u + ${(k * n) / 4}u + (${i})]` : `${t}[cur][${k}][${i}]`);
   const compute: string[] = [];
   for (let k = 0; k < BK; k++) {
-    for (const r of rs) compute.push(`let a${r}_${k} = ${wg("As", k, `ty + ${TY * r}u`, BM)};`);
-    for (const q of qs) compute.push(`let b${q}_${k} = ${wg("Bs", k, `tx + ${TX * q}u`, BN)};`);
-    for (const r of rs) for (const i of es) for (const q of qs) compute.push(macStep(c.mac, acc(r, i, q), `a${r}_${k}[${i}]`, `b${q}_${k}`));
+    for (const r of rs) compute.push(`let a${r}_${k} = As[cur][${k}][ty + ${TY * r}u];`);
+    for (const q of qs) compute.push(`let b${q}_${k} = Bs[cur][${k}][tx + ${TX * q}u];`);
+    for (const r of rs) for (const i of es) for (const q of qs) compute.push(`${acc(r, i, q)} = ${acc(r, i, q)} + b${q}_${k} * a${r}_${k}[${i}];`);
   }
   const stores: string[] = [];
   for (const r of rs) {
     for (const i of es) {
       stores.push(`row = m0 + (ty + ${TY * r}u) * 4u + ${i}u;`);
       for (const q of qs) {
-        const a = macVec(c.mac, acc(r, i, q));
+        const a = acc(r, i, q);
         stores.push(`col = n0 + (tx + ${TX * q}u) * 4u;`);
         if (c.vecOut) {
           const body = `o = (oBase + row * u.N + col) >> 2u; if (u.accumulate != 0u) { out[o] = out[o] + ${a}; } else { out[o] = ${a}; }`;
@@ -195,11 +194,8 @@ export function matmulDef(c: MatmulConfig): KernelDef {
       ["b", "read", c.vecB ? "array<vec4<f32>>" : "array<f32>"],
     ],
     body: `
-${
-  c.flat
-    ? `var<workgroup> As: array<vec4<f32>, ${(BM * BK) / 2}>;\nvar<workgroup> Bs: array<vec4<f32>, ${(BN * BK) / 2}>;`
-    : `var<workgroup> As: array<array<array<vec4<f32>, ${BM / 4}>, ${BK}>, 2>;\nvar<workgroup> Bs: array<array<array<vec4<f32>, ${BN / 4}>, ${BK}>, 2>;`
-}
+var<workgroup> As: array<array<array<vec4<f32>, ${BM / 4}>, ${BK}>, 2>;
+var<workgroup> Bs: array<array<array<vec4<f32>, ${BN / 4}>, ${BK}>, 2>;
 ${loader("a", c.vecA, c.check)}
 ${loader("b", c.vecB, c.check)}
 @compute @workgroup_size(${NT})
@@ -210,7 +206,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let aBase = wid.z * u.sA;
   let bBase = wid.z * u.sB;
   let oBase = wid.z * u.sO;
-  ${accs.map((a) => macDecl(c.mac, a)).join(" ")}
+  ${accs.map((a) => `var ${a} = vec4<f32>(0.0);`).join(" ")}
   let nTiles = (u.K + ${BK - 1}u) / ${BK}u;
   ${A.regs}
   ${B.regs}
@@ -278,7 +274,7 @@ export function dispatchMatmul(ctx: GpuContext, tile: MatmulTile, out: S, a: S, 
     vecOut: aligned(N, sO),
     check: M % tile.BM !== 0 || N % tile.BN !== 0 || K % tile.BK !== 0,
   };
-  const key = `matmul:${tile.BM}:${tile.BN}:${tile.BK}:${tile.TM}:${tile.TN}:${+tile.warpPatch}:${tile.mac}:${+!!tile.flat}:${+transA}${+transB}:${+c.vecA}${+c.vecB}${+c.vecOut}:${+c.check}`;
+  const key = `matmul:${tile.BM}:${tile.BN}:${tile.BK}:${tile.TM}:${tile.TN}:${+tile.warpPatch}:${+transA}${+transB}:${+c.vecA}${+c.vecB}${+c.vecOut}:${+c.check}`;
   const p = ctx.pipeline(key, () => matmulDef(c));
   ctx.dispatch(p, [out, a, b], [M, N, K, sA, sB, sO, d.accumulate ? 1 : 0], [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), batch]);
 }
