@@ -20,9 +20,10 @@
  * On an H200 (Dawn, Vulkan; bench-gpu --variants) the 64 x 32 block with 4 x 4 scores and 4 x 8
  * outputs per thread (128 threads) was the fastest shape tried; larger thread blocks (8 rows,
  * or 4 threads per row) ran at half its speed, and S as outer products over transposed tiles,
- * fully unrolled loops, or 16 threads per row were no faster. What bounds it is workgroup
- * memory: each multiply-add needs half a float from it here, and 48 KiB per workgroup leave no
- * room for the larger tiles that would need less.
+ * fully unrolled loops, or 16 threads per row were no faster. The likely bound is workgroup
+ * memory bandwidth: a multiply-add here reads about half a float from it (the FFMA rate needs a
+ * quarter), and 48 KiB per workgroup leave no room for larger tiles that would read less
+ * (bench/notes/gpu-tuning.md).
  */
 import type { KernelDef } from "./context.js";
 import type { TileShape } from "./attention_tiles.js";
