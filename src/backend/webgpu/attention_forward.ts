@@ -31,7 +31,11 @@ import { INDEX, UNIFORMS, arr, kv4, range, rowAccess, threadsOf, tileCopy } from
 import { INF } from "./wgsl.js";
 
 export interface ForwardTiles extends TileShape {
-  /** combine row maxima and sums with subgroup shuffles (needs subgroups of at least TX lanes) */
+  /**
+   * combine row maxima and sums with subgroup shuffles: needs subgroups of at least TX lanes,
+   * and assumes lanes are consecutive local invocation indices (so on NVIDIA, AMD, Intel and
+   * SwiftShader; on the H200 the bench's checks against ref confirm it)
+   */
   shuffle: boolean;
 }
 
