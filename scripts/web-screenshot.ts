@@ -1,6 +1,7 @@
 // The README's picture of the playground (docs/playground.png): build first (npm run build),
 // then `node --import tsx scripts/web-screenshot.ts [backend]` (default cpu). Decodes with a
 // Transformer, a Mamba and the hybrid, trains one model briefly, runs a small passkey experiment.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { launch, openPlayground, servePlayground, WEBGPU_FLAGS } from "../test/support/browser.js";
 
@@ -27,6 +28,7 @@ try {
   for (const [id, v] of [["pk-steps", "60"], ["pk-trials", "8"], ["pk-batch", "8"]]) await page.fill(`#${id}`, v);
   await page.click("#passkey");
   await waitText(page, "pk-status", /^done/);
+  fs.mkdirSync("docs", { recursive: true });
   await page.screenshot({ path: path.resolve("docs/playground.png"), fullPage: true });
   console.log("wrote docs/playground.png");
 } finally {
