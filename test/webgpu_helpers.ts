@@ -14,6 +14,10 @@ import type { DType, HostArray } from "../src/tensor/dtype.js";
 import type { GpuTensorBuffer } from "../src/backend/webgpu/pool.js";
 import { Rng } from "../src/util/rng.js";
 import { relErr } from "./helpers.js";
+import assert from "node:assert/strict";
+import { loadModel } from "../src/models/load.js";
+import { formatCheck, runChecks } from "../src/cli/verify.js";
+import { SafetensorsFile } from "../src/io/safetensors.js";
 
 const CHROMIUM = "/usr/lib/chromium";
 
@@ -94,3 +98,20 @@ export async function compareKernel(be: WebGpuBackend, kernel: string, args: unk
   handles.forEach((h) => h && be.release(h));
   return errors;
 }
+
+/** Run verify's checks on webgpu for one fixture directory; asserts every check passes. */
+export async function verifyOnGpu(dir: string): Promise<void> {
+  const be = await gpuBackend();
+  const model = loadModel(dir, be);
+  const ref = SafetensorsFile.open(path.join(dir, "reference.safetensors"));
+  try {
+    const checks = await runChecks(model, ref);
+    const failed = checks.filter((c) => !c.ok);
+    assert.equal(failed.length, 0, `${dir}:\n${failed.map(formatCheck).join("\n")}`);
+    assert.ok(checks.some((c) => c.name === "logits" && c.ok), `${dir}: no logits check`);
+  } finally {
+    ref.close();
+    for (const p of model.parameters()) p.dispose();
+  }
+}
+

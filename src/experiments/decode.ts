@@ -61,6 +61,10 @@ export async function runDecode(be: Backend, archs: Arch[], o: DecodeOptions): P
     const rng = new Rng(o.seed);
     const tok = () => rng.int(0, model.config.V);
     const last = o.positions.at(-1)!;
+    // warm-up on a scratch state: JIT compilation and first-touch allocation stay out of the timings
+    const scratch = model.allocateState(1, 16);
+    for (let i = 0; i < 4; i++) await feed(be, model, scratch, [tok()]);
+    scratch.dispose();
     const state = model.allocateState(1, last + o.steps + 1);
     const points: DecodePoint[] = [];
     let prefillSeconds = 0;

@@ -31,7 +31,7 @@ export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
   quick: {
     model: { vocab: 64, width: 32, layers: 2 },
     scaling: { lengths: pow2(256, 4096), memoryBudgetBytes: 64 * 2 ** 20, secondsPerPoint: 3 },
-    decode: { positions: [128, 512, 2048], steps: 4, chunk: 512 },
+    decode: { positions: [128, 512, 2048], steps: 8, chunk: 512 },
     selectiveCopy: { steps: 60, batch: 8, lr: 3e-3, length: 32, count: 4 },
     passkey: { steps: 60, batch: 8, lr: 3e-3, trainLengths: [32], evalLengths: [32, 64], depths: [0.1, 0.9], smallState: 4 },
     mqar: { steps: 40, batch: 8, lr: 3e-3, length: 32, pairs: 4, states: [4, 16] },

@@ -27,8 +27,8 @@ export interface RecallPlan {
 }
 
 export async function runRecall(be: Backend, plan: RecallPlan, seed: number, log?: (l: string) => void): Promise<RecallRun> {
-  const model = buildArch(be, plan.arch, plan.model, seed);
   const task = new MixedLengthTask(plan.train.map(makeTask));
+  const model = buildArch(be, plan.arch, { ...plan.model, vocab: task.vocabSize }, seed); // each task sizes its vocabulary
   let lastLog = 0;
   const result = await train(model, task, {
     steps: plan.steps,

@@ -7,6 +7,7 @@
 import type { Backend } from "../backend/backend.js";
 import type { PresetOptions } from "../models/presets.js";
 import { Rng } from "../util/rng.js";
+import { formatBytes } from "../util/format.js";
 import { logLogSlope, measure } from "./measure.js";
 import { buildArch, type Arch } from "./zoo.js";
 
@@ -51,10 +52,13 @@ export async function runScaling(be: Backend, archs: Arch[], o: ScalingOptions):
     const model = buildArch(be, a, o.model, o.seed);
     const points: ScalingPoint[] = [];
     let stop = `reached the largest length, ${o.lengths.at(-1)}`;
+    // one unmeasured forward first, so JIT compilation and first-touch allocation stay out of the numbers
+    const warm = Array.from({ length: o.lengths[0] }, (_, i) => i % model.config.V);
+    await measure(be, () => void model.forward(model.tokens(warm, 1, warm.length)), { repeats: 1 });
     for (const T of o.lengths) {
       const mem = predict(points, T, "peakBytes");
       if (mem > o.memoryBudgetBytes) {
-        stop = `T=${T} would need ~${(mem / 2 ** 30).toFixed(1)} GiB, over the ${(o.memoryBudgetBytes / 2 ** 30).toFixed(1)} GiB budget`;
+        stop = `T=${T} would need ~${formatBytes(mem)}, over the ${formatBytes(o.memoryBudgetBytes)} memory budget`;
         break;
       }
       const secs = predict(points, T, "seconds");

@@ -101,6 +101,7 @@ body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;paddin
 h1{margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;margin:1em 0;font-size:13px} td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f4f4f4}
 td:first-child{text-align:left}
+.left td{text-align:left}.badge{white-space:nowrap}
 .badge{font-size:12px;padding:2px 8px;border-radius:10px;color:#fff;vertical-align:middle}
 .ok{background:#2a8a3a}.bad{background:#c0392b}.na{background:#888}
 figure{margin:1em 0} figcaption{font-size:13px;color:#555}
@@ -110,7 +111,7 @@ figure{margin:1em 0} figcaption{font-size:13px;color:#555}
 <h1>seqlab showdown</h1>
 <p class="meta">${esc(r.mode)} run, ${esc(r.createdAt)}; backend <b>${esc(r.backend)}</b>; ${esc(r.machine.cpu)}, ${r.machine.cores} cores, ${formatBytes(r.machine.memoryBytes)};
 Node ${esc(r.machine.node)}; seed ${r.seed}; ${r.elapsedSeconds.toFixed(0)} s in all.</p>
-<table><tr><th>#</th><th>claim</th><th>verdict</th></tr>${summary}</table>
+<table class="left"><tr><th>#</th><th>claim</th><th>verdict</th></tr>${summary}</table>
 ${sections.join("\n")}
 <script>${chartJs()}</script>
 <script>

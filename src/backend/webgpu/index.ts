@@ -2,13 +2,14 @@
  * The webgpu backend: storage in GPU buffers from a size-class pool, WGSL kernels recorded into
  * a command encoder and submitted in batches (context.ts), asynchronous reads.
  *
- * Each kernel family is its own file of WGSL kernels (elementwise, matmul, norm, attention,
- * loss; the mixer families come later). A kernel that has no WGSL version yet is refused with
- * a SeqlabError naming it: there is no silent fallback to another backend.
+ * Each kernel family is its own file of WGSL kernels (elementwise, matmul and matmul_half,
+ * norm, attention, loss, scan, rwkv, deltanet, moe, train): every kernel of the table. A name
+ * outside the table is still refused with a SeqlabError naming it: there is no silent fallback
+ * to another backend.
  */
 import type { Backend, MemoryStats } from "../backend.js";
 import { MemoryMeter } from "../backend.js";
-import type { CoreKernels, KernelName, Kernels } from "../kernels.js";
+import type { KernelName, Kernels } from "../kernels.js";
 import type { DType, HostArray } from "../../tensor/dtype.js";
 import { DTYPE_BYTES } from "../../tensor/dtype.js";
 import { SeqlabError } from "../../util/errors.js";
@@ -21,11 +22,16 @@ import { normKernels } from "./norm.js";
 import { attentionKernels } from "./attention.js";
 import { naiveAttentionKernels } from "./attention_naive.js";
 import { lossKernels } from "./loss.js";
+import { scanKernels } from "./scan.js";
+import { trainKernels } from "./train.js";
+import { rwkvKernels } from "./rwkv.js";
+import { deltanetKernels } from "./deltanet.js";
+import { moeKernels } from "./moe.js";
 
 type S = GpuTensorBuffer;
 
 /** Every kernel with a WGSL implementation. */
-function implementedKernels(ctx: GpuContext): CoreKernels<S> {
+function implementedKernels(ctx: GpuContext): Kernels<S> {
   return {
     ...elementwiseKernels(ctx),
     ...matmulKernels(ctx),
@@ -33,6 +39,11 @@ function implementedKernels(ctx: GpuContext): CoreKernels<S> {
     ...attentionKernels(ctx),
     ...naiveAttentionKernels(ctx),
     ...lossKernels(ctx),
+    ...scanKernels(ctx),
+    ...trainKernels(ctx),
+    ...rwkvKernels(ctx),
+    ...deltanetKernels(ctx),
+    ...moeKernels(ctx),
   };
 }
 

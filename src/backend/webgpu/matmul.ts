@@ -10,8 +10,8 @@
  * Global loads are vec4 when the operand's contiguous dim (and batch stride) is a multiple of
  * 4, scalar otherwise; bounds checks are compiled in only when M, N, K do not divide the tile.
  */
-import { SeqlabError } from "../../util/errors.js";
 import type { CoreKernels, MatmulDims } from "../kernels.js";
+import { routeMatmul } from "./matmul_half.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 
@@ -187,7 +187,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export function matmulKernels(ctx: GpuContext): Pick<CoreKernels<S>, "matmul"> {
   return {
     matmul(out, a, b, d: MatmulDims) {
-      if (d.bDtype && d.bDtype !== "f32") throw new SeqlabError(`webgpu: half-precision (${d.bDtype}) weights are not supported yet; load with --dtype f32`);
+      if (routeMatmul(ctx, out, a, b, d)) return; // half-precision weights and M = 1: matmul_half.ts
       const { M, N, K, transA, transB } = d;
       const batch = d.batch ?? 1;
       if (M === 0 || N === 0 || batch === 0) return;

@@ -10,8 +10,8 @@
  * id (and marks the first of each id); a second, one thread per (first token, column), walks its
  * chain in token order and adds the sum to the table row.
  */
-import { SeqlabError } from "../../util/errors.js";
 import type { CoreKernels, RopeDims } from "../kernels.js";
+import { embeddingHalf } from "./matmul_half.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import { grid1d } from "./context.js";
 import { columnSum, COLSUM_CHUNK } from "./elementwise.js";
@@ -109,7 +109,7 @@ export function normKernels(
 
   return {
     embeddingForward(out, ids, table, n, C, tableDtype?: string) {
-      if (tableDtype && tableDtype !== "f32") throw new SeqlabError(`webgpu: half-precision (${tableDtype}) embeddings are not supported yet; load with --dtype f32`);
+      if (tableDtype === "f16" || tableDtype === "bf16") return embeddingHalf(ctx, out, ids, table, n, C, tableDtype);
       if (n * C === 0) return;
       const p = ctx.pipeline("embedding", () => ({
         label: "embedding",

@@ -1,0 +1,573 @@
+/**
+ * The chunk-parallel linear scan under both Mamba kernels: the selective scan (Gu & Dao 2023)
+ * and Mamba-2's SSD (Dao & Gu 2024) are the same elementwise recurrence
+ *   h[d, n]_t = exp(step_t A) h[d, n]_{t-1} + step_t B_t[n] u_t[d],     y_t[d] = C_t . h[d, :]_t
+ * over channels d and state n; they differ only in what is shared (SSD: one step and one A per
+ * head of R = P channels, B/C per group of heads; Mamba: per channel, B/C shared by all) and in
+ * the gate. A `ScanShape` says which; the WGSL index functions below read it.
+ *
+ * Forward, parallel across T in chunks of `chunk` steps (the checkpoint interval):
+ *   1. per (b, chunk, d, n): the chunk's partial state from zero and its decay product,
+ *   2. per (b, d, n): the carries, h_in(k + 1) = prod_k h_in(k) + part_k (the associative
+ *      combine of h_t = a_t h_{t-1} + b_t over chunks), which are the checkpoints,
+ *   3. per (b, chunk), a workgroup per block of channels x state: the chunk re-run from its
+ *      carry, y = C . h summed over n in workgroup memory, plus Dskip u, gated.
+ * Backward, the same shape: the adjoint g_{t-1} = a_t (g_t + dy_t C_t) is again linear, so its
+ * chunk partials (1) and reverse carries (2) come first; then (3) every chunk in parallel
+ * recomputes its states from its checkpoint, SUB steps at a time in registers, and runs the
+ * adjoint through them. Sums over n (du, dstep) and over the channels of a block (dB, dC) are
+ * tree reductions in workgroup memory; sums over blocks, chunks and batch are ordered loops in
+ * small follow-up kernels. Nothing uses atomics: results are deterministic.
+ */
+import { SeqlabError } from "../../util/errors.js";
+import type { GpuContext } from "./context.js";
+import { grid1d } from "./context.js";
+import { LINEAR_INDEX, MATH } from "./wgsl.js";
+import { flags, launch, pow2, segmentSum, Temps, type Buf, type S } from "./kit.js";
+
+/** The recurrence's sharing pattern and dims (see the file comment). */
+export interface ScanShape {
+  B: number;
+  T: number;
+  /** channels (Mamba D, SSD H * P) and state size */
+  Dc: number;
+  N: number;
+  chunk: number;
+  /** channels that share one step / Dskip / dtBias (Mamba 1, SSD P) */
+  R: number;
+  /** B/C groups: the channels of group g are the g-th of G equal ranges (Mamba 1) */
+  G: number;
+  /** A is (Dc, N) (Mamba) rather than one value per R channels (SSD) */
+  aPerState: boolean;
+  softplus: boolean;
+  /** clamp the step to [dtMin, dtMax] (SSD's time_step_limit) */
+  clamp: boolean;
+  dtMin: number;
+  dtMax: number;
+}
+
+const WG = 256;
+/** steps recomputed into registers at a time by the backward pass */
+const SUB = 32;
+
+export interface ScanInputs {
+  u: S;
+  dt: S;
+  A: S;
+  Bmat: S;
+  Cmat: S;
+  Dskip: S | null;
+  z: S | null;
+  dtBias: S | null;
+}
+
+const UNIFORMS: [string, "u32" | "f32"][] = [
+  ["B", "u32"], ["T", "u32"], ["Dc", "u32"], ["N", "u32"], ["chunk", "u32"], ["K", "u32"], ["R", "u32"], ["G", "u32"],
+  ["bps", "u32"], ["offD", "u32"], ["offBias", "u32"], ["dtMin", "f32"], ["dtMax", "f32"],
+];
+
+/** WGSL shared by every pass: the flags, index functions and the step nonlinearity. */
+function common(s: ScanShape, f: Record<string, boolean>): { wgsl: string; key: string } {
+  const fl = flags({ ...f, SOFTPLUS: s.softplus, CLAMP: s.clamp, A_PER_N: s.aPerState });
+  const NP = pow2(s.N);
+  return {
+    key: fl.key + ":" + NP,
+    wgsl: `${fl.wgsl}${MATH}
+const NP: u32 = ${NP}u;
+const DB: u32 = ${WG / NP}u;
+const SUB: u32 = ${SUB}u;
+// (b, t, d) rows of u, z, out; the step, Dskip and dtBias of channel d; the B/C row of (b, t, d)
+fn chanIdx(b: u32, t: u32, d: u32) -> u32 { return (b * u.T + t) * u.Dc + d; }
+fn dtIdx(b: u32, t: u32, d: u32) -> u32 { return (b * u.T + t) * (u.Dc / u.R) + d / u.R; }
+fn bcIdx(b: u32, t: u32, d: u32) -> u32 { return ((b * u.T + t) * u.G + d / (u.Dc / u.G)) * u.N; }
+fn aOf(d: u32, n: u32) -> f32 { if (A_PER_N) { return params[d * u.N + n]; } return params[d / u.R]; }
+fn dskipOf(d: u32) -> f32 { if (HAS_D) { return params[u.offD + d / u.R]; } return 0.0; }
+fn biasOf(d: u32) -> f32 { if (HAS_BIAS) { return params[u.offBias + d / u.R]; } return 0.0; }
+fn stepOf(v: f32) -> f32 {
+  var s = v;
+  if (SOFTPLUS) { s = softplus_(v); }
+  if (CLAMP) { s = min(max(s, u.dtMin), u.dtMax); }
+  return s;
+}
+fn stepGrad(v: f32) -> f32 {
+  if (CLAMP) {
+    var sp = v;
+    if (SOFTPLUS) { sp = softplus_(v); }
+    if (sp < u.dtMin || sp > u.dtMax) { return 0.0; }
+  }
+  if (SOFTPLUS) { return select(sigmoid_(v), 1.0, v > 20.0); }
+  return 1.0;
+}
+fn silu_(v: f32) -> f32 { return v * sigmoid_(v); }
+fn siluGrad_(v: f32) -> f32 { let s = sigmoid_(v); return s * (1.0 + v * (1.0 - s)); }
+`,
+  };
+}
+
+/** The channel block a workgroup owns: blocks never cross a B/C group. */
+const BLOCK = /* wgsl */ `
+  let blk = wid.x;
+  let kc = wid.y;
+  let b = wid.z;
+  let seg = u.Dc / u.G;
+  let dl = lid / NP;
+  let n = lid % NP;
+  let dLocal = (blk % u.bps) * DB + dl;
+  let d = (blk / u.bps) * seg + dLocal;
+  let vd = dLocal < seg;
+  let valid = vd && n < u.N;
+  let t0 = kc * u.chunk;
+  let t1 = min(u.T, t0 + u.chunk);
+  let e = ((b * u.K + kc) * u.Dc + d) * u.N + n;
+`;
+
+/** Decode a thread per (b, chunk, d, n). */
+const ELEMENT = /* wgsl */ `
+  let e = linearIndex(gid, nwg);
+  if (e >= u.B * u.K * u.Dc * u.N) { return; }
+  let n = e % u.N;
+  let d = (e / u.N) % u.Dc;
+  let kc = (e / (u.N * u.Dc)) % u.K;
+  let b = e / (u.N * u.Dc * u.K);
+  let t0 = kc * u.chunk;
+  let t1 = min(u.T, t0 + u.chunk);
+  let a = aOf(d, n);
+`;
+
+export class ScanCore {
+  constructor(private ctx: GpuContext) {}
+
+  private geometry(s: ScanShape) {
+    if (s.N > WG) throw new SeqlabError(`webgpu: scan state size ${s.N} exceeds ${WG}`);
+    const K = Math.ceil(s.T / s.chunk);
+    const NP = pow2(s.N);
+    const DB = WG / NP;
+    const seg = s.Dc / s.G;
+    const bps = Math.ceil(seg / DB);
+    return { K, NP, DB, bps, nblk: s.G * bps };
+  }
+
+  /** [A | Dskip | dtBias] in one buffer (the kernels have a limited number of bindings). */
+  private params(temps: Temps, s: ScanShape, x: ScanInputs): { buf: GPUBuffer; offD: number; offBias: number } {
+    const aLen = s.aPerState ? s.Dc * s.N : s.Dc / s.R;
+    const pLen = s.Dc / s.R;
+    const buf = temps.get(aLen + 2 * pLen);
+    this.ctx.copy(x.A.buffer, 0, buf, 0, aLen * 4);
+    if (x.Dskip) this.ctx.copy(x.Dskip.buffer, 0, buf, aLen * 4, pLen * 4);
+    if (x.dtBias) this.ctx.copy(x.dtBias.buffer, 0, buf, (aLen + pLen) * 4, pLen * 4);
+    return { buf, offD: aLen, offBias: aLen + pLen };
+  }
+
+  private uniforms(s: ScanShape, K: number, bps: number, offD: number, offBias: number): number[] {
+    return [s.B, s.T, s.Dc, s.N, s.chunk, K, s.R, s.G, bps, offD, offBias, s.clamp ? s.dtMin : 0, s.clamp ? s.dtMax : 0];
+  }
+
+  forward(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string): void {
+    const { ctx } = this;
+    if (s.B * s.T * s.Dc === 0) return;
+    const { K, bps, nblk } = this.geometry(s);
+    const temps = new Temps(ctx);
+    const p = this.params(temps, s, x);
+    const uni = this.uniforms(s, K, bps, p.offD, p.offBias);
+    const BKDN = s.B * K * s.Dc * s.N;
+    const work = temps.get(2 * BKDN);
+    const ckpt = checkpoints ?? temps.get(BKDN);
+    const c = common(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_IN: !!stateIn, HAS_OUT: !!stateOut });
+    const decl = `${c.wgsl}${LINEAR_INDEX(WG)}`;
+
+    // 1. chunk partials from a zero state, and the chunk's decay product
+    launch(
+      ctx,
+      `${tag}:fwd1:${c.key}`,
+      () => ({
+        label: `${tag}:fwd1`,
+        uniforms: UNIFORMS,
+        bindings: [["work", "write", "array<f32>"], ["uu", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+        body: `${decl}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  ${ELEMENT}
+  var h = 0.0;
+  var prod = 1.0;
+  for (var t = t0; t < t1; t++) {
+    let delta = stepOf(dt[dtIdx(b, t, d)] + biasOf(d));
+    let decay = exp_(delta * a);
+    h = decay * h + delta * Bm[bcIdx(b, t, d) + n] * uu[chanIdx(b, t, d)];
+    prod = prod * decay;
+  }
+  work[e] = h;
+  work[u.B * u.K * u.Dc * u.N + e] = prod;
+}`,
+      }),
+      [work, x.u, x.dt, x.Bmat, p.buf],
+      uni,
+      grid1d(BKDN, WG),
+    );
+
+    // 2. carries across chunks: the checkpoints, then the final state
+    launch(
+      ctx,
+      `${tag}:fwd2:${c.key}`,
+      () => ({
+        label: `${tag}:fwd2`,
+        uniforms: UNIFORMS,
+        bindings: [["ckpt", "write", "array<f32>"], ["stateOut", "write", "array<f32>"], ["work", "read", "array<f32>"], ["stateIn", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+        body: `${decl}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  if (i >= u.B * u.Dc * u.N) { return; }
+  let b = i / (u.Dc * u.N);
+  let dn = i % (u.Dc * u.N);
+  var h = 0.0;
+  if (HAS_IN) { h = stateIn[i]; }
+  let BKDN = u.B * u.K * u.Dc * u.N;
+  for (var k = 0u; k < u.K; k++) {
+    let e = (b * u.K + k) * u.Dc * u.N + dn;
+    ckpt[e] = h;
+    h = work[BKDN + e] * h + work[e];
+  }
+  if (HAS_OUT) { stateOut[i] = h; }
+}`,
+      }),
+      [ckpt, temps.or(stateOut), work, temps.or(stateIn), p.buf],
+      uni,
+      grid1d(s.B * s.Dc * s.N, WG),
+    );
+
+    // 3. every chunk re-run from its carry: y = C . h + Dskip u, gated
+    launch(
+      ctx,
+      `${tag}:fwd3:${c.key}`,
+      () => ({
+        label: `${tag}:fwd3`,
+        uniforms: UNIFORMS,
+        bindings: [
+          ["out", "write", "array<f32>"], ["ckpt", "read", "array<f32>"], ["uu", "read", "array<f32>"], ["dt", "read", "array<f32>"],
+          ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["z", "read", "array<f32>"], ["params", "read", "array<f32>"],
+        ],
+        body: `${decl}${segmentSum("nsum", WG, "f32")}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${BLOCK}
+  var a = 0.0;
+  var h = 0.0;
+  if (valid) { a = aOf(d, n); h = ckpt[e]; }
+  for (var t = t0; t < t1; t++) {
+    var delta = 0.0;
+    var x = 0.0;
+    var bn = 0.0;
+    var cn = 0.0;
+    if (vd) { delta = stepOf(dt[dtIdx(b, t, d)] + biasOf(d)); x = uu[chanIdx(b, t, d)]; }
+    if (valid) { bn = Bm[bcIdx(b, t, d) + n]; cn = Cm[bcIdx(b, t, d) + n]; }
+    h = exp_(delta * a) * h + delta * bn * x;
+    let y = nsum(cn * h, lid, NP);
+    if (vd && n == 0u) {
+      var o = y + dskipOf(d) * x;
+      if (HAS_Z) { o = o * silu_(z[chanIdx(b, t, d)]); }
+      out[chanIdx(b, t, d)] = o;
+    }
+  }
+}`,
+      }),
+      [out, ckpt, x.u, x.dt, x.Bmat, x.Cmat, temps.or(x.z), p.buf],
+      uni,
+      [nblk, K, s.B],
+    );
+    temps.release();
+  }
+
+  backward(
+    g: { du: S; ddt: S; dA: S; dB: S; dC: S; dDskip: S | null; dz: S | null; ddtBias: S | null; dstateIn: S | null },
+    dout: S,
+    x: ScanInputs,
+    checkpoints: S,
+    s: ScanShape,
+    tag: string,
+  ): void {
+    const { ctx } = this;
+    const { K, bps, nblk } = this.geometry(s);
+    const temps = new Temps(ctx);
+    const p = this.params(temps, s, x);
+    const uni = this.uniforms(s, K, bps, p.offD, p.offBias);
+    const { B, T, Dc, N } = s;
+    const BKDN = B * K * Dc * N;
+    const BTD = B * T * Dc;
+    const c = common(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_OUT: !!g.dstateIn });
+    const decl = `${c.wgsl}${LINEAR_INDEX(WG)}`;
+    const work = temps.get(2 * BKDN);
+    const gEnd = temps.get(BKDN);
+    // grads: du | ddelta | dz (B, T, Dc each), dA partials (B*K, Dc*N), Dskip partials (B*K, Dc), dB/dC partials (nblk, B, T, N, 2)
+    const offA = 3 * BTD;
+    const offDs = offA + B * K * Dc * N;
+    const offBC = offDs + B * K * Dc;
+    const grads = temps.get(offBC + nblk * B * T * N * 2);
+
+    // 1. the adjoint's chunk partials from zero at each chunk's end, and the decay products
+    launch(
+      ctx,
+      `${tag}:bwd1:${c.key}`,
+      () => ({
+        label: `${tag}:bwd1`,
+        uniforms: UNIFORMS,
+        bindings: [["work", "write", "array<f32>"], ["dout", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["z", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+        body: `${decl}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  ${ELEMENT}
+  var gs = 0.0;
+  var prod = 1.0;
+  for (var t = t1; t > t0; t--) {
+    let tt = t - 1u;
+    let decay = exp_(stepOf(dt[dtIdx(b, tt, d)] + biasOf(d)) * a);
+    var dy = dout[chanIdx(b, tt, d)];
+    if (HAS_Z) { dy = dy * silu_(z[chanIdx(b, tt, d)]); }
+    gs = decay * (gs + dy * Cm[bcIdx(b, tt, d) + n]);
+    prod = prod * decay;
+  }
+  work[e] = gs;
+  work[u.B * u.K * u.Dc * u.N + e] = prod;
+}`,
+      }),
+      [work, dout, x.dt, x.Cmat, temps.or(x.z), p.buf],
+      uni,
+      grid1d(BKDN, WG),
+    );
+
+    // 2. reverse carries of the adjoint: dL/dh at each chunk's end, and at the initial state
+    launch(
+      ctx,
+      `${tag}:bwd2:${c.key}`,
+      () => ({
+        label: `${tag}:bwd2`,
+        uniforms: UNIFORMS,
+        bindings: [["gEnd", "write", "array<f32>"], ["dstate", "write", "array<f32>"], ["work", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+        body: `${decl}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  if (i >= u.B * u.Dc * u.N) { return; }
+  let b = i / (u.Dc * u.N);
+  let dn = i % (u.Dc * u.N);
+  let BKDN = u.B * u.K * u.Dc * u.N;
+  var gs = 0.0;
+  for (var k = u.K; k > 0u; k--) {
+    let e = (b * u.K + k - 1u) * u.Dc * u.N + dn;
+    gEnd[e] = gs;
+    gs = work[BKDN + e] * gs + work[e];
+  }
+  if (HAS_OUT) { dstate[i] = gs; }
+}`,
+      }),
+      [gEnd, temps.or(g.dstateIn), work, p.buf],
+      uni,
+      grid1d(B * Dc * N, WG),
+    );
+
+    // 3. every chunk: states recomputed from its checkpoint, the adjoint run through them
+    launch(
+      ctx,
+      `${tag}:bwd3:${c.key}`,
+      () => ({
+        label: `${tag}:bwd3`,
+        uniforms: [...UNIFORMS, ["offA", "u32"], ["offDs", "u32"], ["offBC", "u32"]],
+        bindings: [
+          ["grads", "write", "array<f32>"], ["gEnd", "read", "array<f32>"], ["ckpt", "read", "array<f32>"], ["dout", "read", "array<f32>"],
+          ["uu", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"],
+          ["z", "read", "array<f32>"], ["params", "read", "array<f32>"],
+        ],
+        body: `${decl}${segmentSum("nsum", WG, "f32")}${segmentSum("nsum2", WG, "vec2<f32>")}
+var<workgroup> xd: array<vec2<f32>, ${WG}>;
+// sum over the channels of the block (threads with equal n)
+fn dsum(v: vec2<f32>, lid: u32) -> vec2<f32> {
+  xd[lid] = v;
+  workgroupBarrier();
+  var s = DB >> 1u;
+  loop {
+    if (s == 0u) { break; }
+    if (lid / NP < s) { xd[lid] = xd[lid] + xd[lid + s * NP]; }
+    workgroupBarrier();
+    s = s >> 1u;
+  }
+  let r = xd[lid % NP];
+  workgroupBarrier();
+  return r;
+}
+fn stepAt(b: u32, t: u32, d: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
+  // (step, u, B[n]) of one channel and time
+  var r = vec3<f32>(0.0);
+  if (vd) { r.x = stepOf(dt[dtIdx(b, t, d)] + biasOf(d)); r.y = uu[chanIdx(b, t, d)]; }
+  if (valid) { r.z = Bm[bcIdx(b, t, d) + n]; }
+  return r;
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${BLOCK}
+  var a = 0.0;
+  var gs = 0.0;
+  var h0 = 0.0;
+  if (valid) { a = aOf(d, n); gs = gEnd[e]; h0 = ckpt[e]; }
+  let ds = dskipOf(d);
+  var dAacc = 0.0;
+  var dDacc = 0.0;
+  var hs: array<f32, ${SUB + 1}>;
+  let nsub = (t1 - t0 + SUB - 1u) / SUB;
+  for (var sc = nsub; sc > 0u; sc--) {
+    let ts = t0 + (sc - 1u) * SUB;
+    let te = min(t1, ts + SUB);
+    var h = h0;
+    for (var t = t0; t < ts; t++) {
+      let q = stepAt(b, t, d, n, vd, valid);
+      h = exp_(q.x * a) * h + q.x * q.z * q.y;
+    }
+    hs[0] = h;
+    for (var t = ts; t < te; t++) {
+      let q = stepAt(b, t, d, n, vd, valid);
+      h = exp_(q.x * a) * h + q.x * q.z * q.y;
+      hs[t - ts + 1u] = h;
+    }
+    for (var t = te; t > ts; t--) {
+      let tt = t - 1u;
+      let q = stepAt(b, tt, d, n, vd, valid);
+      let delta = q.x;
+      let x = q.y;
+      let bn = q.z;
+      let hPrev = hs[tt - ts];
+      let hNow = hs[tt - ts + 1u];
+      var cn = 0.0;
+      var dout_ = 0.0;
+      var zz = 0.0;
+      if (valid) { cn = Cm[bcIdx(b, tt, d) + n]; }
+      if (vd) { dout_ = dout[chanIdx(b, tt, d)]; if (HAS_Z) { zz = z[chanIdx(b, tt, d)]; } }
+      let decay = exp_(delta * a);
+      var dy = dout_;
+      var y = 0.0;
+      if (HAS_Z) {
+        y = nsum(cn * hNow, lid, NP) + ds * x;
+        dy = dout_ * silu_(zz);
+      }
+      let gC = dy * hNow;
+      gs = gs + dy * cn;
+      let r = nsum2(vec2<f32>(gs * (hPrev * decay * a + bn * x), gs * delta * bn), lid, NP);
+      dAacc += gs * hPrev * decay * delta;
+      let bc = dsum(vec2<f32>(gs * delta * x, gC), lid);
+      let i = chanIdx(b, tt, d);
+      if (vd && n == 0u) {
+        grads[i] = r.y + ds * dy;
+        grads[u.B * u.T * u.Dc + i] = r.x;
+        if (HAS_Z) { grads[2u * u.B * u.T * u.Dc + i] = dout_ * y * siluGrad_(zz); }
+        dDacc += dy * x;
+      }
+      if (dl == 0u && n < u.N) {
+        let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tt) * u.N + n);
+        grads[o] = bc.x;
+        grads[o + 1u] = bc.y;
+      }
+      gs = gs * decay;
+    }
+  }
+  if (valid) { grads[u.offA + e] = dAacc; }
+  if (vd && n == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
+}`,
+      }),
+      [grads, gEnd, checkpoints, dout, x.u, x.dt, x.Bmat, x.Cmat, temps.or(x.z), p.buf],
+      [...uni, offA, offDs, offBC],
+      [nblk, K, B],
+    );
+
+    // finishing sums, each an ordered loop
+    ctx.copy(grads, 0, g.du.buffer, 0, BTD * 4);
+    if (g.dz) ctx.copy(grads, 2 * BTD * 4, g.dz.buffer, 0, BTD * 4);
+    const nPar = Dc / s.R;
+    launch(
+      ctx,
+      `${tag}:ddt:${c.key}`,
+      () => ({
+        label: `${tag}:ddt`,
+        uniforms: UNIFORMS,
+        bindings: [["ddt", "write", "array<f32>"], ["grads", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+        body: `${decl}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  let per = u.Dc / u.R;
+  if (i >= u.B * u.T * per) { return; }
+  let row = i / per;
+  let d0 = (i % per) * u.R;
+  var s = 0.0;
+  for (var r = 0u; r < u.R; r++) { s += grads[u.B * u.T * u.Dc + row * u.Dc + d0 + r]; }
+  ddt[i] = s * stepGrad(dt[i] + biasOf(d0));
+}`,
+      }),
+      [g.ddt, grads, x.dt, p.buf],
+      uni,
+      grid1d(B * T * nPar, WG),
+    );
+    if (g.ddtBias) sumRows(ctx, g.ddtBias, g.ddt, 0, B * T, nPar, 1);
+    sumRows(ctx, g.dA, grads, offA, B * K, s.aPerState ? Dc * N : nPar, s.aPerState ? 1 : s.R * N);
+    if (g.dDskip) sumRows(ctx, g.dDskip, grads, offDs, B * K, nPar, s.R);
+    launch(
+      ctx,
+      `${tag}:dbc:${c.key}`,
+      () => ({
+        label: `${tag}:dbc`,
+        uniforms: [...UNIFORMS, ["offBC", "u32"]],
+        bindings: [["dB", "write", "array<f32>"], ["dC", "write", "array<f32>"], ["grads", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+        body: `${decl}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  if (i >= u.B * u.T * u.G * u.N) { return; }
+  let n = i % u.N;
+  let g = (i / u.N) % u.G;
+  let bt = i / (u.N * u.G);
+  let b = bt / u.T;
+  let t = bt % u.T;
+  var s = vec2<f32>(0.0);
+  for (var blk = g * u.bps; blk < (g + 1u) * u.bps; blk++) {
+    let o = u.offBC + 2u * (((blk * u.B + b) * u.T + t) * u.N + n);
+    s += vec2<f32>(grads[o], grads[o + 1u]);
+  }
+  dB[i] = s.x;
+  dC[i] = s.y;
+}`,
+      }),
+      [g.dB, g.dC, grads, p.buf],
+      [...uni, offBC],
+      grid1d(B * T * s.G * N, WG),
+    );
+    temps.release();
+  }
+}
+
+/**
+ * out[c] = sum over r < rows, j < seg of x[off + (r * cols + c) * seg + j]: ordered sums of
+ * partials (over batch and chunks, and over the channels and states of a head).
+ */
+export function sumRows(ctx: GpuContext, out: S, x: Buf, off: number, rows: number, cols: number, seg: number): void {
+  if (cols === 0) return;
+  launch(
+    ctx,
+    "scan:sumrows",
+    () => ({
+      label: "scan:sumrows",
+      uniforms: [["rows", "u32"], ["cols", "u32"], ["seg", "u32"], ["off", "u32"]],
+      bindings: [["out", "write", "array<f32>"], ["x", "read", "array<f32>"]],
+      body: `${LINEAR_INDEX(64)}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = linearIndex(gid, nwg);
+  if (c >= u.cols) { return; }
+  var s = 0.0;
+  for (var r = 0u; r < u.rows; r++) {
+    let base = u.off + (r * u.cols + c) * u.seg;
+    for (var j = 0u; j < u.seg; j++) { s += x[base + j]; }
+  }
+  out[c] = s;
+}`,
+    }),
+    [out, x],
+    [rows, cols, seg, off],
+    grid1d(cols, 64),
+  );
+}

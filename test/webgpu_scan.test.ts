@@ -1,0 +1,141 @@
+/** WGSL conv1d, selective scan and SSD kernels against ref on SwiftShader: ragged sizes, every optional input on and off. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { refKernels } from "../src/backend/ref/index.js";
+import { Rng } from "../src/util/rng.js";
+import { gpuBackend, compareKernel, input, output, randArray } from "./webgpu_helpers.js";
+
+const rng = new Rng(21);
+const TOL = 2e-5;
+
+function uniformArray(n: number, lo: number, hi: number): Float32Array {
+  return Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.uniform());
+}
+
+test("conv1d forward, backward and step: widths 1..4, bias and window state on and off", async () => {
+  const be = await gpuBackend();
+  for (const [B, T, D, W] of [[1, 1, 1, 1], [2, 7, 5, 4], [3, 2, 9, 3], [1, 5, 300, 2]]) {
+    for (const withBias of [false, true]) {
+      for (const withState of [false, true]) {
+        const d = { B, T, D, W };
+        const x = randArray(B * T * D, rng);
+        const w = randArray(D * W, rng);
+        const bias = withBias ? input(randArray(D, rng)) : null;
+        const s0 = withState ? randArray(B * (W - 1) * D, rng) : null;
+        const errs = await compareKernel(be, "conv1dForward", [
+          output(randArray(B * T * D, rng)), output(randArray(B * (W - 1) * D, rng)), input(x), input(w), bias, s0 ? input(s0) : null, d,
+        ]);
+        assert.ok(Math.max(...errs) < TOL, `conv1d fwd ${[B, T, D, W]} ${errs}`);
+        const errsB = await compareKernel(be, "conv1dBackward", [
+          output(randArray(B * T * D, rng)), output(randArray(D * W, rng)), withBias ? output(randArray(D, rng)) : null,
+          withState ? output(randArray(B * (W - 1) * D, rng)) : null, input(randArray(B * T * D, rng)), input(x), input(w), s0 ? input(s0) : null, d,
+        ]);
+        assert.ok(Math.max(...errsB) < TOL, `conv1d bwd ${[B, T, D, W]} bias=${withBias} state=${withState}: ${errsB}`);
+        const errsS = await compareKernel(be, "conv1dStep", [
+          output(randArray(B * D, rng)), output(randArray(B * (W - 1) * D, rng)), input(randArray(B * D, rng)), input(w), bias, d,
+        ]);
+        assert.ok(Math.max(...errsS) < TOL, `conv1d step ${[B, D, W]}: ${errsS}`);
+      }
+    }
+  }
+});
+
+/** Forward checkpoints from the ref kernel, the input of a backward comparison. */
+function refCheckpoints(kernel: "selectiveScanForward" | "ssdForward", args: unknown[], ckptSize: number, ckptArg: number): Float32Array {
+  const ckpt = new Float32Array(ckptSize);
+  const a = args.map((x, i) => (i === ckptArg ? ckpt : x));
+  (refKernels as unknown as Record<string, (...x: unknown[]) => void>)[kernel](...a);
+  return ckpt;
+}
+
+test("selective scan forward, backward and step: ragged T over chunks, optional Dskip, z, dtBias, states", async () => {
+  const be = await gpuBackend();
+  const cases = [
+    { B: 1, T: 1, D: 1, N: 1, chunk: 1 },
+    { B: 2, T: 13, D: 5, N: 3, chunk: 4 },
+    { B: 1, T: 70, D: 33, N: 16, chunk: 64 },
+    { B: 2, T: 9, D: 3, N: 40, chunk: 9 },
+  ];
+  let variant = 0;
+  for (const c of cases) {
+    for (const opt of [0, 1, 2, 3]) {
+      const { B, T, D, N } = c;
+      const all = opt === 3 || opt === 1;
+      const withState = opt >= 2;
+      const d = { ...c, deltaSoftplus: opt !== 2 };
+      const u = randArray(B * T * D, rng);
+      const dt = randArray(B * T * D, rng, 0.7);
+      const A = uniformArray(D * N, -2, -0.1);
+      const Bm = randArray(B * T * N, rng);
+      const Cm = randArray(B * T * N, rng);
+      const Dskip = all ? randArray(D, rng) : null;
+      const z = all ? randArray(B * T * D, rng) : null;
+      const bias = all || opt === 2 ? uniformArray(D, 0.5, 1.5) : null;
+      const s0 = withState ? randArray(B * D * N, rng) : null;
+      const K = Math.ceil(T / c.chunk);
+      const fwd = [output(randArray(B * T * D, rng)), output(randArray(B * D * N, rng)), output(randArray(B * K * D * N, rng)),
+        input(u), input(dt), input(A), input(Bm), input(Cm), Dskip && input(Dskip), z && input(z), bias && input(bias), s0 && input(s0), d];
+      const errs = await compareKernel(be, "selectiveScanForward", fwd);
+      assert.ok(Math.max(...errs) < TOL, `scan fwd ${JSON.stringify(d)} opt ${opt}: ${errs}`);
+      const ckpt = refCheckpoints("selectiveScanForward", [new Float32Array(B * T * D), null, null, u, dt, A, Bm, Cm, Dskip, z, bias, s0, d], B * K * D * N, 2);
+      const errsB = await compareKernel(be, "selectiveScanBackward", [
+        output(randArray(B * T * D, rng)), output(randArray(B * T * D, rng)), output(randArray(D * N, rng)), output(randArray(B * T * N, rng)),
+        output(randArray(B * T * N, rng)), Dskip && output(randArray(D, rng)), z && output(randArray(B * T * D, rng)), bias && output(randArray(D, rng)),
+        variant++ % 2 === 0 ? output(randArray(B * D * N, rng)) : null,
+        input(randArray(B * T * D, rng)), input(u), input(dt), input(A), input(Bm), input(Cm), Dskip && input(Dskip), z && input(z), bias && input(bias), input(ckpt), d,
+      ]);
+      assert.ok(Math.max(...errsB) < 1e-4, `scan bwd ${JSON.stringify(d)} opt ${opt}: ${errsB}`);
+      const errsS = await compareKernel(be, "selectiveScanStep", [
+        output(randArray(B * D, rng)), output(randArray(B * D * N, rng)), input(randArray(B * D, rng)), input(randArray(B * D, rng)), input(A),
+        input(randArray(B * N, rng)), input(randArray(B * N, rng)), Dskip && input(Dskip), z && input(randArray(B * D, rng)), bias && input(bias), { ...d, T: 1 },
+      ]);
+      assert.ok(Math.max(...errsS) < TOL, `scan step ${JSON.stringify(d)}: ${errsS}`);
+    }
+  }
+});
+
+test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional Dskip, dtBias, states", async () => {
+  const be = await gpuBackend();
+  const cases = [
+    { B: 1, T: 1, H: 1, P: 1, N: 1, G: 1, chunk: 1 },
+    { B: 2, T: 11, H: 4, P: 3, N: 5, G: 2, chunk: 4 },
+    { B: 1, T: 40, H: 2, P: 8, N: 32, G: 1, chunk: 16 },
+    { B: 1, T: 7, H: 3, P: 5, N: 64, G: 3, chunk: 8 },
+  ];
+  let variant = 0;
+  for (const c of cases) {
+    for (const opt of [0, 1, 2]) {
+      const { B, T, H, P, N, G } = c;
+      const all = opt >= 1;
+      const d = { ...c, dtSoftplus: opt !== 2, dtMin: opt === 1 ? 0.2 : 0, dtMax: opt === 1 ? 1.5 : Infinity };
+      const x = randArray(B * T * H * P, rng);
+      const dt = randArray(B * T * H, rng);
+      const A = uniformArray(H, -2, -0.1);
+      const Bm = randArray(B * T * G * N, rng);
+      const Cm = randArray(B * T * G * N, rng);
+      const Dskip = all ? randArray(H, rng) : null;
+      const bias = all ? uniformArray(H, 0.5, 1.5) : null;
+      const s0 = opt !== 0 ? randArray(B * H * P * N, rng) : null;
+      const K = Math.ceil(T / c.chunk);
+      const S = B * H * P * N;
+      const errs = await compareKernel(be, "ssdForward", [
+        output(randArray(B * T * H * P, rng)), output(randArray(S, rng)), output(randArray(B * K * H * P * N, rng)),
+        input(x), input(dt), input(A), input(Bm), input(Cm), Dskip && input(Dskip), bias && input(bias), s0 && input(s0), d,
+      ]);
+      assert.ok(Math.max(...errs) < TOL, `ssd fwd ${JSON.stringify(d)}: ${errs}`);
+      const ckpt = refCheckpoints("ssdForward", [new Float32Array(B * T * H * P), null, null, x, dt, A, Bm, Cm, Dskip, bias, s0, d], B * K * S / B, 2);
+      const errsB = await compareKernel(be, "ssdBackward", [
+        output(randArray(B * T * H * P, rng)), output(randArray(B * T * H, rng)), output(randArray(H, rng)), output(randArray(B * T * G * N, rng)),
+        output(randArray(B * T * G * N, rng)), Dskip && output(randArray(H, rng)), bias && output(randArray(H, rng)),
+        variant++ % 2 === 0 ? output(randArray(S, rng)) : null,
+        input(randArray(B * T * H * P, rng)), input(x), input(dt), input(A), input(Bm), input(Cm), Dskip && input(Dskip), bias && input(bias), input(ckpt), d,
+      ]);
+      assert.ok(Math.max(...errsB) < 1e-4, `ssd bwd ${JSON.stringify(d)}: ${errsB}`);
+      const errsS = await compareKernel(be, "ssdStep", [
+        output(randArray(B * H * P, rng)), output(randArray(S, rng)), input(randArray(B * H * P, rng)), input(randArray(B * H, rng)), input(A),
+        input(randArray(B * G * N, rng)), input(randArray(B * G * N, rng)), Dskip && input(Dskip), bias && input(bias), { ...d, T: 1 },
+      ]);
+      assert.ok(Math.max(...errsS) < TOL, `ssd step ${JSON.stringify(d)}: ${errsS}`);
+    }
+  }
+});
