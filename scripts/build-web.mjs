@@ -26,11 +26,15 @@ export function webBuildOptions() {
   };
 }
 
-/** Statically imported modules of each entry, transitively; none may be a node: builtin. */
-export function checkNoNodeImports(metafile) {
+/**
+ * Statically imported modules of the page and the worker, transitively; none may be a node:
+ * builtin. (Chunks split off at dynamic imports are entry points too in the metafile, but the
+ * browser loads them only if that import runs.)
+ */
+export function checkNoNodeImports(metafile, entries = Object.values(webBuildOptions().entryPoints)) {
   const outputs = metafile.outputs;
   for (const [file, out] of Object.entries(outputs)) {
-    if (!out.entryPoint) continue;
+    if (!entries.includes(out.entryPoint)) continue;
     const seen = new Set();
     const walk = (f) => {
       if (seen.has(f)) return;

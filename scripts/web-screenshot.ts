@@ -17,7 +17,8 @@ try {
     await page.selectOption("#arch", arch);
     await page.click("#fresh");
     await waitText(page, "model-info", /parameters/);
-    await page.fill("#new-tokens", "192");
+    await page.fill("#new-tokens", "256");
+    await page.fill("#temperature", "0.8");
     await page.click("#generate");
     await waitText(page, "gen-stats", /^done/);
   }

@@ -70,8 +70,11 @@ function showBackend(info: BackendInfo): void {
   const el = $("backend");
   el.className = `backend ${info.name}`;
   const what = info.name === "webgpu" ? `WebGPU · adapter: ${info.adapter}` : `cpu · WebAssembly SIMD · ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
-  el.innerHTML = "";
-  el.append(`Backend: ${what} `, Object.assign(document.createElement("small"), { textContent: `(${info.reason}) — ${info.describe}` }));
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.append(`Backend: ${what} `, Object.assign(document.createElement("small"), { textContent: `(${info.reason})` }));
+  details.append(summary, Object.assign(document.createElement("div"), { className: "describe", textContent: info.describe }));
+  el.replaceChildren(details);
 }
 
 async function start(): Promise<void> {

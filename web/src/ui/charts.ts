@@ -50,7 +50,10 @@ export class LiveLineChart {
         maintainAspectRatio: false,
         parsing: false,
         normalized: true,
-        plugins: { title: { display: true, text: title }, legend: { position: "bottom", labels: { boxWidth: 12 } } },
+        plugins: {
+          title: { display: true, text: title },
+          legend: { position: "bottom", labels: { boxWidth: 12, filter: (item) => item.text !== "" } },
+        },
         scales: {
           x: { type: "linear", title: { display: true, text: xLabel } },
           y: {
@@ -70,6 +73,25 @@ export class LiveLineChart {
     if (!sameColorAsLast) this.colors++;
     const color = PALETTE[(this.colors - 1) % PALETTE.length];
     const ds: ChartDataset<"line", Point[]> = { label, data: [], borderColor: color, backgroundColor: color, borderDash: dash ? [6, 4] : [] };
+    this.chart.data.datasets.push(ds);
+    this.schedule();
+    return this.chart.data.datasets.length - 1;
+  }
+
+  /**
+   * A series drawn as faint dots with no legend entry, beside a line of the same color (the
+   * raw per-token times under their running median).
+   */
+  addDots(sameColorAs: number): number {
+    const color = this.chart.data.datasets[sameColorAs].borderColor as string;
+    const ds: ChartDataset<"line", Point[]> = {
+      label: "",
+      data: [],
+      borderColor: color + "55",
+      backgroundColor: color + "55",
+      showLine: false,
+      pointRadius: 1.5,
+    };
     this.chart.data.datasets.push(ds);
     this.schedule();
     return this.chart.data.datasets.length - 1;
@@ -97,7 +119,7 @@ export class LiveLineChart {
 }
 
 export function latencyChart(canvas: HTMLCanvasElement): LiveLineChart {
-  return new LiveLineChart(canvas, "Per-token decode latency", "position (tokens in context)", "ms / token", (v) => `${v} ms`);
+  return new LiveLineChart(canvas, "Per-token decode latency (dots: each token; line: running median of 9)", "position (tokens in context)", "ms / token", (v) => `${v} ms`);
 }
 
 export function memoryChart(canvas: HTMLCanvasElement): LiveLineChart {
@@ -141,6 +163,20 @@ export class AccuracyChart {
     this.chart.data.labels = [];
     this.chart.data.datasets[0].data = [];
     this.chart.update("none");
+  }
+}
+
+/** Median of the last `n` values pushed (the latency line: one slow token, a GC pause, does not hide the trend). */
+export class RunningMedian {
+  private readonly window: number[] = [];
+
+  constructor(private readonly n = 9) {}
+
+  push(v: number): number {
+    this.window.push(v);
+    if (this.window.length > this.n) this.window.shift();
+    const s = [...this.window].sort((a, b) => a - b);
+    return s[s.length >> 1];
   }
 }
 

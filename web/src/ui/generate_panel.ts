@@ -1,7 +1,7 @@
 /** Panel 2: generation token by token, with live latency and state-memory charts. */
 import type { Playground } from "../main.js";
 import type { EngineEvent, GenerateResult } from "../protocol.js";
-import { formatBytes } from "./charts.js";
+import { formatBytes, RunningMedian } from "./charts.js";
 import { $, num, setInfo } from "./dom.js";
 
 /** Token ids typed as numbers, or any other text as its UTF-8 bytes (needs a vocabulary of 256). */
@@ -44,6 +44,8 @@ export function wireGeneratePanel(pg: Playground): void {
       }
       const label = model.label.replace(/, seed \d+$/, "");
       const lat = pg.charts.latency.addSeries(label);
+      const latDots = pg.charts.latency.addDots(lat);
+      const median = new RunningMedian(9);
       const hasAttention = model.layerKinds.includes("attention");
       const hasRecurrent = model.layerKinds.some((k) => k !== "attention");
       const kv = hasAttention ? pg.charts.memory.addSeries(`${label}: KV cache`) : -1;
@@ -60,7 +62,8 @@ export function wireGeneratePanel(pg: Playground): void {
         } else if (e.type === "token") {
           generated.push(e.token);
           renderTokens(tokensEl, prompt, generated);
-          pg.charts.latency.push(lat, { x: e.position, y: e.ms });
+          pg.charts.latency.push(latDots, { x: e.position, y: e.ms });
+          pg.charts.latency.push(lat, { x: e.position, y: median.push(e.ms) });
           if (kv >= 0) pg.charts.memory.push(kv, { x: e.position, y: e.kvCache });
           if (rec >= 0) pg.charts.memory.push(rec, { x: e.position, y: e.recurrent });
           setInfo(

@@ -19,7 +19,9 @@ function addRow(body: HTMLElement, r: PasskeyRow): void {
     td.colSpan = 3;
   } else {
     cell(r.key.join(""), "mono");
-    cell(r.answer.join(""), `mono ${r.answer.join() === r.key.join() ? "ok" : "bad"}`);
+    // a prediction that is not a digit at all (filler, KEY, QUERY) shows as a dot; its id in the tooltip
+    const answer = cell(r.answer.map((t) => (t <= 9 ? String(t) : "·")).join(""), `mono ${r.answer.join() === r.key.join() ? "ok" : "bad"}`);
+    answer.title = `token ids ${r.answer.join(" ")}`;
     cell(`${(r.accuracy * 100).toFixed(0)}% (${r.correct}/${r.trials})`);
   }
   body.append(tr);
