@@ -72,8 +72,15 @@ export async function launch(extraArgs: string[]): Promise<{ context: BrowserCon
 export async function openPlayground(context: BrowserContext, url: string, timeoutMs = 60000): Promise<{ page: Page; errors: string[] }> {
   const page = await context.newPage();
   const errors: string[] = [];
-  page.on("pageerror", (e) => errors.push(e.message));
+  // an uncaught error on the page fails at once instead of waiting out the timeout
+  let failed: (e: Error) => void = () => {};
+  const crash = new Promise<never>((_, reject) => (failed = reject));
+  page.on("pageerror", (e) => {
+    errors.push(e.message);
+    failed(new Error(`the page threw: ${e.message}`));
+  });
   await page.goto(url, { timeout: timeoutMs });
-  await page.waitForFunction(() => (window as any).seqlab?.ready, null, { timeout: timeoutMs });
+  await Promise.race([page.waitForFunction(() => (window as any).seqlab?.ready, null, { timeout: timeoutMs }), crash]);
+  crash.catch(() => {});
   return { page, errors };
 }

@@ -18,13 +18,13 @@ export { ARCHS, SIZES, type ArchName, type SizeName };
 export function presetConfig(arch: ArchName, size: SizeName, vocab: number): Record<string, unknown> {
   if (!ARCHS.some((a) => a.name === arch)) throw new SeqlabError(`architecture "${arch}" is unknown (${ARCHS.map((a) => a.name).join(", ")})`);
   if (!(size in SIZES)) throw new SeqlabError(`size "${size}" is unknown (${Object.keys(SIZES).join(", ")})`);
-  // the hybrid's layer pattern puts attention at position 3 of each group of four
-  const layers = arch === "hybrid" ? 4 : undefined;
-  return preset(arch, { vocab, width: SIZES[size].width, layers });
+  if (!(Number.isInteger(vocab) && vocab >= 2 && vocab <= 1 << 20)) throw new SeqlabError(`vocabulary must be an integer in [2, ${1 << 20}], got ${vocab}`);
+  return preset(arch, { vocab, width: SIZES[size].width });
 }
 
 /** A freshly initialised model from the seeded generator: the same seed gives the same weights everywhere. */
 export function freshModel(be: Backend, arch: ArchName, size: SizeName, vocab: number, seed: number): CausalLM {
+  if (!(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff)) throw new SeqlabError(`seed must be an integer in [0, 4294967295], got ${seed}`);
   const config = presetConfig(arch, size, vocab);
   return buildModel(new RawConfig(`preset ${arch}`, config), ModuleContext.seeded(be, seed));
 }

@@ -10,6 +10,7 @@ import {
   Chart,
   Legend,
   LinearScale,
+  LogarithmicScale,
   LineController,
   LineElement,
   PointElement,
@@ -18,7 +19,7 @@ import {
   type ChartDataset,
 } from "chart.js";
 
-Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, BarController, BarElement, Legend, Title, Tooltip);
+Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, BarController, BarElement, Legend, Title, Tooltip);
 
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#c026d3"];
 
@@ -119,7 +120,8 @@ export class LiveLineChart {
 }
 
 export function latencyChart(canvas: HTMLCanvasElement): LiveLineChart {
-  return new LiveLineChart(canvas, "Per-token decode latency (dots: each token; line: running median of 9)", "position (tokens in context)", "ms / token", (v) => `${v} ms`);
+  // logarithmic: a GC pause or a shader compilation is 10-100x a typical token and would flatten the rest
+  return new LiveLineChart(canvas, "Per-token decode latency (dots: each token; line: running median of 9)", "position (tokens in context)", "ms / token (log)", (v) => (/^[125]/.test(String(v)) ? `${v} ms` : ""), true);
 }
 
 export function memoryChart(canvas: HTMLCanvasElement): LiveLineChart {
