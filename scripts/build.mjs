@@ -1,6 +1,10 @@
 // Build: bundle the CLI (and, as they arrive, the WebAssembly kernels and the web app) into dist/.
 import { build } from "esbuild";
 import { mkdirSync, readFileSync } from "node:fs";
+import { buildWasm } from "./build-wasm.mjs";
+
+// The WebAssembly kernels first: the bundle embeds the generated module.
+await buildWasm();
 
 mkdirSync("dist", { recursive: true });
 await build({

@@ -1,6 +1,10 @@
 // Run the whole test suite with Node's built-in runner (TypeScript through tsx).
 import { readdirSync } from "node:fs";
 import { spawnSync } from "node:child_process";
+import { buildWasm } from "./build-wasm.mjs";
+
+// Tests import the cpu backend's generated wasm module: (re)build it when missing or stale.
+await buildWasm({ ifStale: true });
 
 const files = readdirSync("test")
   .filter((f) => f.endsWith(".test.ts"))

@@ -24,6 +24,14 @@ const factories = new Map<string, Factory>([
       return (await import("./webgpu/index.js")).WebGpuBackend.create();
     },
   ],
+  // loaded on demand: compiling the wasm module and starting workers is only for those who ask
+  [
+    "cpu",
+    async (opts) => {
+      if (opts.precision === "f64") throw new SeqlabError('backend "cpu" stores float32 only (use --backend ref for float64)');
+      return (await import("./cpu/backend.js")).CpuBackend.create({ threads: opts.threads });
+    },
+  ],
 ]);
 
 /** Later backends (cpu, webgpu) register themselves here. */

@@ -1,0 +1,91 @@
+/**
+ * Shared state of the attention kernels. Dims are module globals: each thread has its own
+ * instance of this module, so setting them at kernel entry is thread-local.
+ * Layouts: q, out, dq, dout (B, T, H, K); k, v, dk, dv (B, kvRows, G, K); lse, D (B, H, T);
+ * probs (B, H, T, S). Query head h reads KV head h / (H / G).
+ */
+export const BQ = 32; // query rows per block
+export const BK = 64; // keys per block
+
+export let B = 0;
+export let T = 0;
+export let S = 0;
+export let H = 0;
+export let G = 0;
+export let K = 0;
+/** K rounded up to a multiple of 8 (the micro-kernel's column width) */
+export let Kp = 0;
+export let scale: f32 = 1;
+export let causal = false;
+export let qOffset = 0;
+export let kvRows = 0;
+
+export function setDims(b: i32, t: i32, s: i32, h: i32, g: i32, k: i32, sc: f32, c: i32, qo: i32, kv: i32): void {
+  B = b;
+  T = t;
+  S = s;
+  H = h;
+  G = g;
+  K = k;
+  Kp = (k + 7) & ~7;
+  scale = sc;
+  causal = c != 0;
+  qOffset = qo;
+  kvRows = kv;
+}
+
+/** Byte address of row (b, t, h) of a (B, T, H, K) buffer. */
+@inline
+export function qRow(base: usize, b: i32, t: i32, h: i32): usize {
+  return base + ((<usize>b * T + t) * H + h) * K * 4;
+}
+
+/** Byte address of row (b, j, g) of a (B, kvRows, G, K) buffer. */
+@inline
+export function kvRow(base: usize, b: i32, j: i32, g: i32): usize {
+  return base + ((<usize>b * kvRows + j) * G + g) * K * 4;
+}
+
+/** Index of (b, h, t) in a (B, H, T) buffer. */
+@inline
+export function rowIndex(b: i32, h: i32, t: i32): i32 {
+  return (b * H + h) * T + t;
+}
+
+/** Keys visible to query t: all S, or causally those at positions <= qOffset + t. */
+@inline
+export function visible(t: i32): i32 {
+  return causal ? min(S, max(0, qOffset + t + 1)) : S;
+}
+
+/** Visible keys of query t within the key block starting at j0 of length jn (may be <= 0). */
+@inline
+export function visibleInBlock(t: i32, j0: i32, jn: i32): i32 {
+  return causal ? min(jn, qOffset + t + 1 - j0) : jn;
+}
+
+/** Query rows per block (the host pre-packs K and V when several blocks share them). */
+export function attentionQueryBlock(): i32 {
+  return BQ;
+}
+
+/** Scratch floats per thread for the attention kernels. */
+export function attentionScratchFloats(k: i32, kvRowsMax: i32): i32 {
+  const kp = (k + 7) & ~7;
+  const forward = max(BQ * k + k * BK + BK * kp + 2 * BQ * BK + BQ * kp + 2 * BQ, kvRowsMax);
+  const backward = 2 * BQ * k + 2 * BQ * kp + 2 * k * BK + BK * kp + 5 * BQ * BK + 2 * BK * kp + 32;
+  return max(forward, backward) + 64;
+}
+
+/** Bump allocator over a thread's scratch block, 16-byte aligned. */
+let cursor: usize = 0;
+
+export function scratchBegin(base: usize): void {
+  cursor = base;
+}
+
+export function take(floats: i32): usize {
+  const p = cursor;
+  cursor += ((<usize>floats * 4 + 15) & ~15);
+  return p;
+}

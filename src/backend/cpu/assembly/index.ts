@@ -1,0 +1,14 @@
+/** The seqlab WebAssembly kernel module: every export is a kernel or a helper the host calls. */
+export * from "./elementwise";
+export * from "./matmul";
+export * from "./norm";
+export * from "./loss";
+export { attentionForward, attentionNaiveForward, attentionPackKV, attentionPackedFloats } from "./attention";
+export { attentionRowDot, attentionNaiveRowDot, attentionBackward } from "./attention_backward";
+export { attentionScratchFloats, attentionQueryBlock } from "./attention_common";
+export { simdPeak, simdPeakScratchBytes } from "./peak";
+
+/** First byte after the module's static data; the host allocator starts above it. */
+export function heapBase(): usize {
+  return __heap_base;
+}

@@ -1,0 +1,171 @@
+/**
+ * The cpu backend's heap: one shared WebAssembly.Memory (a SharedArrayBuffer that every worker
+ * maps) and a first-class allocator over it, written in TypeScript on the host side.
+ *
+ * Blocks are 64-byte aligned (a cache line, and every f32x4 load is aligned). Free blocks are
+ * indexed by start and by end, so a freed block merges with free neighbours at once, and a
+ * block at the top of the heap gives its space back to the bump pointer. Allocation takes an
+ * exactly sized free block when there is one (the common case: training steps repeat the same
+ * shapes), else the smallest that fits (split), else bumps the top, growing the memory when
+ * needed. wasm32 addresses 4 GiB at most; a request past that is a SeqlabError.
+ *
+ * Tensors hold typed-array views into the memory. Shared memory never detaches on grow, so views
+ * made before a grow stay valid (they just do not see the new space, which they do not need).
+ */
+import { SeqlabError } from "../../util/errors.js";
+
+export const PAGE = 65536;
+export const MAX_PAGES = 65536; // 4 GiB
+export const ALIGN = 64;
+/** Bytes past the top of the heap kept mapped, so a kernel's 16-byte vector at a tensor's end stays inside memory. */
+const SLACK = 64;
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+export interface HeapStats {
+  /** bytes of the WebAssembly memory */
+  memoryBytes: number;
+  /** bytes in live blocks (rounded up to the alignment) */
+  liveBytes: number;
+  /** bytes in free blocks below the top */
+  freeBytes: number;
+  freeBlocks: number;
+  /** end of the highest block ever handed out (the bump pointer) */
+  top: number;
+}
+
+export class WasmHeap {
+  readonly memory: WebAssembly.Memory;
+  private readonly base: number;
+  private top: number;
+  private live = 0;
+  /** free blocks: start -> size, end -> start, and size -> starts (exact-fit index) */
+  private readonly freeAt = new Map<number, number>();
+  private readonly freeEnd = new Map<number, number>();
+  private readonly bySize = new Map<number, number[]>();
+  private freeTotal = 0;
+  /** every SharedArrayBuffer the memory has exposed (one per grow): what `owns` accepts */
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+
+  /** `base`: first byte the allocator may use (past the module's static data). */
+  constructor(base: number, initialBytes = 16 * 2 ** 20) {
+    this.base = Math.ceil(base / ALIGN) * ALIGN;
+    this.top = this.base;
+    const pages = Math.max(1, Math.ceil(Math.max(initialBytes, this.base + SLACK) / PAGE));
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
+    this.buffers.add(this.memory.buffer);
+  }
+
+  /** Rounded block size for a request. */
+  static blockSize(bytes: number): number {
+    return Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+  }
+
+  /** Byte offset of a new block of at least `bytes`; `what` names it in the out-of-memory error. */
+  alloc(bytes: number, what = "a buffer"): number {
+    const size = WasmHeap.blockSize(bytes);
+    const p = this.takeFree(size) ?? this.bump(size, what);
+    this.live += size;
+    return p;
+  }
+
+  free(offset: number, bytes: number): void {
+    let start = offset;
+    let size = WasmHeap.blockSize(bytes);
+    this.live -= size;
+    // merge with the free block that ends here and the one that starts at our end
+    const before = this.freeEnd.get(start);
+    if (before !== undefined) {
+      const bsize = this.freeAt.get(before)!;
+      this.unlinkFree(before, bsize);
+      start = before;
+      size += bsize;
+    }
+    const after = this.freeAt.get(start + size);
+    if (after !== undefined) {
+      this.unlinkFree(start + size, after);
+      size += after;
+    }
+    if (start + size === this.top) this.top = start;
+    else this.linkFree(start, size);
+  }
+
+  /** A typed-array view of `size` elements at `offset`. */
+  view<T extends Float32Array | Int32Array | Uint16Array>(ctor: { new (b: ArrayBufferLike, o: number, n: number): T }, offset: number, size: number): T {
+    return new ctor(this.memory.buffer, offset, size);
+  }
+
+  /** Whether a typed array is a view into this heap's memory. */
+  owns(a: ArrayBufferView): boolean {
+    return this.buffers.has(a.buffer);
+  }
+
+  stats(): HeapStats {
+    return { memoryBytes: this.memory.buffer.byteLength, liveBytes: this.live, freeBytes: this.freeTotal, freeBlocks: this.freeAt.size, top: this.top };
+  }
+
+  private takeFree(size: number): number | null {
+    const exact = this.bySize.get(size);
+    if (exact && exact.length > 0) {
+      const p = exact[exact.length - 1];
+      this.unlinkFree(p, size);
+      return p;
+    }
+    // best fit among larger blocks
+    let best = -1;
+    let bestSize = Infinity;
+    for (const [p, s] of this.freeAt) {
+      if (s >= size && s < bestSize) {
+        best = p;
+        bestSize = s;
+      }
+    }
+    if (best < 0) return null;
+    this.unlinkFree(best, bestSize);
+    if (bestSize > size) this.linkFree(best + size, bestSize - size);
+    return best;
+  }
+
+  private bump(size: number, what: string): number {
+    const p = this.top;
+    const end = p + size;
+    const need = end + SLACK;
+    const have = this.memory.buffer.byteLength;
+    if (need > have) {
+      if (need > MAX_PAGES * PAGE) {
+        throw new SeqlabError(
+          `cpu backend: out of memory allocating ${what} of ${mib(size)}: WebAssembly (wasm32) memory is limited to 4 GiB ` +
+            `(${mib(this.live)} live, ${mib(this.freeTotal)} free but fragmented)`,
+        );
+      }
+      const havePages = have / PAGE;
+      const needPages = Math.ceil(need / PAGE);
+      // grow by at least a quarter of the current size, so a growing workload grows rarely
+      const pages = Math.min(MAX_PAGES, Math.max(needPages, havePages + Math.ceil(havePages / 4)));
+      this.memory.grow(pages - havePages);
+      this.buffers.add(this.memory.buffer);
+    }
+    this.top = end;
+    return p;
+  }
+
+  private linkFree(p: number, size: number): void {
+    this.freeAt.set(p, size);
+    this.freeEnd.set(p + size, p);
+    const list = this.bySize.get(size);
+    if (list) list.push(p);
+    else this.bySize.set(size, [p]);
+    this.freeTotal += size;
+  }
+
+  private unlinkFree(p: number, size: number): void {
+    this.freeAt.delete(p);
+    this.freeEnd.delete(p + size);
+    const list = this.bySize.get(size)!;
+    const i = list.lastIndexOf(p);
+    list[i] = list[list.length - 1];
+    list.pop();
+    if (list.length === 0) this.bySize.delete(size);
+    this.freeTotal -= size;
+  }
+}

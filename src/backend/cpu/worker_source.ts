@@ -1,0 +1,59 @@
+/**
+ * The worker's program, as source text: a worker is started from this string (Node: eval
+ * worker; browsers: a Blob URL), so it needs no file of its own in bundles. It instantiates the
+ * kernel module over the shared memory, then loops: wait for the job sequence number to change
+ * (spinning briefly first, since jobs come in bursts), run its share of the kernel, acknowledge.
+ * Offsets match control.ts.
+ */
+import { CTRL } from "./control.js";
+
+export const WORKER_SOURCE = `
+"use strict";
+const C = ${JSON.stringify(CTRL)};
+const SPIN = 20000;
+const isNode = typeof require === "function";
+const port = isNode ? require("node:worker_threads").parentPort : self;
+function onInit(msg) {
+  const { module, memory, ctrl, tid, names } = msg;
+  let inst;
+  try {
+    inst = new WebAssembly.Instance(module, { env: { memory, abort() { throw new Error("wasm kernel aborted"); } } });
+  } catch (e) {
+    port.postMessage({ type: "error", tid, message: String(e && e.message || e) });
+    return;
+  }
+  const fns = names.map((n) => inst.exports[n]);
+  const ctl = new Int32Array(memory.buffer, ctrl, 32);
+  const a = new Float64Array(memory.buffer, ctrl + C.ARGS_BYTE, C.MAX_ARGS);
+  // read the sequence number before announcing readiness: the first job may follow at once
+  let seen = Atomics.load(ctl, C.SEQ);
+  port.postMessage({ type: "ready", tid });
+  for (;;) {
+    let seq = Atomics.load(ctl, C.SEQ);
+    for (let i = 0; seq === seen && i < SPIN; i++) seq = Atomics.load(ctl, C.SEQ);
+    while (seq === seen) {
+      Atomics.wait(ctl, C.SEQ, seen);
+      seq = Atomics.load(ctl, C.SEQ);
+    }
+    seen = seq;
+    const fn = ctl[C.FN];
+    if (fn === C.EXIT) break;
+    const nth = ctl[C.NTH];
+    if (tid < nth) {
+      try {
+        fns[fn](tid, nth, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15],
+          a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30], a[31]);
+      } catch (e) {
+        Atomics.store(ctl, C.ERROR, tid + 1);
+        port.postMessage({ type: "error", tid, message: names[fn] + ": " + String(e && e.message || e) });
+      }
+    }
+    if (Atomics.sub(ctl, C.PENDING, 1) === 1) Atomics.notify(ctl, C.PENDING);
+  }
+  port.postMessage({ type: "exit", tid });
+  if (isNode) port.close();
+  else self.close();
+}
+if (isNode) port.once("message", onInit);
+else self.onmessage = (e) => { self.onmessage = null; onInit(e.data); };
+`;
