@@ -1,6 +1,10 @@
-// TEMPORARY until the cpu backend lands on main
-import type { Backend } from "../../../src/backend/backend.js";
-import { SeqlabError } from "../../../src/util/errors.js";
-export async function startCpuBackend(threads: number): Promise<Backend & { threads: number }> {
-  throw new SeqlabError(`cpu backend (${threads} threads) is not in this build yet`);
+/**
+ * The cpu backend in a browser: the same WebAssembly kernels and thread pool as in Node, with
+ * Web Workers (started from Blob URLs) in place of Node's worker threads.
+ */
+import { CpuBackend } from "../../../src/backend/cpu/backend.js";
+import { webWorkers } from "./web_workers.js";
+
+export function startCpuBackend(threads: number): Promise<CpuBackend> {
+  return CpuBackend.create({ threads, workers: webWorkers });
 }
