@@ -7,10 +7,10 @@ import { copyFileSync, mkdirSync, rmSync } from "node:fs";
 
 const OUT = "dist/web";
 
-export function webBuildOptions() {
+export function webBuildOptions(outdir = OUT) {
   return {
     entryPoints: { main: "web/src/main.ts", engine: "web/src/engine/worker.ts" },
-    outdir: OUT,
+    outdir,
     bundle: true,
     splitting: true,
     format: "esm",
@@ -49,8 +49,8 @@ export function checkNoNodeImports(metafile, entries = Object.values(webBuildOpt
   }
 }
 
-function copyStatic() {
-  for (const f of ["index.html", "style.css"]) copyFileSync(`web/${f}`, `${OUT}/${f}`);
+function copyStatic(outdir = OUT) {
+  for (const f of ["index.html", "style.css"]) copyFileSync(`web/${f}`, `${outdir}/${f}`);
 }
 
 export async function buildWeb() {
@@ -61,12 +61,15 @@ export async function buildWeb() {
   copyStatic();
 }
 
-/** Rebuild on every change (npm run web). */
-export async function watchWeb(onRebuild) {
-  rmSync(OUT, { recursive: true, force: true });
-  mkdirSync(OUT, { recursive: true });
+/**
+ * Rebuild into `outdir` on every change (npm run web); resolves after the first build. The dev
+ * build has its own folder, so it never clobbers the dist/web that `seqlab serve` and the tests use.
+ */
+export async function watchWeb(outdir, onRebuild) {
+  rmSync(outdir, { recursive: true, force: true });
+  mkdirSync(outdir, { recursive: true });
   const ctx = await context({
-    ...webBuildOptions(),
+    ...webBuildOptions(outdir),
     plugins: [
       {
         name: "after-build",
@@ -75,7 +78,7 @@ export async function watchWeb(onRebuild) {
             if (r.errors.length) return;
             try {
               checkNoNodeImports(r.metafile);
-              copyStatic();
+              copyStatic(outdir);
               onRebuild?.();
             } catch (e) {
               console.error(String(e.message ?? e));
@@ -85,6 +88,7 @@ export async function watchWeb(onRebuild) {
       },
     ],
   });
+  await ctx.rebuild();
   await ctx.watch();
   return ctx;
 }
