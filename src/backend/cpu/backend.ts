@@ -20,6 +20,7 @@ import { ThreadPool, type WorkerFactory } from "./pool.js";
 import { CTRL } from "./control.js";
 import { CpuRuntime } from "./runtime.js";
 import { cpuCoreKernels } from "./kernels.js";
+import { cpuMixerKernels } from "./mixers.js";
 
 export interface CpuOptions {
   /** threads including the main thread (default: available cores) */
@@ -48,7 +49,7 @@ export class CpuBackend implements Backend<HostArray> {
     readonly runtime: CpuRuntime,
     private readonly heap: WasmHeap,
   ) {
-    const core = cpuCoreKernels(runtime);
+    const core = { ...cpuCoreKernels(runtime), ...cpuMixerKernels(runtime) };
     this.native = new Set(Object.keys(core));
     this.kernels = { ...refKernels, ...core };
     // ref/elementwise also exports scalar helpers (sigmoid, unaryValue ...) that ride along in

@@ -1,0 +1,4 @@
+/** The mixer kernels' exports (state-space scans, RWKV, mixture of experts, Gated DeltaNet, optimizers). */
+export { reduceRows } from "./mixer_common";
+export * from "./conv";
+export * from "./scan";

