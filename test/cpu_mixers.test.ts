@@ -6,7 +6,7 @@
  */
 import { describe, test } from "node:test";
 import { refKernels as ref } from "../src/backend/ref/index.js";
-import type { Conv1dDims, SelectiveScanDims } from "../src/backend/kernels_scan.js";
+import type { Conv1dDims, SelectiveScanDims, SsdDims } from "../src/backend/kernels_scan.js";
 import { Rng } from "../src/util/rng.js";
 import { cpuBackends, close } from "./cpu_helpers.js";
 import { compare, sameBits, moveTo } from "./cpu_mixer_helpers.js";
@@ -204,6 +204,83 @@ describe("cpu selective scan", () => {
       const want = new Float32Array(B * T * D);
       ref.selectiveScanForward(want, wantState, null, ins[0], ins[1], ins[2], ins[3], ins[4], null, null, null, wantState, d);
       close(out, want, 2e-6, `${label} out`);
+      close(st, wantState, 2e-6, `${label} state`);
+    }
+  });
+});
+
+describe("cpu SSD (Mamba-2)", () => {
+  const shapes: [number, number, number, number, number, number, number][] = [
+    // B, T, H, P, N, G, chunk
+    [1, 1, 1, 1, 1, 1, 64],
+    [2, 3, 2, 3, 5, 1, 2],
+    [1, 31, 4, 4, 16, 2, 8],
+    [2, 33, 2, 16, 16, 2, 16],
+    [1, 65, 3, 5, 3, 3, 64],
+    [2, 20, 4, 17, 4, 1, 7],
+    [1, 257, 1, 8, 8, 1, 64],
+  ];
+  const opts = [
+    { Dskip: true, dtBias: true, state: false, softplus: true, clamp: false },
+    { Dskip: false, dtBias: false, state: true, softplus: true, clamp: true },
+    { Dskip: true, dtBias: false, state: true, softplus: false, clamp: false },
+    { Dskip: false, dtBias: true, state: false, softplus: true, clamp: true },
+  ];
+  test("forward, backward and step vs ref on ragged sizes, every optional input on and off, groups shared by heads", () => {
+    for (const [B, T, H, P, N, G, chunk] of shapes) {
+      for (const o of opts) {
+        const d: SsdDims = { B, T, H, P, N, G, chunk, dtSoftplus: o.softplus, dtMin: o.clamp ? 0.05 : 0, dtMax: o.clamp ? 0.5 : Infinity };
+        const chunks = Math.ceil(T / chunk);
+        const x = normal(B * T * H * P);
+        const dt = o.softplus ? normal(B * T * H, 1, -1) : uniformIn(B * T * H, 0.01, 0.3);
+        const A = o.softplus ? uniformIn(H, -3, -0.2) : normal(H, 0.5);
+        const Bm = normal(B * T * G * N);
+        const Cm = normal(B * T * G * N);
+        const Dskip = o.Dskip ? normal(H) : null;
+        const dtBias = o.dtBias ? normal(H, 0.5) : null;
+        const s0 = o.state ? normal(B * H * P * N) : null;
+        const st = s0 ?? normal(B * H * P * N);
+        const dy = normal(B * T * H * P);
+        const ckpt = new Float32Array(B * chunks * H * P * N);
+        ref.ssdForward(new Float32Array(B * T * H * P), null, ckpt, x, dt, A, Bm, Cm, Dskip, dtBias, s0, d);
+        const label = `B${B} T${T} H${H} P${P} N${N} G${G} chunk${chunk} ${JSON.stringify(o)}`;
+        onEveryThreadCount(label, (be, put, label) => {
+          const ins = [put(x), put(dt), put(A), put(Bm), put(Cm), put(Dskip), put(dtBias)] as const;
+          const f = compare(be, "ssdForward", [B * T * H * P, B * H * P * N, B * chunks * H * P * N], [...ins, put(s0), d], 1e-5, label, {
+            names: ["y", "stateOut", "checkpoints"],
+          });
+          const g = compare(
+            be, "ssdBackward",
+            [B * T * H * P, B * T * H, H, B * T * G * N, B * T * G * N, o.Dskip ? H : null, o.dtBias ? H : null, o.state ? B * H * P * N : null],
+            [put(dy), ...ins, put(ckpt), d], 2e-5, label,
+            { names: ["dx", "ddt", "dA", "dB", "dC", "dDskip", "ddtBias", "dstateIn"] },
+          );
+          const one = { ...d, T: 1 };
+          const s = compare(
+            be, "ssdStep", [B * H * P, B * H * P * N],
+            [put(x.subarray(0, B * H * P)), put(dt.subarray(0, B * H)), ins[2], put(Bm.subarray(0, B * G * N)), put(Cm.subarray(0, B * G * N)), ins[5], ins[6], one],
+            1e-5, label, { init: [null, st], names: ["y", "state"] },
+          );
+          return [...f.got, ...g.got, ...s.got];
+        });
+      }
+    }
+  });
+
+  test("the forward's final state may overwrite its initial state (stateOut = stateIn)", () => {
+    const [B, T, H, P, N, G] = [2, 9, 3, 5, 4, 1];
+    const d: SsdDims = { B, T, H, P, N, G, chunk: 4, dtSoftplus: true, dtMin: 0, dtMax: Infinity };
+    const ins = [normal(B * T * H * P), normal(B * T * H), uniformIn(H, -2, -0.5), normal(B * T * G * N), normal(B * T * G * N)];
+    const s0 = normal(B * H * P * N);
+    for (const { be, label } of cpus) {
+      const st = moveTo(be, s0);
+      const y = be.allocate("f32", B * T * H * P) as Float32Array;
+      const [x, dt, A, Bm, Cm] = ins.map((a) => moveTo(be, a));
+      be.kernels.ssdForward(y, st, null, x, dt, A, Bm, Cm, null, null, st, d);
+      const wantState = s0.slice();
+      const want = new Float32Array(B * T * H * P);
+      ref.ssdForward(want, wantState, null, ins[0], ins[1], ins[2], ins[3], ins[4], null, null, wantState, d);
+      close(y, want, 2e-6, `${label} y`);
       close(st, wantState, 2e-6, `${label} state`);
     }
   });

@@ -4,7 +4,7 @@
  * (assembly/ssd.ts). Each entry checks handles, sizes workspace, picks threads from the work,
  * and runs the fixed-order reductions that make gradients independent of the thread count.
  */
-import type { ScanKernels } from "../kernels_scan.js";
+import type { ScanKernels, SsdDims } from "../kernels_scan.js";
 import type { HostArray } from "../../tensor/dtype.js";
 import type { CpuRuntime } from "./runtime.js";
 import { MIXER_GRAIN, reduceRows } from "./mixers_common.js";
@@ -90,16 +90,57 @@ export function cpuScanKernels(rt: CpuRuntime): ScanKernels<HostArray> {
       );
     },
 
-    ssdForward() {
-      throw new Error("todo");
+    ssdForward(y, stateOut, checkpoints, x, dt, A, Bmat, Cmat, Dskip, dtBias, stateIn, d) {
+      const { B, T, H, P, N } = d;
+      if (B * H <= 0) return;
+      const [scratch, stride] = rt.scratch(rt.exports.ssdForwardScratchFloats(P, N) * 4);
+      const nth = Math.min(rt.threadsFor(B * T * H * P * N, MIXER_GRAIN.exp), B * H);
+      rt.call(
+        "ssdForward", nth, p(y, "y"), p(stateOut, "stateOut"), p(checkpoints, "checkpoints"), p(x, "x"), p(dt, "dt"), p(A, "A"), p(Bmat, "Bmat"),
+        p(Cmat, "Cmat"), p(Dskip, "Dskip"), p(dtBias, "dtBias"), p(stateIn, "stateIn"), ...ssdDimArgs(d), scratch, stride,
+      );
     },
-    ssdBackward() {
-      throw new Error("todo");
+
+    ssdBackward(dx, ddt, dA, dB, dC, dDskip, ddtBias, dstateIn, dy, x, dt, A, Bmat, Cmat, Dskip, dtBias, checkpoints, d) {
+      const { B, T, H, P, N, G } = d;
+      if (B * H <= 0) return;
+      const [scratch, stride] = rt.scratch(rt.exports.ssdBackwardScratchFloats(P, N, d.chunk) * 4);
+      const nth = Math.min(rt.threadsFor(4 * B * T * H * P * N, MIXER_GRAIN.exp), B * H);
+      const shared = G !== H; // heads of a group add their dB, dC rows afterwards
+      const rows = B * T * H * N;
+      rt.withTemp(B * H * 3 * 4, (partials) => {
+        rt.withTemp(shared ? 2 * rows * 4 : 64, (headRows) => {
+          rt.call(
+            "ssdBackward", nth, p(dx, "dx"), p(ddt, "ddt"), shared ? headRows : p(dB, "dB"), shared ? headRows + rows * 4 : p(dC, "dC"),
+            p(dstateIn, "dstateIn"), partials, p(dy, "dy"), p(x, "x"), p(dt, "dt"), p(A, "A"), p(Bmat, "Bmat"), p(Cmat, "Cmat"), p(Dskip, "Dskip"),
+            p(dtBias, "dtBias"), p(checkpoints, "checkpoints"), ...ssdDimArgs(d), scratch, stride,
+          );
+          if (shared) {
+            const t = Math.min(rt.threadsFor(rows, MIXER_GRAIN.memory), B * T * G);
+            rt.call("ssdReduceHeads", t, p(dB, "dB"), headRows, B * T, H, G, N);
+            rt.call("ssdReduceHeads", t, p(dC, "dC"), headRows + rows * 4, B * T, H, G, N);
+          }
+        });
+        reduceRows(rt, p(dA, "dA"), partials, B, H, 3 * H, 0, false);
+        if (dDskip) reduceRows(rt, p(dDskip, "dDskip"), partials, B, H, 3 * H, H, false);
+        if (ddtBias) reduceRows(rt, p(ddtBias, "ddtBias"), partials, B, H, 3 * H, 2 * H, false);
+      });
     },
-    ssdStep() {
-      throw new Error("todo");
+
+    ssdStep(y, state, x, dt, A, Bmat, Cmat, Dskip, dtBias, d) {
+      const { B, H, P, N, G } = d;
+      if (B * H <= 0) return;
+      const nth = Math.min(rt.threadsFor(B * H * P * N, MIXER_GRAIN.memory / 4), B * H);
+      rt.call(
+        "ssdStep", nth, p(y, "y"), p(state, "state"), p(x, "x"), p(dt, "dt"), p(A, "A"), p(Bmat, "Bmat"), p(Cmat, "Cmat"), p(Dskip, "Dskip"),
+        p(dtBias, "dtBias"), B, H, P, N, G, d.dtSoftplus ? 1 : 0, d.dtMin, d.dtMax,
+      );
     },
   };
+}
+
+function ssdDimArgs(d: SsdDims): number[] {
+  return [d.B, d.T, d.H, d.P, d.N, d.G, d.chunk, d.dtSoftplus ? 1 : 0, d.dtMin, d.dtMax];
 }
 
 /** The conv backward shared with Gated DeltaNet's conv (which accumulates dw and has no bias or window gradient). */

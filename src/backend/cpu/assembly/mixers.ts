@@ -2,3 +2,4 @@
 export { reduceRows } from "./mixer_common";
 export * from "./conv";
 export * from "./scan";
+export * from "./ssd";
