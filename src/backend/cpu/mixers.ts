@@ -3,12 +3,14 @@
  * experts, Gated DeltaNet and the optimizer kernels, each in its own file next to this one.
  */
 import type { ScanKernels } from "../kernels_scan.js";
+import type { TrainKernels } from "../kernels_train.js";
 import type { HostArray } from "../../tensor/dtype.js";
 import type { CpuRuntime } from "./runtime.js";
 import { cpuScanKernels } from "./mixers_scan.js";
+import { cpuTrainKernels } from "./mixers_train.js";
 
-export type MixerKernels<S> = ScanKernels<S>;
+export type MixerKernels<S> = ScanKernels<S> & TrainKernels<S>;
 
 export function cpuMixerKernels(rt: CpuRuntime): MixerKernels<HostArray> {
-  return { ...cpuScanKernels(rt) };
+  return { ...cpuScanKernels(rt), ...cpuTrainKernels(rt) };
 }

@@ -3,3 +3,4 @@ export { reduceRows } from "./mixer_common";
 export * from "./conv";
 export * from "./scan";
 export * from "./ssd";
+export * from "./optim";
