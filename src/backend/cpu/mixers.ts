@@ -4,13 +4,15 @@
  */
 import type { ScanKernels } from "../kernels_scan.js";
 import type { TrainKernels } from "../kernels_train.js";
+import type { RwkvKernels } from "../kernels_rwkv.js";
 import type { HostArray } from "../../tensor/dtype.js";
 import type { CpuRuntime } from "./runtime.js";
 import { cpuScanKernels } from "./mixers_scan.js";
 import { cpuTrainKernels } from "./mixers_train.js";
+import { cpuRwkvKernels } from "./mixers_rwkv.js";
 
-export type MixerKernels<S> = ScanKernels<S> & TrainKernels<S>;
+export type MixerKernels<S> = ScanKernels<S> & RwkvKernels<S> & TrainKernels<S>;
 
 export function cpuMixerKernels(rt: CpuRuntime): MixerKernels<HostArray> {
-  return { ...cpuScanKernels(rt), ...cpuTrainKernels(rt) };
+  return { ...cpuScanKernels(rt), ...cpuRwkvKernels(rt), ...cpuTrainKernels(rt) };
 }

@@ -4,3 +4,5 @@ export * from "./conv";
 export * from "./scan";
 export * from "./ssd";
 export * from "./optim";
+export * from "./rwkv4";
+export * from "./rwkv7";
