@@ -49,7 +49,8 @@ export class CpuBackend implements Backend<HostArray> {
     readonly runtime: CpuRuntime,
     private readonly heap: WasmHeap,
   ) {
-    const core = { ...cpuCoreKernels(runtime), ...cpuMixerKernels(runtime) };
+    const coreKernels = cpuCoreKernels(runtime);
+    const core = { ...coreKernels, ...cpuMixerKernels(runtime, coreKernels) };
     this.native = new Set(Object.keys(core));
     this.kernels = { ...refKernels, ...core };
     // ref/elementwise also exports scalar helpers (sigmoid, unaryValue ...) that ride along in

@@ -6,3 +6,4 @@ export * from "./ssd";
 export * from "./optim";
 export * from "./rwkv4";
 export * from "./rwkv7";
+export * from "./moe";
