@@ -7,3 +7,4 @@ export * from "./optim";
 export * from "./rwkv4";
 export * from "./rwkv7";
 export * from "./moe";
+export * from "./deltanet";
