@@ -285,3 +285,18 @@ describe("cpu SSD (Mamba-2)", () => {
     }
   });
 });
+
+test("two cpu backends in one process: growing one memory keeps the other's new views its own", async () => {
+  const { CpuBackend } = await import("../src/backend/cpu/backend.js");
+  const [a, b] = [await CpuBackend.create({ threads: 1 }), await CpuBackend.create({ threads: 1 })];
+  try {
+    const big = a.allocate("f32", 1 << 23); // grows a's memory, which renews b's buffer object in V8
+    const x = b.allocate("f32", 10) as Float32Array;
+    b.kernels.fill(x, 3, 10);
+    close(x, new Float32Array(10).fill(3), 0, "fill on the second backend");
+    a.release(big);
+  } finally {
+    await a.dispose();
+    await b.dispose();
+  }
+});
