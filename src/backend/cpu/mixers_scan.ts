@@ -44,7 +44,7 @@ export function cpuScanKernels(rt: CpuRuntime): ScanKernels<HostArray> {
     selectiveScanForward(out, stateOut, checkpoints, u, dt, A, Bmat, Cmat, Dskip, z, dtBias, stateIn, d) {
       const { B, T, D, N, chunk } = d;
       if (B <= 0 || D <= 0) return;
-      const [scratch, stride] = rt.scratch(rt.exports.scanForwardScratchFloats(N) * 4);
+      const [scratch, stride] = rt.scratch(rt.exports.scanForwardScratchFloats(N, T) * 4);
       const nth = Math.min(rt.threadsFor(B * T * D * N, MIXER_GRAIN.exp), B * Math.ceil(D / 4));
       rt.call(
         "selectiveScanForward", nth, p(out, "out"), p(stateOut, "stateOut"), p(checkpoints, "checkpoints"), p(u, "u"), p(dt, "dt"), p(A, "A"),
