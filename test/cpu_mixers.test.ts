@@ -5,6 +5,7 @@
  * kernel, however small).
  */
 import { describe, test } from "node:test";
+import assert from "node:assert/strict";
 import { refKernels as ref } from "../src/backend/ref/index.js";
 import type { Conv1dDims, SelectiveScanDims, SsdDims } from "../src/backend/kernels_scan.js";
 import { Rng } from "../src/util/rng.js";
@@ -298,5 +299,16 @@ test("two cpu backends in one process: growing one memory keeps the other's new 
   } finally {
     await a.dispose();
     await b.dispose();
+  }
+});
+
+test("every kernel of the table runs natively: describe() names no reference kernel", () => {
+  for (const { be } of cpus) {
+    const onRef = be.refKernels();
+    assert.deepEqual(onRef, [], `on ref: ${onRef.join(", ")}`);
+    assert.ok(!be.describe().includes("on ref"), be.describe());
+    for (const k of ["selectiveScanBackward", "ssdForward", "wkv7Backward", "moeRouterForward", "deltanetBackward", "adamwStep"] as const) {
+      assert.ok(be.nativeKernels().includes(k), k);
+    }
   }
 });

@@ -2,9 +2,9 @@
  * The cpu backend: WebAssembly SIMD kernels on every core. Tensor storage lives in one shared
  * WebAssembly.Memory; handles are typed-array views into it (Float32Array for f32, Int32Array
  * for i32, Uint16Array for f16/bf16), so the reference kernels can run on the very same
- * handles. Every core kernel runs natively; a kernel of the mixer families (scan, RWKV, MoE,
- * optimizers) that has no wasm version yet runs the reference twin, and nativeKernels() /
- * refKernels() / describe() say exactly which, so nothing falls back silently.
+ * handles. Every kernel of the table, core and mixer families alike, runs natively;
+ * nativeKernels() / refKernels() / describe() say which run what, so nothing would fall back
+ * to a reference twin silently.
  */
 import type { Backend } from "../backend.js";
 import { MemoryMeter } from "../backend.js";

@@ -10,9 +10,6 @@
 import { expv, log1pv, sigmoidSide } from "./simd_math";
 import { splitLo, splitHi } from "./common";
 
-/** Bytes of one f32x4. */
-export const VB: usize = 16;
-
 @inline
 export function sp(x: f32): v128 {
   return f32x4.splat(x);
@@ -73,26 +70,6 @@ export function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
   const ab = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
   const cd = f32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
   return f32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
-}
-
-/** Sum of the lanes of the vectors at p[0..n) into n floats at dst (dst[i] (+)= hsum(p[i])). */
-@inline
-export function hsumRow(dst: usize, p: usize, n: i32, accumulate: bool): void {
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    let s = hsum4(v128.load(vat(p, i)), v128.load(vat(p, i + 1)), v128.load(vat(p, i + 2)), v128.load(vat(p, i + 3)));
-    const o = dst + (<usize>i << 2);
-    if (accumulate) s = f32x4.add(s, v128.load(o));
-    v128.store(o, s);
-  }
-  for (; i < n; i++) {
-    const v = v128.load(vat(p, i));
-    const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-    let t = f32x4.extract_lane(f32x4.add(s, i32x4.shuffle(s, s, 1, 0, 3, 2)), 0);
-    const o = dst + (<usize>i << 2);
-    if (accumulate) t += load<f32>(o);
-    store<f32>(o, t);
-  }
 }
 
 /** softplus as PyTorch computes it: x above 20, log(1 + e^x) below. */

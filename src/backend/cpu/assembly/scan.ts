@@ -4,14 +4,16 @@
  * broadcast each), and their states h[n] are four independent recurrences
  *   dt_t = softplus(dt_t + dtBias)   dA = exp(dt_t A[:, n])   h[n] = dA h[n] + dt_t B_t[n] u_t
  *   y_t = sum_n C_t[n] h[n] + Dskip u_t     out_t = y_t silu(z_t)
- * The N state vectors of a channel block live in the thread's scratch (L1) for the whole time
- * loop, with A transposed beside them (At[n] = A[d .. d+3, n]).
+ * A channel block runs the time loop once per block of 4 state indices, with those four state
+ * vectors and A columns (At[n] = A[d .. d+3, n]) in registers; the per-step values shared by
+ * the blocks (dt, dt u, the running y) wait in the thread's scratch.
  *
  * When A <= 0 and dt goes through softplus (dt >= 0), dt A <= 0 and the cheaper exp for
  * non-positive arguments is exact enough (simd_math expNegv); otherwise the general one.
  *
  * The backward recomputes each chunk's states from its checkpoint (and keeps the step's decay
- * exp(dt A) beside them, so the reverse pass does no exp), then runs the adjoint
+ * exp(dt A) beside them, so the reverse pass does no exp), then runs the adjoint, again block
+ * by block with g = dL/dh and the dA sums in registers,
  *   g[n] += dy C[n];  dC[n] += dy h_t[n];  dB[n] += g[n] dt u;  ddt += g[n] (h_{t-1}[n] dA A[n] + B[n] u)
  *   dA[n] += g[n] h_{t-1}[n] dA dt;  du += g[n] dt B[n];  g[n] *= dA
  * dB and dC (B, T, N) are sums over channels: a work item is a sequence b and a slab of channel
@@ -21,7 +23,7 @@
  */
 import { claim, splitLo, splitHi } from "./common";
 import { expv, expNegv, sigmoidSide } from "./simd_math";
-import { VB, sp, vat, load4, store4, gather4, scatter4, hsum4, softplusv, softplusGradv, hmaxv, lane } from "./mixer_common";
+import { sp, vat, load4, store4, gather4, scatter4, hsum4, softplusv, softplusGradv, hmaxv, lane } from "./mixer_common";
 
 // ---------------------------------------------------------------- shared pieces
 
@@ -36,11 +38,7 @@ import { VB, sp, vat, load4, store4, gather4, scatter4, hsum4, softplusv, softpl
   return hmaxv(mx) <= 0;
 }
 
-/** h[n] lanes from a (.., D, N) state at row base (channel c's row): zeros when base is 0. */
-@inline function loadState(h: usize, base: usize, N: i32, len: i32): void {
-  for (let n = 0; n < N; n++) v128.store(vat(h, n), base ? gather4(base + (<usize>n << 2), <usize>N << 2, len) : sp(0));
-}
-
+/** h[n] lanes (n < N) to a (.., D, N) state at row base (channel c's row). */
 @inline function storeState(base: usize, h: usize, N: i32, len: i32): void {
   for (let n = 0; n < N; n++) scatter4(base + (<usize>n << 2), <usize>N << 2, v128.load(vat(h, n)), len);
 }
