@@ -32,33 +32,49 @@ function transposeFilter(wT: usize, w: usize, D: i32, W: i32): void {
   return stateIn ? stateIn + ((<usize>(b * S + s) * D) << 2) : 0;
 }
 
-/** Scratch floats per thread of the conv kernels: the transposed filter, and the backward's tap sums. */
+/** Scratch floats per thread of the conv kernels: the transposed filter, the backward's tap sums, a zero row and W row addresses. */
 export function convScratchFloats(D: i32, W: i32): i32 {
-  return d4(D) * (2 * W + 1);
+  return d4(D) * (2 * W + 2) + W;
 }
 
 /** out (B, T, D); the window state out is a separate call (conv1dWindow), after every thread has read stateIn. */
 export function conv1dForward(
   tid: i32, nth: i32, out: usize, x: usize, w: usize, bias: usize, stateIn: usize, B: i32, T: i32, D: i32, W: i32, scratch: usize, stride: i32,
 ): void {
-  const wT = scratch + <usize>tid * stride;
-  transposeFilter(wT, w, D, W);
   const D4 = d4(D);
+  const wT = scratch + <usize>tid * stride;
+  const zero = wT + ((<usize>(2 * W + 1) * D4) << 2); // a row of zeros stands for an absent window state
+  const rows = zero + (<usize>D4 << 2); // the W input rows of the current output row
+  transposeFilter(wT, w, D, W);
+  memory.fill(zero, 0, <usize>D4 << 2);
   const lo = splitLo(B * T, tid, nth, 1);
   const hi = splitHi(B * T, tid, nth, 1);
+  const full = D & ~3;
   for (let row = lo; row < hi; row++) {
     const b = row / T;
     const t = row % T;
+    for (let k = 0; k < W; k++) {
+      const r = padRow(x, stateIn, b, t + k, T, D, W);
+      store<u32>(rows + (<usize>k << 2), <u32>(r ? r : zero));
+    }
     const o = out + ((<usize>row * D) << 2);
-    for (let c = 0; c < D; c += 4) {
-      const len = min(4, D - c);
-      let acc = bias ? load4(bias + (<usize>c << 2), len) : sp(0);
+    let c = 0;
+    for (; c < full; c += 4) {
+      const cb = <usize>c << 2;
+      let acc = bias ? v128.load(bias + cb) : sp(0);
       for (let k = 0; k < W; k++) {
-        const r = padRow(x, stateIn, b, t + k, T, D, W);
-        if (r == 0) continue;
-        acc = f32x4.add(acc, f32x4.mul(v128.load(wT + ((<usize>k * D4 + c) << 2)), load4(r + (<usize>c << 2), len)));
+        acc = f32x4.add(acc, f32x4.mul(v128.load(wT + ((<usize>k * D4) << 2) + cb), v128.load(<usize>load<u32>(rows + (<usize>k << 2)) + cb)));
       }
-      store4(o + (<usize>c << 2), acc, len);
+      v128.store(o + cb, acc);
+    }
+    if (c < D) {
+      const len = D - c;
+      const cb = <usize>c << 2;
+      let acc = bias ? load4(bias + cb, len) : sp(0);
+      for (let k = 0; k < W; k++) {
+        acc = f32x4.add(acc, f32x4.mul(v128.load(wT + ((<usize>k * D4) << 2) + cb), load4(<usize>load<u32>(rows + (<usize>k << 2)) + cb, len)));
+      }
+      store4(o + cb, acc, len);
     }
   }
 }
@@ -110,31 +126,25 @@ export function conv1dBackward(
       if (dst == 0) continue;
       const kLo = max(0, s - T + 1);
       const kHi = min(S, s);
+      const g0 = dout + ((<usize>(b * T + s) * D) << 2); // dout row s; row s - k is k rows before
       for (let c = c0; c < c1; c += 4) {
-        const len = min(4, D - c);
-        let g = sp(0);
-        for (let k = kLo; k <= kHi; k++) {
-          g = f32x4.add(g, f32x4.mul(v128.load(wT + ((<usize>k * D4 + c) << 2)), load4(dout + ((<usize>(b * T + s - k) * D + c) << 2), len)));
-        }
-        store4(dst + (<usize>c << 2), g, len);
+        if (c + 4 <= c1) dxBlock(dst, g0, wT, c, D, D4, kLo, kHi, 4);
+        else dxBlock(dst, g0, wT, c, D, D4, kLo, kHi, c1 - c);
       }
     }
     for (let t = 0; t < T; t++) {
       const gRow = dout + ((<usize>(b * T + t) * D) << 2);
       for (let c = c0; c < c1; c += 4) {
-        const len = min(4, D - c);
-        const g = load4(gRow + (<usize>c << 2), len);
         const pb = db + (<usize>c << 2);
-        v128.store(pb, f32x4.add(v128.load(pb), g));
+        v128.store(pb, f32x4.add(v128.load(pb), load4(gRow + (<usize>c << 2), min(4, c1 - c))));
       }
       for (let k = 0; k < W; k++) {
         const r = padRow(x, stateIn, b, t + k, T, D, W);
         if (r == 0) continue;
         const acc = dw + ((<usize>k * D4) << 2);
         for (let c = c0; c < c1; c += 4) {
-          const len = min(4, D - c);
-          const p = acc + (<usize>c << 2);
-          v128.store(p, f32x4.add(v128.load(p), f32x4.mul(load4(gRow + (<usize>c << 2), len), load4(r + (<usize>c << 2), len))));
+          if (c + 4 <= c1) tapBlock(acc, gRow, r, c, 4);
+          else tapBlock(acc, gRow, r, c, c1 - c);
         }
       }
     }
@@ -147,6 +157,22 @@ export function conv1dBackward(
     }
     if (dbias) store<f32>(dbias + (<usize>c << 2), load<f32>(db + (<usize>c << 2)));
   }
+}
+
+/** dst[c ..] = sum over taps k in [kLo, kHi] of w[k] dout[s - k] (g0 = dout row s). */
+@inline function dxBlock(dst: usize, g0: usize, wT: usize, c: i32, D: i32, D4: i32, kLo: i32, kHi: i32, len: i32): void {
+  const cb = <usize>c << 2;
+  let g = sp(0);
+  for (let k = kLo; k <= kHi; k++) {
+    g = f32x4.add(g, f32x4.mul(v128.load(wT + ((<usize>k * D4) << 2) + cb), load4(g0 - ((<usize>k * D) << 2) + cb, len)));
+  }
+  store4(dst + cb, g, len);
+}
+
+/** acc[c ..] += dout[t] xpad[t + k] over one block of channels. */
+@inline function tapBlock(acc: usize, gRow: usize, r: usize, c: i32, len: i32): void {
+  const cb = <usize>c << 2;
+  v128.store(acc + cb, f32x4.add(v128.load(acc + cb), f32x4.mul(load4(gRow + cb, len), load4(r + cb, len))));
 }
 
 /**

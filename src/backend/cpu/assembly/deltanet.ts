@@ -40,32 +40,50 @@ function storeDense(dst: usize, S: usize, Dk: i32, Dv: i32): void {
 /**
  * One token on S (rows rowBytes apart, Dv columns): decay a, write strength bt, and o = S^T (scale q)
  * to out + vo when out is non-zero. k and q rows at qo, v and out rows at vo (byte offsets).
+ * `padded`: S rows have zero lanes up to a multiple of 4 (scratch), so whole vectors are read
+ * and written; otherwise (a state in place) the last block is partial.
  */
 @inline function deltaStep(
-  S: usize, rowBytes: usize, q: usize, k: usize, v: usize, out: usize, qo: usize, vo: usize, a: f32, bt: f32, scale: f32, Dk: i32, Dv: i32,
+  S: usize, rowBytes: usize, q: usize, k: usize, v: usize, out: usize, qo: usize, vo: usize, a: f32, bt: f32, scale: f32, Dk: i32, Dv: i32, padded: bool,
+): void {
+  for (let e = 0; e < Dv; e += 4) {
+    if (e + 4 <= Dv) deltaColumns(S, rowBytes, q, k, v, out, qo, vo, a, bt, scale, Dk, e, 4, 4);
+    else if (padded) deltaColumns(S, rowBytes, q, k, v, out, qo, vo, a, bt, scale, Dk, e, 4, Dv - e);
+    else deltaColumns(S, rowBytes, q, k, v, out, qo, vo, a, bt, scale, Dk, e, Dv - e, Dv - e);
+  }
+}
+
+/** deltaStep on columns e .. e + m of S, whose rows are read and written len (4, or m) floats at a time. */
+@inline function deltaColumns(
+  S: usize, rowBytes: usize, q: usize, k: usize, v: usize, out: usize, qo: usize, vo: usize, a: f32, bt: f32, scale: f32, Dk: i32, e: i32, len: i32, m: i32,
 ): void {
   const av = sp(a);
-  for (let e = 0; e < Dv; e += 4) {
-    const len = min(4, Dv - e);
-    const eo = <usize>e << 2;
-    let kv = sp(0);
-    let s = S + eo;
-    for (let r = 0; r < Dk; r++) {
-      const x = f32x4.mul(load4(s, len), av);
-      store4(s, x, len);
-      kv = f32x4.add(kv, f32x4.mul(v128.load32_splat(k + qo + (<usize>r << 2)), x));
-      s += rowBytes;
-    }
-    const delta = f32x4.mul(sp(bt), f32x4.sub(load4(v + vo + eo, len), kv));
+  const eo = <usize>e << 2;
+  let kv = sp(0);
+  let s = S + eo;
+  for (let r = 0; r < Dk; r++) {
+    const x = f32x4.mul(load4(s, len), av);
+    store4(s, x, len);
+    kv = f32x4.add(kv, f32x4.mul(v128.load32_splat(k + qo + (<usize>r << 2)), x));
+    s += rowBytes;
+  }
+  const delta = f32x4.mul(sp(bt), f32x4.sub(load4(v + vo + eo, m), kv));
+  s = S + eo;
+  if (out) {
     let o = sp(0);
-    s = S + eo;
+    const sv = sp(scale);
     for (let r = 0; r < Dk; r++) {
       const x = f32x4.add(load4(s, len), f32x4.mul(v128.load32_splat(k + qo + (<usize>r << 2)), delta));
       store4(s, x, len);
-      if (out) o = f32x4.add(o, f32x4.mul(sp(scale * load<f32>(q + qo + (<usize>r << 2))), x));
+      o = f32x4.add(o, f32x4.mul(f32x4.mul(sv, v128.load32_splat(q + qo + (<usize>r << 2))), x));
       s += rowBytes;
     }
-    if (out) store4(out + vo + eo, o, len);
+    store4(out + vo + eo, o, m);
+  } else {
+    for (let r = 0; r < Dk; r++) {
+      store4(s, f32x4.add(load4(s, len), f32x4.mul(v128.load32_splat(k + qo + (<usize>r << 2)), delta)), len);
+      s += rowBytes;
+    }
   }
 }
 
@@ -94,7 +112,7 @@ export function deltanetForward(
       const gi = (<usize>((b * T + t) * H + h)) << 2;
       const qo = (<usize>((b * T + t) * G + kh) * Dk) << 2;
       const vo = (<usize>((b * T + t) * H + h) * Dv) << 2;
-      deltaStep(S, rowBytes, q, k, v, out, qo, vo, expf(load<f32>(g + gi)), load<f32>(beta + gi), scale, Dk, Dv);
+      deltaStep(S, rowBytes, q, k, v, out, qo, vo, expf(load<f32>(g + gi)), load<f32>(beta + gi), scale, Dk, Dv, true);
     }
     if (finalState) storeDense(finalState + ((<usize>it * n) << 2), S, Dk, Dv);
   }
@@ -112,7 +130,7 @@ export function deltanetStep(
     const kh = h / (H / G);
     const qo = (<usize>(b * G + kh) * Dk) << 2;
     const vo = (<usize>it * Dv) << 2;
-    deltaStep(state + ((<usize>it * Dk * Dv) << 2), <usize>Dv << 2, q, k, v, out, qo, vo, expf(load<f32>(g + (<usize>it << 2))), load<f32>(beta + (<usize>it << 2)), scale, Dk, Dv);
+    deltaStep(state + ((<usize>it * Dk * Dv) << 2), <usize>Dv << 2, q, k, v, out, qo, vo, expf(load<f32>(g + (<usize>it << 2))), load<f32>(beta + (<usize>it << 2)), scale, Dk, Dv, false);
   }
 }
 
@@ -155,7 +173,7 @@ export function deltanetBackward(
           memory.copy(S, S - (SN << 2), SN << 2);
           const t = t0 + i;
           const gi = (<usize>((b * T + t) * H + h)) << 2;
-          deltaStep(S, rowBytes, q, k, v, 0, (<usize>((b * T + t) * G + kh) * Dk) << 2, (<usize>((b * T + t) * H + h) * Dv) << 2, expf(load<f32>(g + gi)), load<f32>(beta + gi), scale, Dk, Dv);
+          deltaStep(S, rowBytes, q, k, v, 0, (<usize>((b * T + t) * G + kh) * Dk) << 2, (<usize>((b * T + t) * H + h) * Dv) << 2, expf(load<f32>(g + gi)), load<f32>(beta + gi), scale, Dk, Dv, true);
         }
         for (let i = L - 1; i >= 0; i--) {
           const t = t0 + i;

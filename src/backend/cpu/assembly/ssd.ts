@@ -83,6 +83,7 @@ export function ssdForward(
     const bias: f32 = dtBias ? load<f32>(dtBias + (<usize>h << 2)) : 0;
     const a = load<f32>(A + (<usize>h << 2));
     const dsk = sp(Dskip ? load<f32>(Dskip + (<usize>h << 2)) : 0);
+    const rowBytes = <usize>P4 << 2;
     for (let t = 0; t < T; t++) {
       if (ckpt && t % chunk == 0) storeT(ckpt + ((<usize>((b * chunks + t / chunk) * H + h) * PN) << 2), ST, P, N);
       const step = stepSize(load<f32>(dt + (<usize>((b * T + t) * H + h) << 2)) + bias, softplus, dtMin, dtMax);
@@ -91,18 +92,41 @@ export function ssdForward(
       const yRow = y + ((<usize>((b * T + t) * H + h) * P) << 2);
       const bRow = Bm + ((<usize>((b * T + t) * G + g) * N) << 2);
       const cRow = Cm + ((<usize>((b * T + t) * G + g) * N) << 2);
-      for (let p = 0; p < P4; p += 4) {
+      let p = 0;
+      // two blocks of 4 p at a time: the B_t[n], C_t[n] broadcasts serve both, two y chains
+      for (; p + 8 <= P4; p += 8) {
+        const x0 = load4(xRow + (<usize>p << 2), min(4, P - p));
+        const x1 = load4(xRow + (<usize>(p + 4) << 2), min(4, P - p - 4));
+        const dtx0 = f32x4.mul(sp(step), x0);
+        const dtx1 = f32x4.mul(sp(step), x1);
+        let acc0 = f32x4.mul(dsk, x0);
+        let acc1 = f32x4.mul(dsk, x1);
+        let st = ST + (<usize>p << 2);
+        for (let n = 0; n < N; n++) {
+          const bn = v128.load32_splat(bRow + (<usize>n << 2));
+          const cn = v128.load32_splat(cRow + (<usize>n << 2));
+          const v0 = f32x4.add(f32x4.mul(decay, v128.load(st)), f32x4.mul(bn, dtx0));
+          const v1 = f32x4.add(f32x4.mul(decay, v128.load(st, 16)), f32x4.mul(bn, dtx1));
+          v128.store(st, v0);
+          v128.store(st, v1, 16);
+          acc0 = f32x4.add(acc0, f32x4.mul(cn, v0));
+          acc1 = f32x4.add(acc1, f32x4.mul(cn, v1));
+          st += rowBytes;
+        }
+        store4(yRow + (<usize>p << 2), acc0, min(4, P - p));
+        store4(yRow + (<usize>(p + 4) << 2), acc1, min(4, P - p - 4));
+      }
+      for (; p < P4; p += 4) {
         const len = min(4, P - p);
         const xv = load4(xRow + (<usize>p << 2), len);
         const dtx = f32x4.mul(sp(step), xv);
         let acc = f32x4.mul(dsk, xv);
-        let s = ST + (<usize>p << 2);
-        const rowBytes = <usize>P4 << 2;
+        let st = ST + (<usize>p << 2);
         for (let n = 0; n < N; n++) {
-          const v = f32x4.add(f32x4.mul(decay, v128.load(s)), f32x4.mul(v128.load32_splat(bRow + (<usize>n << 2)), dtx));
-          v128.store(s, v);
+          const v = f32x4.add(f32x4.mul(decay, v128.load(st)), f32x4.mul(v128.load32_splat(bRow + (<usize>n << 2)), dtx));
+          v128.store(st, v);
           acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(cRow + (<usize>n << 2)), v));
-          s += rowBytes;
+          st += rowBytes;
         }
         store4(yRow + (<usize>p << 2), acc, len);
       }
