@@ -7,6 +7,7 @@ export { attentionForward, attentionNaiveForward, attentionPackKV, attentionPack
 export { attentionRowDot, attentionNaiveRowDot, attentionBackward } from "./attention_backward";
 export { attentionScratchFloats, attentionQueryBlock } from "./attention_common";
 export { simdPeak, simdPeakScratchBytes } from "./peak";
+export * from "./mixers";
 
 /** First byte after the module's static data; the host allocator starts above it. */
 export function heapBase(): usize {
