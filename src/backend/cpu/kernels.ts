@@ -134,9 +134,10 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
       );
     },
 
-    embeddingForward(out, ids, table, n, C) {
+    embeddingForward(out, ids, table, n, C, tableDtype = "f32") {
       if (n <= 0 || C <= 0) return;
-      flat("embeddingForward", n * C, GRAIN.memory, p(out, "out"), p(ids, "ids"), p(table, "table"), n, C);
+      if ((tableDtype !== "f32") !== table instanceof Uint16Array) throw new Error(`internal: embedding table storage does not match tableDtype ${tableDtype}`);
+      flat("embeddingForward", n * C, GRAIN.memory, p(out, "out"), p(ids, "ids"), p(table, "table"), n, C, HALF_KIND[tableDtype]);
     },
 
     embeddingBackward(dtable, dout, ids, n, C) {
