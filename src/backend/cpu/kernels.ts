@@ -35,6 +35,11 @@ const GRAIN = {
   rows: 1 << 14,
   /** matrix products and attention, in flops */
   flops: 1 << 21,
+  /**
+   * matrix-vector products (M <= 4), in weights: they are memory-bound, so a thread is worth its
+   * dispatch (a few microseconds) once it streams ~128 KiB, not once it has 2^21 flops to do
+   */
+  weights: 1 << 15,
 };
 
 const f32bits = new Float32Array(1);
@@ -127,7 +132,7 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
       if ((half !== 0) !== b instanceof Uint16Array) throw new Error(`internal: matmul b storage does not match bDtype ${d.bDtype ?? "f32"}`);
       const flags = (d.transA ? 1 : 0) | (d.transB ? 2 : 0) | (d.accumulate ? 4 : 0) | half;
       const [scratch, stride] = rt.scratch(rt.exports.matmulScratchBytes(K));
-      const nth = rt.threadsFor(2 * M * N * Math.max(K, 1) * batch, GRAIN.flops);
+      const nth = M <= rt.exports.matmulSmallM() ? rt.threadsFor(N * K * batch, GRAIN.weights) : rt.threadsFor(2 * M * N * Math.max(K, 1) * batch, GRAIN.flops);
       rt.call(
         "matmul", nth, p(out, "out"), p(a, "a"), p(b, "b"), M, N, K, flags, batch,
         d.strideA ?? M * K, d.strideB ?? K * N, d.strideOut ?? M * N, scratch, stride, rt.pool.counter,

@@ -26,6 +26,11 @@ const ACCUMULATE = 4;
 const B_F16 = 8;
 const B_BF16 = 16;
 
+/** Largest M that takes the matrix-vector path (matvec.ts). */
+export function matmulSmallM(): i32 {
+  return SMALL_M;
+}
+
 /** Per-thread scratch bytes matmul needs (packed A block, packed B block, an edge tile, small-M rows twice). */
 export function matmulScratchBytes(K: i32): i32 {
   return (MC * KC + KC * NC + MR * NR) * 4 + 2 * SMALL_M * max(K, 1) * 4;
