@@ -24,7 +24,7 @@ import * as os from "node:os";
 import type { CpuBackend } from "../backend/cpu/backend.js";
 import type { CausalLM } from "../models/causal_lm.js";
 import { loadModel } from "../models/load.js";
-import { generate } from "../generate/generate.js";
+import { advance, generate } from "../generate/generate.js";
 import { Rng } from "../util/rng.js";
 import { benchMatmul, simdPeakGflops, type MatmulCase } from "./cpu_kernels.js";
 import { benchModelFiles, type BenchModelFiles, type BenchModelName, type BenchWeightType } from "./cpu_models.js";
@@ -70,9 +70,21 @@ export interface GreedyCheck {
   match: boolean;
   /** index of the first differing new token, or null */
   first_mismatch: number | null;
+  /**
+   * at the first difference, from seqlab's logits there (both engines saw the same tokens
+   * before it): its top logit minus its logit for llama.cpp's token, and that gap over the
+   * standard deviation of the logits. A gap of a fraction of a percent is a near-tie that
+   * rounding decides (llama.cpp keeps the KV cache, and with f16 weights the activations, in f16).
+   */
+  gap?: number;
+  relative_gap?: number;
+  near_tie?: boolean;
   seqlab: number[];
   llama_cpp: number[];
 }
+
+/** A gap below this fraction of the logits' standard deviation counts as a near-tie. */
+const NEAR_TIE = 0.02;
 
 interface Plan {
   prefill: number[];
@@ -174,7 +186,7 @@ export async function benchCpu(be: CpuBackend, o: CpuBenchOptions) {
             const runs = await interleaved(ours, theirs, prompts.get(n)!, decode ? p.decodeSteps + 1 : 1, p.repeats, o.quick ? 10 : 150);
             if (p.prefill.includes(n)) lines.push(prefillLine(name, type, n, runs));
             if (decode) lines.push(decodeLine(name, type, n, runs, bytes));
-            if (decode && n === Math.min(...p.decodeContexts)) greedy.push(greedyCheck(name, type, n, runs));
+            if (decode) greedy.push(await greedyCheck(ours, name, type, prompts.get(n)!, runs));
             for (const l of lines.slice(-2)) if (l.model === name && l.weights === type && l.tokens === n) log(formatLine(l));
           }
           (modelInfo.weights as Record<string, Record<string, unknown>>)[type].decode_floor_tok_s = matvecGbS(type) > 0 ? (matvecGbS(type) * 1e9) / bytes : null;
@@ -279,7 +291,7 @@ function decodeLine(model: BenchModelName, weights: BenchWeightType, context: nu
   return { model, weights, metric: "decode", tokens: context, seqlab: s, llama_cpp: l, ratio: s.tok_s / l.tok_s };
 }
 
-function greedyCheck(model: BenchModelName, weights: BenchWeightType, n: number, runs: RunPair[]): GreedyCheck {
+async function greedyCheck(model: CausalLM, name: BenchModelName, weights: BenchWeightType, prompt: number[], runs: RunPair[]): Promise<GreedyCheck> {
   const a = runs[0].seqlab.tokens;
   const b = runs[0].llama.tokens;
   let first: number | null = null;
@@ -289,7 +301,23 @@ function greedyCheck(model: BenchModelName, weights: BenchWeightType, n: number,
       break;
     }
   }
-  return { model, weights, prompt_tokens: n, match: first === null, first_mismatch: first, seqlab: a, llama_cpp: b };
+  const check: GreedyCheck = { model: name, weights, prompt_tokens: prompt.length, match: first === null, first_mismatch: first, seqlab: a, llama_cpp: b };
+  if (first !== null && b[first] !== undefined) {
+    const state = model.allocateState(1, prompt.length + first + 1);
+    try {
+      const logits = await advance(model, state, [...prompt, ...a.slice(0, first)]);
+      const gap = logits[a[first]] - logits[b[first]];
+      let mean = 0;
+      for (const v of logits) mean += v / logits.length;
+      let varSum = 0;
+      for (const v of logits) varSum += (v - mean) ** 2;
+      const relative = gap / Math.sqrt(varSum / logits.length);
+      Object.assign(check, { gap, relative_gap: relative, near_tie: relative < NEAR_TIE });
+    } finally {
+      state.dispose();
+    }
+  }
+  return check;
 }
 
 /**

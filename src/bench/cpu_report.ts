@@ -36,7 +36,12 @@ export function cpuBenchTable(r: CpuBenchResult): string {
   for (const g of r.greedy) {
     const what = `${g.model} ${g.weights}: greedy tokens after a ${g.prompt_tokens}-token prompt`;
     if (g.match) out.push(`${what}: seqlab and llama.cpp agree on all ${g.seqlab.length}`);
-    else out.push(`${what}: MISMATCH at new token ${g.first_mismatch} (seqlab ${g.seqlab.join(",")} | llama.cpp ${g.llama_cpp.join(",")})`);
+    else {
+      const why = g.gap === undefined ? "" : `; seqlab's logits there: top minus llama.cpp's token = ${g.gap.toPrecision(3)} (${(100 * g.relative_gap!).toFixed(2)}% of their std${g.near_tie ? ": a near-tie" : ": NOT a near-tie"})`;
+      out.push(`${what}: MISMATCH at new token ${g.first_mismatch} of ${g.seqlab.length}${why}`);
+      out.push(`    seqlab    ${g.seqlab.join(",")}`);
+      out.push(`    llama.cpp ${g.llama_cpp.join(",")}`);
+    }
   }
   return out.join("\n");
 }

@@ -160,14 +160,21 @@ export function timingFrom(promptTokens: number, tokens: number[], t0: number, s
   };
 }
 
+/** node-llama-cpp's version, from the package.json above its entry point (its exports hide the file). */
 async function packageVersion(): Promise<string> {
   try {
     const { createRequire } = await import("node:module");
     const fs = await import("node:fs");
-    const req = createRequire(import.meta.url);
-    const pkg = JSON.parse(fs.readFileSync(req.resolve("node-llama-cpp/package.json"), "utf8")) as { version: string };
-    return pkg.version;
+    const path = await import("node:path");
+    let dir = path.dirname(createRequire(import.meta.url).resolve("node-llama-cpp"));
+    for (let up = 0; up < 4; up++, dir = path.dirname(dir)) {
+      const file = path.join(dir, "package.json");
+      if (!fs.existsSync(file)) continue;
+      const pkg = JSON.parse(fs.readFileSync(file, "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "node-llama-cpp") return pkg.version ?? "unknown";
+    }
   } catch {
-    return "unknown";
+    // fall through
   }
+  return "unknown";
 }
