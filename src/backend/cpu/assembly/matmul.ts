@@ -12,7 +12,7 @@
  */
 import { MR, NR, microEdge, packA, packB, packBHalf } from "./gemm";
 import { F16, BF16 } from "./half";
-import { smallM, SMALL_M } from "./matvec";
+import { matvec, matvecRows, SMALL_M, MATVEC_PIECE } from "./matvec";
 import { claim, at32 } from "./common";
 
 const KC = 256;
@@ -51,16 +51,18 @@ export function matmul(
   const aks: usize = transA ? <usize>M * 4 : 4;
   const bks: usize = transB ? bbytes : <usize>N * bbytes;
   const bjs: usize = transB ? <usize>K * bbytes : bbytes;
+  if (M <= SMALL_M) {
+    matvecItems(tid, nth, out, a, ars, aks, b, bks, bjs, bbytes, bkind, M, N, K, accumulate, batch, strideA, strideB, strideOut, mine, counter);
+    return;
+  }
   // work items: each product is cut into chunks of rows (or of columns, whichever dimension is
-  // longer; columns for small M), claimed dynamically so that a thread the OS preempts does
-  // not hold the others up. About four chunks per thread; each chunk packs its own operands.
-  const small = M <= SMALL_M;
-  const byRows = !small && M >= N;
+  // longer), claimed dynamically so that a thread the OS preempts does not hold the others up.
+  // About four chunks per thread; each chunk packs its own operands.
+  const byRows = M >= N;
   const extent = byRows ? M : N;
-  const align = byRows ? MR : small ? 16 : NR;
-  const minChunk = small ? 64 : 128;
+  const align = byRows ? MR : NR;
   let chunk = extent;
-  if (nth > 1) chunk = min(extent, max(minChunk, (((extent + 4 * nth - 1) / (4 * nth) + align - 1) / align) * align));
+  if (nth > 1) chunk = min(extent, max(128, (((extent + 4 * nth - 1) / (4 * nth) + align - 1) / align) * align));
   const chunks = (extent + chunk - 1) / chunk;
   const items = batch * chunks;
   for (let item = claim(counter); item < items; item = claim(counter)) {
@@ -77,13 +79,45 @@ export function matmul(
       const c0 = byRows ? 0 : lo;
       const c1 = byRows ? N : hi;
       if (!accumulate) for (let i = r0; i < r1; i++) memory.fill(at32(o, i * N + c0), 0, <usize>(c1 - c0) * 4);
-    } else if (small) {
-      smallM(o, ap, ars, aks, bp, bks, bjs, bkind, M, N, K, lo, hi, accumulate, mine);
     } else if (byRows) {
       blocked(o, N, ap, ars, aks, bp, bks, bjs, bkind, K, lo, hi, 0, N, accumulate, mine);
     } else {
       blocked(o, N, ap, ars, aks, bp, bks, bjs, bkind, K, 0, M, lo, hi, accumulate, mine);
     }
+  }
+}
+
+/**
+ * Matrix-vector products split over output columns by guided self-scheduling: each claim takes
+ * remaining / (2 nth) columns (at least MATVEC_PIECE), so pieces shrink towards the end and a
+ * thread that starts late or is preempted holds only a small one when the others run out.
+ * The columns of all `batch` products form one range; a piece never crosses a product.
+ */
+function matvecItems(
+  tid: i32, nth: i32, out: usize, a: usize, ars: usize, aks: usize, b: usize, bks: usize, bjs: usize, bbytes: usize, bkind: i32,
+  M: i32, N: i32, K: i32, accumulate: bool, batch: i32, strideA: i32, strideB: i32, strideOut: i32, scratch: usize, counter: usize,
+): void {
+  const total = batch * N;
+  let prepared = -1;
+  let scaled = false;
+  for (;;) {
+    const at = atomic.load<i32>(counter);
+    if (at >= total) return;
+    const p = at / N;
+    const lo = at - p * N;
+    const hi = nth == 1 ? N : min(N, lo + max(MATVEC_PIECE, (((N - lo) / (2 * nth) + 15) >> 4) << 4));
+    if (nth > 1 && atomic.cmpxchg<i32>(counter, at, p * N + hi) != at) continue;
+    if (nth == 1) store<i32>(counter, p * N + hi);
+    const o = at32(out, p * strideOut);
+    if (K == 0) {
+      if (!accumulate) for (let i = 0; i < M; i++) memory.fill(at32(o, i * N + lo), 0, <usize>(hi - lo) * 4);
+      continue;
+    }
+    if (prepared != p) {
+      scaled = matvecRows(scratch, at32(a, p * strideA), ars, aks, M, K, bkind);
+      prepared = p;
+    }
+    matvec(o, scratch, scaled, b + <usize>p * strideB * bbytes, bks, bjs, bkind, M, N, K, lo, hi, accumulate);
   }
 }
 

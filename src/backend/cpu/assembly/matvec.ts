@@ -18,30 +18,39 @@ import { hsum, at32 } from "./common";
 /** Rows of a handled here rather than by the blocked GEMM. */
 export const SMALL_M = 4;
 
+/** Fewest output columns a thread claims at a time (matmul's guided scheduling). */
+export const MATVEC_PIECE = 32;
+
 /**
- * out[0:M, n0:n1] (+)= op(a) (M, K) @ op(b) (K, n0:n1); `rows` is scratch for M * K floats (the
- * rows of op(a) made contiguous). Byte strides as in matmul.
+ * Make the M rows of op(a) contiguous at `rows` (element (r, k) at a + r*ars + k*aks, byte
+ * strides) and, for f16 weights, a copy scaled by 2^112 right after them (M * K floats on);
+ * returns whether that copy was made (see scaleRows). Once per thread and product.
  */
-export function smallM(
-  out: usize, a: usize, ars: usize, aks: usize, b: usize, bks: usize, bjs: usize, bkind: i32,
-  M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool, rows: usize,
-): void {
-  // the M rows of op(a), contiguous
+export function matvecRows(rows: usize, a: usize, ars: usize, aks: usize, M: i32, K: i32, bkind: i32): bool {
   for (let i = 0; i < M; i++) {
     const dst = rows + <usize>i * K * 4;
     const src = a + <usize>i * ars;
     if (aks == 4) memory.copy(dst, src, <usize>K * 4);
     else for (let k = 0; k < K; k++) store<f32>(dst + (<usize>k << 2), load<f32>(src + <usize>k * aks));
   }
+  return bkind == F16 && scaleRows(rows + <usize>M * K * 4, rows, M * K);
+}
+
+/**
+ * out[0:M, n0:n1] (+)= rows (M, K) @ op(b) (K, n0:n1), rows prepared by matvecRows (`scaled`:
+ * its result). Byte strides of b as in matmul.
+ */
+export function matvec(
+  out: usize, rows: usize, scaled: bool, b: usize, bks: usize, bjs: usize, bkind: i32,
+  M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool,
+): void {
   const transposed = bks == (bkind == 0 ? 4 : 2);
   if (transposed) {
     if (bkind == 0) dotRows(0, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
     else if (bkind == F16) {
-      const scaled = rows + <usize>M * K * 4;
-      if (scaleRows(scaled, rows, M * K)) dotRowsF16(true, out, rows, scaled, b, bjs, M, N, K, n0, n1, accumulate);
+      if (scaled) dotRowsF16(true, out, rows, rows + <usize>M * K * 4, b, bjs, M, N, K, n0, n1, accumulate);
       else dotRowsF16(false, out, rows, rows, b, bjs, M, N, K, n0, n1, accumulate);
-    }
-    else dotRows(BF16, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
+    } else dotRows(BF16, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
   } else {
     for (let i = 0; i < M; i++) {
       const o = at32(out, i * N);
