@@ -19,7 +19,7 @@ export function cpuBenchTable(r: CpuBenchResult): string {
   out.push(`models (prefill: best of ${r.timing.repeats}; decode: median step, best of ${r.timing.repeats}, ${r.timing.decode_steps} steps per run)`);
   out.push(
     table(
-      ["model", "weights", "measurement", "seqlab tok/s", "llama.cpp tok/s", "ratio", "seqlab GB/s", "llama.cpp GB/s"],
+      ["model", "weights", "measurement", "seqlab tok/s", "llama.cpp tok/s", "ratio", "seqlab GB/s", "llama.cpp GB/s", "load"],
       r.results.map((l) => [
         l.model,
         l.weights,
@@ -29,9 +29,14 @@ export function cpuBenchTable(r: CpuBenchResult): string {
         l.ratio.toFixed(2),
         l.seqlab.weight_gb_s?.toFixed(1) ?? "",
         l.llama_cpp.weight_gb_s?.toFixed(1) ?? "",
+        l.load_average.toFixed(1),
       ]),
     ),
   );
+  const busy = Math.max(r.machine.load_average_start[0], r.machine.load_average_end[0], ...r.results.map((l) => l.load_average));
+  if (busy >= 0.75 * r.machine.cores) {
+    out.push(`note: the load average reached ${busy.toFixed(1)} on ${r.machine.cores} cores: other processes competed for the cores, which costs llama.cpp (barrier-synchronised threads) far more than seqlab; these ratios overstate seqlab`);
+  }
   out.push("");
   for (const g of r.greedy) {
     const what = `${g.model} ${g.weights}: greedy tokens after a ${g.prompt_tokens}-token prompt`;

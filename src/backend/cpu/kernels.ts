@@ -192,6 +192,7 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
 
     attentionForward(out, lse, q, k, v, d) {
       if (d.B * d.T * d.H <= 0) return;
+      if (d.T === 1) return attentionDecode(rt, d, p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"));
       const [scratch, stride] = attentionScratch(rt, d);
       const run = (packed: number) =>
         rt.call("attentionForward", attentionThreads(rt, d), p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"), ...dimArgs(d), scratch, stride, rt.pool.counter, packed);
@@ -238,6 +239,20 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
     },
   };
   return kernels;
+}
+
+/**
+ * One query row per sequence (decoding): split-K over the keys, one range per share
+ * (assembly/attention_decode.ts), then the shares' partial results merged.
+ */
+function attentionDecode(rt: CpuRuntime, d: AttentionDims, out: number, lse: number, q: number, k: number, v: number): void {
+  const nth = attentionThreads(rt, d);
+  const per = rt.exports.attentionDecodePartialFloats(d.H, d.K);
+  const [scratch, stride] = rt.scratch(rt.exports.attentionDecodeScratchFloats(d.H) * 4);
+  rt.withTemp(nth * d.B * per * 4, (partials) => {
+    rt.call("attentionDecode", nth, partials, q, k, v, d.B, d.S, d.H, d.G, d.K, d.scale, d.causal ? 1 : 0, d.qOffset, d.kvRows, scratch, stride);
+    rt.call("attentionDecodeCombine", 1, out, lse, partials, nth, d.B, d.H, d.K);
+  });
 }
 
 function dimArgs(d: AttentionDims): number[] {
