@@ -34,3 +34,8 @@ await build({
   logLevel: "warning",
 });
 console.log("built dist/bench-gpu.mjs");
+
+// The browser playground (served by `seqlab serve`).
+const { buildWeb } = await import("./build-web.mjs");
+await buildWeb();
+console.log("built dist/web");

@@ -12,6 +12,7 @@ import { loadModel } from "../src/models/load.js";
 import { runChecks, formatCheck, shiftedTargets } from "../src/cli/verify.js";
 import { SafetensorsFile } from "../src/io/safetensors.js";
 import { RawConfig } from "../src/io/config.js";
+import { readConfigFile } from "../src/io/config_file.js";
 import { ModuleContext } from "../src/nn/module.js";
 import { buildModel } from "../src/models/registry.js";
 import type { Rwkv7ForCausalLM } from "../src/models/rwkv7.js";
@@ -68,7 +69,7 @@ test("official RWKV-7 reference: logits and greedy generation through the state"
 });
 
 test("official names and shapes: layer 0 has ln0 and no value-residual LoRA, later layers have it", () => {
-  const model = buildModel(RawConfig.fromFile(path.join(OFFICIAL, "config.json")), ModuleContext.forLoading(ref32));
+  const model = buildModel(readConfigFile(path.join(OFFICIAL, "config.json")), ModuleContext.forLoading(ref32));
   const shapes = new Map(model.namedParameters().map(([n, t]) => [n, t.shape.join("x")]));
   assert.equal(shapes.get("blocks.0.ln0.weight"), "64");
   assert.equal(shapes.get("blocks.0.att.x_r"), "1x1x64");

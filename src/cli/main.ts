@@ -15,6 +15,7 @@ import { exportCommand } from "./commands/export.js";
 import { generateCommand } from "./commands/generate.js";
 import { chatCommand } from "./commands/chat.js";
 import { passkeyCommand } from "./commands/passkey.js";
+import { serveCommand } from "./commands/serve.js";
 
 const COMMANDS: Command[] = [
   showdownCommand,
@@ -27,6 +28,7 @@ const COMMANDS: Command[] = [
   benchCommand,
   memoryCommand,
   exportCommand,
+  serveCommand,
 ];
 
 function usage(): string {

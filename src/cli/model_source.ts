@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RawConfig } from "../io/config.js";
+import { readConfigFile } from "../io/config_file.js";
 import { preset, PRESET_NAMES } from "../models/presets.js";
 import { SeqlabError } from "../util/errors.js";
 import { intFlag, type OptionSpec } from "./args.js";
@@ -26,8 +27,8 @@ export interface ModelSource {
 export function modelSource(cmd: string, v: Values): ModelSource {
   const m = v.model;
   if (typeof m !== "string" || m === "") throw new SeqlabError(`${cmd}: --model DIR|PRESET is required`);
-  if (fs.existsSync(m) && fs.statSync(m).isDirectory()) return { raw: RawConfig.fromFile(path.join(m, "config.json")), dir: m };
-  if (m.endsWith(".json")) return { raw: RawConfig.fromFile(m), dir: null };
+  if (fs.existsSync(m) && fs.statSync(m).isDirectory()) return { raw: readConfigFile(path.join(m, "config.json")), dir: m };
+  if (m.endsWith(".json")) return { raw: readConfigFile(m), dir: null };
   if (!PRESET_NAMES.includes(m as never)) {
     throw new SeqlabError(`${cmd}: --model "${m}" is neither a model directory, a .json config nor a preset (${PRESET_NAMES.join(", ")})`);
   }

@@ -3,7 +3,6 @@
  * name the file and the key in their errors, so each model's typed config is a short list of
  * lookups with defaults taken from the matching transformers configuration class.
  */
-import * as fs from "node:fs";
 import { SeqlabError } from "../util/errors.js";
 
 export class RawConfig {
@@ -12,21 +11,20 @@ export class RawConfig {
     readonly json: Record<string, unknown>,
   ) {}
 
-  static fromFile(path: string): RawConfig {
-    let text: string;
-    try {
-      text = fs.readFileSync(path, "utf8");
-    } catch (e) {
-      throw new SeqlabError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-    }
+  /**
+   * A config from the text of a config.json; `source` (a path, or a file name in a browser) is
+   * what errors name. Files are read by io/config_file.ts: this module stays free of Node APIs,
+   * so the browser bundle can parse configs too.
+   */
+  static parse(source: string, text: string): RawConfig {
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch {
-      throw new SeqlabError(`${path}: not valid JSON`);
+      throw new SeqlabError(`${source}: not valid JSON`);
     }
-    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new SeqlabError(`${path}: not a JSON object`);
-    return new RawConfig(path, json as Record<string, unknown>);
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new SeqlabError(`${source}: not a JSON object`);
+    return new RawConfig(source, json as Record<string, unknown>);
   }
 
   has(key: string): boolean {

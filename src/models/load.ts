@@ -11,18 +11,18 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Backend } from "../backend/backend.js";
-import { backendOf } from "../backend/alloc.js";
-import { RawConfig } from "../io/config.js";
-import { CheckpointWeights, type StorageDtype, type WeightReader } from "../io/weights.js";
-import { ModuleContext } from "../nn/module.js";
-import { fmtShape, sameShape } from "../tensor/shape.js";
+import type { RawConfig } from "../io/config.js";
+import { readConfigFile } from "../io/config_file.js";
+import { CheckpointWeights, type StorageDtype } from "../io/weights.js";
 import { SeqlabError } from "../util/errors.js";
 import { formatBytes } from "../util/format.js";
 import { availableMemoryBytes } from "../util/memory.js";
-import { f32ToBf16, f32ToF16 } from "../util/half.js";
 import type { CausalLM } from "./causal_lm.js";
 import { architectureFor } from "./registry.js";
-import type { TensorReader } from "./checkpoint_names.js";
+import { buildFromWeights } from "./load_weights.js";
+
+// shared with browsers, which read weights from memory rather than from a directory
+export { buildFromWeights, loadWeights } from "./load_weights.js";
 
 /** Weight precision a user asks for; "auto" keeps what the checkpoint stores. */
 export type DtypeChoice = StorageDtype | "auto";
@@ -38,19 +38,17 @@ export interface LoadOptions {
 export function readModelConfig(dir: string): RawConfig {
   if (!fs.existsSync(dir)) throw new SeqlabError(`${dir}: no such model directory`);
   if (!fs.statSync(dir).isDirectory()) throw new SeqlabError(`${dir}: not a directory`);
-  return RawConfig.fromFile(path.join(dir, "config.json"));
+  return readConfigFile(path.join(dir, "config.json"));
 }
 
 export function loadModel(dir: string, be: Backend, opts: LoadOptions = {}): CausalLM {
   const raw = readModelConfig(dir);
-  const arch = architectureFor(raw);
+  architectureFor(raw); // an unsupported model_type is refused before the weights are opened
   const weights = CheckpointWeights.open(dir);
   try {
     const dtype = opts.dtype === "auto" ? weights.storedWeightDtype() : (opts.dtype ?? "f32");
     checkMemoryBudget(dir, weights, dtype, opts.memoryBudget);
-    const model = arch.build(raw, ModuleContext.forLoading(be, dtype));
-    loadWeights(model, arch.checkpointNames ? arch.checkpointNames.fromCheckpoint(weights) : weights);
-    return model;
+    return buildFromWeights(raw, weights, be, dtype);
   } finally {
     weights.close();
   }
@@ -66,24 +64,4 @@ export function checkMemoryBudget(dir: string, weights: CheckpointWeights, dtype
   throw new SeqlabError(
     `${dir}: the weights need ${formatBytes(needed)} as ${dtype} (${formatBytes(weights.storedBytes())} on disk), more than the memory budget of ${formatBytes(limit)} (${source})${smaller}`,
   );
-}
-
-/** Fill every parameter of `model` from `file` (read under module names), checking names and shapes, in each parameter's own precision. */
-export function loadWeights(model: CausalLM, file: WeightReader | TensorReader): void {
-  for (const [name, t] of model.namedParameters()) {
-    if (!file.has(name)) throw new SeqlabError(`${file.path}: tensor "${name}" is missing`);
-    const shape = file.shape(name);
-    if (!sameShape(shape, t.shape)) {
-      throw new SeqlabError(`${file.path}: tensor "${name}" has shape ${fmtShape(shape)}, the config needs ${fmtShape(t.shape)}`);
-    }
-    backendOf(t).write(t.handle, t.dtype, read(file, name, t.dtype as StorageDtype));
-  }
-}
-
-/** A tensor in `dtype`: read directly when the reader can, else converted from f32. */
-function read(file: WeightReader | TensorReader, name: string, dtype: StorageDtype) {
-  if (dtype === "f32") return file.readF32(name);
-  if ("readAs" in file && file.readAs) return file.readAs(name, dtype);
-  const encode = dtype === "f16" ? f32ToF16 : f32ToBf16;
-  return Uint16Array.from(file.readF32(name), (v) => encode(v));
 }

@@ -8,15 +8,17 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { tidyAsync } from "../tensor/scope.js";
-import { fromArray, scalar } from "../backend/alloc.js";
+import { scalar } from "../backend/alloc.js";
 import { backward } from "../autograd/tape.js";
-import * as ops from "../ops/index.js";
 import type { CausalLM } from "../models/causal_lm.js";
 import type { Task } from "../tasks/task.js";
 import { SeqlabError } from "../util/errors.js";
 import { AdamW } from "./optimizer.js";
 import { learningRate } from "./schedule.js";
 import { loadCheckpoint, saveCheckpoint, type TrainerState } from "./checkpoint.js";
+import { batchLoss } from "./batch_loss.js";
+
+export { batchLoss };
 
 export interface TrainOptions {
   steps: number;
@@ -51,19 +53,6 @@ export interface TrainResult {
   seconds: number;
   tokensPerSecond: number;
   resumedFrom: number;
-}
-
-/**
- * Loss of one batch: cross-entropy over the task's target positions, plus, for MoE models,
- * router_aux_loss_coef times the router load-balancing loss (as HF's MoE causal LMs add it).
- */
-export function batchLoss(model: CausalLM, ids: Int32Array, targets: Int32Array, B: number, T: number) {
-  const x = model.tokens(ids, B, T); // (B, T)
-  const coef = model.config.routerAuxLossCoef ?? 0;
-  const { logits, auxLoss } = model.forward(x, { auxLoss: coef > 0 }); // (B, T, V)
-  const y = fromArray(model.backend, targets, [B * T], "i32");
-  const ce = ops.crossEntropy(logits, y); // (1)
-  return auxLoss ? ops.add(ce, ops.scale(auxLoss, coef)) : ce; // (1)
 }
 
 export async function train(model: CausalLM, task: Task, o: TrainOptions): Promise<TrainResult> {

@@ -24,6 +24,8 @@ export interface KernelDef {
   bindings: [name: string, access: Access, type: string][];
   /** WGSL after the generated declarations; declares `@compute ... fn main` */
   body: string;
+  /** WGSL extensions the body uses (`enable` directives, e.g. "subgroups") */
+  enables?: string[];
 }
 
 export interface Pipeline {
@@ -42,7 +44,7 @@ export const MAX_GRID = 65535;
 /** Generated WGSL: the uniform struct and the bindings of a kernel, then its body. */
 export function wgslSource(def: KernelDef): string {
   const fields = def.uniforms.length > 0 ? def.uniforms.map(([n, t]) => `${n}: ${t}`).join(", ") : "unused: u32";
-  const lines = [`struct Uniforms { ${fields} }`, `@group(0) @binding(0) var<uniform> u: Uniforms;`];
+  const lines = [...(def.enables ?? []).map((e) => `enable ${e};`), `struct Uniforms { ${fields} }`, `@group(0) @binding(0) var<uniform> u: Uniforms;`];
   def.bindings.forEach(([name, access, type], i) => {
     lines.push(`@group(0) @binding(${i + 1}) var<storage, ${access === "write" ? "read_write" : "read"}> ${name}: ${type};`);
   });

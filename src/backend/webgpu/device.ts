@@ -15,6 +15,9 @@ export interface AcquiredDevice {
   adapterName: string;
   /** whether the device has the timestamp-query feature (benchmarks) */
   timestamps: boolean;
+  /** the narrowest subgroup the device may run (0 without the subgroups feature): kernels that
+   * combine values across lanes with subgroup shuffles need it at least as wide as the lanes */
+  subgroupMinSize: number;
 }
 
 export interface DeviceOptions {
@@ -98,9 +101,11 @@ export async function acquireDevice(opts: DeviceOptions = {}): Promise<AcquiredD
     if (typeof v === "number") requiredLimits[name] = v;
   }
   const timestamps = !!opts.timestamps && adapter.features.has("timestamp-query");
-  const requiredFeatures: GPUFeatureName[] = timestamps ? ["timestamp-query"] : [];
+  const subgroups = adapter.features.has("subgroups");
+  const requiredFeatures: GPUFeatureName[] = [...(timestamps ? ["timestamp-query" as const] : []), ...(subgroups ? ["subgroups" as GPUFeatureName] : [])];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  return { device, adapter, adapterName: describeAdapter(adapter), timestamps };
+  const subgroupMinSize = subgroups ? ((adapter.info as { subgroupMinSize?: number }).subgroupMinSize ?? 0) : 0;
+  return { device, adapter, adapterName: describeAdapter(adapter), timestamps, subgroupMinSize };
 }
 
 /** WebGPU's flag constants (the GPUBufferUsage etc. globals do not exist in Node). */

@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import cliProgress from "cli-progress";
 import { RawConfig } from "../../io/config.js";
+import { readConfigFile } from "../../io/config_file.js";
 import { createBackend } from "../../backend/registry.js";
 import { setDefaultBackend } from "../../backend/registry.js";
 import { buildModel } from "../../models/registry.js";
@@ -47,7 +48,7 @@ function taskSpec(cmd: string, v: Values): TaskSpec {
 function modelConfig(cmd: string, v: Values, vocab: number): Record<string, unknown> {
   const m = (v.model as string | undefined) ?? "transformer";
   if (m.endsWith(".json")) {
-    const raw = RawConfig.fromFile(m);
+    const raw = readConfigFile(m);
     return raw.json;
   }
   if (!PRESET_NAMES.includes(m as never)) {

@@ -8,6 +8,7 @@ export { attentionRowDot, attentionNaiveRowDot, attentionBackward } from "./atte
 export { attentionScratchFloats, attentionQueryBlock } from "./attention_common";
 export { attentionDecode, attentionDecodeCombine, attentionDecodePartialFloats, attentionDecodeScratchFloats } from "./attention_decode";
 export { simdPeak, simdPeakScratchBytes } from "./peak";
+export * from "./mixers";
 
 /** First byte after the module's static data; the host allocator starts above it. */
 export function heapBase(): usize {

@@ -1,0 +1,84 @@
+/**
+ * The tiled attention kernels with tile shapes other than the ones SwiftShader's limits pick:
+ * the shapes a 48 KiB GPU uses for head size 64 (64-row query blocks, 8 rows per thread, 4
+ * threads per row, 16 threads per row, dQ over 64 rows), built here for head size 32 so that
+ * they fit 32 KiB; row statistics through workgroup memory and through subgroup shuffles.
+ * Compared with ref on ragged, cached and grouped cases.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { AttentionDims } from "../src/backend/kernels.js";
+import { refKernels } from "../src/backend/ref/index.js";
+import { dispatchAttentionBackward, dispatchAttentionForward } from "../src/backend/webgpu/attention.js";
+import type { ForwardTiles } from "../src/backend/webgpu/attention_forward.js";
+import type { TileShape } from "../src/backend/webgpu/attention_tiles.js";
+import type { WebGpuBackend } from "../src/backend/webgpu/index.js";
+import type { GpuTensorBuffer } from "../src/backend/webgpu/pool.js";
+import { Rng } from "../src/util/rng.js";
+import { relErr } from "./helpers.js";
+import { gpuBackend, randArray } from "./webgpu_helpers.js";
+
+const rng = new Rng(5);
+
+const CASES: AttentionDims[] = [
+  { B: 1, T: 150, S: 150, H: 2, G: 1, K: 32, scale: 0.17, causal: true, qOffset: 0, kvRows: 150 },
+  { B: 2, T: 40, S: 77, H: 4, G: 2, K: 32, scale: 0.17, causal: true, qOffset: 37, kvRows: 80 },
+  { B: 1, T: 65, S: 65, H: 2, G: 2, K: 32, scale: 0.17, causal: false, qOffset: 0, kvRows: 65 },
+];
+
+/** Upload inputs, run, read outputs (poisoned with NaN first, so unwritten elements show). */
+async function run(be: WebGpuBackend, inputs: Float32Array[], sizes: number[], f: (outs: GpuTensorBuffer[], ins: GpuTensorBuffer[]) => void): Promise<Float32Array[]> {
+  const ins = inputs.map((a) => be.upload("f32", a));
+  const outs = sizes.map((n) => be.upload("f32", new Float32Array(n).fill(Number.NaN)));
+  f(outs, ins);
+  const got = [];
+  for (let i = 0; i < outs.length; i++) got.push((await be.read(outs[i], "f32", sizes[i])) as Float32Array);
+  for (const h of [...ins, ...outs]) be.release(h);
+  return got;
+}
+
+async function checkForward(c: ForwardTiles): Promise<void> {
+  const be = await gpuBackend();
+  for (const d of CASES) {
+    const nq = d.B * d.T * d.H * d.K;
+    const nkv = d.B * d.kvRows * d.G * d.K;
+    const [q, k, v] = [randArray(nq, rng), randArray(nkv, rng), randArray(nkv, rng)];
+    const out = new Float32Array(nq);
+    const lse = new Float32Array(d.B * d.H * d.T);
+    refKernels.attentionForward(out, lse, q, k, v, d);
+    const [go, gl] = await run(be, [q, k, v], [nq, lse.length], ([o, l], [q_, k_, v_]) => dispatchAttentionForward(be.ctx, c, o, l, q_, k_, v_, d));
+    const e = [relErr(Float64Array.from(go), Float64Array.from(out)), relErr(Float64Array.from(gl), Float64Array.from(lse))];
+    assert.ok(e[0] < 3e-6 && e[1] < 3e-6, `forward ${JSON.stringify(c)} ${JSON.stringify(d)}: ${e}`);
+  }
+}
+
+async function checkBackward(tiles: { dkv: TileShape; dq: TileShape }): Promise<void> {
+  const be = await gpuBackend();
+  for (const d of CASES) {
+    const nq = d.B * d.T * d.H * d.K;
+    const nkv = d.B * d.kvRows * d.G * d.K;
+    const [q, k, v, dout] = [randArray(nq, rng), randArray(nkv, rng), randArray(nkv, rng), randArray(nq, rng)];
+    const out = new Float32Array(nq);
+    const lse = new Float32Array(d.B * d.H * d.T);
+    refKernels.attentionForward(out, lse, q, k, v, d);
+    const want = [new Float32Array(nq), new Float32Array(nkv), new Float32Array(nkv)];
+    refKernels.attentionBackward(want[0], want[1], want[2], dout, q, k, v, out, lse, d);
+    const got = await run(be, [dout, q, k, v, out, lse], [nq, nkv, nkv], ([dq, dk, dv], x) => dispatchAttentionBackward(be.ctx, tiles, [dq, dk, dv], x[0], x[1], x[2], x[3], x[4], x[5], d));
+    const e = got.map((g, i) => relErr(Float64Array.from(g), Float64Array.from(want[i])));
+    assert.ok(Math.max(...e) < 3e-5, `backward ${JSON.stringify(tiles)} ${JSON.stringify(d)}: dq dk dv ${e}`);
+  }
+}
+
+test("attention forward: 64-row blocks, 4 or 8 rows per thread, 4 to 16 threads per row, shuffles or workgroup memory", async () => {
+  await checkForward({ BM: 64, BN: 32, TY: 16, TX: 8, shuffle: false });
+  await checkForward({ BM: 64, BN: 32, TY: 8, TX: 8, shuffle: false });
+  await checkForward({ BM: 64, BN: 32, TY: 16, TX: 4, shuffle: true });
+  await checkForward({ BM: 32, BN: 32, TY: 8, TX: 16, shuffle: false });
+  await checkForward({ BM: 32, BN: 16, TY: 8, TX: 4, shuffle: true });
+});
+
+test("attention backward: 32-key dK/dV blocks with 4, 8 or 16 threads per row, 64-query dQ blocks", async () => {
+  await checkBackward({ dkv: { BM: 32, BN: 32, TY: 8, TX: 8 }, dq: { BM: 64, BN: 16, TY: 16, TX: 8 } });
+  await checkBackward({ dkv: { BM: 32, BN: 32, TY: 8, TX: 4 }, dq: { BM: 32, BN: 32, TY: 8, TX: 4 } });
+  await checkBackward({ dkv: { BM: 32, BN: 16, TY: 8, TX: 16 }, dq: { BM: 32, BN: 16, TY: 8, TX: 16 } });
+});
