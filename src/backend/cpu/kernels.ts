@@ -242,16 +242,16 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
 }
 
 /**
- * One query row per sequence (decoding): split-K over the keys, one range per share
- * (assembly/attention_decode.ts), then the shares' partial results merged.
+ * One query row per sequence (decoding): split-K over ranges of keys that threads claim
+ * (assembly/attention_decode.ts), then the ranges' partial results merged in order.
  */
 function attentionDecode(rt: CpuRuntime, d: AttentionDims, out: number, lse: number, q: number, k: number, v: number): void {
-  const nth = attentionThreads(rt, d);
   const per = rt.exports.attentionDecodePartialFloats(d.H, d.K);
+  const ranges = rt.exports.attentionDecodeRanges(d.S);
   const [scratch, stride] = rt.scratch(rt.exports.attentionDecodeScratchFloats(d.H) * 4);
-  rt.withTemp(nth * d.B * per * 4, (partials) => {
-    rt.call("attentionDecode", nth, partials, q, k, v, d.B, d.S, d.H, d.G, d.K, d.scale, d.causal ? 1 : 0, d.qOffset, d.kvRows, scratch, stride);
-    rt.call("attentionDecodeCombine", 1, out, lse, partials, nth, d.B, d.H, d.K);
+  rt.withTemp(d.B * ranges * per * 4, (partials) => {
+    rt.call("attentionDecode", Math.min(attentionThreads(rt, d), d.B * ranges), partials, q, k, v, d.B, d.S, d.H, d.G, d.K, d.scale, d.causal ? 1 : 0, d.qOffset, d.kvRows, scratch, stride, rt.pool.counter);
+    rt.call("attentionDecodeCombine", 1, out, lse, partials, d.B, d.S, d.H, d.K);
   });
 }
 

@@ -1,8 +1,9 @@
 /**
  * Attention for one query row per sequence (decoding) as split-K "flash decoding" (Dao et al.
- * 2023): the visible keys are cut into one contiguous range per share; each share runs the
- * online softmax over its range for every head and writes unnormalised partial results
- * (max m, sum l, output o per head), which attentionDecodeCombine merges.
+ * 2023): the visible keys are cut into ranges of RANGE keys, which threads claim; each range
+ * runs the online softmax for every head and writes unnormalised partial results (max m, sum l,
+ * output o per head), which attentionDecodeCombine merges in range order. The ranges depend on
+ * the number of keys only, so the result does not depend on the thread count.
  *
  * Decoding reads the whole KV cache once per token, so the order of the reads is what counts.
  * A key row holds every KV head (G * K floats); a head's slice of consecutive rows is strided by
@@ -11,15 +12,22 @@
  * read in order, all their cache lines are used while they are in L1/L2, and memory sees one
  * sequential stream per share.
  *
- * Partials: for share s and sequence b, H maxima, H sums, then H rows of Kp outputs
- * (attentionDecodePartialFloats per (s, b)).
+ * Partials: for sequence b and range r, H maxima, H sums, then H rows of Kp outputs
+ * (attentionDecodePartialFloats per (b, r)).
  */
-import { splitLo, splitHi, hsum, hmax, at32 } from "./common";
+import { claim, splitLo, splitHi, hsum, hmax, at32 } from "./common";
 import { expNegv } from "./simd_math";
 import { H, G, K, Kp, scale, B, setDims, qRow, kvRow, visible, scratchBegin, take } from "./attention_common";
 
 /** keys per block: their rows (BJ * G * K floats) stay in L2 while every head reads them */
 const BJ = 64;
+/** keys per claimed range */
+const RANGE = 256;
+
+/** Ranges of one sequence with `s_` keys (the partials hold B times as many). */
+export function attentionDecodeRanges(s_: i32): i32 {
+  return max(1, (s_ + RANGE - 1) / RANGE);
+}
 
 /** Floats of one share's partial results for one sequence. */
 export function attentionDecodePartialFloats(h_: i32, k_: i32): i32 {
@@ -33,14 +41,19 @@ export function attentionDecodeScratchFloats(h_: i32): i32 {
 
 export function attentionDecode(
   tid: i32, nth: i32, partials: usize, q: usize, k: usize, v: usize,
-  b_: i32, s_: i32, h_: i32, g_: i32, k_: i32, scale_: f32, causal_: i32, qOffset_: i32, kvRows_: i32, scratch: usize, scratchStride: i32,
+  b_: i32, s_: i32, h_: i32, g_: i32, k_: i32, scale_: f32, causal_: i32, qOffset_: i32, kvRows_: i32,
+  scratch: usize, scratchStride: i32, counter: usize,
 ): void {
   setDims(b_, 1, s_, h_, g_, k_, scale_, causal_, qOffset_, kvRows_);
   scratchBegin(scratch + <usize>tid * scratchStride);
   const sc = take(H * BJ);
   const per = attentionDecodePartialFloats(H, K);
-  for (let b = 0; b < B; b++) {
-    const part = partials + (<usize>(tid * B + b) * per) * 4;
+  const ranges = attentionDecodeRanges(s_);
+  const n = visible(0);
+  for (let item = claim(counter); item < B * ranges; item = claim(counter)) {
+    const b = item / ranges;
+    const r = item % ranges;
+    const part = partials + (<usize>item * per) * 4;
     const m = part;
     const l = at32(part, H);
     const o = at32(part, 2 * H);
@@ -49,10 +62,8 @@ export function attentionDecode(
       store<f32>(at32(l, h), 0);
     }
     memory.fill(o, 0, <usize>H * Kp * 4);
-    const n = visible(0);
-    const lo = splitLo(n, tid, nth, 4);
-    const hi = splitHi(n, tid, nth, 4);
-    for (let j0 = lo; j0 < hi; j0 += BJ) {
+    const hi = min(n, (r + 1) * RANGE);
+    for (let j0 = r * RANGE; j0 < hi; j0 += BJ) {
       const jn = min(BJ, hi - j0);
       scoreBlock(sc, q, k, b, j0, jn);
       for (let h = 0; h < H; h++) softmaxBlock(at32(sc, h * BJ), jn, at32(m, h), at32(l, h), at32(o, h * Kp));
@@ -191,31 +202,32 @@ function valueBlock(o: usize, sc: usize, v: usize, b: i32, j0: i32, jn: i32): vo
 }
 
 /**
- * out (B, 1, H, K) and lse (B, H, 1) from the `shares` partials: per head, the shares' sums and
- * outputs rescaled to the largest max. Threads split the (b, h) rows.
+ * out (B, 1, H, K) and lse (B, H, 1) from the ranges' partials: per head, the ranges' sums and
+ * outputs rescaled to the largest max, added in range order. Threads split the (b, h) rows.
  */
-export function attentionDecodeCombine(tid: i32, nth: i32, out: usize, lse: usize, partials: usize, shares: i32, b_: i32, h_: i32, k_: i32): void {
+export function attentionDecodeCombine(tid: i32, nth: i32, out: usize, lse: usize, partials: usize, b_: i32, s_: i32, h_: i32, k_: i32): void {
   const per = attentionDecodePartialFloats(h_, k_);
+  const ranges = attentionDecodeRanges(s_);
   const kp = (k_ + 7) & ~7;
   const rows = b_ * h_;
   const lo = splitLo(rows, tid, nth, 1);
   const hi = splitHi(rows, tid, nth, 1);
-  for (let r = lo; r < hi; r++) {
-    const b = r / h_;
-    const h = r % h_;
+  for (let row = lo; row < hi; row++) {
+    const b = row / h_;
+    const h = row % h_;
+    const first = partials + (<usize>b * ranges * per) * 4;
     let mx: f32 = -Infinity;
-    for (let s = 0; s < shares; s++) mx = max(mx, load<f32>(at32(partials + (<usize>(s * b_ + b) * per) * 4, h)));
-    const dst = out + (<usize>r * k_) * 4;
+    for (let r = 0; r < ranges; r++) mx = max(mx, load<f32>(at32(first + (<usize>r * per) * 4, h)));
+    const dst = out + (<usize>row * k_) * 4;
+    memory.fill(dst, 0, <usize>k_ * 4);
     if (mx == -Infinity) {
       // no visible key (or every score -inf): zeros, as the other attention paths write
-      memory.fill(dst, 0, <usize>k_ * 4);
-      store<f32>(at32(lse, r), -Infinity);
+      store<f32>(at32(lse, row), -Infinity);
       continue;
     }
     let total: f32 = 0;
-    memory.fill(dst, 0, <usize>k_ * 4);
-    for (let s = 0; s < shares; s++) {
-      const part = partials + (<usize>(s * b_ + b) * per) * 4;
+    for (let r = 0; r < ranges; r++) {
+      const part = first + (<usize>r * per) * 4;
       const ms = load<f32>(at32(part, h));
       if (ms == -Infinity) continue;
       const w = f32x4.extract_lane(expNegv(f32x4.splat(ms - mx)), 0);
@@ -230,7 +242,7 @@ export function attentionDecodeCombine(tid: i32, nth: i32, out: usize, lse: usiz
     let c = 0;
     for (; c + 4 <= k_; c += 4) v128.store(at32(dst, c), f32x4.mul(v128.load(at32(dst, c)), inv));
     for (; c < k_; c++) store<f32>(at32(dst, c), load<f32>(at32(dst, c)) / total);
-    store<f32>(at32(lse, r), mx + <f32>Math.log(total));
+    store<f32>(at32(lse, row), mx + <f32>Math.log(total));
   }
 }
 
