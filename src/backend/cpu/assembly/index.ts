@@ -6,6 +6,7 @@ export * from "./loss";
 export { attentionForward, attentionNaiveForward, attentionPackKV, attentionPackedFloats } from "./attention";
 export { attentionRowDot, attentionNaiveRowDot, attentionBackward } from "./attention_backward";
 export { attentionScratchFloats, attentionQueryBlock } from "./attention_common";
+export { attentionDecode, attentionDecodeCombine, attentionDecodePartialFloats, attentionDecodeScratchFloats, attentionDecodeRanges } from "./attention_decode";
 export { simdPeak, simdPeakScratchBytes } from "./peak";
 export * from "./mixers";
 
