@@ -57,6 +57,9 @@ function recallPlans(p: ShowdownPlan, seed: number, ARCHS: Record<string, Arch>)
     plans.push({ arch: ARCHS.mamba, variant: `state ${state}`, model: { ...p.model, state }, train: [mqar], steps: mq.steps, batch: mq.batch, lr: mq.lr, evals: { [`L${mq.length}`]: mqar }, evalExamples: p.evalExamples });
   }
   plans.push({ arch: ARCHS.transformer, model: p.model, train: [mqar], steps: mq.steps, batch: mq.batch, lr: mq.lr, evals: { [`L${mq.length}`]: mqar }, evalExamples: p.evalExamples });
+  // the hybrid's Mamba layers get the smallest state: its attention layer is what must recover
+  const small = Math.min(...mq.states);
+  plans.push({ arch: ARCHS.hybrid, variant: `state ${small}`, model: { ...p.model, state: small }, train: [mqar], steps: mq.steps, batch: mq.batch, lr: mq.lr, evals: { [`L${mq.length}`]: mqar }, evalExamples: p.evalExamples });
   return plans;
 }
 

@@ -18,6 +18,8 @@ export interface Arch {
   overrides?: Record<string, unknown>;
   /** layer count, once parameter matching has chosen it */
   layers?: number;
+  /** width, where parameter matching had to narrow the model instead (the hybrid) */
+  width?: number;
 }
 
 export const ARCHS: Record<string, Arch> = {
@@ -32,7 +34,7 @@ export const ARCHS: Record<string, Arch> = {
 };
 
 export function archConfig(a: Arch, o: PresetOptions): Record<string, unknown> {
-  const base = preset(a.preset, { ...o, layers: a.layers ?? o.layers });
+  const base = preset(a.preset, { ...o, layers: a.layers ?? o.layers, width: a.width ?? o.width });
   const merged: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(a.overrides ?? {})) {
     const prev = base[k];
@@ -63,7 +65,25 @@ export function matchedArchs(be: Backend, o: PresetOptions): Record<string, Arch
     out[id] = a.preset === "transformer" ? { ...a, layers: o.layers ?? 2 } : { ...a, layers: matchLayers(be, a, { ...o, layers: undefined }, target).layers };
   }
   out["mamba-lti"] = { ...out["mamba-lti"], layers: out.mamba.layers };
+  out.hybrid = matchHybridWidth(be, out.hybrid, o, target);
   return out;
+}
+
+/**
+ * The hybrid's smallest layout is one group of four layers (three Mamba, one attention, MoE on
+ * every other), which at the Transformer's width already holds more than twice its parameters.
+ * It is then matched by width instead: the multiple of 8 whose parameter count is closest.
+ */
+function matchHybridWidth(be: Backend, a: Arch, o: PresetOptions, target: number): Arch {
+  const at = (width: number) => countParams(be, { ...a, width }, { ...o, layers: a.layers });
+  if (at(o.width) <= 1.1 * target) return a;
+  let best = { width: o.width, params: at(o.width) };
+  for (let w = o.width - 8; w >= 16; w -= 8) {
+    const params = at(w);
+    if (Math.abs(params - target) < Math.abs(best.params - target)) best = { width: w, params };
+    if (params < target) break;
+  }
+  return { ...a, width: best.width, label: `${a.label}, width ${best.width}` };
 }
 
 /**

@@ -90,7 +90,7 @@ export function renderReport(r: ShowdownResults): string {
     claimSection(claim(3), "<p>Time slopes of the linear-time models are in the table under claim 1.</p>"),
     claimSection(claim(4), recallTable(r.recall.filter((x) => x.task === "selective-copy"))),
     claimSection(claim(5), `<div class="heats">${passkey.map(heatmap).join("")}</div>` + recallTable(r.recall.filter((x) => x.task === "mqar"))),
-    claimSection(claim(6), recallTable(passkey)),
+    claimSection(claim(6), recallTable([...passkey, ...r.recall.filter((x) => x.task === "mqar")].filter((x) => ["transformer", "mamba", "hybrid"].includes(x.arch)))),
   ];
   const summary = r.claims.map((c) => `<tr><td>${c.id}</td><td>${esc(c.title)}</td><td><span class="badge ${BADGE[c.verdict]}">${esc(c.verdict)}</span></td></tr>`).join("");
   const data = JSON.stringify({ scaling: r.scaling, decode: r.decode }).replace(/</g, "\\u003c");

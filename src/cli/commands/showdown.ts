@@ -70,6 +70,8 @@ export const showdownCommand: Command = {
     only: { type: "string", help: `comma-separated sections to run (${SECTIONS.join(", ")})` },
     seed: { type: "string", default: "0", help: "seed for weights and data" },
     ...BACKEND_OPTIONS,
+    // the showdown trains a dozen models: the reference loops would take hours
+    backend: { ...BACKEND_OPTIONS.backend, default: "cpu" },
   },
   async run(v) {
     const c = "showdown";
