@@ -24,6 +24,12 @@ export const BACKEND_OPTIONS: OptionSpec = {
   help: { type: "boolean", short: "h", help: "show this help" },
 };
 
+/** For the commands that train: the cpu backend by default (the reference loops are the oracle, not a trainer). */
+export const TRAINING_BACKEND_OPTIONS: OptionSpec = {
+  ...BACKEND_OPTIONS,
+  backend: { ...BACKEND_OPTIONS.backend, default: "cpu" },
+};
+
 export function threadsFlag(command: string, v: string | boolean | undefined): number | undefined {
   return v === undefined ? undefined : intFlag(command, "threads", v, 0, 1, 256);
 }

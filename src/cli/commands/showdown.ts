@@ -12,7 +12,7 @@ import type { ShowdownResults } from "../../experiments/results.js";
 import { SeqlabError } from "../../util/errors.js";
 import { formatBytes, formatSeconds, table } from "../../util/format.js";
 import { intFlag } from "../args.js";
-import { BACKEND_OPTIONS, threadsFlag, type Command } from "../command.js";
+import { TRAINING_BACKEND_OPTIONS, threadsFlag, type Command } from "../command.js";
 
 declare const SEQLAB_VERSION: string | undefined;
 
@@ -69,9 +69,7 @@ export const showdownCommand: Command = {
     out: { type: "string", default: "showdown-results", help: "directory for results.json and report.html" },
     only: { type: "string", help: `comma-separated sections to run (${SECTIONS.join(", ")})` },
     seed: { type: "string", default: "0", help: "seed for weights and data" },
-    ...BACKEND_OPTIONS,
-    // the showdown trains a dozen models: the reference loops would take hours
-    backend: { ...BACKEND_OPTIONS.backend, default: "cpu" },
+    ...TRAINING_BACKEND_OPTIONS,
   },
   async run(v) {
     const c = "showdown";
