@@ -1,0 +1,129 @@
+/**
+ * Decoding throughput on the webgpu backend: a ~130M-parameter Mamba and a Llama-style model of
+ * the same width, seeded random weights, greedy decoding through the inference state after a
+ * random prompt of 16, 2k or 16k tokens (prefilled in pieces, so no logits tensor of the whole
+ * prompt is materialised). scripts/bench_gpu_torch.py times Hugging Face's MambaForCausalLM /
+ * LlamaForCausalLM built from the same configs on the same card.
+ *
+ * Per context it reports tokens/s over `newTokens` greedy steps (each step one submission and
+ * one read of the last logits row), and, from GPU timestamps around one step, the GPU time per
+ * token: the difference is host time (JavaScript, command recording, the read).
+ */
+import type { WebGpuBackend } from "../../backend/webgpu/index.js";
+import type { CausalLM } from "../../models/causal_lm.js";
+import { buildModel } from "../../models/registry.js";
+import { RawConfig } from "../../io/config.js";
+import { ModuleContext } from "../../nn/module.js";
+import { advance, lastPosition } from "../../generate/generate.js";
+import { noGradAsync } from "../../autograd/tape.js";
+import { tidyAsync } from "../../tensor/scope.js";
+import { toFloat32 } from "../../backend/alloc.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { Rng } from "../../util/rng.js";
+import { gpuSeconds, type Result } from "./timing.js";
+
+/** The two models (HF config.json fields); the PyTorch side builds the same. */
+export const DECODE_MODELS: Record<string, Record<string, unknown>> = {
+  mamba: { model_type: "mamba", hidden_size: 768, num_hidden_layers: 24, state_size: 16, expand: 2, conv_kernel: 4, vocab_size: 50280, tie_word_embeddings: true },
+  llama: {
+    model_type: "llama", hidden_size: 768, num_hidden_layers: 24, num_attention_heads: 12, num_key_value_heads: 12, intermediate_size: 2048,
+    vocab_size: 32000, max_position_embeddings: 32768, tie_word_embeddings: false, rms_norm_eps: 1e-6,
+  },
+};
+
+/** Small versions for --quick (and tests on SwiftShader). */
+export const QUICK_MODELS: Record<string, Record<string, unknown>> = {
+  mamba: { ...DECODE_MODELS.mamba, hidden_size: 64, num_hidden_layers: 2, vocab_size: 1000 },
+  llama: { ...DECODE_MODELS.llama, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 4, intermediate_size: 128, vocab_size: 1000 },
+};
+
+function argmax(x: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+/** GPU seconds of one decoding step (timestamps around its recorded commands), and its logits. */
+async function timedStep(be: WebGpuBackend, model: CausalLM, state: ReturnType<CausalLM["allocateState"]>, token: number): Promise<{ gpu: number | null; logits: Float32Array }> {
+  return noGradAsync(() =>
+    tidyAsync(async () => {
+      const x = model.tokens([token], 1, 1, state.position); // (1, 1)
+      let last: Tensor | null = null;
+      const gpu = await gpuSeconds(be, () => {
+        last = lastPosition(model.forward(x, { state }).logits); // (1, V)
+      });
+      return { gpu, logits: await toFloat32(last!) };
+    }),
+  );
+}
+
+export interface DecodeOptions {
+  contexts: number[];
+  newTokens: number;
+  /** prompt tokens per prefill call */
+  piece: number;
+  models: Record<string, Record<string, unknown>>;
+  log?: (line: string) => void;
+}
+
+export async function benchDecode(be: WebGpuBackend, o: DecodeOptions): Promise<Result[]> {
+  const results: Result[] = [];
+  for (const [name, cfg] of Object.entries(o.models)) {
+    const t0 = performance.now();
+    const model = buildModel(new RawConfig(`bench ${name}`, cfg), ModuleContext.seeded(be, 0));
+    const params = model.parameterCount();
+    o.log?.(`# ${name}: ${(params / 1e6).toFixed(1)}M parameters, built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    try {
+      for (const ctxLen of o.contexts) {
+        const rng = new Rng(ctxLen);
+        const prompt = Array.from({ length: ctxLen }, () => rng.int(0, model.config.V));
+        const state = model.allocateState(1, ctxLen + o.newTokens + 8);
+        try {
+          const tp = performance.now();
+          let logits: Float32Array = new Float32Array(0);
+          for (let p = 0; p < ctxLen; p += o.piece) logits = await advance(model, state, prompt.slice(p, p + o.piece));
+          const prefill = (performance.now() - tp) / 1000;
+          // two steps untimed (pipelines of the single-token path), two with GPU timestamps
+          let token = argmax(logits);
+          for (let i = 0; i < 2; i++) token = argmax(await advance(model, state, [token]));
+          const gpu: number[] = [];
+          for (let i = 0; i < 2; i++) {
+            const s = await timedStep(be, model, state, token);
+            if (s.gpu !== null) gpu.push(s.gpu);
+            token = argmax(s.logits);
+          }
+          const ctx = be.ctx;
+          const [d0, s0, g0] = [ctx.dispatches, ctx.submits, ctx.bindGroupsCreated];
+          const t1 = performance.now();
+          for (let i = 0; i < o.newTokens; i++) token = argmax(await advance(model, state, [token]));
+          const seconds = (performance.now() - t1) / 1000;
+          const n = o.newTokens;
+          const extra: Record<string, number> = {
+            "prefill tok/s": ctxLen / prefill,
+            "dispatches/tok": (ctx.dispatches - d0) / n,
+            "submits/tok": (ctx.submits - s0) / n,
+            "new bind groups/tok": (ctx.bindGroupsCreated - g0) / n,
+          };
+          if (gpu.length) extra["gpu ms/tok"] = (1e3 * gpu.reduce((a, b) => a + b, 0)) / gpu.length;
+          results.push({
+            section: "decode",
+            name: `decode ${name}`,
+            shape: `ctx ${ctxLen}`,
+            ms: (seconds * 1e3) / n,
+            rate: n / seconds,
+            unit: "tok/s",
+            iterations: n,
+            timing: "wallclock",
+            extra: { params, ...extra },
+          });
+        } finally {
+          state.dispose();
+        }
+      }
+    } finally {
+      for (const p of model.parameters()) p.dispose();
+      be.ctx.trim();
+    }
+  }
+  return results;
+}
