@@ -1,5 +1,5 @@
 /**
- * Benchmark of the cpu backend's kernels (later `seqlab bench cpu`): the machine's measured
+ * Benchmark of the cpu backend's kernels (`seqlab bench cpu` measures matmuls and whole models): the machine's measured
  * f32x4 peak, matmul GFLOP/s at prefill shapes and a decoding matrix-vector product, attention
  * forward (and backward) times, and the cost of one dispatch to the worker threads; on 1 and on
  * N threads. Prints a table and writes JSON.
@@ -16,7 +16,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as os from "node:os";
 import { CpuBackend } from "../src/backend/cpu/backend.js";
-import type { MatmulDims, AttentionDims } from "../src/backend/kernels.js";
+import type { AttentionDims } from "../src/backend/kernels.js";
+import { bestSeconds, benchMatmul as benchMatmulCase, simdPeakGflops, type MatmulCase } from "../src/bench/cpu_kernels.js";
 import { intListFlag } from "../src/cli/args.js";
 
 const argv = process.argv.slice(2);
@@ -29,17 +30,7 @@ const threadList = intListFlag("bench-cpu-kernels", "threads", flag("threads"), 
 const outPath = flag("out") ?? "out/bench-cpu-kernels.json";
 const REPS = quick ? 3 : 15;
 
-/** Best wall time of `reps` runs of fn, in seconds, after one warm-up run. */
-function best(fn: () => void, reps = REPS): number {
-  fn();
-  let t = Infinity;
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    fn();
-    t = Math.min(t, (performance.now() - t0) / 1e3);
-  }
-  return t;
-}
+const best = (fn: () => void, reps = REPS) => bestSeconds(fn, reps);
 
 function randomView(be: CpuBackend, n: number): Float32Array {
   const a = be.allocate("f32", n) as Float32Array;
@@ -47,21 +38,7 @@ function randomView(be: CpuBackend, n: number): Float32Array {
   return a;
 }
 
-/**
- * GFLOP/s of the f32x4 mul+add micro-kernel on L1-resident operands, on every thread at once
- * (assembly/peak.ts): 2 * 4 * 8 * 256 flops per call.
- */
-function peak(be: CpuBackend): number {
-  const [scratch, stride] = be.runtime.scratch(be.runtime.exports.simdPeakScratchBytes());
-  const iters = quick ? 1000 : 3000;
-  const t = best(() => be.runtime.call("simdPeak", be.threads, iters, scratch, stride), 25);
-  return (be.threads * iters * 2 * 4 * 8 * 256) / t / 1e9;
-}
-
-interface MatmulCase {
-  name: string;
-  d: MatmulDims;
-}
+const peak = (be: CpuBackend) => simdPeakGflops(be, quick ? 1000 : 3000);
 
 const MATMULS: MatmulCase[] = [
   { name: "prefill 768x768x768 (x W^T)", d: { M: 768, N: 768, K: 768, transA: false, transB: true, accumulate: false } },
@@ -71,22 +48,8 @@ const MATMULS: MatmulCase[] = [
   { name: "decode matvec, bf16 weights", d: { M: 1, N: 2048, K: 768, transA: false, transB: true, accumulate: false, bDtype: "bf16" } },
   { name: "decode matvec 1x4096x4096 (16 MiB > L2)", d: { M: 1, N: 4096, K: 4096, transA: false, transB: true, accumulate: false } },
   { name: "decode matvec 4096x4096, bf16 weights", d: { M: 1, N: 4096, K: 4096, transA: false, transB: true, accumulate: false, bDtype: "bf16" } },
+  { name: "decode matvec 4096x4096, f16 weights", d: { M: 1, N: 4096, K: 4096, transA: false, transB: true, accumulate: false, bDtype: "f16" } },
 ];
-
-function benchMatmul(be: CpuBackend, c: MatmulCase) {
-  const { M, N, K } = c.d;
-  const half = c.d.bDtype === "f16" || c.d.bDtype === "bf16";
-  const a = randomView(be, M * K);
-  const b = half ? (be.allocate("bf16", K * N) as Uint16Array).fill(0x3f80) : randomView(be, K * N);
-  const out = be.allocate("f32", M * N) as Float32Array;
-  const t = best(() => be.kernels.matmul(out, a, b, c.d));
-  be.release(a);
-  be.release(b);
-  be.release(out);
-  const flops = 2 * M * N * K;
-  const bytes = 4 * (M * K + M * N) + (half ? 2 : 4) * K * N;
-  return { seconds: t, gflops: flops / t / 1e9, gbytesPerSecond: bytes / t / 1e9 };
-}
 
 function attentionDims(T: number, S = T): AttentionDims {
   return { B: 1, T, S, H: 12, G: 12, K: 64, scale: 0.125, causal: true, qOffset: S - T, kvRows: S };
@@ -143,7 +106,7 @@ log(`seqlab cpu kernel benchmark: ${os.cpus()[0]?.model ?? "cpu"}, ${os.availabl
 for (const threads of threadList) {
   const be = await CpuBackend.create({ threads });
   const pkBefore = peak(be);
-  const matmuls = MATMULS.map((c) => ({ c, r: benchMatmul(be, c) }));
+  const matmuls = MATMULS.map((c) => ({ c, r: benchMatmulCase(be, c, REPS) }));
   const attn: [string, number, boolean, number?][] = [
     ["forward T=1024", 1024, false],
     ["forward T=4096", 4096, false],

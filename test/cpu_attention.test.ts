@@ -22,6 +22,11 @@ const CASES: Case[] = [
   { B: 2, T: 65, S: 130, H: 2, G: 2, K: 5, causal: true, qOffset: 65 }, // odd K, tile edges + 1
   { B: 1, T: 3, S: 3, H: 1, G: 1, K: 1, causal: true },
   { B: 1, T: 129, S: 129, H: 2, G: 1, K: 64, causal: true },
+  // decoding (split-K over the keys): blocks of 64 keys, GQA, odd K, batch, a causal limit below S
+  { B: 2, T: 1, S: 300, H: 4, G: 2, K: 5, causal: true, qOffset: 299, kvRows: 310 },
+  { B: 1, T: 1, S: 1, H: 2, G: 1, K: 64, causal: true },
+  { B: 1, T: 1, S: 150, H: 6, G: 3, K: 36, causal: false, kvRows: 160 },
+  { B: 1, T: 1, S: 200, H: 2, G: 2, K: 16, causal: true, qOffset: 120, kvRows: 200 },
 ];
 
 function dims(c: Case): AttentionDims {

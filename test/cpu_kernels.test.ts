@@ -231,6 +231,30 @@ describe("cpu embeddings, norms, rope, loss", () => {
     }
   });
 
+  test("embeddingForward from f16 and bf16 tables (rows widened, bit-exact with ref; every bit pattern, NaNs as NaNs)", () => {
+    for (const { be, label } of cpus) {
+      for (const kind of ["f16", "bf16"] as const) {
+        for (const [n, C, V] of [[1, 1, 3], [3, 31, 5], [33, 257, 10], [64, 100, 2]]) {
+          const ids = be.allocate("i32", n) as Int32Array;
+          for (let i = 0; i < n; i++) ids[i] = rng.int(0, V);
+          const table = be.allocate(kind, V * C) as Uint16Array;
+          for (let i = 0; i < table.length; i++) table[i] = rng.int(0, 0x10000); // every bit pattern: subnormals, Inf, NaN
+          const out = be.allocate("f32", n * C) as Float32Array;
+          const want = new Float32Array(n * C);
+          ref.embeddingForward(want, ids, table, n, C, kind);
+          be.kernels.embeddingForward(out, ids, table, n, C, kind);
+          const got = new Uint32Array(out.slice().buffer);
+          const bits = new Uint32Array(want.buffer);
+          for (let i = 0; i < want.length; i++) {
+            if (Number.isNaN(want[i])) assert.ok(Number.isNaN(out[i]), `${label} ${kind} embedding ${n}x${C}: NaN at ${i}`);
+            else assert.equal(got[i], bits[i], `${label} ${kind} embedding ${n}x${C} at ${i}`);
+          }
+          release(be, ids, table, out);
+        }
+      }
+    }
+  });
+
   test("rmsnorm forward and backward (offset 0 and 1, dw accumulates)", () => {
     for (const { be, label } of cpus) {
       for (const [rows, C] of [[1, 1], [3, 31], [33, 32], [2, 257], [255, 33], [64, 300]]) {

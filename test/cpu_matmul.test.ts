@@ -1,7 +1,7 @@
 /**
  * cpu matmul against the reference: every transA / transB / accumulate combination on ragged
  * shapes that cross the kernel's blocking edges (MR 4, NR 8, KC 256, MC 128, NC 1024), the
- * small-M (matrix-vector) path, K = 0, and the batched form with broadcast operands.
+ * small-M (matrix-vector) path (with its f16 shortcuts), K = 0, and the batched form with broadcast operands.
  */
 import { test } from "node:test";
 import { refKernels as ref } from "../src/backend/ref/index.js";
@@ -86,6 +86,32 @@ test("matmul: f16 and bf16 weights (b widened to f32 as it is read)", () => {
         }
       }
       check(cpu, { M: 5, N: 12, K: 7, transA: false, transB: true, accumulate: false, bDtype, batch: 3, strideB: 0 });
+    }
+  }
+});
+
+test("matvec with f16 weights (M <= 4, W^T): ragged K, activations past 2^16, subnormal, Inf and NaN weights", () => {
+  for (const { be, label } of cpus) {
+    for (const [M, N, K] of [[1, 1, 1], [1, 5, 7], [2, 9, 8], [3, 13, 9], [4, 31, 33], [1, 257, 257], [2, 64, 768]] as const) {
+      for (const variant of ["normal", "large activations", "subnormal weights", "Inf and NaN weights"] as const) {
+        const a = randf(be, M * K, rng);
+        if (variant === "large activations") a[rng.int(0, M * K)] = 70000 * (rng.uniform() < 0.5 ? -1 : 1);
+        const b = be.allocate("f16", N * K) as Uint16Array;
+        for (let i = 0; i < b.length; i++) b[i] = f32ToF16(variant === "subnormal weights" && i % 3 === 0 ? rng.normal() * 3e-6 : rng.normal());
+        if (variant === "Inf and NaN weights" && N > 4) {
+          b[rng.int(0, K)] = 0x7c00; // +Inf in row 0
+          b[4 * K + rng.int(0, K)] = 0x7e01; // a NaN in row 4
+        }
+        const out = randf(be, M * N, rng);
+        const want = hostCopy(out);
+        for (const accumulate of [false, true]) {
+          const d: MatmulDims = { M, N, K, transA: false, transB: true, accumulate, bDtype: "f16" };
+          ref.matmul(want, a, b, d);
+          be.kernels.matmul(out, a, b, d);
+          close(out, want, 1e-6 * Math.max(1, Math.sqrt(K) / 4), `${label} f16 matvec ${variant} M=${M} N=${N} K=${K} acc=${accumulate}`);
+        }
+        release(be, a, b, out);
+      }
     }
   }
 });

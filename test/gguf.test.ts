@@ -210,7 +210,7 @@ test("Mamba export: mamba.* metadata, ssm_* tensors, conv squeezed, A = -exp(A_l
 test("export refuses what llama.cpp cannot take, with one line", () => {
   const err = (dir: string, re: RegExp, type: "f32" | "auto" = "auto") =>
     assert.throws(() => exportGguf(dir, path.join(tmp, "x.gguf"), type), (e) => e instanceof SeqlabError && re.test(e.message) && !e.message.includes("\n"));
-  err(path.join(VARIANT_FIXTURES, "gpt2_variant"), /model_type "gpt2" has no GGUF mapping \(export supports: llama, mamba\)/);
+  err(path.join(VARIANT_FIXTURES, "gpt2_variant"), /model_type "gpt2" has no GGUF mapping \(export supports: llama, mamba, mamba2\)/);
   err(path.join(VARIANT_FIXTURES, "mamba_conv3_auto"), /use_bias \(biased in\/out projections\) has no mamba GGUF mapping/);
   err(path.join(VARIANT_FIXTURES, "llama_mha_headdim"), /mlp_bias has no llama GGUF mapping/);
   const wide = path.join(tmp, "mamba-wide");

@@ -15,6 +15,7 @@ import { readModelConfig } from "../models/load.js";
 import { SeqlabError } from "../util/errors.js";
 import { llamaGguf } from "./gguf_llama.js";
 import { mambaGguf } from "./gguf_mamba.js";
+import { mamba2Gguf } from "./gguf_mamba2.js";
 
 /** Precision of the large matrices: f32, f16, or as stored (f16 when the checkpoint is half). */
 export type ExportType = "f32" | "f16" | "auto";
@@ -36,6 +37,7 @@ export interface ExportContext {
 const MAPPINGS: Record<string, (c: ExportContext) => GgufModel> = {
   llama: llamaGguf,
   mamba: mambaGguf,
+  mamba2: mamba2Gguf,
 };
 
 export interface ExportReport {

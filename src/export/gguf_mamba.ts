@@ -63,7 +63,7 @@ export function mambaGguf(c: ExportContext): GgufModel {
 }
 
 /** conv1d.weight (D, 1, W) -> (D, W) */
-function squeezeConv(x: Float32Array, shape: number[]) {
+export function squeezeConv(x: Float32Array, shape: number[]) {
   if (shape.length !== 3 || shape[1] !== 1) throw new SeqlabError(`mixer.conv1d.weight has shape [${shape}], expected (D, 1, W)`);
   return { data: x, shape: [shape[0], shape[2]] };
 }

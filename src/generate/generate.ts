@@ -49,7 +49,7 @@ export async function advance(model: CausalLM, state: InferenceState, ids: numbe
   return noGradAsync(() =>
     tidyAsync(async () => {
       const x = model.tokens(ids, 1, ids.length, state.position); // (1, T)
-      const { logits } = model.forward(x, { state }); // (1, T, V)
+      const { logits } = model.forward(x, { state, lastOnly: true }); // (1, 1, V), or (1, T, V) from a model that computes every row
       return toFloat32(lastPosition(logits));
     }),
   );

@@ -31,6 +31,12 @@ export interface ForwardOptions {
   outputHidden?: boolean;
   /** also return the router load-balancing loss of the MoE layers (HF output_router_logits) */
   auxLoss?: boolean;
+  /**
+   * logits of the last position only, (B, 1, V): what generation reads after a prefill, which
+   * then skips T - 1 rows of the LM head (for a 50k vocabulary a third of a small model's work).
+   * Models may ignore it and return all positions.
+   */
+  lastOnly?: boolean;
 }
 
 export interface ForwardResult {

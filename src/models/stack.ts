@@ -11,6 +11,7 @@ import { RouterLog } from "../nn/moe.js";
 import type { ForwardOptions, ForwardResult } from "./causal_lm.js";
 import { tidy } from "../tensor/scope.js";
 import { isGradEnabled } from "../autograd/tape.js";
+import * as ops from "../ops/index.js";
 
 export interface Block {
   /**
@@ -44,7 +45,7 @@ export function runStack(
   });
   h = finalNorm(h); // (B, T, C)
   if (opts.outputHidden) hidden.push(h);
-  const logits = head(h); // (B, T, V)
+  const logits = head(opts.lastOnly && T > 1 ? ops.lastStep(h) : h); // (B, T, V), or (B, 1, V) with lastOnly
   if (state) state.position += T;
   const auxLoss = router?.loadBalancingLoss() ?? undefined;
   return auxLoss ? { logits, hidden, auxLoss } : { logits, hidden };

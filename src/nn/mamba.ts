@@ -20,7 +20,7 @@ import { isGradEnabled } from "../autograd/tape.js";
 import { Module, ModuleContext, normalInit, onesInit, type Init } from "./module.js";
 import { Linear } from "./layers.js";
 import { CausalConv1d } from "./conv1d.js";
-import type { MambaState } from "./state.js";
+import { derived, type MambaState } from "./state.js";
 import type { Rng } from "../util/rng.js";
 
 /** How dt is initialised (HF time_step_* settings; Mamba paper Sec. 3.6 / Appendix). */
@@ -135,7 +135,8 @@ export class MambaMixer extends Module {
     const [x, z] = ops.split(this.in_proj.forward(h), [this.cfg.D, this.cfg.D]); // (B, D) each
     const u = ops.unary(this.cfg.act, this.conv1d.step(x, state.conv)); // (B, D)
     const { dt, Bmat, Cmat, dtBias } = this.selection(u); // (B, D), (B, N), (B, N)
-    const y = ops.selectiveScanStep(u, dt, this.A(), Bmat, Cmat, state.ssm, {
+    const A = derived(state, "A", () => this.A()); // (D, N), once per state
+    const y = ops.selectiveScanStep(u, dt, A, Bmat, Cmat, state.ssm, {
       Dskip: this.D,
       z: this.fusedGate ? z : null,
       dtBias,

@@ -21,6 +21,26 @@ export interface MambaState {
   kind: "mamba";
   conv: Tensor; // (B, W - 1, D)
   ssm: Tensor; // (B, D, N)
+  /** tensors derived from parameters for the life of the state (see Derived) */
+  derived?: Derived;
+}
+
+/**
+ * Tensors a layer computes from its parameters once per state rather than once per token
+ * (Mamba's A = -exp(A_log)): parameters do not change while a state decodes. They are not
+ * state: bytes() leaves them out; dispose() frees them.
+ */
+export type Derived = Map<string, Tensor>;
+
+/** The derived tensor `key` of a state, made (and kept out of tidy scopes) on first use. */
+export function derived(s: { derived?: Derived }, key: string, make: () => Tensor): Tensor {
+  s.derived ??= new Map();
+  let t = s.derived.get(key);
+  if (!t) {
+    t = keep(make());
+    s.derived.set(key, t);
+  }
+  return t;
 }
 
 /** Mamba-2 (SSD): conv window over x, B, C and the per-head matrix state. */
@@ -115,7 +135,10 @@ export class InferenceState {
   }
 
   dispose(): void {
-    for (const s of this.layers) for (const t of stateTensors(s)) t.dispose();
+    for (const s of this.layers) {
+      for (const t of stateTensors(s)) t.dispose();
+      if ("derived" in s) for (const t of s.derived?.values() ?? []) t.dispose();
+    }
   }
 }
 

@@ -26,7 +26,7 @@ export interface AttentionOptions {
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const [B, T, H, K] = q.shape;
   const [Bk, kvRows, G, Kk] = k.shape;
-  assert(Bk === B && Kk === K && H % G === 0, `attention: q ${q.shape} and k ${k.shape} do not fit`);
+  assert(Bk === B && Kk === K && H % G === 0, () => `attention: q ${q.shape} and k ${k.shape} do not fit`);
   const S = opts.S ?? kvRows;
   const d: AttentionDims = {
     B,

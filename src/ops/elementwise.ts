@@ -37,7 +37,7 @@ export const neg = (x: Tensor) => unary("neg", x);
 function period(a: Tensor, b: Tensor): number {
   const suffix = a.shape.slice(a.rank - b.rank);
   const ok = b.rank <= a.rank && b.shape.every((d, i) => d === suffix[i] || (d === 1 && numel(b.shape) === 1));
-  assert(ok, `cannot broadcast ${fmtShape(b.shape)} against ${fmtShape(a.shape)}`);
+  assert(ok, () => `cannot broadcast ${fmtShape(b.shape)} against ${fmtShape(a.shape)}`);
   return b.size;
 }
 

@@ -17,7 +17,7 @@ export function embedding(ids: Tensor, table: Tensor, paddingIdx: number | null 
   const be = backendOf(table);
   const k = kernelsOf(table);
   const y = empty(be, [...ids.shape, C]); // (..., C)
-  assert(table.dtype !== "i32" && !(table.requiresGrad && table.dtype !== "f32"), `embedding: table ${table.describe()} must be f32 to train, or a frozen half-precision weight`);
+  assert(table.dtype !== "i32" && !(table.requiresGrad && table.dtype !== "f32"), () => `embedding: table ${table.describe()} must be f32 to train, or a frozen half-precision weight`);
   k.embeddingForward(y.handle, ids.handle, table.handle, ids.size, C, table.dtype as WeightDtype);
   if (needsGrad(table)) {
     record("embedding", [table], [y], ([dy]) => {

@@ -24,9 +24,9 @@ export function matmulKN(x: Tensor, W: Tensor, b: Tensor | null = null): Tensor 
 function project(x: Tensor, W: Tensor, b: Tensor | null, outIn: boolean): Tensor {
   const K = lastDim(x.shape);
   const [N, Kw] = outIn ? W.shape : [W.shape[1], W.shape[0]];
-  assert(K === Kw, `linear: input ${fmtShape(x.shape)} does not match weight ${fmtShape(W.shape)}`);
-  assert(x.dtype === "f32" && W.dtype !== "i32", `linear: input ${x.dtype} and weight ${W.dtype} (expected f32 input, float weight)`);
-  assert(!(W.requiresGrad && W.dtype !== "f32"), `linear: half-precision weight ${W.name ?? ""} cannot be trained`);
+  assert(K === Kw, () => `linear: input ${fmtShape(x.shape)} does not match weight ${fmtShape(W.shape)}`);
+  assert(x.dtype === "f32" && W.dtype !== "i32", () => `linear: input ${x.dtype} and weight ${W.dtype} (expected f32 input, float weight)`);
+  assert(!(W.requiresGrad && W.dtype !== "f32"), () => `linear: half-precision weight ${W.name ?? ""} cannot be trained`);
   const bDtype = W.dtype as WeightDtype;
   const M = rows(x.shape);
   const k = kernelsOf(x);

@@ -59,3 +59,20 @@ export function concat(xs: Tensor[]): Tensor {
   }
   return y;
 }
+
+/** x (B, T, C) -> (B, 1, C): the last time step (what generation reads after a prefill). */
+export function lastStep(x: Tensor): Tensor {
+  const [B, T, C] = x.shape;
+  assert(x.rank === 3, `lastStep: expected (B, T, C), got rank ${x.rank}`);
+  const k = kernelsOf(x);
+  const y = empty(backendOf(x), [B, 1, C]); // (B, 1, C)
+  k.copy2d(y.handle, x.handle, B, C, C, 0, T * C, (T - 1) * C, false);
+  if (needsGrad(x)) {
+    record("lastStep", [x], [y], ([g]) => {
+      const dx = zeros(backendOf(x), x.shape);
+      k.copy2d(dx.handle, g!.handle, B, C, T * C, (T - 1) * C, C, 0, false);
+      return [dx];
+    });
+  }
+  return y;
+}

@@ -2,9 +2,9 @@
  * The cpu backend: WebAssembly SIMD kernels on every core. Tensor storage lives in one shared
  * WebAssembly.Memory; handles are typed-array views into it (Float32Array for f32, Int32Array
  * for i32, Uint16Array for f16/bf16), so the reference kernels can run on the very same
- * handles. Every core kernel runs natively; a kernel of the mixer families (scan, RWKV, MoE,
- * optimizers) that has no wasm version yet runs the reference twin, and nativeKernels() /
- * refKernels() / describe() say exactly which, so nothing falls back silently.
+ * handles. Every kernel of the table, core and mixer families alike, runs natively;
+ * nativeKernels() / refKernels() / describe() say which run what, so nothing would fall back
+ * to a reference twin silently.
  */
 import type { Backend } from "../backend.js";
 import { MemoryMeter } from "../backend.js";
@@ -20,6 +20,7 @@ import { ThreadPool, type WorkerFactory } from "./pool.js";
 import { CTRL } from "./control.js";
 import { CpuRuntime } from "./runtime.js";
 import { cpuCoreKernels } from "./kernels.js";
+import { cpuMixerKernels } from "./mixers.js";
 
 export interface CpuOptions {
   /** threads including the main thread (default: available cores) */
@@ -48,7 +49,8 @@ export class CpuBackend implements Backend<HostArray> {
     readonly runtime: CpuRuntime,
     private readonly heap: WasmHeap,
   ) {
-    const core = cpuCoreKernels(runtime);
+    const coreKernels = cpuCoreKernels(runtime);
+    const core = { ...coreKernels, ...cpuMixerKernels(runtime, coreKernels) };
     this.native = new Set(Object.keys(core));
     this.kernels = { ...refKernels, ...core };
     // ref/elementwise also exports scalar helpers (sigmoid, unaryValue ...) that ride along in

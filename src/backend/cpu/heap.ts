@@ -97,6 +97,9 @@ export class WasmHeap {
 
   /** Whether a typed array is a view into this heap's memory. */
   owns(a: ArrayBufferView): boolean {
+    // V8 hands out a new buffer object for a shared memory whenever any shared memory of the
+    // process grows (another backend's, too), so the current one is recorded when first seen
+    if (a.buffer === this.memory.buffer) this.buffers.add(a.buffer);
     return this.buffers.has(a.buffer);
   }
 

@@ -35,6 +35,11 @@ const GRAIN = {
   rows: 1 << 14,
   /** matrix products and attention, in flops */
   flops: 1 << 21,
+  /**
+   * matrix-vector products (M <= 4), in weights: they are memory-bound, so a thread is worth its
+   * dispatch (a few microseconds) once it streams ~128 KiB, not once it has 2^21 flops to do
+   */
+  weights: 1 << 15,
 };
 
 const f32bits = new Float32Array(1);
@@ -127,16 +132,17 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
       if ((half !== 0) !== b instanceof Uint16Array) throw new Error(`internal: matmul b storage does not match bDtype ${d.bDtype ?? "f32"}`);
       const flags = (d.transA ? 1 : 0) | (d.transB ? 2 : 0) | (d.accumulate ? 4 : 0) | half;
       const [scratch, stride] = rt.scratch(rt.exports.matmulScratchBytes(K));
-      const nth = rt.threadsFor(2 * M * N * Math.max(K, 1) * batch, GRAIN.flops);
+      const nth = M <= rt.exports.matmulSmallM() ? rt.threadsFor(N * K * batch, GRAIN.weights) : rt.threadsFor(2 * M * N * Math.max(K, 1) * batch, GRAIN.flops);
       rt.call(
         "matmul", nth, p(out, "out"), p(a, "a"), p(b, "b"), M, N, K, flags, batch,
         d.strideA ?? M * K, d.strideB ?? K * N, d.strideOut ?? M * N, scratch, stride, rt.pool.counter,
       );
     },
 
-    embeddingForward(out, ids, table, n, C) {
+    embeddingForward(out, ids, table, n, C, tableDtype = "f32") {
       if (n <= 0 || C <= 0) return;
-      flat("embeddingForward", n * C, GRAIN.memory, p(out, "out"), p(ids, "ids"), p(table, "table"), n, C);
+      if ((tableDtype !== "f32") !== table instanceof Uint16Array) throw new Error(`internal: embedding table storage does not match tableDtype ${tableDtype}`);
+      flat("embeddingForward", n * C, GRAIN.memory, p(out, "out"), p(ids, "ids"), p(table, "table"), n, C, HALF_KIND[tableDtype]);
     },
 
     embeddingBackward(dtable, dout, ids, n, C) {
@@ -186,6 +192,7 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
 
     attentionForward(out, lse, q, k, v, d) {
       if (d.B * d.T * d.H <= 0) return;
+      if (d.T === 1) return attentionDecode(rt, d, p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"));
       const [scratch, stride] = attentionScratch(rt, d);
       const run = (packed: number) =>
         rt.call("attentionForward", attentionThreads(rt, d), p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"), ...dimArgs(d), scratch, stride, rt.pool.counter, packed);
@@ -232,6 +239,20 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
     },
   };
   return kernels;
+}
+
+/**
+ * One query row per sequence (decoding): split-K over ranges of keys that threads claim
+ * (assembly/attention_decode.ts), then the ranges' partial results merged in order.
+ */
+function attentionDecode(rt: CpuRuntime, d: AttentionDims, out: number, lse: number, q: number, k: number, v: number): void {
+  const per = rt.exports.attentionDecodePartialFloats(d.H, d.K);
+  const ranges = rt.exports.attentionDecodeRanges(d.S);
+  const [scratch, stride] = rt.scratch(rt.exports.attentionDecodeScratchFloats(d.H) * 4);
+  rt.withTemp(d.B * ranges * per * 4, (partials) => {
+    rt.call("attentionDecode", Math.min(attentionThreads(rt, d), d.B * ranges), partials, q, k, v, d.B, d.S, d.H, d.G, d.K, d.scale, d.causal ? 1 : 0, d.qOffset, d.kvRows, scratch, stride, rt.pool.counter);
+    rt.call("attentionDecodeCombine", 1, out, lse, partials, d.B, d.S, d.H, d.K);
+  });
 }
 
 function dimArgs(d: AttentionDims): number[] {

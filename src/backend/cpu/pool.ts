@@ -1,9 +1,13 @@
 /**
  * A pool of `threads - 1` workers plus the calling thread, over one shared memory. A kernel
- * call writes its arguments into the control block, bumps the job sequence number and notifies;
- * the main thread computes share 0 itself, then waits until every worker has acknowledged.
- * Kernels stay synchronous. Waiting spins for a short while before blocking in Atomics.wait,
- * because back-to-back kernels are the common case and a futex wake costs tens of microseconds.
+ * call writes its arguments into the control block, opens `nth` shares of work, bumps the job
+ * sequence number and notifies. Every running thread, the main thread included, claims shares
+ * until none is left (control.ts); the main thread then waits only for shares that were claimed
+ * and are still running. A worker that the OS has not scheduled yet (a busy or shared machine)
+ * therefore never stalls a call: it wakes to find the job claimed and goes back to sleep, and
+ * the call took as long as one thread needed. Kernels stay synchronous. Workers spin for a short
+ * while before blocking in Atomics.wait, because back-to-back kernels are the common case and a
+ * futex wake costs tens of microseconds.
  *
  * Where workers come from is a parameter (WorkerFactory): Node worker_threads now, Web Workers
  * in browsers later (a browser's main thread may not block in Atomics.wait, so there the
@@ -90,8 +94,8 @@ export class ThreadPool {
   }
 
   /**
-   * Run kernel `fn` (index `index` in the workers' name list) on `nth` threads: the main thread
-   * is tid 0. With nth = 1 no worker is involved.
+   * Run kernel `fn` (index `index` in the workers' name list) as `nth` shares: share s computes
+   * as thread s of nth. With nth = 1 no worker is involved.
    */
   run(fn: WasmFn, index: number, nth: number, args: number[]): void {
     const ctl = this.ctl;
@@ -102,31 +106,36 @@ export class ThreadPool {
     }
     if (this.closed) throw new Error("internal: cpu backend used after dispose()");
     if (args.length > CTRL.MAX_ARGS) throw new Error(`internal: ${args.length} kernel arguments (max ${CTRL.MAX_ARGS})`);
+    if (nth >= 1 << CTRL.SHARE_BITS) throw new Error(`internal: ${nth} shares`);
     for (let i = 0; i < args.length; i++) this.args[i] = args[i];
     ctl[CTRL.FN] = index;
-    ctl[CTRL.NTH] = nth;
     ctl[CTRL.ERROR] = 0;
-    Atomics.store(ctl, CTRL.PENDING, this.workers.length);
+    ctl[CTRL.DONE] = 0;
+    Atomics.store(ctl, CTRL.CLAIM, nth << CTRL.SHARE_BITS); // opens the job: everything above is visible to a claimer
     Atomics.add(ctl, CTRL.SEQ, 1);
     Atomics.notify(ctl, CTRL.SEQ);
     let mainError: unknown = null;
-    try {
-      callWith(fn, 0, nth, args);
-    } catch (e) {
-      mainError = e;
+    for (let share = claimShare(ctl); share >= 0; share = claimShare(ctl)) {
+      try {
+        callWith(fn, share, nth, args);
+      } catch (e) {
+        mainError ??= e;
+      }
+      Atomics.add(ctl, CTRL.DONE, 1);
     }
-    this.join();
+    this.join(nth);
     if (mainError) throw mainError;
-    if (ctl[CTRL.ERROR] !== 0) throw new Error(`internal: cpu worker ${ctl[CTRL.ERROR] - 1} failed in a kernel ${this.errorText}`);
+    if (ctl[CTRL.ERROR] !== 0) throw new Error(`internal: a cpu worker failed in share ${ctl[CTRL.ERROR] - 1} of a kernel ${this.errorText}`);
   }
 
-  private join(): void {
+  /** Wait for the shares other threads claimed. */
+  private join(nth: number): void {
     const ctl = this.ctl;
-    let pending = Atomics.load(ctl, CTRL.PENDING);
-    for (let i = 0; pending !== 0 && i < MAIN_SPIN; i++) pending = Atomics.load(ctl, CTRL.PENDING);
-    while (pending !== 0) {
-      Atomics.wait(ctl, CTRL.PENDING, pending);
-      pending = Atomics.load(ctl, CTRL.PENDING);
+    let done = Atomics.load(ctl, CTRL.DONE);
+    for (let i = 0; done !== nth && i < MAIN_SPIN; i++) done = Atomics.load(ctl, CTRL.DONE);
+    while (done !== nth) {
+      Atomics.wait(ctl, CTRL.DONE, done);
+      done = Atomics.load(ctl, CTRL.DONE);
     }
   }
 
@@ -138,6 +147,16 @@ export class ThreadPool {
     Atomics.add(this.ctl, CTRL.SEQ, 1);
     Atomics.notify(this.ctl, CTRL.SEQ);
     await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** The next unclaimed share of the open job, or -1 (the same protocol as the workers'). */
+function claimShare(ctl: Int32Array): number {
+  for (;;) {
+    const w = Atomics.load(ctl, CTRL.CLAIM);
+    const next = w & ((1 << CTRL.SHARE_BITS) - 1);
+    if (next >= w >>> CTRL.SHARE_BITS) return -1;
+    if (Atomics.compareExchange(ctl, CTRL.CLAIM, w, w + 1) === w) return next;
   }
 }
 

@@ -2,7 +2,8 @@
  * The worker's program, as source text: a worker is started from this string (Node: eval
  * worker; browsers: a Blob URL), so it needs no file of its own in bundles. It instantiates the
  * kernel module over the shared memory, then loops: wait for the job sequence number to change
- * (spinning briefly first, since jobs come in bursts), run its share of the kernel, acknowledge.
+ * (spinning briefly first, since jobs come in bursts), then claim and run shares of the job
+ * until none is left (control.ts).
  * Offsets match control.ts.
  */
 import { CTRL } from "./control.js";
@@ -11,6 +12,7 @@ export const WORKER_SOURCE = `
 "use strict";
 const C = ${JSON.stringify(CTRL)};
 const SPIN = 20000;
+const SHARE_MASK = (1 << C.SHARE_BITS) - 1;
 const isNode = typeof require === "function";
 const port = isNode ? require("node:worker_threads").parentPort : self;
 function onInit(msg) {
@@ -36,19 +38,25 @@ function onInit(msg) {
       seq = Atomics.load(ctl, C.SEQ);
     }
     seen = seq;
-    const fn = ctl[C.FN];
-    if (fn === C.EXIT) break;
-    const nth = ctl[C.NTH];
-    if (tid < nth) {
+    if (ctl[C.FN] === C.EXIT) break;
+    // claim shares of whatever job is open; fn and the arguments are read only after a claim
+    // succeeds, and the main thread does not reuse them until every claimed share is done
+    for (;;) {
+      const w = Atomics.load(ctl, C.CLAIM);
+      const share = w & SHARE_MASK;
+      const nth = w >>> C.SHARE_BITS;
+      if (share >= nth) break;
+      if (Atomics.compareExchange(ctl, C.CLAIM, w, w + 1) !== w) continue;
+      const fn = ctl[C.FN];
       try {
-        fns[fn](tid, nth, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15],
+        fns[fn](share, nth, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15],
           a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30], a[31]);
       } catch (e) {
-        Atomics.store(ctl, C.ERROR, tid + 1);
+        Atomics.store(ctl, C.ERROR, share + 1);
         port.postMessage({ type: "error", tid, message: names[fn] + ": " + String(e && e.message || e) });
       }
+      if (Atomics.add(ctl, C.DONE, 1) + 1 === nth) Atomics.notify(ctl, C.DONE);
     }
-    if (Atomics.sub(ctl, C.PENDING, 1) === 1) Atomics.notify(ctl, C.PENDING);
   }
   port.postMessage({ type: "exit", tid });
   if (isNode) port.close();

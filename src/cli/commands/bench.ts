@@ -1,12 +1,19 @@
 /**
  * `seqlab bench decode`: decoding throughput of a model directory.
+ * `seqlab bench cpu`: the cpu backend against llama.cpp on the same weights (src/bench/cpu.ts).
  * `seqlab bench gpu`: the webgpu kernels and decoding on this machine's GPU, with PyTorch's
  * numbers from the same card when given (src/bench/gpu/run.ts).
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { createBackend, setDefaultBackend } from "../../backend/registry.js";
+import type { CpuBackend } from "../../backend/cpu/backend.js";
 import { loadModel } from "../../models/load.js";
 import { benchDecode } from "../../bench/decode.js";
+import { benchCpu } from "../../bench/cpu.js";
+import { cpuBenchTable } from "../../bench/cpu_report.js";
+import { BENCH_MODELS, BENCH_TYPES, type BenchModelName, type BenchWeightType } from "../../bench/cpu_models.js";
 import { SeqlabError } from "../../util/errors.js";
 import { table } from "../../util/format.js";
 import { intFlag } from "../args.js";
@@ -15,48 +22,91 @@ import { parseSections, runGpuBench, SECTIONS, type TorchFile } from "../../benc
 
 export const benchCommand: Command = {
   name: "bench",
-  summary: "benchmarks: `bench decode --model DIR` (prefill and decode tokens/s), `bench gpu` (webgpu kernels and decoding vs PyTorch)",
-  usage: "decode --model DIR [--prompt-tokens N] [--new-tokens M] [--threads T] [--backend NAME] [--json] [--out FILE]\n       gpu [--out FILE] [--torch FILE] [--quick] [--only SECTIONS] [--check] [--variants]",
+  summary: "benchmarks: `bench decode --model DIR` (prefill and decode tokens/s), `bench cpu` (cpu backend vs llama.cpp), `bench gpu` (webgpu kernels and decoding vs PyTorch)",
+  usage: "decode --model DIR [--prompt-tokens N] [--new-tokens M] [--threads T] [--backend NAME] [--json] [--out FILE]\n" +
+    "       seqlab bench cpu [--threads N] [--out FILE] [--quick] [--models mamba,mamba2,llama] [--types f32,f16] [--repeats R] [--cache DIR]\n" +
+    "       seqlab bench gpu [--out FILE] [--torch FILE] [--quick] [--only SECTIONS] [--check] [--variants]",
   options: {
-    model: { type: "string", help: "model directory (config.json + model.safetensors)" },
-    "prompt-tokens": { type: "string", default: "128", help: "random prompt length" },
-    "new-tokens": { type: "string", default: "64", help: "tokens to decode greedily" },
-    seed: { type: "string", default: "0", help: "seed for the prompt" },
+    model: { type: "string", help: "decode: model directory (config.json + model.safetensors)" },
+    "prompt-tokens": { type: "string", default: "128", help: "decode: random prompt length" },
+    "new-tokens": { type: "string", default: "64", help: "decode: tokens to decode greedily" },
+    seed: { type: "string", default: "0", help: "seed for the prompt (cpu: and the model weights)" },
     json: { type: "boolean", help: "print the result as JSON" },
     out: { type: "string", help: "also write the JSON result to this file" },
+    quick: { type: "boolean", help: "cpu, gpu: tiny models / small shapes and short runs (a smoke test of the whole benchmark)" },
+    models: { type: "string", help: `cpu: models to run (${BENCH_MODELS.join(",")})` },
+    types: { type: "string", help: `cpu: weight types to run (${BENCH_TYPES.join(",")})` },
+    repeats: { type: "string", help: "cpu: runs of each engine per measurement (default 3; 1 with --quick)" },
+    cache: { type: "string", help: "cpu: where the benchmark models are written once and reused (default: the system temp dir)" },
     torch: { type: "string", help: "gpu: PyTorch's results from the same card (scripts/bench_gpu_torch.py --out)" },
-    quick: { type: "boolean", help: "gpu: small shapes (a smoke run)" },
     only: { type: "string", help: `gpu: comma-separated sections (${SECTIONS.join(", ")}; default all)` },
     check: { type: "boolean", help: "gpu: compare each kernel timed against the CPU reference first" },
     variants: { type: "boolean", help: "gpu: also time other tile shapes and scan plans" },
     ...BACKEND_OPTIONS,
   },
   async run(v, pos) {
-    const c = "bench";
-    if (pos[0] === "gpu" && pos.length === 1) return benchGpu(v);
-    if (pos[0] !== "decode" || pos.length !== 1) throw new SeqlabError(`bench: give a benchmark name: decode or gpu (got ${pos.length ? `"${pos.join(" ")}"` : "none"})`);
-    if (!v.model) throw new SeqlabError("bench decode: --model DIR is required");
-    const promptTokens = intFlag(c, "prompt-tokens", v["prompt-tokens"], 128, 1, 1 << 20);
-    const newTokens = intFlag(c, "new-tokens", v["new-tokens"], 64, 1, 1 << 20);
-    const threads = threadsFlag(c, v.threads) ?? null;
-    const be = await createBackend(v.backend as string, { threads: threads ?? undefined });
-    setDefaultBackend(be);
-    const model = loadModel(v.model as string, be);
-    const { tokens: _tokens, ...r } = await benchDecode(model, { promptTokens, newTokens, seed: intFlag(c, "seed", v.seed, 0), threads });
-    if (v.out) fs.writeFileSync(v.out as string, JSON.stringify(r, null, 1));
-    if (v.json) console.log(JSON.stringify(r));
-    else
-      console.log(
-        table(
-          ["backend", "threads", "prompt", "new", "prefill tok/s", "decode tok/s", "peak RSS"],
-          [[r.backend, r.threads ?? "default", r.prompt_tokens, r.new_tokens, r.prefill_tok_s.toFixed(1), r.decode_tok_s.toFixed(1), `${(r.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB`]],
-        ),
-      );
-    return 0;
+    if (pos[0] === "cpu" && pos.length === 1) return runCpu(v);
+    if (pos[0] === "gpu" && pos.length === 1) return runGpu(v);
+    if (pos[0] !== "decode" || pos.length !== 1) throw new SeqlabError(`bench: give a benchmark name: decode, cpu or gpu (got ${pos.length ? `"${pos.join(" ")}"` : "none"})`);
+    return runDecode(v);
   },
 };
 
-async function benchGpu(v: Values): Promise<number> {
+async function runDecode(v: Values): Promise<number> {
+  const c = "bench";
+  if (!v.model) throw new SeqlabError("bench decode: --model DIR is required");
+  const promptTokens = intFlag(c, "prompt-tokens", v["prompt-tokens"], 128, 1, 1 << 20);
+  const newTokens = intFlag(c, "new-tokens", v["new-tokens"], 64, 1, 1 << 20);
+  const threads = threadsFlag(c, v.threads) ?? null;
+  const be = await createBackend(v.backend as string, { threads: threads ?? undefined });
+  setDefaultBackend(be);
+  const model = loadModel(v.model as string, be);
+  const { tokens: _tokens, ...r } = await benchDecode(model, { promptTokens, newTokens, seed: intFlag(c, "seed", v.seed, 0), threads });
+  if (v.out) fs.writeFileSync(v.out as string, JSON.stringify(r, null, 1));
+  if (v.json) console.log(JSON.stringify(r));
+  else
+    console.log(
+      table(
+        ["backend", "threads", "prompt", "new", "prefill tok/s", "decode tok/s", "peak RSS"],
+        [[r.backend, r.threads ?? "default", r.prompt_tokens, r.new_tokens, r.prefill_tok_s.toFixed(1), r.decode_tok_s.toFixed(1), `${(r.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB`]],
+      ),
+    );
+  return 0;
+}
+
+/** A comma-separated subset of `choices`. */
+function listFlag<T extends string>(c: string, name: string, value: string | boolean | undefined, choices: readonly T[]): T[] {
+  if (value === undefined) return [...choices];
+  const items = String(value).split(",").map((s) => s.trim());
+  for (const x of items) if (!choices.includes(x as T)) throw new SeqlabError(`${c}: --${name} takes a comma-separated list of ${choices.join(", ")}, got "${x}"`);
+  return [...new Set(items)] as T[];
+}
+
+async function runCpu(v: Values): Promise<number> {
+  const c = "bench cpu";
+  if (v.backend !== undefined && v.backend !== "ref" && v.backend !== "cpu") throw new SeqlabError(`${c}: measures the cpu backend (--backend ${v.backend} does not apply)`);
+  const threads = threadsFlag(c, v.threads) ?? os.availableParallelism();
+  const models = listFlag<BenchModelName>(c, "models", v.models, BENCH_MODELS);
+  const types = listFlag<BenchWeightType>(c, "types", v.types, BENCH_TYPES);
+  const repeats = v.repeats === undefined ? undefined : intFlag(c, "repeats", v.repeats, 3, 1, 100);
+  const cacheDir = (v.cache as string | undefined) ?? path.join(os.tmpdir(), "seqlab-bench-cpu");
+  const be = (await createBackend("cpu", { threads })) as CpuBackend;
+  try {
+    setDefaultBackend(be);
+    const r = await benchCpu(be, { threads, quick: !!v.quick, models, types, repeats, cacheDir, seed: intFlag(c, "seed", v.seed, 0), log: (l) => (v.json ? undefined : console.log(l)) });
+    if (v.out) {
+      fs.mkdirSync(path.dirname(path.resolve(v.out as string)), { recursive: true });
+      fs.writeFileSync(v.out as string, JSON.stringify(r, null, 1) + "\n");
+    }
+    if (v.json) console.log(JSON.stringify(r));
+    else console.log("\n" + cpuBenchTable(r));
+    return r.greedy.every((g) => g.match) ? 0 : 1;
+  } finally {
+    await be.dispose();
+  }
+}
+
+async function runGpu(v: Values): Promise<number> {
   const sections = parseSections(v.only as string | undefined);
   if (typeof sections === "string") throw new SeqlabError(`bench gpu: --only: unknown section "${sections}" (sections: ${SECTIONS.join(", ")})`);
   let torch: TorchFile | null = null;
@@ -72,6 +122,7 @@ async function benchGpu(v: Values): Promise<number> {
   }
   const json = await runGpuBench({ quick: !!v.quick, sections, check: !!v.check, variants: !!v.variants, torch, log: (l) => console.log(l) });
   if (v.out) {
+    fs.mkdirSync(path.dirname(path.resolve(String(v.out))), { recursive: true });
     fs.writeFileSync(String(v.out), JSON.stringify(json, null, 2) + "\n");
     console.log(`# wrote ${v.out}`);
   }

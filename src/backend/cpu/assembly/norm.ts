@@ -1,15 +1,29 @@
 /**
- * Embedding lookup, RMSNorm, LayerNorm and rotary embedding. Rows are independent, so threads
+ * Embedding lookup (f32 tables, or f16/bf16 tables widened row by row), RMSNorm, LayerNorm and rotary embedding. Rows are independent, so threads
  * take row ranges; the weight gradients (a sum over rows) go to per-thread partial rows that
  * reducePartials then adds into the gradient, column range by column range.
  */
 import { splitLo, splitHi, hsum, at32 } from "./common";
+import { F16, BF16, loadHalf4, loadHalf1 } from "./half";
 
-export function embeddingForward(tid: i32, nth: i32, out: usize, ids: usize, table: usize, n: i32, C: i32): void {
+export function embeddingForward(tid: i32, nth: i32, out: usize, ids: usize, table: usize, n: i32, C: i32, kind: i32): void {
   const lo = splitLo(n, tid, nth, 1);
   const hi = splitHi(n, tid, nth, 1);
   const rowBytes = <usize>C * 4;
-  for (let i = lo; i < hi; i++) memory.copy(out + <usize>i * rowBytes, table + <usize>load<i32>(ids + (<usize>i << 2)) * rowBytes, rowBytes);
+  if (kind == 0) {
+    for (let i = lo; i < hi; i++) memory.copy(out + <usize>i * rowBytes, table + <usize>load<i32>(ids + (<usize>i << 2)) * rowBytes, rowBytes);
+  } else if (kind == F16) {
+    for (let i = lo; i < hi; i++) widenRow(F16, out + <usize>i * rowBytes, table + <usize>load<i32>(ids + (<usize>i << 2)) * C * 2, C);
+  } else {
+    for (let i = lo; i < hi; i++) widenRow(BF16, out + <usize>i * rowBytes, table + <usize>load<i32>(ids + (<usize>i << 2)) * C * 2, C);
+  }
+}
+
+/** dst[0:C] = src[0:C] widened from half precision of `kind` (f16 or bf16 bits). */
+@inline function widenRow(kind: i32, dst: usize, src: usize, C: i32): void {
+  let c = 0;
+  for (; c + 4 <= C; c += 4) v128.store(at32(dst, c), loadHalf4(src + (<usize>c << 1), kind));
+  for (; c < C; c++) store<f32>(at32(dst, c), loadHalf1(src + (<usize>c << 1), kind));
 }
 
 /** dtable[ids[i]] += dout[i]; threads own column ranges, so repeated ids never race. */
