@@ -7,10 +7,16 @@
  * Flags: --out FILE (JSON: both sides and their ratios when --torch is given), --torch FILE
  * (PyTorch's results from the same card), --quick (small shapes, for a smoke run),
  * --only copy,scan,matvec,decode,matmul,attention, --check (compare every kernel timed against
- * the CPU reference on random inputs first), --variants (also time other tiles and plans).
+ * the CPU reference on random inputs first), --variants (also time other tiles and plans),
+ * --model-dir DIR (decode the models PyTorch saved there), --write-configs DIR (only write the
+ * decode models' config.json files there, for scripts/bench_gpu_torch.py --decode-dir DIR):
+ *
+ *   node dist/bench-gpu.mjs --write-configs m && python scripts/bench_gpu_torch.py --decode-dir m --out torch.json &&
+ *     node dist/bench-gpu.mjs --model-dir m --torch torch.json --out bench-gpu.json
  */
 import * as fs from "node:fs";
 import { parseSections, runGpuBench, SECTIONS, type TorchFile } from "../src/bench/gpu/run.js";
+import { DECODE_MODELS, QUICK_MODELS, writeDecodeConfigs } from "../src/bench/gpu/decode.js";
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,11 +26,26 @@ function flag(name: string): string | undefined {
 }
 
 async function main(): Promise<void> {
+  const configs = flag("write-configs");
+  if (configs && configs !== "true") {
+    writeDecodeConfigs(configs, flag("quick") !== undefined ? QUICK_MODELS : DECODE_MODELS);
+    console.log(`# wrote the decode models' configs under ${configs}`);
+    return;
+  }
   const sections = parseSections(flag("only"));
   if (typeof sections === "string") throw new Error(`--only: unknown section "${sections}" (sections: ${SECTIONS.join(", ")})`);
   const torchFile = flag("torch");
   const torch = torchFile && torchFile !== "true" ? (JSON.parse(fs.readFileSync(torchFile, "utf8")) as TorchFile) : null;
-  const json = await runGpuBench({ quick: flag("quick") !== undefined, sections, check: flag("check") !== undefined, variants: flag("variants") !== undefined, torch, log: (l) => console.log(l) });
+  const modelDir = flag("model-dir");
+  const json = await runGpuBench({
+    quick: flag("quick") !== undefined,
+    sections,
+    check: flag("check") !== undefined,
+    variants: flag("variants") !== undefined,
+    torch,
+    modelDir: modelDir && modelDir !== "true" ? modelDir : undefined,
+    log: (l) => console.log(l),
+  });
   const out = flag("out");
   if (out && out !== "true") {
     fs.writeFileSync(out, JSON.stringify(json, null, 2) + "\n");

@@ -31,6 +31,8 @@ export interface GpuBenchOptions {
   variants: boolean;
   /** PyTorch's JSON from the same card */
   torch: TorchFile | null;
+  /** decode: load the models from DIR/NAME (scripts/bench_gpu_torch.py --decode-dir writes them) */
+  modelDir?: string;
   log: (line: string) => void;
 }
 
@@ -156,6 +158,8 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
         newTokens: quick ? 4 : 64,
         piece: quick ? 64 : 2048,
         models: quick ? QUICK_MODELS : DECODE_MODELS,
+        modelDir: o.modelDir,
+        copyGBs,
         log,
       });
       for (const r of decode) report(r);
@@ -189,6 +193,12 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       const torchCopy = torch.results.find((x) => x.section === "copy" && typeof x.rate === "number");
       if (torchCopy && copyGBs) log(`# copy bandwidth: webgpu ${copyGBs.toFixed(0)} GB/s, torch ${(torchCopy.rate as number).toFixed(0)} GB/s`);
     }
+    const greedy = greedyAgreement(results, torch);
+    for (const g of greedy) log(`# greedy tokens ${g.name} ${g.shape}: ${g.same} of ${g.compared} the same as torch's`);
+    for (const r of results.filter((r) => r.section === "scan" && r.name === "scan fwd")) {
+      const t = ratios.find((x) => x.name === r.name && x.shape === r.shape);
+      log(`# ${r.name} ${r.shape}: ${r.rate.toFixed(0)} GB/s, ${copyGBs ? `${((100 * r.rate) / copyGBs).toFixed(0)}% of copy` : "no copy measured"}${t?.ratio ? `, ${t.ratio.toFixed(1)}x torch` : ""}`);
+    }
     return {
       backend: "webgpu",
       adapter: be.describe(),
@@ -200,6 +210,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       results,
       torch,
       ratios,
+      greedy,
       variants: variantResults,
       failures,
       checks,
@@ -215,4 +226,25 @@ export function parseSections(only: string | undefined): Section[] | string {
   const names = only.split(",").map((s) => s.trim());
   const bad = names.find((n) => !(SECTIONS as readonly string[]).includes(n));
   return bad !== undefined ? bad : (names as Section[]);
+}
+
+/**
+ * Greedy tokens of each decode result against torch's for the same model and context: both
+ * decode the same prompt with the same weights, so a difference is a numerical one (random
+ * weights leave near-ties in the logits) or a bug.
+ */
+function greedyAgreement(results: Result[], torch: TorchFile | null): { name: string; shape: string; same: number; compared: number }[] {
+  if (!torch) return [];
+  const out = [];
+  for (const r of results.filter((r) => r.section === "decode")) {
+    const t = torch.results.find((x) => x.name === r.name && x.shape === r.shape && Array.isArray(x.greedy));
+    const mine = String(r.extra?.greedy ?? "").split(" ").filter(Boolean).map(Number);
+    if (!t || !mine.length) continue;
+    const theirs = t.greedy as number[];
+    const compared = Math.min(mine.length, theirs.length);
+    let same = 0;
+    while (same < compared && mine[same] === theirs[same]) same++;
+    out.push({ name: r.name, shape: r.shape, same, compared });
+  }
+  return out;
 }

@@ -25,7 +25,7 @@ export const benchCommand: Command = {
   summary: "benchmarks: `bench decode --model DIR` (prefill and decode tokens/s), `bench cpu` (cpu backend vs llama.cpp), `bench gpu` (webgpu kernels and decoding vs PyTorch)",
   usage: "decode --model DIR [--prompt-tokens N] [--new-tokens M] [--threads T] [--backend NAME] [--json] [--out FILE]\n" +
     "       seqlab bench cpu [--threads N] [--out FILE] [--quick] [--models mamba,mamba2,llama] [--types f32,f16] [--repeats R] [--cache DIR]\n" +
-    "       seqlab bench gpu [--out FILE] [--torch FILE] [--quick] [--only SECTIONS] [--check] [--variants]",
+    "       seqlab bench gpu [--out FILE] [--torch FILE] [--quick] [--only SECTIONS] [--check] [--variants] [--model-dir DIR]",
   options: {
     model: { type: "string", help: "decode: model directory (config.json + model.safetensors)" },
     "prompt-tokens": { type: "string", default: "128", help: "decode: random prompt length" },
@@ -42,6 +42,7 @@ export const benchCommand: Command = {
     only: { type: "string", help: `gpu: comma-separated sections (${SECTIONS.join(", ")}; default all)` },
     check: { type: "boolean", help: "gpu: compare each kernel timed against the CPU reference first" },
     variants: { type: "boolean", help: "gpu: also time other tile shapes and scan plans" },
+    "model-dir": { type: "string", help: "gpu: decode the models saved under DIR/NAME by scripts/bench_gpu_torch.py --decode-dir (default: seeded weights)" },
     ...BACKEND_OPTIONS,
   },
   async run(v, pos) {
@@ -120,7 +121,9 @@ async function runGpu(v: Values): Promise<number> {
     }
     if (!Array.isArray(torch?.results)) throw new SeqlabError(`bench gpu: --torch ${file}: no "results" list (write it with scripts/bench_gpu_torch.py --out)`);
   }
-  const json = await runGpuBench({ quick: !!v.quick, sections, check: !!v.check, variants: !!v.variants, torch, log: (l) => console.log(l) });
+  const modelDir = v["model-dir"] as string | undefined;
+  if (modelDir !== undefined && !fs.existsSync(modelDir)) throw new SeqlabError(`bench gpu: --model-dir ${modelDir}: no such directory`);
+  const json = await runGpuBench({ quick: !!v.quick, sections, check: !!v.check, variants: !!v.variants, torch, modelDir, log: (l) => console.log(l) });
   if (v.out) {
     fs.mkdirSync(path.dirname(path.resolve(String(v.out))), { recursive: true });
     fs.writeFileSync(String(v.out), JSON.stringify(json, null, 2) + "\n");
