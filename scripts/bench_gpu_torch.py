@@ -1,14 +1,35 @@
-"""PyTorch peer of scripts/bench-gpu.ts: the same shapes in fp32 on the same card.
+"""PyTorch peer of scripts/bench-gpu.ts: the same shapes in fp32 on the same card (TF32 off).
 
-matmul 4096^3 and 8192^3 (TF32 off), causal F.scaled_dot_product_attention B=1 H=16 K=64 at
-T = 1k, 4k, 16k, 64k, forward and forward+backward. CUDA events time each shape after a
-warm-up. FLOPs as in bench-gpu.ts. Usage: python scripts/bench_gpu_torch.py --out torch.json
+Sections (--only takes a comma-separated subset; default all):
+  copy       a 1 GiB device-to-device copy (bytes read + written), the bandwidth ceiling;
+  scan       the Mamba selective scan forward, B=1 D=1536 N=16 T = 1k, 4k, 16k, 64k, softplus(dt +
+             bias), D skip and z gate: the recurrent loop of transformers' mamba_selective_scan
+             (MambaMixer's slow path, what HF runs without the mamba_ssm CUDA kernels, which are
+             not installed here), copied below so that its version does not matter. GB/s counts
+             the bytes bench-gpu.ts counts for the same call, so the ratio is the time ratio;
+  matvec     none (no peer);
+  decode     with --decode-dir DIR: for each DIR/NAME/config.json (bench-gpu.mjs --write-configs
+             writes them), HF's AutoModelForCausalLM built from that config with seed 0, saved to
+             DIR/NAME/model.safetensors for bench-gpu.mjs --model-dir to load, then greedy decoding
+             with the model's cache after a prompt of 16, 2k and 16k tokens: tokens/s over 64
+             steps, each step one forward of one token and one host read of the argmax (as
+             generate() and bench-gpu.ts do). The greedy tokens go into the JSON for comparison;
+  matmul     4096^3 and 8192^3;
+  attention  causal F.scaled_dot_product_attention B=1 H=16 K=64 at T = 1k, 4k, 16k, 64k,
+             forward and forward+backward.
+CUDA events time the kernels after a warm-up; decode is timed with torch.cuda.synchronize and the
+wall clock. Each result has section, name, shape, ms, rate and unit, as bench-gpu.ts matches them.
+Usage: python scripts/bench_gpu_torch.py [--quick] [--only SECTIONS] [--decode-dir DIR] --out torch.json
 """
 import argparse
 import json
+import os
+import time
 
 import torch
 import torch.nn.functional as F
+
+SECTIONS = ["copy", "scan", "decode", "matmul", "attention"]
 
 
 def time_it(fn, iterations):
@@ -23,13 +44,65 @@ def time_it(fn, iterations):
     return start.elapsed_time(end) / 1e3 / iterations
 
 
+def bench_copy(floats):
+    src = torch.randn(floats, device="cuda")
+    dst = torch.empty_like(src)
+    s = time_it(lambda: dst.copy_(src), 20)
+    return {"section": "copy", "name": "copy", "shape": f"{floats * 4 / 2**30:g} GiB", "ms": s * 1e3, "rate": 2 * floats * 4 / s / 1e9, "unit": "GB/s", "iterations": 20}
+
+
+def hf_slow_scan(hidden_states, dt, A, B, C, D, z, delta_bias):
+    """transformers' mamba_selective_scan, recurrent branch (delta_softplus=True); B, C are (batch, N, T)."""
+    batch_size, intermediate_size, seq_len = hidden_states.shape
+    input_dtype = hidden_states.dtype
+    dt = F.softplus(dt + delta_bias.to(dt.dtype)[..., None])
+    B = B.transpose(1, 2)
+    C = C.transpose(1, 2)
+    discrete_A = torch.exp(A[None, :, None, :] * dt[:, :, :, None])
+    discrete_B = dt[:, :, :, None] * B[:, None, :, :].float()
+    deltaB_u = discrete_B * hidden_states[:, :, :, None].float()
+    ssm_state = torch.zeros(batch_size, intermediate_size, A.shape[-1], dtype=input_dtype, device=hidden_states.device)
+    scan_outputs = []
+    for index in range(seq_len):
+        ssm_state = discrete_A[:, :, index] * ssm_state + deltaB_u[:, :, index]
+        scan_output = torch.matmul(ssm_state.to(input_dtype), C[:, index, :].unsqueeze(-1))
+        scan_outputs.append(scan_output[:, :, 0])
+    scan_output = torch.stack(scan_outputs, dim=-1)
+    scan_output = scan_output + hidden_states * D[None, :, None]
+    return scan_output * F.silu(z)
+
+
+def scan_bytes(B, T, D, N, chunk=64):
+    """bench-gpu.ts's minimum bytes of the forward (inputs read once, output and checkpoints written once)."""
+    K = -(-T // chunk)
+    BTD, BTN = B * T * D, B * T * N
+    return 4 * (3 * BTD + 2 * BTN + D * N + 2 * D + BTD + B * K * D * N)
+
+
+def bench_scan(T):
+    B, D, N = 1, 1536, 16
+    g = torch.Generator(device="cuda").manual_seed(T)
+    r = lambda *shape: torch.randn(*shape, device="cuda", generator=g)
+    u, dt, z = r(B, D, T), r(B, D, T) * 1.7 - 4.6, r(B, D, T)
+    A = -torch.rand(D, N, device="cuda", generator=g) * N - 0.5
+    Bm, Cm, Dskip, bias = r(B, N, T), r(B, N, T), r(D), r(D) * 0.3 - 0.5
+    iterations = 5 if T <= 4096 else (2 if T <= 16384 else 1)
+    with torch.no_grad():
+        s = time_it(lambda: hf_slow_scan(u, dt, A, Bm, Cm, Dskip, z, bias), iterations)
+    return {
+        "section": "scan", "name": "scan fwd", "shape": f"B{B} D{D} N{N} T{T}", "impl": "HF slow path (transformers mamba_selective_scan recurrent loop, fp32)",
+        "ms": s * 1e3, "rate": scan_bytes(B, T, D, N) / s / 1e9, "unit": "GB/s", "iterations": iterations,
+    }
+
+
 def bench_matmul(n):
     a = torch.randn(n, n, device="cuda")
     b = torch.randn(n, n, device="cuda")
     out = torch.empty(n, n, device="cuda")
     iterations = 10 if n <= 4096 else 3
     s = time_it(lambda: torch.mm(a, b, out=out), iterations)
-    return {"name": "matmul", "shape": f"{n}x{n}x{n}", "ms": s * 1e3, "tflops": 2 * n**3 / s / 1e12, "iterations": iterations}
+    tflops = 2 * n**3 / s / 1e12
+    return {"section": "matmul", "name": "matmul", "shape": f"{n}x{n}x{n}", "ms": s * 1e3, "rate": tflops, "unit": "TFLOP/s", "tflops": tflops, "iterations": iterations}
 
 
 def bench_attention(T, backward):
@@ -49,36 +122,121 @@ def bench_attention(T, backward):
     forward_flops = 4 * T * (T + 1) / 2 * K * H * B
     flops = 3.5 * forward_flops if backward else forward_flops
     name = "attention fwd+bwd" if backward else "attention fwd"
-    return {"name": name, "shape": f"B{B} H{H} K{K} T{T} causal", "ms": s * 1e3, "tflops": flops / s / 1e12, "iterations": iterations}
+    tflops = flops / s / 1e12
+    return {"section": "attention", "name": name, "shape": f"B{B} H{H} K{K} T{T} causal", "ms": s * 1e3, "rate": tflops, "unit": "TFLOP/s", "tflops": tflops, "iterations": iterations}
+
+
+def prompt_tokens(n, V):
+    """The prompt bench-gpu.ts feeds (src/bench/gpu/decode.ts promptTokens)."""
+    return [(i * 7919 + 17) % V for i in range(n)]
+
+
+def build_decode_model(d):
+    """HF's model for DIR/NAME/config.json, seed 0, saved beside it so that bench-gpu.mjs decodes the same weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(d)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).to(device="cuda", dtype=torch.float32).eval()
+    model.save_pretrained(d)
+    return model
+
+
+def bench_decode(model, name, context, new_tokens):
+    V = model.config.vocab_size
+    is_mamba = model.config.model_type == "mamba"
+    ids = torch.tensor([prompt_tokens(context, V)], device="cuda")
+
+    def forward(x, cache):
+        kw = {} if cache is None else ({"cache_params": cache} if is_mamba else {"past_key_values": cache})
+        out = model(input_ids=x, use_cache=True, logits_to_keep=1, **kw)
+        return out.logits[0, -1].argmax().item(), (out.cache_params if is_mamba else out.past_key_values)
+
+    with torch.no_grad():
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        token, cache = forward(ids, None)
+        prefill = time.perf_counter() - t0
+        greedy = [token]
+        # four untimed steps, as bench-gpu.ts (two plain, two with GPU timestamps) before it times
+        for _ in range(4):
+            token, cache = forward(torch.tensor([[token]], device="cuda"), cache)
+            greedy.append(token)
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        for _ in range(new_tokens):
+            token, cache = forward(torch.tensor([[token]], device="cuda"), cache)
+            if len(greedy) < 16:
+                greedy.append(token)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - t1
+    del cache
+    torch.cuda.empty_cache()
+    return {
+        "section": "decode", "name": f"decode {name}", "shape": f"ctx {context}", "impl": f"HF {type(model).__name__} forward with cache, greedy (fp32)",
+        "ms": seconds * 1e3 / new_tokens, "rate": new_tokens / seconds, "unit": "tok/s", "iterations": new_tokens,
+        "prefill tok/s": context / prefill, "greedy": greedy,
+    }
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", choices=["matmul", "attention"])
+    p.add_argument("--quick", action="store_true", help="small shapes and models (a smoke run)")
+    p.add_argument("--only", help=f"comma-separated sections ({', '.join(SECTIONS)}; default all)")
+    p.add_argument("--decode-dir", help="decode: build, save and time the models configured under DIR/NAME/config.json")
     args = p.parse_args()
+    only = SECTIONS if not args.only else args.only.split(",")
+    for s in only:
+        if s not in SECTIONS:
+            p.error(f"--only: unknown section {s!r} (sections: {', '.join(SECTIONS)})")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     adapter = torch.cuda.get_device_name()
-    print(f"# torch {torch.__version__} on {adapter}, fp32, TF32 off")
+    print(f"# torch {torch.__version__} on {adapter}, fp32, TF32 off", flush=True)
     results = []
-    if args.only != "attention":
+
+    def add(r):
+        results.append(r)
+        if "error" in r:
+            print(f"{r['name']:18} {r['shape']:26} {r['error']}", flush=True)
+        else:
+            print(f"{r['name']:18} {r['shape']:26} {r['ms']:10.3f} ms {r['rate']:9.2f} {r['unit']}", flush=True)
+
+    def guarded(name, shape, f):
+        try:
+            add(f())
+        except torch.cuda.OutOfMemoryError:
+            add({"section": name.split()[0], "name": name, "shape": shape, "error": "out of memory"})
+        torch.cuda.empty_cache()
+
+    if "copy" in only:
+        add(bench_copy(2**18 if args.quick else 2**28))
+    if "scan" in only:
+        for T in [256, 1024] if args.quick else [1024, 4096, 16384, 65536]:
+            guarded("scan fwd", f"B1 D1536 N16 T{T}", lambda: bench_scan(T))
+    if "decode" in only and args.decode_dir:
+        contexts, new_tokens = ([16, 100], 4) if args.quick else ([16, 2048, 16384], 64)
+        for name in sorted(os.listdir(args.decode_dir)):
+            d = os.path.join(args.decode_dir, name)
+            if not os.path.isfile(os.path.join(d, "config.json")):
+                continue
+            t0 = time.perf_counter()
+            model = build_decode_model(d)
+            params = sum(p.numel() for p in model.parameters())
+            print(f"# {name}: {type(model).__name__} {params / 1e6:.1f}M parameters, built and saved in {time.perf_counter() - t0:.1f} s", flush=True)
+            for c in contexts:
+                guarded(f"decode {name}", f"ctx {c}", lambda: bench_decode(model, name, c, new_tokens))
+            del model
+            torch.cuda.empty_cache()
+    if "matmul" in only:
         for n in [256, 512] if args.quick else [4096, 8192]:
-            results.append(bench_matmul(n))
-    if args.only != "matmul":
+            add(bench_matmul(n))
+    if "attention" in only:
         for T in [128, 256] if args.quick else [1024, 4096, 16384, 65536]:
             for backward in (False, True):
-                try:
-                    results.append(bench_attention(T, backward))
-                except torch.cuda.OutOfMemoryError:
-                    results.append({"name": "attention fwd+bwd" if backward else "attention fwd", "shape": f"T{T}", "error": "out of memory"})
-                torch.cuda.empty_cache()
-    for r in results:
-        if "error" in r:
-            print(f"{r['name']:18} {r['shape']:24} {r['error']}")
-        else:
-            print(f"{r['name']:18} {r['shape']:24} {r['ms']:10.3f} ms {r['tflops']:7.2f} TFLOP/s")
+                name = "attention fwd+bwd" if backward else "attention fwd"
+                guarded(name, f"B1 H16 K64 T{T} causal", lambda: bench_attention(T, backward))
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"backend": "torch", "adapter": adapter, "torch": torch.__version__, "results": results}, f, indent=2)

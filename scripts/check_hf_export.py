@@ -19,7 +19,12 @@ for d in sys.argv[1:]:
         failed += 1
         continue
     ref = load_file(os.path.join(d, "reference.safetensors"))
-    model, info = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, output_loading_info=True)
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, output_loading_info=True)
+    except Exception as e:  # one directory that does not load is reported, the others still checked
+        print(f"{d}: does not load: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} FAIL")
+        failed += 1
+        continue
     model.eval()
     bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     with torch.no_grad():

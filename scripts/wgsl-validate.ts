@@ -1,6 +1,6 @@
 /**
  * Compiles (to a shader module: no pipeline, so no workgroup-memory limit) the WGSL of every
- * tile variant in bench-gpu-variants.ts on SwiftShader, so that a GPU run never meets a variant
+ * tile variant in src/bench/gpu/variants.ts on SwiftShader, so that a GPU run never meets a variant
  * that does not parse:  npx tsx scripts/wgsl-validate.ts
  */
 import { WebGpuBackend } from "../src/backend/webgpu/index.js";
@@ -9,7 +9,7 @@ import { matmulDef } from "../src/backend/webgpu/matmul.js";
 import { forwardDef } from "../src/backend/webgpu/attention_forward.js";
 import { backwardDef } from "../src/backend/webgpu/attention_backward.js";
 import { useSwiftShader } from "../test/webgpu_helpers.js";
-import { VARIANTS } from "./bench-gpu-variants.js";
+import { VARIANTS } from "../src/bench/gpu/variants.js";
 useSwiftShader();
 const be = await WebGpuBackend.create();
 const defs = [

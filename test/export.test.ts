@@ -18,7 +18,7 @@ import { buildModel } from "../src/models/registry.js";
 import { loadModel, readModelConfig } from "../src/models/load.js";
 import { preset } from "../src/models/presets.js";
 import type { CausalLM } from "../src/models/causal_lm.js";
-import { asTransformers, writeTransformersDir } from "../src/models/export.js";
+import { asTransformers, configJson, writeTransformersDir } from "../src/models/export.js";
 import { gridOf } from "../src/models/native_export.js";
 import { writeReference } from "../src/cli/commands/export.js";
 import { ModuleContext } from "../src/nn/module.js";
@@ -191,4 +191,12 @@ test("CLI: seqlab export --hf DIR --model PRESET --reference, then seqlab verify
     assert.equal(lines.length, 1, e.stderr);
     assert.match(lines[0], re);
   }
+});
+
+test("config.json writes whole numbers of float fields as floats (transformers 5 refuses time_step_limit [0, inf], time_step_scale 1)", () => {
+  const text = configJson({ time_step_limit: [0, { __float__: "Infinity" }], time_step_scale: 1, num_hidden_layers: 2 });
+  assert.match(text, /"time_step_limit": \[\s*0\.0,/);
+  assert.match(text, /"time_step_scale": 1\.0,/);
+  assert.match(text, /"num_hidden_layers": 2\b/);
+  assert.deepEqual(JSON.parse(text).time_step_limit, [0, { __float__: "Infinity" }]);
 });

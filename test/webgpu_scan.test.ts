@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { refKernels } from "../src/backend/ref/index.js";
 import { Rng } from "../src/util/rng.js";
 import { gpuBackend, compareKernel, input, output, randArray } from "./webgpu_helpers.js";
+import { relErr } from "./helpers.js";
 
 const rng = new Rng(21);
 const TOL = 2e-5;
@@ -136,6 +137,49 @@ test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional
         input(randArray(B * G * N, rng)), input(randArray(B * G * N, rng)), Dskip && input(Dskip), bias && input(bias), { ...d, T: 1 },
       ]);
       assert.ok(Math.max(...errsS) < TOL, `ssd step ${JSON.stringify(d)}: ${errsS}`);
+    }
+  }
+});
+
+test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks", async () => {
+  const be = await gpuBackend();
+  const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
+  const core = new ScanCore(be.ctx);
+  const sg = be.ctx.acquired.subgroupMinSize;
+  const plans = [
+    { L: 1, I: 8, DB: 4, NS: 16 },
+    { L: 1, I: 3, DB: 5, NS: 4 },
+    ...(sg >= 2 ? [{ L: 2, I: 4, DB: 8, NS: 8 }] : []),
+    ...(sg >= 4 ? [{ L: 4, I: 8, DB: 4, NS: 16 }, { L: 4, I: 2, DB: 3, NS: 4 }] : []),
+  ];
+  const cases = [
+    { B: 2, T: 100, D: 7, N: 16, chunk: 10 },
+    { B: 1, T: 77, D: 9, N: 6, chunk: 64 },
+    { B: 1, T: 33, D: 4, N: 40, chunk: 8 },
+  ];
+  for (const plan of plans) {
+    for (const c of cases) {
+      const { B, T, D, N, chunk } = c;
+      const K = Math.ceil(T / chunk);
+      const d = { ...c, deltaSoftplus: true };
+      const args = [
+        randArray(B * T * D, rng), randArray(B * T * D, rng, 0.7), uniformArray(D * N, -2, -0.1), randArray(B * T * N, rng), randArray(B * T * N, rng),
+        randArray(D, rng), randArray(B * T * D, rng), uniformArray(D, 0.5, 1.5), randArray(B * D * N, rng),
+      ];
+      const want = [new Float32Array(B * T * D), new Float32Array(B * D * N), new Float32Array(B * K * D * N)];
+      refKernels.selectiveScanForward(want[0], want[1], want[2], ...(args as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]), d);
+      const ins = args.map((a) => be.upload("f32", a));
+      const outs = want.map((w) => be.upload("f32", new Float32Array(w.length).fill(Number.NaN)));
+      const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = ins;
+      core.forward(outs[0], outs[1], outs[2], { u, dt, A, Bmat: Bm, Cmat: Cm, Dskip, z, dtBias }, s0, {
+        B, T, Dc: D, N, chunk, R: 1, G: 1, aPerState: true, softplus: true, clamp: false, dtMin: 0, dtMax: 0,
+      }, "sscan", plan);
+      for (let i = 0; i < 3; i++) {
+        const got = (await be.read(outs[i], "f32", want[i].length)) as Float32Array;
+        const e = relErr(Float64Array.from(got), Float64Array.from(want[i]));
+        assert.ok(e < TOL, `plan ${JSON.stringify(plan)} ${JSON.stringify(c)} output ${i}: ${e}`);
+      }
+      for (const h of [...ins, ...outs]) be.release(h);
     }
   }
 });

@@ -90,5 +90,34 @@ export async function writeTransformersDir(dir: string, m: TransformersModel): P
     tensors.map((t) => ({ name: t.name, dtype: "F32", shape: t.shape, data: t.data })),
     { format: "pt" },
   );
-  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(m.config, null, 2) + "\n");
+  fs.writeFileSync(path.join(dir, "config.json"), configJson(m.config));
+}
+
+/**
+ * Float fields of the configs exported (a number or a list of numbers), as transformers writes
+ * them; those the fixtures hold as whole numbers are among them.
+ */
+const FLOAT_FIELDS = new Set([
+  "time_step_limit", "time_step_scale", "time_step_min", "time_step_max", "time_step_floor", "router_aux_loss_coef", "rope_theta",
+  "attention_dropout", "attn_pdrop", "embd_pdrop", "resid_pdrop", "attention_multiplier", "embedding_multiplier", "logits_scaling", "residual_multiplier",
+]);
+
+/**
+ * config.json text. JSON.stringify writes 1.0 as 1, which transformers 5's strict config
+ * dataclasses refuse for some float fields (Mamba's time_step_scale, Jamba's
+ * router_aux_loss_coef, Mamba-2's time_step_limit [0, inf]: "Invalid item at index 0"), so whole
+ * numbers in float fields are written with a decimal point, as Python writes them.
+ */
+export function configJson(config: Record<string, unknown>): string {
+  const mark = "\u0000float:";
+  const text = JSON.stringify(
+    config,
+    function (this: unknown, key: string, value: unknown) {
+      if (!FLOAT_FIELDS.has(key)) return value;
+      const float = (x: unknown) => (typeof x === "number" && Number.isInteger(x) ? `${mark}${x}` : x);
+      return Array.isArray(value) ? value.map(float) : float(value);
+    },
+    2,
+  );
+  return text.replace(/"\\u0000float:(-?\d+)"/g, "$1.0") + "\n";
 }

@@ -3,16 +3,21 @@
  * bDtype "f16" / "bf16": b is u16 bits packed two to a u32 word, element 0 in the low half, as
  * cast writes them) and matrix-vector products (M = 1, decoding).
  *
- * Matrix-vector: every weight is read exactly once. With b (N, K) (transB, a Linear's weight)
- * a workgroup of 64 threads reads row j contiguously and sums it in workgroup memory; with b
- * (K, N) a thread per column j walks down the column, neighbouring threads reading neighbouring
- * words. Half weights are widened in registers as they are read; accumulation is f32.
+ * Matrix-vector: every weight is read exactly once. With f32 b (N, K) (transB, a Linear's
+ * weight, the decoding case) and K a multiple of 4, a group of R lanes (a subgroup's width, at
+ * most 32) reads row j as vec4s, UNROLL loads in flight per lane, and sums across its lanes with
+ * subgroup shuffles; a workgroup holds 256 / R rows. This is the kernel a decoding step spends its
+ * weight reads in: the LM head alone is V x C floats. Otherwise, with b (N, K), a workgroup of 64
+ * threads reads row j contiguously and sums it in workgroup memory; with b (K, N) a thread per
+ * column j walks down the column, neighbouring threads reading neighbouring words. Half weights
+ * are widened in registers as they are read; accumulation is f32.
  *
  * Half-weight matmul (M > 1): 16 x 16 output tiles, a and the decoded b staged in workgroup
  * memory 16 deep along K, so each weight is decoded once per tile row of the output.
  */
 import type { MatmulDims, WeightDtype } from "../kernels.js";
 import type { GpuContext } from "./context.js";
+import { grid1d } from "./context.js";
 import { HALF } from "./wgsl.js";
 import { launch, segmentSum, type S } from "./kit.js";
 
@@ -48,7 +53,80 @@ export function routeMatmul(ctx: GpuContext, out: S, a: S, b: S, d: MatmulDims):
   return true;
 }
 
+/** Lanes per row of the vec4 matrix-vector kernel; `shuffle` false sums them in workgroup memory. */
+export interface MatvecPlan {
+  lanes: number;
+  shuffle: boolean;
+}
+
+/** The widest lane group a subgroup holds, up to 32 (workgroup-memory sums without subgroups). */
+export function matvecPlan(subgroupMinSize: number): MatvecPlan {
+  return subgroupMinSize >= 4 ? { lanes: Math.min(32, subgroupMinSize), shuffle: true } : { lanes: 32, shuffle: false };
+}
+
+const VEC_WG = 256;
+const UNROLL = 4;
+
+/** f32 b (N, K) with K and the strides multiples of 4: rows as vec4s, see the file comment. */
+export function matvecRowsVec4(ctx: GpuContext, plan: MatvecPlan, out: S, a: S, b: S, uni: number[], N: number, batch: number): void {
+  const R = plan.lanes;
+  const rows = VEC_WG / R;
+  const masks = [];
+  for (let m = R >> 1; m >= 1; m >>= 1) masks.push(m);
+  const reduce = plan.shuffle
+    ? masks.map((m) => `s += subgroupShuffleXor(s, ${m}u);`).join(" ")
+    : `s = lanesum(s, lid, ${R}u);`;
+  const [gx, gy] = grid1d(N, rows);
+  launch(
+    ctx,
+    `matvec:vec4:${R}:${+plan.shuffle}`,
+    () => ({
+      label: "matvec:vec4",
+      uniforms: UNIFORMS,
+      bindings: [["out", "write", "array<f32>"], ["a", "read", "array<vec4<f32>>"], ["b", "read", "array<vec4<f32>>"]],
+      enables: plan.shuffle ? ["subgroups"] : [],
+      body: `${plan.shuffle ? "" : segmentSum("lanesum", VEC_WG, "f32")}
+@compute @workgroup_size(${VEC_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  // lanes of one row are consecutive invocations, inside one subgroup when shuffling
+  let lane = lid % ${R}u;
+  let j = (wid.y * nwg.x + wid.x) * ${rows}u + lid / ${R}u;
+  let p = wid.z;
+  var s = 0.0;
+  if (j < u.N) {
+    let ao = (p * u.sA) >> 2u;
+    let row = (p * u.sB + j * u.K) >> 2u;
+    let K4 = u.K >> 2u;
+    var acc = vec4<f32>(0.0);
+    var k = lane;
+    // UNROLL independent loads in flight before their multiply-adds
+    for (; k + ${(UNROLL - 1) * R}u < K4; k += ${UNROLL * R}u) {
+      ${[...Array(UNROLL).keys()].map((i) => `let b${i} = b[row + k + ${i * R}u];`).join(" ")}
+      ${[...Array(UNROLL).keys()].map((i) => `let a${i} = a[ao + k + ${i * R}u];`).join(" ")}
+      acc = ${[...Array(UNROLL).keys()].map((i) => `a${i} * b${i}`).join(" + ")} + acc;
+    }
+    for (; k < K4; k += ${R}u) { acc = a[ao + k] * b[row + k] + acc; }
+    s = (acc.x + acc.y) + (acc.z + acc.w);
+  }
+  ${reduce}
+  if (lane == 0u && j < u.N) {
+    let o = p * u.sO + j;
+    out[o] = select(0.0, out[o], u.acc != 0u) + s;
+  }
+}`,
+    }),
+    [out, a, b],
+    uni,
+    [gx, gy, batch],
+  );
+}
+
 function matvec(ctx: GpuContext, out: S, a: S, b: S, d: MatmulDims, dtype: WeightDtype, uni: number[], batch: number): void {
+  const [, , K, sA, sB] = uni;
+  if (dtype === "f32" && d.transB && K % 4 === 0 && sA % 4 === 0 && sB % 4 === 0) {
+    matvecRowsVec4(ctx, matvecPlan(ctx.acquired.subgroupMinSize), out, a, b, uni, d.N, batch);
+    return;
+  }
   const bindings: [string, "read" | "write", string][] = [["out", "write", "array<f32>"], ["a", "read", "array<f32>"], ["b", "read", "array<u32>"]];
   if (d.transB) {
     launch(

@@ -38,8 +38,17 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(b / step) * step;
 }
 
+/**
+ * Free buffers are handed out lowest creation number first (not last-released first): a
+ * sequence of acquires and releases that repeats, like a decoding step, then gets the very same
+ * buffers every time, so the context's bind-group cache hits (with last-in-first-out reuse the
+ * buffers of one step were a permutation of the previous step's).
+ */
 export class BufferPool {
+  /** per size class, free buffers sorted by decreasing creation number */
   private free = new Map<number, GPUBuffer[]>();
+  private order = new WeakMap<GPUBuffer, number>();
+  private created = 0;
   /** bytes of GPU memory held by pooled (free) buffers */
   pooledBytes = 0;
   /** bytes of GPU memory held by buffers in use (size classes, not tensor bytes) */
@@ -61,7 +70,9 @@ export class BufferPool {
       this.pooledBytes -= cls;
       return list.pop()!;
     }
-    return this.device.createBuffer({ size: cls, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+    const b = this.device.createBuffer({ size: cls, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+    this.order.set(b, this.created++);
+    return b;
   }
 
   release(buf: GPUBuffer): void {
@@ -71,7 +82,16 @@ export class BufferPool {
       return;
     }
     const list = this.free.get(buf.size) ?? [];
-    list.push(buf);
+    // insert keeping decreasing creation numbers (pop() takes the oldest buffer)
+    const k = this.order.get(buf) ?? -1;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.order.get(list[mid]) ?? -1) > k) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buf);
     this.free.set(buf.size, list);
     this.pooledBytes += buf.size;
   }

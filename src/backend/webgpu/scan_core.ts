@@ -24,6 +24,7 @@ import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import { LINEAR_INDEX, MATH } from "./wgsl.js";
 import { flags, launch, pow2, segmentSum, Temps, type Buf, type S } from "./kit.js";
+import { chooseScanForward, dispatchScanForward, type ScanForwardPlan } from "./scan_forward.js";
 
 /** The recurrence's sharing pattern and dims (see the file comment). */
 export interface ScanShape {
@@ -137,6 +138,12 @@ const ELEMENT = /* wgsl */ `
 export class ScanCore {
   constructor(private ctx: GpuContext) {}
 
+  /** The forward's tile plan for state size N on this device. */
+  forwardPlan(N: number): ScanForwardPlan {
+    const l = this.ctx.limits;
+    return chooseScanForward(N, { bytes: l.maxComputeWorkgroupStorageSize, invocations: l.maxComputeInvocationsPerWorkgroup, subgroupMinSize: this.ctx.acquired.subgroupMinSize });
+  }
+
   private geometry(s: ScanShape) {
     if (s.N > WG) throw new SeqlabError(`webgpu: scan state size ${s.N} exceeds ${WG}`);
     const K = Math.ceil(s.T / s.chunk);
@@ -162,7 +169,39 @@ export class ScanCore {
     return [s.B, s.T, s.Dc, s.N, s.chunk, K, s.R, s.G, bps, offD, offBias, s.clamp ? s.dtMin : 0, s.clamp ? s.dtMax : 0];
   }
 
-  forward(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string): void {
+  /**
+   * The forward (scan_forward.ts): one pass, each decay computed once. `plan` overrides the
+   * device's default tile (benchmarks and tests).
+   */
+  forward(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string, plan?: ScanForwardPlan): void {
+    const { ctx } = this;
+    if (s.B * s.T * s.Dc === 0) return;
+    const p = plan ?? this.forwardPlan(s.N);
+    const K = Math.ceil(s.T / s.chunk);
+    const seg = s.Dc / s.G;
+    const bps = Math.ceil(seg / p.DB);
+    const temps = new Temps(ctx);
+    const prm = this.params(temps, s, x);
+    const c = common(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_IN: !!stateIn, HAS_OUT: !!stateOut, HAS_CKPT: !!checkpoints });
+    dispatchScanForward(
+      ctx,
+      p,
+      c.key,
+      tag,
+      c.wgsl,
+      { B: s.B, N: s.N, nblk: s.G * bps },
+      { out, ckpt: temps.or(checkpoints), stateOut: temps.or(stateOut), u: x.u, dt: x.dt, Bm: x.Bmat, Cm: x.Cmat, z: temps.or(x.z), stateIn: temps.or(stateIn), params: prm.buf },
+      UNIFORMS,
+      this.uniforms(s, K, bps, prm.offD, prm.offBias),
+    );
+    temps.release();
+  }
+
+  /**
+   * The earlier three-pass forward (chunk partials, carries, outputs: each decay computed twice
+   * with the software exp): kept for the benchmark's before/after comparison.
+   */
+  forwardChunked(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string): void {
     const { ctx } = this;
     if (s.B * s.T * s.Dc === 0) return;
     const { K, bps, nblk } = this.geometry(s);

@@ -1,6 +1,8 @@
 /**
  * `seqlab bench decode`: decoding throughput of a model directory.
  * `seqlab bench cpu`: the cpu backend against llama.cpp on the same weights (src/bench/cpu.ts).
+ * `seqlab bench gpu`: the webgpu kernels and decoding on this machine's GPU, with PyTorch's
+ * numbers from the same card when given (src/bench/gpu/run.ts).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -16,12 +18,14 @@ import { SeqlabError } from "../../util/errors.js";
 import { table } from "../../util/format.js";
 import { intFlag } from "../args.js";
 import { BACKEND_OPTIONS, threadsFlag, type Command, type Values } from "../command.js";
+import { parseSections, runGpuBench, SECTIONS, type TorchFile } from "../../bench/gpu/run.js";
 
 export const benchCommand: Command = {
   name: "bench",
-  summary: "benchmarks: `bench decode --model DIR` (prefill and decode tokens/s), `bench cpu` (cpu backend vs llama.cpp)",
+  summary: "benchmarks: `bench decode --model DIR` (prefill and decode tokens/s), `bench cpu` (cpu backend vs llama.cpp), `bench gpu` (webgpu kernels and decoding vs PyTorch)",
   usage: "decode --model DIR [--prompt-tokens N] [--new-tokens M] [--threads T] [--backend NAME] [--json] [--out FILE]\n" +
-    "       seqlab bench cpu [--threads N] [--out FILE] [--quick] [--models mamba,mamba2,llama] [--types f32,f16] [--repeats R] [--cache DIR]",
+    "       seqlab bench cpu [--threads N] [--out FILE] [--quick] [--models mamba,mamba2,llama] [--types f32,f16] [--repeats R] [--cache DIR]\n" +
+    "       seqlab bench gpu [--out FILE] [--torch FILE] [--quick] [--only SECTIONS] [--check] [--variants] [--model-dir DIR]",
   options: {
     model: { type: "string", help: "decode: model directory (config.json + model.safetensors)" },
     "prompt-tokens": { type: "string", default: "128", help: "decode: random prompt length" },
@@ -29,16 +33,22 @@ export const benchCommand: Command = {
     seed: { type: "string", default: "0", help: "seed for the prompt (cpu: and the model weights)" },
     json: { type: "boolean", help: "print the result as JSON" },
     out: { type: "string", help: "also write the JSON result to this file" },
-    quick: { type: "boolean", help: "cpu: tiny models and short runs (a smoke test of the whole benchmark)" },
+    quick: { type: "boolean", help: "cpu, gpu: tiny models / small shapes and short runs (a smoke test of the whole benchmark)" },
     models: { type: "string", help: `cpu: models to run (${BENCH_MODELS.join(",")})` },
     types: { type: "string", help: `cpu: weight types to run (${BENCH_TYPES.join(",")})` },
     repeats: { type: "string", help: "cpu: runs of each engine per measurement (default 3; 1 with --quick)" },
     cache: { type: "string", help: "cpu: where the benchmark models are written once and reused (default: the system temp dir)" },
+    torch: { type: "string", help: "gpu: PyTorch's results from the same card (scripts/bench_gpu_torch.py --out)" },
+    only: { type: "string", help: `gpu: comma-separated sections (${SECTIONS.join(", ")}; default all)` },
+    check: { type: "boolean", help: "gpu: compare each kernel timed against the CPU reference first" },
+    variants: { type: "boolean", help: "gpu: also time other tile shapes and scan plans" },
+    "model-dir": { type: "string", help: "gpu: decode the models saved under DIR/NAME by scripts/bench_gpu_torch.py --decode-dir (default: seeded weights)" },
     ...BACKEND_OPTIONS,
   },
   async run(v, pos) {
     if (pos[0] === "cpu" && pos.length === 1) return runCpu(v);
-    if (pos[0] !== "decode" || pos.length !== 1) throw new SeqlabError(`bench: give a benchmark name: decode or cpu (got ${pos.length ? `"${pos.join(" ")}"` : "none"})`);
+    if (pos[0] === "gpu" && pos.length === 1) return runGpu(v);
+    if (pos[0] !== "decode" || pos.length !== 1) throw new SeqlabError(`bench: give a benchmark name: decode, cpu or gpu (got ${pos.length ? `"${pos.join(" ")}"` : "none"})`);
     return runDecode(v);
   },
 };
@@ -95,4 +105,29 @@ async function runCpu(v: Values): Promise<number> {
   } finally {
     await be.dispose();
   }
+}
+
+async function runGpu(v: Values): Promise<number> {
+  const sections = parseSections(v.only as string | undefined);
+  if (typeof sections === "string") throw new SeqlabError(`bench gpu: --only: unknown section "${sections}" (sections: ${SECTIONS.join(", ")})`);
+  let torch: TorchFile | null = null;
+  if (v.torch) {
+    const file = String(v.torch);
+    if (!fs.existsSync(file)) throw new SeqlabError(`bench gpu: --torch ${file}: no such file`);
+    try {
+      torch = JSON.parse(fs.readFileSync(file, "utf8")) as TorchFile;
+    } catch (e) {
+      throw new SeqlabError(`bench gpu: --torch ${file}: not JSON (${(e as Error).message.split("\n")[0]})`);
+    }
+    if (!Array.isArray(torch?.results)) throw new SeqlabError(`bench gpu: --torch ${file}: no "results" list (write it with scripts/bench_gpu_torch.py --out)`);
+  }
+  const modelDir = v["model-dir"] as string | undefined;
+  if (modelDir !== undefined && !fs.existsSync(modelDir)) throw new SeqlabError(`bench gpu: --model-dir ${modelDir}: no such directory`);
+  const json = await runGpuBench({ quick: !!v.quick, sections, check: !!v.check, variants: !!v.variants, torch, modelDir, log: (l) => console.log(l) });
+  if (v.out) {
+    fs.mkdirSync(path.dirname(path.resolve(String(v.out))), { recursive: true });
+    fs.writeFileSync(String(v.out), JSON.stringify(json, null, 2) + "\n");
+    console.log(`# wrote ${v.out}`);
+  }
+  return (json.checks as { ok: boolean }[]).some((c) => !c.ok) ? 1 : 0;
 }

@@ -1,11 +1,11 @@
 /**
- * Tile variants that scripts/bench-gpu.ts times with --variants (names are what its tables
+ * Tile variants that `seqlab bench gpu --variants` (and scripts/bench-gpu.ts) times (names are what its tables
  * print), and that scripts/wgsl-validate.ts compiles: the candidates of the current tuning round.
  */
-import { TILE_LARGE, TILE_WIDE, type MatmulTile } from "../src/backend/webgpu/matmul.js";
-import type { ForwardTiles } from "../src/backend/webgpu/attention_forward.js";
-import type { TileShape } from "../src/backend/webgpu/attention_tiles.js";
-import type { BackwardKind } from "../src/backend/webgpu/attention_backward.js";
+import { TILE_LARGE, TILE_WIDE, type MatmulTile } from "../../backend/webgpu/matmul.js";
+import type { ForwardTiles } from "../../backend/webgpu/attention_forward.js";
+import type { TileShape } from "../../backend/webgpu/attention_tiles.js";
+import type { BackwardKind } from "../../backend/webgpu/attention_backward.js";
 
 export type BackwardTiles = Record<BackwardKind, TileShape>;
 

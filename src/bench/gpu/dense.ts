@@ -1,0 +1,126 @@
+/**
+ * The dense kernels of the GPU benchmark: fp32 matmul (2 M N K FLOPs) and causal attention
+ * B=1 H=16 K=64 (forward 4 K H per visible (query, key) pair, backward 2.5x the forward:
+ * FlashAttention-2's count), with their checks against the CPU reference and the tile variants
+ * of variants.ts.
+ */
+import type { WebGpuBackend } from "../../backend/webgpu/index.js";
+import type { AttentionDims, MatmulDims } from "../../backend/kernels.js";
+import { refKernels } from "../../backend/ref/index.js";
+import { dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
+import { dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
+import type { ForwardTiles } from "../../backend/webgpu/attention_forward.js";
+import type { BackwardTiles } from "./variants.js";
+import { compare, filled, patterned, randn, timeIt, type Check, type Result } from "./timing.js";
+
+export async function benchMatmul(be: WebGpuBackend, n: number, tile?: [string, MatmulTile]): Promise<Result> {
+  const a = patterned(be, n * n, 1);
+  const b = patterned(be, n * n, 1);
+  const out = filled(be, n * n, 0);
+  const d: MatmulDims = { M: n, N: n, K: n, transA: false, transB: false, accumulate: false };
+  const iterations = n <= 4096 ? 10 : 3;
+  const record = tile ? () => dispatchMatmul(be.ctx, tile[1], out, a, b, d) : () => be.kernels.matmul(out, a, b, d);
+  const { seconds, timing } = await timeIt(be, record, iterations);
+  for (const h of [a, b, out]) be.release(h);
+  return { section: "matmul", name: "matmul", shape: `${n}x${n}x${n}`, variant: tile?.[0], ms: seconds * 1e3, rate: (2 * n ** 3) / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
+}
+
+export interface AttentionVariant {
+  name: string;
+  forward?: ForwardTiles;
+  backward?: BackwardTiles;
+}
+
+export async function benchAttention(be: WebGpuBackend, T: number, backward: boolean, variant?: AttentionVariant): Promise<Result> {
+  const B = 1;
+  const H = 16;
+  const K = 64;
+  const d: AttentionDims = { B, T, S: T, H, G: H, K, scale: 1 / Math.sqrt(K), causal: true, qOffset: 0, kvRows: T };
+  const n = B * T * H * K;
+  const q = patterned(be, n, 1);
+  const k = patterned(be, n, 1);
+  const v = patterned(be, n, 1);
+  const out = filled(be, n, 0);
+  const lse = filled(be, B * H * T, 0);
+  const grads = backward ? [patterned(be, n, 1), filled(be, n, 0), filled(be, n, 0), filled(be, n, 0)] : [];
+  const record = () => {
+    if (variant?.forward) dispatchAttentionForward(be.ctx, variant.forward, out, lse, q, k, v, d);
+    else be.kernels.attentionForward(out, lse, q, k, v, d);
+    if (backward) {
+      const [dout, dq, dk, dv] = grads;
+      if (variant?.backward) dispatchAttentionBackward(be.ctx, variant.backward, [dq, dk, dv], dout, q, k, v, out, lse, d);
+      else be.kernels.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d);
+    }
+  };
+  const iterations = T <= 4096 ? 10 : T <= 16384 ? 3 : 1;
+  const { seconds, timing } = await timeIt(be, record, iterations);
+  for (const h of [q, k, v, out, lse, ...grads]) be.release(h);
+  const pairs = (T * (T + 1)) / 2; // visible (query, key) pairs under the causal mask
+  const forwardFlops = 4 * pairs * K * H * B;
+  const flops = backward ? 3.5 * forwardFlops : forwardFlops;
+  const name = backward ? "attention fwd+bwd" : "attention fwd";
+  return { section: "attention", name, shape: `B${B} H${H} K${K} T${T} causal`, variant: variant?.name, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
+}
+
+export async function checkMatmul(be: WebGpuBackend, name: string, tile: MatmulTile | null, d: MatmulDims): Promise<Check> {
+  const { M, N, K } = d;
+  const errs = await compare(
+    be,
+    [randn(M * K), randn(K * N)],
+    [M * N],
+    ([out], [a, b]) => refKernels.matmul(out, a, b, d),
+    ([out], [a, b]) => (tile ? dispatchMatmul(be.ctx, tile, out, a, b, d) : be.kernels.matmul(out, a, b, d)),
+  );
+  return { kernel: "matmul", variant: name, shape: JSON.stringify(d), relErr: errs, ok: errs.every((e) => e < 1e-5) };
+}
+
+export async function checkAttention(be: WebGpuBackend, v: AttentionVariant, d: AttentionDims): Promise<Check[]> {
+  const nq = d.B * d.T * d.H * d.K;
+  const nkv = d.B * d.kvRows * d.G * d.K;
+  const nl = d.B * d.H * d.T;
+  const q = randn(nq);
+  const k = randn(nkv);
+  const vv = randn(nkv);
+  const dout = randn(nq);
+  const checks: Check[] = [];
+  const shape = JSON.stringify(d);
+  const fwd = await compare(
+    be,
+    [q, k, vv],
+    [nq, nl],
+    ([out, lse], [q_, k_, v_]) => refKernels.attentionForward(out, lse, q_, k_, v_, d),
+    ([out, lse], [q_, k_, v_]) => (v.forward ? dispatchAttentionForward(be.ctx, v.forward, out, lse, q_, k_, v_, d) : be.kernels.attentionForward(out, lse, q_, k_, v_, d)),
+  );
+  checks.push({ kernel: "attentionForward", variant: v.name, shape, relErr: fwd, ok: fwd.every((e) => e < 1e-5) });
+  const out = new Float32Array(nq);
+  const lse = new Float32Array(nl);
+  refKernels.attentionForward(out, lse, q, k, vv, d);
+  const bwd = await compare(
+    be,
+    [dout, q, k, vv, out, lse],
+    [nq, nkv, nkv],
+    ([dq, dk, dv], ins) => refKernels.attentionBackward(dq, dk, dv, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], d),
+    ([dq, dk, dv], ins) =>
+      v.backward
+        ? dispatchAttentionBackward(be.ctx, v.backward, [dq, dk, dv], ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], d)
+        : be.kernels.attentionBackward(dq, dk, dv, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], d),
+  );
+  checks.push({ kernel: "attentionBackward", variant: v.name, shape, relErr: bwd, ok: bwd.every((e) => e < 1e-4) });
+  return checks;
+}
+
+/** Shapes for the checks: ragged, causal with a KV cache, grouped heads, and a full one. */
+export const MATMUL_CHECKS: MatmulDims[] = [
+  { M: 512, N: 512, K: 256, transA: false, transB: false, accumulate: false },
+  { M: 300, N: 260, K: 200, transA: false, transB: true, accumulate: false },
+  // large enough for the 128-wide tiles: aligned, and ragged with a transposed operand
+  { M: 2048, N: 2048, K: 64, transA: false, transB: false, accumulate: false },
+  { M: 1100, N: 2000, K: 36, transA: true, transB: false, accumulate: false },
+];
+export const ATTENTION_CHECKS: AttentionDims[] = [
+  { B: 1, T: 300, S: 300, H: 2, G: 1, K: 64, scale: 0.125, causal: true, qOffset: 0, kvRows: 300 },
+  { B: 2, T: 70, S: 107, H: 4, G: 2, K: 64, scale: 0.125, causal: true, qOffset: 37, kvRows: 110 },
+  { B: 1, T: 129, S: 129, H: 2, G: 2, K: 64, scale: 0.125, causal: false, qOffset: 0, kvRows: 129 },
+  // decoding: one query row over a long cache
+  { B: 1, T: 1, S: 3000, H: 4, G: 4, K: 64, scale: 0.125, causal: true, qOffset: 2999, kvRows: 3100 },
+];

@@ -1,0 +1,250 @@
+/**
+ * The GPU benchmark (`seqlab bench gpu`, dist/bench-gpu.mjs): webgpu kernels and decoding on
+ * this machine's GPU, joined with PyTorch's numbers from the same card
+ * (scripts/bench_gpu_torch.py writes them) into one JSON with the ratios.
+ *
+ * Sections: copy (the bandwidth ceiling, measured first), scan, matvec, decode, matmul,
+ * attention. --check compares every kernel timed against the CPU reference on random inputs
+ * first; --variants also times the candidate tiles of variants.ts and the scan plans below.
+ */
+import { WebGpuBackend } from "../../backend/webgpu/index.js";
+import { chooseMatmulTile, tileBytes } from "../../backend/webgpu/matmul.js";
+import { chooseBackwardTiles, chooseForwardTiles } from "../../backend/webgpu/attention.js";
+import { forwardBytes } from "../../backend/webgpu/attention_forward.js";
+import { threadsOf } from "../../backend/webgpu/attention_tiles.js";
+import { backwardBytes } from "../../backend/webgpu/attention_backward.js";
+import { ScanCore } from "../../backend/webgpu/scan_core.js";
+import { scanForwardBytes } from "../../backend/webgpu/scan_forward.js";
+import { VARIANTS } from "./variants.js";
+import { fmt, warmUp, type Check, type Result } from "./timing.js";
+import { ATTENTION_CHECKS, MATMUL_CHECKS, benchAttention, benchMatmul, checkAttention, checkMatmul, type AttentionVariant } from "./dense.js";
+import { benchCopy, benchMatvec, benchScan, checkMatvec, checkScan, type ScanVariant } from "./scan.js";
+import { benchDecode, DECODE_MODELS, QUICK_MODELS } from "./decode.js";
+
+export const SECTIONS = ["copy", "scan", "matvec", "decode", "matmul", "attention"] as const;
+export type Section = (typeof SECTIONS)[number];
+
+export interface GpuBenchOptions {
+  quick: boolean;
+  sections: Section[];
+  check: boolean;
+  variants: boolean;
+  /** PyTorch's JSON from the same card */
+  torch: TorchFile | null;
+  /** decode: load the models from DIR/NAME (scripts/bench_gpu_torch.py --decode-dir writes them) */
+  modelDir?: string;
+  log: (line: string) => void;
+}
+
+export interface TorchResult {
+  section?: string;
+  name: string;
+  shape: string;
+  ms?: number;
+  rate?: number;
+  unit?: string;
+  error?: string;
+  [k: string]: unknown;
+}
+
+export interface TorchFile {
+  adapter: string;
+  torch: string;
+  results: TorchResult[];
+}
+
+/** Scan forward plans timed with --variants (32 lanes: an NVIDIA subgroup), and the earlier kernel. */
+function scanVariants(be: WebGpuBackend): ScanVariant[] {
+  const l = be.ctx.limits;
+  const sg = be.ctx.acquired.subgroupMinSize;
+  const L = sg >= 2 ? Math.min(32, sg) : 1;
+  const plans = [
+    { L, I: 8, DB: 4, NS: 16 },
+    { L, I: 8, DB: 2, NS: 16 },
+    { L, I: 8, DB: 8, NS: 16 },
+    { L, I: 4, DB: 4, NS: 16 },
+    { L, I: 16, DB: 2, NS: 16 },
+    { L: Math.max(1, L / 2), I: 16, DB: 4, NS: 16 },
+  ].filter((p) => p.L * p.DB <= l.maxComputeInvocationsPerWorkgroup && scanForwardBytes(p, 16) <= l.maxComputeWorkgroupStorageSize);
+  return [{ name: "3-pass (before)", chunked: true }, ...plans.map((plan) => ({ name: `L${plan.L} I${plan.I} DB${plan.DB}`, plan }))];
+}
+
+export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, unknown>> {
+  const { quick, log } = o;
+  const has = (s: Section) => o.sections.includes(s);
+  const be = await WebGpuBackend.create({ timestamps: true });
+  try {
+    const ctx = be.ctx;
+    const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
+    const chosen = {
+      matmul: chooseMatmulTile(4096, 4096, 1, limits),
+      forward: chooseForwardTiles(64, limits, ctx.acquired.subgroupMinSize),
+      backward: { dkv: chooseBackwardTiles("dkv", 64, limits), dq: chooseBackwardTiles("dq", 64, limits) },
+      scanForward: new ScanCore(ctx).forwardPlan(16),
+    };
+    log(`# ${be.describe()}; subgroups >= ${ctx.acquired.subgroupMinSize}; tiles ${JSON.stringify(chosen)}`);
+    const fits = (bytes: number, threads: number) => bytes <= limits.bytes && threads <= limits.invocations;
+    const matmulVariants = Object.entries(VARIANTS.matmul).filter(([, t]) => fits(tileBytes(t), (t.BM / t.TM) * (t.BN / t.TN)));
+    const attnVariants: AttentionVariant[] = o.variants
+      ? [
+          ...Object.entries(VARIANTS.forward)
+            .filter(([, c]) => fits(forwardBytes(c, 64), threadsOf(c)) && (!c.shuffle || c.TX <= ctx.acquired.subgroupMinSize))
+            .map(([name, forward]) => ({ name, forward })),
+          ...Object.entries(VARIANTS.backward)
+            .filter(([, t]) => (["dq", "dkv"] as const).every((k) => fits(backwardBytes(k, t[k], 64), threadsOf(t[k]))))
+            .map(([name, backward]) => ({ name, backward })),
+        ]
+      : [];
+    const scanVars = o.variants ? scanVariants(be) : [];
+
+    const checks: Check[] = [];
+    if (o.check) {
+      const t0 = performance.now();
+      if (has("scan")) checks.push(...(await checkScan(be, scanVars)));
+      if (has("matvec") || has("decode")) checks.push(...(await checkMatvec(be)));
+      if (has("matmul")) {
+        for (const d of MATMUL_CHECKS) checks.push(await checkMatmul(be, "default", null, d));
+        if (o.variants) for (const [name, tile] of matmulVariants) checks.push(await checkMatmul(be, name, tile, MATMUL_CHECKS[0]));
+      }
+      if (has("attention") || has("decode")) {
+        for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: "default" }, d)));
+        for (const v of attnVariants) for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, v, d)));
+      }
+      for (const c of checks) if (!c.ok) log(`CHECK FAILED ${c.kernel} ${c.variant} ${c.shape}: rel err ${c.relErr.map((e) => e.toExponential(2)).join(" ")}`);
+      const kernels = [...new Set(checks.map((c) => c.kernel))];
+      const worst = kernels.map((k) => `${k} ${Math.max(...checks.filter((c) => c.kernel === k).flatMap((c) => c.relErr)).toExponential(2)}`);
+      log(`# checks: ${checks.filter((c) => c.ok).length}/${checks.length} pass (${((performance.now() - t0) / 1000).toFixed(1)} s); worst rel err: ${worst.join(", ")}`);
+    }
+
+    const results: Result[] = [];
+    const variantResults: Result[] = [];
+    const failures: string[] = [];
+    const report = (r: Result, into = results) => {
+      into.push(r);
+      log(fmt(r));
+    };
+    // a variant that fails (a pipeline the driver rejects, say) is reported and skipped
+    const attempt = async (what: string, f: () => Promise<Result>) => {
+      try {
+        report(await f(), variantResults);
+      } catch (e) {
+        failures.push(`${what}: ${(e as Error).message.split("\n")[0]}`);
+        log(`VARIANT FAILED ${failures[failures.length - 1]}`);
+      }
+    };
+    await warmUp(be, quick ? 256 : 4096);
+
+    let copyGBs: number | undefined;
+    if (has("copy") || has("scan") || has("matvec")) {
+      for (const r of await benchCopy(be, quick ? 2 ** 20 : 2 ** 28)) report(r);
+      copyGBs = Math.max(...results.filter((r) => r.section === "copy" && r.variant?.startsWith("wgsl")).map((r) => r.rate));
+      log(`# copy bandwidth (best WGSL copy): ${copyGBs.toFixed(0)} GB/s`);
+    }
+    const scanTs = quick ? [256, 1024] : [1024, 4096, 16384, 65536];
+    if (has("scan")) {
+      if (o.variants) for (const T of quick ? [1024] : [4096, 65536]) for (const v of scanVars) await attempt(`scan ${T} ${v.name}`, () => benchScan(be, T, false, v, copyGBs));
+      for (const T of scanTs) {
+        report(await benchScan(be, T, false, undefined, copyGBs));
+        report(await benchScan(be, T, true, undefined, copyGBs));
+      }
+    }
+    if (has("matvec")) {
+      const shapes = quick ? [[1000, 64]] : [[50280, 768], [3072, 768], [768, 1536], [2048, 768], [768, 2048]];
+      for (const [N, K] of shapes) report(await benchMatvec(be, N, K, copyGBs));
+    }
+    if (has("decode")) {
+      const decode = await benchDecode(be, {
+        contexts: quick ? [16, 100] : [16, 2048, 16384],
+        newTokens: quick ? 4 : 64,
+        piece: quick ? 64 : 2048,
+        models: quick ? QUICK_MODELS : DECODE_MODELS,
+        modelDir: o.modelDir,
+        copyGBs,
+        log,
+      });
+      for (const r of decode) report(r);
+    }
+    if (has("matmul")) {
+      if (o.variants) for (const n of quick ? [512] : [4096, 8192]) for (const e of matmulVariants) await attempt(`matmul ${n} ${e[0]}`, () => benchMatmul(be, n, e));
+      for (const n of quick ? [256, 512] : [4096, 8192]) report(await benchMatmul(be, n));
+    }
+    if (has("attention")) {
+      if (o.variants) {
+        for (const T of quick ? [256] : [4096, 16384]) {
+          for (const v of attnVariants) await attempt(`attention ${T} ${v.name}`, () => benchAttention(be, T, !!v.backward, v.backward ? { ...v, forward: chosen.forward } : v));
+        }
+      }
+      for (const T of quick ? [128, 256] : [1024, 4096, 16384, 65536]) {
+        report(await benchAttention(be, T, false));
+        report(await benchAttention(be, T, true));
+      }
+    }
+
+    const torch = o.torch;
+    const ratios = results.map((r) => {
+      const t = torch?.results.find((x) => x.name === r.name && x.shape === r.shape && typeof x.rate === "number");
+      return { name: r.name, shape: r.shape, unit: r.unit, webgpu: r.rate, torch: t?.rate ?? null, ratio: t?.rate ? r.rate / t.rate : null };
+    });
+    log(`# webgpu${torch ? ` vs torch ${torch.torch} on ${torch.adapter}` : ""}`);
+    for (const x of ratios) {
+      log(`${x.name.padEnd(18)} ${x.shape.padEnd(26)} webgpu ${x.webgpu.toPrecision(4).padStart(8)}  torch ${x.torch === null ? "    -   " : x.torch.toPrecision(4).padStart(8)} ${x.unit.padEnd(8)} ratio ${x.ratio === null ? "-" : x.ratio.toFixed(2)}`);
+    }
+    if (torch) {
+      const torchCopy = torch.results.find((x) => x.section === "copy" && typeof x.rate === "number");
+      if (torchCopy && copyGBs) log(`# copy bandwidth: webgpu ${copyGBs.toFixed(0)} GB/s, torch ${(torchCopy.rate as number).toFixed(0)} GB/s`);
+    }
+    const greedy = greedyAgreement(results, torch);
+    for (const g of greedy) log(`# greedy tokens ${g.name} ${g.shape}: ${g.same} of ${g.compared} the same as torch's`);
+    for (const r of results.filter((r) => r.section === "scan" && r.name === "scan fwd")) {
+      const t = ratios.find((x) => x.name === r.name && x.shape === r.shape);
+      log(`# ${r.name} ${r.shape}: ${r.rate.toFixed(0)} GB/s, ${copyGBs ? `${((100 * r.rate) / copyGBs).toFixed(0)}% of copy` : "no copy measured"}${t?.ratio ? `, ${t.ratio.toFixed(1)}x torch` : ""}`);
+    }
+    return {
+      backend: "webgpu",
+      adapter: be.describe(),
+      card: torch?.adapter ?? null,
+      timestamps: ctx.acquired.timestamps,
+      subgroupMinSize: ctx.acquired.subgroupMinSize,
+      copyGBs: copyGBs ?? null,
+      tiles: chosen,
+      results,
+      torch,
+      ratios,
+      greedy,
+      variants: variantResults,
+      failures,
+      checks,
+    };
+  } finally {
+    be.destroy();
+  }
+}
+
+/** Parses a comma-separated --only list (all sections when absent). */
+export function parseSections(only: string | undefined): Section[] | string {
+  if (!only) return [...SECTIONS];
+  const names = only.split(",").map((s) => s.trim());
+  const bad = names.find((n) => !(SECTIONS as readonly string[]).includes(n));
+  return bad !== undefined ? bad : (names as Section[]);
+}
+
+/**
+ * Greedy tokens of each decode result against torch's for the same model and context: both
+ * decode the same prompt with the same weights, so a difference is a numerical one (random
+ * weights leave near-ties in the logits) or a bug.
+ */
+function greedyAgreement(results: Result[], torch: TorchFile | null): { name: string; shape: string; same: number; compared: number }[] {
+  if (!torch) return [];
+  const out = [];
+  for (const r of results.filter((r) => r.section === "decode")) {
+    const t = torch.results.find((x) => x.name === r.name && x.shape === r.shape && Array.isArray(x.greedy));
+    const mine = String(r.extra?.greedy ?? "").split(" ").filter(Boolean).map(Number);
+    if (!t || !mine.length) continue;
+    const theirs = t.greedy as number[];
+    const compared = Math.min(mine.length, theirs.length);
+    let same = 0;
+    while (same < compared && mine[same] === theirs[same]) same++;
+    out.push({ name: r.name, shape: r.shape, same, compared });
+  }
+  return out;
+}
