@@ -59,7 +59,7 @@ export function preset(name: string, o: PresetOptions): Record<string, unknown> 
         v_low_rank_dim: lora,
         gate_low_rank_dim: 2 * lora,
         intermediate_size: 4 * C,
-        tie_word_embeddings: true,
+        tie_word_embeddings: false, // as RWKV-LM trains it
       };
     }
     case "rwkv4":

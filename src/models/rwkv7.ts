@@ -74,7 +74,11 @@ export class Rwkv7ForCausalLM extends CausalLM {
     super();
     const { V, C, L, layer } = config;
     this.backend = ctx.backend;
-    this.emb = new Embedding(ctx, V, C, { kind: "uniform", low: -1e-4, high: 1e-4 });
+    // RWKV-LM's tiny embedding init assumes an untied head; a tied table takes the head's
+    // init instead (ln0 normalises it on the way in), or the logits start at ~1e-4 and every
+    // gradient through the head with them, and training stalls at the unigram loss
+    const tiedInit = normalInit(0.5 / Math.sqrt(C));
+    this.emb = new Embedding(ctx, V, C, config.tieWordEmbeddings ? tiedInit : { kind: "uniform", low: -1e-4, high: 1e-4 });
     this.blocks = Array.from({ length: L }, (_, i) => new Rwkv7Block(ctx, layer, i));
     this.ln_out = new LayerNorm(ctx, C, layer.eps);
     this.head = new Linear(ctx, C, V, false, normalInit(0.5 / Math.sqrt(C)));
