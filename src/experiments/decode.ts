@@ -44,6 +44,8 @@ export interface DecodeOptions {
   log?: (line: string) => void;
 }
 
+const SETTLE_STEPS = 4;
+
 async function feed(be: Backend, model: CausalLM, state: InferenceState, ids: number[]): Promise<void> {
   await noGradAsync(() =>
     tidyAsync(async () => {
@@ -65,7 +67,7 @@ export async function runDecode(be: Backend, archs: Arch[], o: DecodeOptions): P
     const scratch = model.allocateState(1, 16);
     for (let i = 0; i < 4; i++) await feed(be, model, scratch, [tok()]);
     scratch.dispose();
-    const state = model.allocateState(1, last + o.steps + 1);
+    const state = model.allocateState(1, last + SETTLE_STEPS + o.steps + 1);
     const points: DecodePoint[] = [];
     let prefillSeconds = 0;
     for (const p of o.positions) {
@@ -76,6 +78,9 @@ export async function runDecode(be: Backend, archs: Arch[], o: DecodeOptions): P
       }
       prefillSeconds += (performance.now() - t0) / 1000;
       const bytes = state.bytes(); // held at position p, before the timed steps add to it
+      // a few untimed steps first: the prefill's freed buffers and the first single-token
+      // calls at this size (allocation, collection) would otherwise land on the timed ones
+      for (let i = 0; i < SETTLE_STEPS; i++) await feed(be, model, state, [tok()]);
       const times: number[] = [];
       for (let i = 0; i < o.steps; i++) {
         const s0 = performance.now();
