@@ -15,11 +15,12 @@ const { context, close } = await launch([]);
 try {
   await context.setOffline(true);
   const page = await context.newPage();
-  await page.setViewportSize({ width: 1300, height: 1000 });
+  // the summary and the first claims: the whole report is several screens long
+  await page.setViewportSize({ width: 1300, height: 1800 });
   await page.goto(`file://${path.resolve(report)}`);
   await page.waitForTimeout(1500); // charts animate in
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  await page.screenshot({ path: out, fullPage: true });
+  await page.screenshot({ path: out });
   console.log(`wrote ${out}`);
 } finally {
   await close();
