@@ -16,7 +16,7 @@ import { claim, splitLo, splitHi, hsum, hmax, at32 } from "./common";
 import { expNegv } from "./simd_math";
 import {
   BQ, BK, T, S, H, G, K, Kp, scale, kvRows, B,
-  setDims, qRow, kvRow, rowIndex, visible, visibleInBlock, scratchBegin, take,
+  setDims, qRow, kvRow, rowIndex, visible, visibleInBlock, scratchBegin, take, dotFourKeys,
 } from "./attention_common";
 
 export function attentionForward(
@@ -208,13 +208,6 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
   return s;
 }
 
-/** The four lane sums of a, b, c, d as one vector. */
-@inline function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7)); // a01 a23 b01 b23
-  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
-  return f32x4.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7));
-}
-
 /**
  * One query row (decoding): scores for every visible key (four keys per pass, sharing the
  * loads of q), softmax, then the weighted sum of value rows, 32 columns per pass with the
@@ -233,29 +226,11 @@ function decodeRow(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32,
   const p = take(n);
   const qr = qRow(q, b, t, h);
   const kvStride = <usize>G * K * 4;
-  const K4 = K & ~3;
   const sv = f32x4.splat(scale);
   let mv = f32x4.splat(-Infinity);
   let j = 0;
   for (; j + 4 <= n; j += 4) {
-    const k0 = kvRow(k, b, j, g);
-    const k1 = k0 + kvStride;
-    const k2 = k1 + kvStride;
-    const k3 = k2 + kvStride;
-    let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-    for (let c = 0; c < K4; c += 4) {
-      const o = <usize>c << 2;
-      const qv = v128.load(qr + o);
-      s0 = f32x4.add(s0, f32x4.mul(qv, v128.load(k0 + o)));
-      s1 = f32x4.add(s1, f32x4.mul(qv, v128.load(k1 + o)));
-      s2 = f32x4.add(s2, f32x4.mul(qv, v128.load(k2 + o)));
-      s3 = f32x4.add(s3, f32x4.mul(qv, v128.load(k3 + o)));
-    }
-    let s4 = hsum4(s0, s1, s2, s3);
-    for (let c = K4; c < K; c++) {
-      const qs = load<f32>(at32(qr, c));
-      s4 = f32x4.add(s4, f32x4.mul(f32x4.splat(qs), f32x4(load<f32>(at32(k0, c)), load<f32>(at32(k1, c)), load<f32>(at32(k2, c)), load<f32>(at32(k3, c)))));
-    }
+    let s4 = dotFourKeys(qr, kvRow(k, b, j, g), kvStride);
     s4 = f32x4.mul(s4, sv);
     v128.store(at32(p, j), s4);
     mv = f32x4.pmax(mv, s4);

@@ -89,3 +89,38 @@ export function take(floats: i32): usize {
   cursor += ((<usize>floats * 4 + 15) & ~15);
   return p;
 }
+
+/** The four lane sums of a, b, c, d as one vector. */
+@inline export function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7)); // a01 a23 b01 b23
+  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
+  return f32x4.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7));
+}
+
+/**
+ * q . k for the four key rows at k0, k0 + stride, ... (K columns, unscaled) as one vector: the
+ * loads of q are shared by the four keys, which is what makes a single query row worth
+ * vectorising across keys.
+ */
+@inline export function dotFourKeys(qr: usize, k0: usize, stride: usize): v128 {
+  const K4 = K & ~3;
+  const k1 = k0 + stride;
+  const k2 = k1 + stride;
+  const k3 = k2 + stride;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  for (let c = 0; c < K4; c += 4) {
+    const o = <usize>c << 2;
+    const qv = v128.load(qr + o);
+    s0 = f32x4.add(s0, f32x4.mul(qv, v128.load(k0 + o)));
+    s1 = f32x4.add(s1, f32x4.mul(qv, v128.load(k1 + o)));
+    s2 = f32x4.add(s2, f32x4.mul(qv, v128.load(k2 + o)));
+    s3 = f32x4.add(s3, f32x4.mul(qv, v128.load(k3 + o)));
+  }
+  let s4 = hsum4(s0, s1, s2, s3);
+  for (let c = K4; c < K; c++) {
+    const qs = f32x4.splat(load<f32>(qr + (<usize>c << 2)));
+    const o = <usize>c << 2;
+    s4 = f32x4.add(s4, f32x4.mul(qs, f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o))));
+  }
+  return s4;
+}

@@ -17,7 +17,7 @@
  */
 import { claim, splitLo, splitHi, hsum, hmax, at32 } from "./common";
 import { expNegv } from "./simd_math";
-import { H, G, K, Kp, scale, B, setDims, qRow, kvRow, visible, scratchBegin, take } from "./attention_common";
+import { H, G, K, Kp, scale, B, setDims, qRow, kvRow, visible, scratchBegin, take, dotFourKeys } from "./attention_common";
 
 /** keys per block: their rows (BJ * G * K floats) stay in L2 while every head reads them */
 const BJ = 64;
@@ -83,24 +83,7 @@ function scoreBlock(sc: usize, q: usize, k: usize, b: i32, j0: i32, jn: i32): vo
     const row = kvRow(k, b, j0 + j, 0);
     for (let h = 0; h < H; h++) {
       const qr = qRow(q, b, 0, h);
-      const k0 = row + <usize>(h / group) * K * 4;
-      const k1 = k0 + kvStride;
-      const k2 = k1 + kvStride;
-      const k3 = k2 + kvStride;
-      let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-      for (let c = 0; c < K4; c += 4) {
-        const off = <usize>c << 2;
-        const qv = v128.load(qr + off);
-        s0 = f32x4.add(s0, f32x4.mul(qv, v128.load(k0 + off)));
-        s1 = f32x4.add(s1, f32x4.mul(qv, v128.load(k1 + off)));
-        s2 = f32x4.add(s2, f32x4.mul(qv, v128.load(k2 + off)));
-        s3 = f32x4.add(s3, f32x4.mul(qv, v128.load(k3 + off)));
-      }
-      let s4 = hsum4(s0, s1, s2, s3);
-      for (let c = K4; c < K; c++) {
-        const qs = f32x4.splat(load<f32>(at32(qr, c)));
-        s4 = f32x4.add(s4, f32x4.mul(qs, f32x4(load<f32>(at32(k0, c)), load<f32>(at32(k1, c)), load<f32>(at32(k2, c)), load<f32>(at32(k3, c)))));
-      }
+      const s4 = dotFourKeys(qr, row + <usize>(h / group) * K * 4, kvStride);
       v128.store(at32(sc, h * BJ + j), f32x4.mul(s4, sv));
     }
   }
@@ -246,9 +229,3 @@ export function attentionDecodeCombine(tid: i32, nth: i32, out: usize, lse: usiz
   }
 }
 
-/** The four lane sums of a, b, c, d as one vector. */
-@inline function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
-  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
-  return f32x4.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7));
-}
