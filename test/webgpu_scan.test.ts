@@ -145,7 +145,7 @@ test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional
   }
 });
 
-test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks; block plans over many ragged tiles", async () => {
+test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks; block plans over many ragged tiles; chunk plans", async () => {
   const be = await gpuBackend();
   const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
   const core = new ScanCore(be.ctx);
@@ -166,6 +166,9 @@ test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgro
     { kind: "block" as const, L: 1, I: 2, DB: 3, W: 5, Q: 3 },
     // the long-sequence default's shape (4 steps a lane, two quads a barrier), smaller
     { kind: "block" as const, L: Math.min(4, Math.max(1, sg)), I: 4, DB: 2, W: 4, Q: 2 },
+    // scan_chunks.ts: chunks of 7 (not dividing T or the checkpoint interval) and 64 steps
+    { kind: "chunks" as const, CH: 7, WD: 4 },
+    { kind: "chunks" as const, CH: 64, WD: 3 },
   ];
   const cases = [
     { B: 2, T: 100, D: 7, N: 16, chunk: 10 },

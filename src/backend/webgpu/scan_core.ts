@@ -26,12 +26,17 @@ import { LINEAR_INDEX, MATH } from "./wgsl.js";
 import { flags, launch, pow2, segmentSum, Temps, type Buf, type S } from "./kit.js";
 import { chooseScanForward, dispatchScanForward, type ScanForwardPlan } from "./scan_forward.js";
 import { chooseScanBlock, dispatchScanBlock, fitScanBlock, scanBlockName, type ScanBlockPlan } from "./scan_block.js";
+import { dispatchScanChunks, scanChunksName, type ScanChunksPlan } from "./scan_chunks.js";
 
-/** Either forward kernel's tile: scan_forward.ts (a subgroup per channel) or scan_block.ts. */
-export type ScanPlan = ScanForwardPlan | ScanBlockPlan;
+/**
+ * A forward kernel and its tile: scan_forward.ts (a subgroup per channel), scan_block.ts, or
+ * scan_chunks.ts (benchmarks only so far).
+ */
+export type ScanPlan = ScanForwardPlan | ScanBlockPlan | ScanChunksPlan;
 
 export function scanPlanName(p: ScanPlan): string {
-  return "kind" in p ? scanBlockName(p) : `lanes L${p.L} I${p.I} DB${p.DB}`;
+  if (!("kind" in p)) return `lanes L${p.L} I${p.I} DB${p.DB}`;
+  return p.kind === "block" ? scanBlockName(p) : scanChunksName(p);
 }
 
 /**
@@ -208,7 +213,7 @@ export class ScanCore {
 
   /**
    * The forward (scan_forward.ts or scan_block.ts, as planFor says): one pass, each decay
-   * computed once. `plan` overrides the choice (benchmarks and tests).
+   * computed once. `plan` overrides the choice (benchmarks and tests; scan_chunks.ts only so).
    */
   forward(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string, plan?: ScanPlan): void {
     const { ctx } = this;
@@ -216,15 +221,19 @@ export class ScanCore {
     const p = plan ?? this.planFor(s);
     const K = Math.ceil(s.T / s.chunk);
     const seg = s.Dc / s.G;
-    const bps = Math.ceil(seg / p.DB);
     const temps = new Temps(ctx);
     const prm = this.params(temps, s, x);
     const c = common(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_IN: !!stateIn, HAS_OUT: !!stateOut, HAS_CKPT: !!checkpoints });
-    const shape = { B: s.B, N: s.N, nblk: s.G * bps };
     const bufs = { out, ckpt: temps.or(checkpoints), stateOut: temps.or(stateOut), u: x.u, dt: x.dt, Bm: x.Bmat, Cm: x.Cmat, z: temps.or(x.z), stateIn: temps.or(stateIn), params: prm.buf };
-    const uni = this.uniforms(s, K, bps, prm.offD, prm.offBias);
-    if ("kind" in p) dispatchScanBlock(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni);
-    else dispatchScanForward(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni);
+    const uni = (bps: number) => this.uniforms(s, K, bps, prm.offD, prm.offBias);
+    if ("kind" in p && p.kind === "chunks") {
+      dispatchScanChunks(ctx, p, c.key, tag, c.wgsl, s, bufs, UNIFORMS, uni);
+    } else {
+      const bps = Math.ceil(seg / p.DB);
+      const shape = { B: s.B, N: s.N, nblk: s.G * bps };
+      if ("kind" in p) dispatchScanBlock(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni(bps));
+      else dispatchScanForward(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni(bps));
+    }
     temps.release();
   }
 

@@ -16,6 +16,7 @@ import { backwardBytes } from "../../backend/webgpu/attention_backward.js";
 import { ScanCore, scanPlanName } from "../../backend/webgpu/scan_core.js";
 import { scanForwardBytes } from "../../backend/webgpu/scan_forward.js";
 import { scanBlockBytes, type ScanBlockPlan } from "../../backend/webgpu/scan_block.js";
+import type { ScanChunksPlan } from "../../backend/webgpu/scan_chunks.js";
 import { VARIANTS } from "./variants.js";
 import { fmt, warmUp, type Check, type Result } from "./timing.js";
 import { ATTENTION_CHECKS, MATMUL_CHECKS, benchAttention, benchMatmul, checkAttention, checkMatmul, type AttentionVariant } from "./dense.js";
@@ -56,7 +57,7 @@ export interface TorchFile {
 
 /**
  * Scan forward plans timed with --variants: the one-subgroup-per-channel kernel's default (the
- * kernel before the block one) and block tiles around the default.
+ * kernel before the block one), block tiles around the default, and scan_chunks.ts's chunks.
  */
 function scanVariants(be: WebGpuBackend): ScanVariant[] {
   const l = be.ctx.limits;
@@ -79,9 +80,16 @@ function scanVariants(be: WebGpuBackend): ScanVariant[] {
   ].filter((p) => p.L * p.DB * p.W <= l.maxComputeInvocationsPerWorkgroup && scanBlockBytes(p, 16) <= l.maxComputeWorkgroupStorageSize);
   // (the 3-pass kernel, 69 GB/s at T = 64k on an H200, is no longer timed: ScanVariant's
   // { chunked: true } still runs it)
+  // scan_chunks.ts: not yet timed on a GPU (bench/notes/gpu-tuning.md, next step 1)
+  const chunks: ScanChunksPlan[] = [
+    { kind: "chunks", CH: 64, WD: 64 },
+    { kind: "chunks", CH: 128, WD: 64 },
+    { kind: "chunks", CH: 256, WD: 128 },
+  ];
   return [
     ...lanes.map((plan) => ({ name: scanPlanName(plan), plan })),
     ...blocks.map((plan) => ({ name: scanPlanName(plan), plan })),
+    ...chunks.map((plan) => ({ name: scanPlanName(plan), plan })),
   ];
 }
 
