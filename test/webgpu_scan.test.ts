@@ -56,6 +56,8 @@ test("selective scan forward, backward and step: ragged T over chunks, optional 
     { B: 2, T: 13, D: 5, N: 3, chunk: 4 },
     { B: 1, T: 70, D: 33, N: 16, chunk: 64 },
     { B: 2, T: 9, D: 3, N: 40, chunk: 9 },
+    // T >= BLOCK_MIN_T: the default plan is scan_block.ts (ragged last tile, N % 4 != 0)
+    { B: 1, T: 1030, D: 6, N: 7, chunk: 100 },
   ];
   let variant = 0;
   for (const c of cases) {
@@ -102,6 +104,8 @@ test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional
     { B: 2, T: 11, H: 4, P: 3, N: 5, G: 2, chunk: 4 },
     { B: 1, T: 40, H: 2, P: 8, N: 32, G: 1, chunk: 16 },
     { B: 1, T: 7, H: 3, P: 5, N: 64, G: 3, chunk: 8 },
+    // the block kernel (T >= BLOCK_MIN_T) with shared steps per head and B/C groups
+    { B: 1, T: 1027, H: 2, P: 3, N: 8, G: 2, chunk: 128 },
   ];
   let variant = 0;
   for (const c of cases) {
@@ -141,7 +145,7 @@ test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional
   }
 });
 
-test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks", async () => {
+test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks; block plans over many ragged tiles; chunk plans", async () => {
   const be = await gpuBackend();
   const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
   const core = new ScanCore(be.ctx);
@@ -151,11 +155,26 @@ test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgro
     { L: 1, I: 3, DB: 5, NS: 4 },
     ...(sg >= 2 ? [{ L: 2, I: 4, DB: 8, NS: 8 }] : []),
     ...(sg >= 4 ? [{ L: 4, I: 8, DB: 4, NS: 16 }, { L: 4, I: 2, DB: 3, NS: 4 }] : []),
+    // scan_block.ts: tiles of W * L * I steps (16, 12, 36, 64) that divide no T below, and
+    // more groups than lanes; N = 40 takes the quad loop, N = 6 the scalar B/C reads
+    { kind: "block" as const, L: 1, I: 4, DB: 3, W: 4 },
+    { kind: "block" as const, L: 1, I: 3, DB: 1, W: 4 },
+    ...(sg >= 2 ? [{ kind: "block" as const, L: 2, I: 2, DB: 5, W: 3 }] : []),
+    ...(sg >= 4 ? [{ kind: "block" as const, L: 4, I: 3, DB: 2, W: 3 }, { kind: "block" as const, L: 4, I: 4, DB: 1, W: 4 }] : []),
+    // quads sharing a barrier: all four, and groups of three (the last one short)
+    { kind: "block" as const, L: Math.min(4, Math.max(1, sg)), I: 2, DB: 2, W: 3, Q: 4 },
+    { kind: "block" as const, L: 1, I: 2, DB: 3, W: 5, Q: 3 },
+    // the long-sequence default's shape (4 steps a lane, two quads a barrier), smaller
+    { kind: "block" as const, L: Math.min(4, Math.max(1, sg)), I: 4, DB: 2, W: 4, Q: 2 },
+    // scan_chunks.ts: chunks of 7 (not dividing T or the checkpoint interval) and 64 steps
+    { kind: "chunks" as const, CH: 7, WD: 4 },
+    { kind: "chunks" as const, CH: 64, WD: 3 },
   ];
   const cases = [
     { B: 2, T: 100, D: 7, N: 16, chunk: 10 },
     { B: 1, T: 77, D: 9, N: 6, chunk: 64 },
     { B: 1, T: 33, D: 4, N: 40, chunk: 8 },
+    { B: 1, T: 301, D: 5, N: 16, chunk: 64 },
   ];
   for (const plan of plans) {
     for (const c of cases) {

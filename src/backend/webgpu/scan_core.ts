@@ -25,6 +25,30 @@ import { grid1d } from "./context.js";
 import { LINEAR_INDEX, MATH } from "./wgsl.js";
 import { flags, launch, pow2, segmentSum, Temps, type Buf, type S } from "./kit.js";
 import { chooseScanForward, dispatchScanForward, type ScanForwardPlan } from "./scan_forward.js";
+import { chooseScanBlock, dispatchScanBlock, fitScanBlock, scanBlockName, type ScanBlockPlan } from "./scan_block.js";
+import { dispatchScanChunks, scanChunksName, type ScanChunksPlan } from "./scan_chunks.js";
+
+/**
+ * A forward kernel and its tile: scan_forward.ts (a subgroup per channel), scan_block.ts, or
+ * scan_chunks.ts (benchmarks only so far).
+ */
+export type ScanPlan = ScanForwardPlan | ScanBlockPlan | ScanChunksPlan;
+
+export function scanPlanName(p: ScanPlan): string {
+  if (!("kind" in p)) return `lanes L${p.L} I${p.I} DB${p.DB}`;
+  return p.kind === "block" ? scanBlockName(p) : scanChunksName(p);
+}
+
+/**
+ * Sequences at least BLOCK_MIN_T long take the block kernel (scan_block.ts), which was faster
+ * than scan_forward.ts at every length timed (1k to 64k steps, H200, B = 1, D = 1536, N = 16);
+ * shorter ones were not timed and keep scan_forward.ts. From BLOCK_LONG_T on, the block
+ * kernel's default tile (4 steps a lane, two state quads a barrier: 372 and 413 GB/s at 4k and
+ * 64k against 267 and 288 for the small tile); below it the small tile (258 against 210 GB/s at
+ * 1k). Numbers: bench/notes/gpu-tuning.md, "Selective scan forward, block kernel".
+ */
+export const BLOCK_MIN_T = 1024;
+export const BLOCK_LONG_T = 4096;
 
 /** The recurrence's sharing pattern and dims (see the file comment). */
 export interface ScanShape {
@@ -138,10 +162,28 @@ const ELEMENT = /* wgsl */ `
 export class ScanCore {
   constructor(private ctx: GpuContext) {}
 
-  /** The forward's tile plan for state size N on this device. */
-  forwardPlan(N: number): ScanForwardPlan {
+  private scanLimits() {
     const l = this.ctx.limits;
-    return chooseScanForward(N, { bytes: l.maxComputeWorkgroupStorageSize, invocations: l.maxComputeInvocationsPerWorkgroup, subgroupMinSize: this.ctx.acquired.subgroupMinSize });
+    return { bytes: l.maxComputeWorkgroupStorageSize, invocations: l.maxComputeInvocationsPerWorkgroup, subgroupMinSize: this.ctx.acquired.subgroupMinSize };
+  }
+
+  /** The one-subgroup-per-channel forward's tile plan for state size N on this device. */
+  forwardPlan(N: number): ScanForwardPlan {
+    return chooseScanForward(N, this.scanLimits());
+  }
+
+  /** The block forward's default tile (scan_block.ts). */
+  blockPlan(N: number): ScanBlockPlan {
+    return chooseScanBlock(N, this.scanLimits());
+  }
+
+  /**
+   * The plan `forward` runs without an override: the block kernel from BLOCK_MIN_T steps when
+   * its staged B/C tile fits the device's workgroup memory (large N may not), else scan_forward.ts.
+   */
+  planFor(s: ScanShape): ScanPlan {
+    const block = s.T >= BLOCK_MIN_T ? fitScanBlock(s.N, this.scanLimits(), s.T >= BLOCK_LONG_T ? {} : { I: 2, Q: 1 }) : null;
+    return block ?? this.forwardPlan(s.N);
   }
 
   private geometry(s: ScanShape) {
@@ -170,30 +212,28 @@ export class ScanCore {
   }
 
   /**
-   * The forward (scan_forward.ts): one pass, each decay computed once. `plan` overrides the
-   * device's default tile (benchmarks and tests).
+   * The forward (scan_forward.ts or scan_block.ts, as planFor says): one pass, each decay
+   * computed once. `plan` overrides the choice (benchmarks and tests; scan_chunks.ts only so).
    */
-  forward(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string, plan?: ScanForwardPlan): void {
+  forward(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string, plan?: ScanPlan): void {
     const { ctx } = this;
     if (s.B * s.T * s.Dc === 0) return;
-    const p = plan ?? this.forwardPlan(s.N);
+    const p = plan ?? this.planFor(s);
     const K = Math.ceil(s.T / s.chunk);
     const seg = s.Dc / s.G;
-    const bps = Math.ceil(seg / p.DB);
     const temps = new Temps(ctx);
     const prm = this.params(temps, s, x);
     const c = common(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_IN: !!stateIn, HAS_OUT: !!stateOut, HAS_CKPT: !!checkpoints });
-    dispatchScanForward(
-      ctx,
-      p,
-      c.key,
-      tag,
-      c.wgsl,
-      { B: s.B, N: s.N, nblk: s.G * bps },
-      { out, ckpt: temps.or(checkpoints), stateOut: temps.or(stateOut), u: x.u, dt: x.dt, Bm: x.Bmat, Cm: x.Cmat, z: temps.or(x.z), stateIn: temps.or(stateIn), params: prm.buf },
-      UNIFORMS,
-      this.uniforms(s, K, bps, prm.offD, prm.offBias),
-    );
+    const bufs = { out, ckpt: temps.or(checkpoints), stateOut: temps.or(stateOut), u: x.u, dt: x.dt, Bm: x.Bmat, Cm: x.Cmat, z: temps.or(x.z), stateIn: temps.or(stateIn), params: prm.buf };
+    const uni = (bps: number) => this.uniforms(s, K, bps, prm.offD, prm.offBias);
+    if ("kind" in p && p.kind === "chunks") {
+      dispatchScanChunks(ctx, p, c.key, tag, c.wgsl, s, bufs, UNIFORMS, uni);
+    } else {
+      const bps = Math.ceil(seg / p.DB);
+      const shape = { B: s.B, N: s.N, nblk: s.G * bps };
+      if ("kind" in p) dispatchScanBlock(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni(bps));
+      else dispatchScanForward(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni(bps));
+    }
     temps.release();
   }
 

@@ -13,8 +13,7 @@ import type { GpuTensorBuffer } from "../../backend/webgpu/pool.js";
 import type { SelectiveScanDims } from "../../backend/kernels_scan.js";
 import { refKernels } from "../../backend/ref/index.js";
 import { grid1d } from "../../backend/webgpu/context.js";
-import { ScanCore, type ScanShape } from "../../backend/webgpu/scan_core.js";
-import type { ScanForwardPlan } from "../../backend/webgpu/scan_forward.js";
+import { ScanCore, scanPlanName, type ScanPlan, type ScanShape } from "../../backend/webgpu/scan_core.js";
 import { compare, filled, patterned, randn, timeIt, uniform, type Check, type Result } from "./timing.js";
 
 const GB = 1e9;
@@ -76,7 +75,7 @@ function scanShape(d: SelectiveScanDims): ScanShape {
   return { B: d.B, T: d.T, Dc: d.D, N: d.N, chunk: d.chunk, R: 1, G: 1, aPerState: true, softplus: d.deltaSoftplus, clamp: false, dtMin: 0, dtMax: 0 };
 }
 
-export type ScanVariant = { name: string; plan: ScanForwardPlan } | { name: string; chunked: true };
+export type ScanVariant = { name: string; plan: ScanPlan } | { name: string; chunked: true };
 
 /**
  * The forward (training: checkpoints written) and, with `backward`, the backward after it.
@@ -118,7 +117,8 @@ export async function benchScan(be: WebGpuBackend, T: number, backward: boolean,
     section: "scan",
     name: backward ? "scan fwd+bwd" : "scan fwd",
     shape: `B${B} D${D} N${N} T${T}`,
-    variant: variant?.name,
+    // without a variant: the plan the backend chose for this shape (ScanCore.planFor)
+    variant: variant?.name ?? `default: ${scanPlanName(core.planFor(scanShape(d)))}`,
     ms: seconds * 1e3,
     rate,
     unit: "GB/s",
