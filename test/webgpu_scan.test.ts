@@ -58,6 +58,9 @@ test("selective scan forward, backward and step: ragged T over chunks, optional 
     { B: 2, T: 9, D: 3, N: 40, chunk: 9 },
     // T >= BLOCK_MIN_T: the default plan is scan_block.ts (ragged last tile, N % 4 != 0)
     { B: 1, T: 1030, D: 6, N: 7, chunk: 100 },
+    // T >= CHUNKS_MIN_T: the default plan is scan_chunks.ts (CH256 from CHUNKS_LONG_T is the same
+    // kernel with longer chunks; the tile-plan test below runs other chunk lengths)
+    { B: 1, T: 2050, D: 5, N: 7, chunk: 100 },
   ];
   let variant = 0;
   for (const c of cases) {
@@ -106,6 +109,8 @@ test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional
     { B: 1, T: 7, H: 3, P: 5, N: 64, G: 3, chunk: 8 },
     // the block kernel (T >= BLOCK_MIN_T) with shared steps per head and B/C groups
     { B: 1, T: 1027, H: 2, P: 3, N: 8, G: 2, chunk: 128 },
+    // scan_chunks.ts (T >= CHUNKS_MIN_T) with shared steps per head and B/C groups
+    { B: 1, T: 2051, H: 2, P: 3, N: 8, G: 2, chunk: 128 },
   ];
   let variant = 0;
   for (const c of cases) {

@@ -30,7 +30,7 @@ import { dispatchScanChunks, scanChunksName, type ScanChunksPlan } from "./scan_
 
 /**
  * A forward kernel and its tile: scan_forward.ts (a subgroup per channel), scan_block.ts, or
- * scan_chunks.ts (benchmarks only so far).
+ * scan_chunks.ts.
  */
 export type ScanPlan = ScanForwardPlan | ScanBlockPlan | ScanChunksPlan;
 
@@ -49,6 +49,17 @@ export function scanPlanName(p: ScanPlan): string {
  */
 export const BLOCK_MIN_T = 1024;
 export const BLOCK_LONG_T = 4096;
+
+/**
+ * From CHUNKS_MIN_T steps the chunk-parallel kernel (scan_chunks.ts) takes over: on the same H200
+ * run (bench/results/gpu-h200-scan-chunks-2026-11-26.json) CH64 reached 454 GB/s at 4k against
+ * the block kernel's 374, and CH256 732 GB/s at 64k against 421 (CH128 716, CH64 659); at 1k the
+ * block kernel stays ahead (258 against 125). Its N states live in registers, so it is used up
+ * to CHUNKS_MAX_N states (larger states keep the block kernel's staged tiles).
+ */
+export const CHUNKS_MIN_T = 2048;
+export const CHUNKS_LONG_T = 16384;
+export const CHUNKS_MAX_N = 64;
 
 /** The recurrence's sharing pattern and dims (see the file comment). */
 export interface ScanShape {
@@ -178,10 +189,12 @@ export class ScanCore {
   }
 
   /**
-   * The plan `forward` runs without an override: the block kernel from BLOCK_MIN_T steps when
-   * its staged B/C tile fits the device's workgroup memory (large N may not), else scan_forward.ts.
+   * The plan `forward` runs without an override: scan_chunks.ts from CHUNKS_MIN_T steps (N up to
+   * CHUNKS_MAX_N), the block kernel from BLOCK_MIN_T steps when its staged B/C tile fits the
+   * device's workgroup memory (large N may not), else scan_forward.ts.
    */
   planFor(s: ScanShape): ScanPlan {
+    if (s.T >= CHUNKS_MIN_T && s.N <= CHUNKS_MAX_N) return s.T >= CHUNKS_LONG_T ? { kind: "chunks", CH: 256, WD: 128 } : { kind: "chunks", CH: 64, WD: 64 };
     const block = s.T >= BLOCK_MIN_T ? fitScanBlock(s.N, this.scanLimits(), s.T >= BLOCK_LONG_T ? {} : { I: 2, Q: 1 }) : null;
     return block ?? this.forwardPlan(s.N);
   }
@@ -212,8 +225,8 @@ export class ScanCore {
   }
 
   /**
-   * The forward (scan_forward.ts or scan_block.ts, as planFor says): one pass, each decay
-   * computed once. `plan` overrides the choice (benchmarks and tests; scan_chunks.ts only so).
+   * The forward (scan_forward.ts, scan_block.ts or scan_chunks.ts, as planFor says). `plan`
+   * overrides the choice (benchmarks and tests).
    */
   forward(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string, plan?: ScanPlan): void {
     const { ctx } = this;

@@ -80,7 +80,7 @@ function scanVariants(be: WebGpuBackend): ScanVariant[] {
   ].filter((p) => p.L * p.DB * p.W <= l.maxComputeInvocationsPerWorkgroup && scanBlockBytes(p, 16) <= l.maxComputeWorkgroupStorageSize);
   // (the 3-pass kernel, 69 GB/s at T = 64k on an H200, is no longer timed: ScanVariant's
   // { chunked: true } still runs it)
-  // scan_chunks.ts: not yet timed on a GPU (bench/notes/gpu-tuning.md, next step 1)
+  // scan_chunks.ts: the default from 2k steps (ScanCore.planFor)
   const chunks: ScanChunksPlan[] = [
     { kind: "chunks", CH: 64, WD: 64 },
     { kind: "chunks", CH: 128, WD: 64 },
