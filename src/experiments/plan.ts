@@ -38,7 +38,7 @@ export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
   quick: {
     model: { vocab: 64, width: 32, layers: 2 },
     scaling: { lengths: pow2(256, 4096), memoryBudgetBytes: 64 * 2 ** 20, secondsPerPoint: 3 },
-    decode: { positions: [128, 512, 2048], steps: 16, chunk: 512 },
+    decode: { positions: [128, 512, 2048], steps: 8, chunk: 512 },
     selectiveCopy: { steps: 400, batch: 16, lr: 3e-3, length: 32, count: 4 },
     passkey: { steps: 400, batch: 16, lr: 3e-3, trainLengths: [32], evalLengths: [32, 64, 128], depths: [0.1, 0.9], smallState: 4 },
     mqar: { steps: 300, batch: 16, lr: 3e-3, length: 32, pairs: 4, states: [4, 16] },
@@ -47,7 +47,7 @@ export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
   default: {
     model: { vocab: 64, width: 64, layers: 2 },
     scaling: { lengths: pow2(256, 65536), memoryBudgetBytes: 2 ** 30, secondsPerPoint: 20 },
-    decode: { positions: [256, 1024, 4096, 16384], steps: 32, chunk: 1024 },
+    decode: { positions: [256, 1024, 4096, 16384], steps: 16, chunk: 1024 },
     selectiveCopy: { steps: 1600, batch: 32, lr: 3e-3, length: 64, count: 8 },
     passkey: { steps: 2000, batch: 32, lr: 3e-3, trainLengths: [32, 64], evalLengths: [32, 64, 128, 256, 512], depths: [0.1, 0.5, 0.9], smallState: 4 },
     mqar: { steps: 2000, batch: 32, lr: 3e-3, length: 32, pairs: 4, states: [4, 16] },

@@ -52,7 +52,7 @@ export interface ShowdownResults {
 export const UNITS: Record<string, string> = {
   seconds: "s (wall clock, best of repeats)",
   peakBytes: "bytes of tensor storage above what was live before the run",
-  msPerToken: "ms per decoded token (median)",
+  msPerToken: "ms per decoded token (mean over a round of steps, fastest of 5 rounds interleaved across positions)",
   kvCacheBytes: "bytes of KV cache filled",
   recurrentBytes: "bytes of recurrent state",
   timeSlope: "exponent k of time ~ T^k (log-log fit over the largest lengths)",
