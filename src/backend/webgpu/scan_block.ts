@@ -35,8 +35,7 @@
  */
 import { SeqlabError } from "../../util/errors.js";
 import type { GpuContext } from "./context.js";
-import { launch, type Buf, type S } from "./kit.js";
-import type { ScanLimits } from "./scan_forward.js";
+import { launchScanForwardKernel, type ScanForwardBuffers, type ScanLimits } from "./scan_forward.js";
 
 /** Tile shape: lanes per channel group, steps per lane, channels, groups along time. */
 export interface ScanBlockPlan {
@@ -345,28 +344,10 @@ export function dispatchScanBlock(
   tag: string,
   decl: string,
   shape: { B: number; N: number; nblk: number },
-  bufs: { out: S; ckpt: Buf; stateOut: Buf; u: S; dt: S; Bm: S; Cm: S; z: Buf; stateIn: Buf; params: Buf },
+  bufs: ScanForwardBuffers,
   uniforms: [string, "u32" | "f32"][],
   uniformValues: number[],
 ): void {
-  const vecBC = shape.N % 4 === 0;
-  const bc = vecBC ? "array<vec4<f32>>" : "array<f32>";
-  launch(
-    ctx,
-    `${tag}:fwdblk:${key}:${plan.L}:${plan.I}:${plan.DB}:${plan.W}:${plan.Q ?? 1}:${+vecBC}`,
-    () => ({
-      label: `${tag}:fwdblk`,
-      uniforms,
-      bindings: [
-        ["out", "write", "array<f32>"], ["ckpt", "write", "array<f32>"], ["stateOut", "write", "array<f32>"], ["uu", "read", "array<f32>"],
-        ["dt", "read", "array<f32>"], ["Bm", "read", bc], ["Cm", "read", bc], ["z", "read", "array<f32>"], ["stateIn", "read", "array<f32>"],
-        ["params", "read", "array<f32>"],
-      ],
-      enables: plan.L > 1 ? ["subgroups"] : [],
-      body: `${decl}${scanBlockWgsl(plan, shape.N, vecBC)}`,
-    }),
-    [bufs.out, bufs.ckpt, bufs.stateOut, bufs.u, bufs.dt, bufs.Bm, bufs.Cm, bufs.z, bufs.stateIn, bufs.params],
-    uniformValues,
-    [shape.nblk, shape.B],
-  );
+  const cacheKey = `${tag}:fwdblk:${key}:${plan.L}:${plan.I}:${plan.DB}:${plan.W}:${plan.Q ?? 1}`;
+  launchScanForwardKernel(ctx, cacheKey, `${tag}:fwdblk`, plan.L > 1, (vecBC) => `${decl}${scanBlockWgsl(plan, shape.N, vecBC)}`, shape, bufs, uniforms, uniformValues);
 }

@@ -268,6 +268,57 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 `;
 }
 
+/** The buffers every one-pass forward binds (unused optional ones are placeholders). */
+export interface ScanForwardBuffers {
+  out: S;
+  ckpt: Buf;
+  stateOut: Buf;
+  u: S;
+  dt: S;
+  Bm: S;
+  Cm: S;
+  z: Buf;
+  stateIn: Buf;
+  params: Buf;
+}
+
+/**
+ * Launch a one-pass forward kernel (this file's or scan_block.ts's): both bind the same buffers
+ * in the same order, B/C as vec4 rows when N is a multiple of 4; `body(vecBC)` is its WGSL.
+ */
+export function launchScanForwardKernel(
+  ctx: GpuContext,
+  cacheKey: string,
+  label: string,
+  subgroups: boolean,
+  body: (vecBC: boolean) => string,
+  shape: { B: number; N: number; nblk: number },
+  bufs: ScanForwardBuffers,
+  uniforms: [string, "u32" | "f32"][],
+  uniformValues: number[],
+): void {
+  const vecBC = shape.N % 4 === 0;
+  const bc = vecBC ? "array<vec4<f32>>" : "array<f32>";
+  launch(
+    ctx,
+    `${cacheKey}:${+vecBC}`,
+    () => ({
+      label,
+      uniforms,
+      bindings: [
+        ["out", "write", "array<f32>"], ["ckpt", "write", "array<f32>"], ["stateOut", "write", "array<f32>"], ["uu", "read", "array<f32>"],
+        ["dt", "read", "array<f32>"], ["Bm", "read", bc], ["Cm", "read", bc], ["z", "read", "array<f32>"], ["stateIn", "read", "array<f32>"],
+        ["params", "read", "array<f32>"],
+      ],
+      enables: subgroups ? ["subgroups"] : [],
+      body: body(vecBC),
+    }),
+    [bufs.out, bufs.ckpt, bufs.stateOut, bufs.u, bufs.dt, bufs.Bm, bufs.Cm, bufs.z, bufs.stateIn, bufs.params],
+    uniformValues,
+    [shape.nblk, shape.B],
+  );
+}
+
 /** Record the forward: `decl` is scan_core.ts's shared WGSL for this shape and flags. */
 export function dispatchScanForward(
   ctx: GpuContext,
@@ -276,28 +327,10 @@ export function dispatchScanForward(
   tag: string,
   decl: string,
   shape: { B: number; N: number; nblk: number },
-  bufs: { out: S; ckpt: Buf; stateOut: Buf; u: S; dt: S; Bm: S; Cm: S; z: Buf; stateIn: Buf; params: Buf },
+  bufs: ScanForwardBuffers,
   uniforms: [string, "u32" | "f32"][],
   uniformValues: number[],
 ): void {
-  const vecBC = shape.N % 4 === 0;
-  const bc = vecBC ? "array<vec4<f32>>" : "array<f32>";
-  launch(
-    ctx,
-    `${tag}:fwd:${key}:${plan.L}:${plan.I}:${plan.DB}:${plan.NS}:${+vecBC}`,
-    () => ({
-      label: `${tag}:fwd`,
-      uniforms,
-      bindings: [
-        ["out", "write", "array<f32>"], ["ckpt", "write", "array<f32>"], ["stateOut", "write", "array<f32>"], ["uu", "read", "array<f32>"],
-        ["dt", "read", "array<f32>"], ["Bm", "read", bc], ["Cm", "read", bc], ["z", "read", "array<f32>"], ["stateIn", "read", "array<f32>"],
-        ["params", "read", "array<f32>"],
-      ],
-      enables: plan.L > 1 ? ["subgroups"] : [],
-      body: `${decl}${scanForwardWgsl(plan, shape.N, vecBC)}`,
-    }),
-    [bufs.out, bufs.ckpt, bufs.stateOut, bufs.u, bufs.dt, bufs.Bm, bufs.Cm, bufs.z, bufs.stateIn, bufs.params],
-    uniformValues,
-    [shape.nblk, shape.B],
-  );
+  const cacheKey = `${tag}:fwd:${key}:${plan.L}:${plan.I}:${plan.DB}:${plan.NS}`;
+  launchScanForwardKernel(ctx, cacheKey, `${tag}:fwd`, plan.L > 1, (vecBC) => `${decl}${scanForwardWgsl(plan, shape.N, vecBC)}`, shape, bufs, uniforms, uniformValues);
 }
