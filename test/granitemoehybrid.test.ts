@@ -27,7 +27,7 @@ for (const dir of fixtureDirs("granitemoehybrid")) {
     const failed = checks.filter((c) => !c.ok);
     assert.equal(failed.length, 0, failed.map(formatCheck).join("\n"));
     // A dense Granite (num_local_experts 0) has no router or routed experts to check.
-    const dense = (model.config as unknown as { moe: unknown }).moe === null;
+    const dense = model instanceof GraniteMoeHybridForCausalLM && model.config.moe === null;
     const routed = dense ? [] : ["block_sparse_moe.router.weight", "block_sparse_moe.experts.gate_up_proj"];
     for (const part of [...routed, "shared_mlp.input_linear.weight", "mamba.dt_bias", "hidden.0", "generate"]) {
       assert.ok(checks.some((c) => c.name.includes(part)), part);

@@ -130,7 +130,8 @@ function claim5(r: Partial): ClaimResult {
   const tfOk = lengths.every((L) => (passkeyAt(tf, L) ?? 0) >= 0.95);
   e.push(`Transformer passkey at its trained lengths: ${lengths.map((L) => `${L}: ${pct(passkeyAt(tf, L))}`).join(", ")} (needs >= 95% each)`);
   for (const m of r.recall.filter((x) => x.task === "passkey" && x.arch === "mamba")) {
-    e.push(`Mamba${m.variant ? ` (${m.variant})` : ""} passkey by length: ${Object.keys(m.accuracy).map((k) => Number(k.slice(1).split("_")[0])).filter((L, i, a) => a.indexOf(L) === i).map((L) => `${L}: ${pct(passkeyAt(m, L))}`).join(", ")}`);
+    const lengths = [...new Set(Object.keys(m.accuracy).map((k) => Number(k.slice(1).split("_")[0])))]; // keys "L<length>_d<depth>"
+    e.push(`Mamba${m.variant ? ` (${m.variant})` : ""} passkey by length: ${lengths.map((L) => `${L}: ${pct(passkeyAt(m, L))}`).join(", ")}`);
   }
   for (const g of gaps) e.push(`${g.where}: ${pct(g.mamba)} vs the Transformer's ${pct(g.transformer)}, ${f2(100 * (g.transformer - g.mamba))} points below (a gap needs >= 5)`);
   const gap = gaps.some((g) => g.transformer - g.mamba >= 0.05);

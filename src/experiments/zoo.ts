@@ -76,8 +76,8 @@ export function matchedArchs(be: Backend, o: PresetOptions): Record<string, Arch
  */
 function matchHybridWidth(be: Backend, a: Arch, o: PresetOptions, target: number): Arch {
   const at = (width: number) => countParams(be, { ...a, width }, { ...o, layers: a.layers });
-  if (at(o.width) <= 1.1 * target) return a;
   let best = { width: o.width, params: at(o.width) };
+  if (best.params <= 1.1 * target) return a;
   for (let w = o.width - 8; w >= 16; w -= 8) {
     const params = at(w);
     if (Math.abs(params - target) < Math.abs(best.params - target)) best = { width: w, params };

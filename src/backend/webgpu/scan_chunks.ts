@@ -7,7 +7,7 @@
  *     the B/C row of a step is one broadcast read for the whole workgroup,
  *   - there are no shuffles or barriers: the N states are N independent multiply-add chains,
  *   - any number of chunks are in flight, whatever B and D are.
- * The cost is a second exp2 per update (the three-pass form of scan_core.ts's forwardChunked):
+ * The cost is a second exp2 per update (three passes):
  *   1. per (b, chunk, d): the chunk's state from zero, S, and its sum of steps, whose decay
  *      product is exp2(A log2e sum) (one exp per state per chunk, not per step),
  *   2. per (b, d, n): the carries, h_in(k + 1) = exp2(A log2e sum_k) h_in(k) + S_k,

@@ -6,14 +6,12 @@
  * head of R = P channels, B/C per group of heads; Mamba: per channel, B/C shared by all) and in
  * the gate. A `ScanShape` says which; the WGSL index functions below read it.
  *
- * Forward, parallel across T in chunks of `chunk` steps (the checkpoint interval):
- *   1. per (b, chunk, d, n): the chunk's partial state from zero and its decay product,
- *   2. per (b, d, n): the carries, h_in(k + 1) = prod_k h_in(k) + part_k (the associative
- *      combine of h_t = a_t h_{t-1} + b_t over chunks), which are the checkpoints,
- *   3. per (b, chunk), a workgroup per block of channels x state: the chunk re-run from its
- *      carry, y = C . h summed over n in workgroup memory, plus Dskip u, gated.
- * Backward, the same shape: the adjoint g_{t-1} = a_t (g_t + dy_t C_t) is again linear, so its
- * chunk partials (1) and reverse carries (2) come first; then (3) every chunk in parallel
+ * Forward: one of three kernels by length (planFor): scan_forward.ts (a subgroup per channel),
+ * scan_block.ts (many threads a channel along time) or scan_chunks.ts (chunk partials, carries
+ * h_in(k + 1) = prod_k h_in(k) + part_k over chunks, then each chunk re-run from its carry); each
+ * writes the state every `chunk` steps (the checkpoints the backward starts from).
+ * Backward, parallel across T in chunks of `chunk` steps: the adjoint
+ * g_{t-1} = a_t (g_t + dy_t C_t) is linear, so (1) its chunk partials and (2) reverse carries come first; then (3) every chunk in parallel
  * recomputes its states from its checkpoint, SUB steps at a time in registers, and runs the
  * adjoint through them. Sums over n (du, dstep) and over the channels of a block (dB, dC) are
  * tree reductions in workgroup memory; sums over blocks, chunks and batch are ordered loops in
@@ -247,125 +245,6 @@ export class ScanCore {
       if ("kind" in p) dispatchScanBlock(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni(bps));
       else dispatchScanForward(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni(bps));
     }
-    temps.release();
-  }
-
-  /**
-   * The earlier three-pass forward (chunk partials, carries, outputs: each decay computed twice
-   * with the software exp): kept for the benchmark's before/after comparison.
-   */
-  forwardChunked(out: S, stateOut: S | null, checkpoints: S | null, x: ScanInputs, stateIn: S | null, s: ScanShape, tag: string): void {
-    const { ctx } = this;
-    if (s.B * s.T * s.Dc === 0) return;
-    const { K, bps, nblk } = this.geometry(s);
-    const temps = new Temps(ctx);
-    const p = this.params(temps, s, x);
-    const uni = this.uniforms(s, K, bps, p.offD, p.offBias);
-    const BKDN = s.B * K * s.Dc * s.N;
-    const work = temps.get(2 * BKDN);
-    const ckpt = checkpoints ?? temps.get(BKDN);
-    const c = common(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_IN: !!stateIn, HAS_OUT: !!stateOut });
-    const decl = `${c.wgsl}${LINEAR_INDEX(WG)}`;
-
-    // 1. chunk partials from a zero state, and the chunk's decay product
-    launch(
-      ctx,
-      `${tag}:fwd1:${c.key}`,
-      () => ({
-        label: `${tag}:fwd1`,
-        uniforms: UNIFORMS,
-        bindings: [["work", "write", "array<f32>"], ["uu", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["params", "read", "array<f32>"]],
-        body: `${decl}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  ${ELEMENT}
-  var h = 0.0;
-  var prod = 1.0;
-  for (var t = t0; t < t1; t++) {
-    let delta = stepOf(dt[dtIdx(b, t, d)] + biasOf(d));
-    let decay = exp_(delta * a);
-    h = decay * h + delta * Bm[bcIdx(b, t, d) + n] * uu[chanIdx(b, t, d)];
-    prod = prod * decay;
-  }
-  work[e] = h;
-  work[u.B * u.K * u.Dc * u.N + e] = prod;
-}`,
-      }),
-      [work, x.u, x.dt, x.Bmat, p.buf],
-      uni,
-      grid1d(BKDN, WG),
-    );
-
-    // 2. carries across chunks: the checkpoints, then the final state
-    launch(
-      ctx,
-      `${tag}:fwd2:${c.key}`,
-      () => ({
-        label: `${tag}:fwd2`,
-        uniforms: UNIFORMS,
-        bindings: [["ckpt", "write", "array<f32>"], ["stateOut", "write", "array<f32>"], ["work", "read", "array<f32>"], ["stateIn", "read", "array<f32>"], ["params", "read", "array<f32>"]],
-        body: `${decl}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  if (i >= u.B * u.Dc * u.N) { return; }
-  let b = i / (u.Dc * u.N);
-  let dn = i % (u.Dc * u.N);
-  var h = 0.0;
-  if (HAS_IN) { h = stateIn[i]; }
-  let BKDN = u.B * u.K * u.Dc * u.N;
-  for (var k = 0u; k < u.K; k++) {
-    let e = (b * u.K + k) * u.Dc * u.N + dn;
-    ckpt[e] = h;
-    h = work[BKDN + e] * h + work[e];
-  }
-  if (HAS_OUT) { stateOut[i] = h; }
-}`,
-      }),
-      [ckpt, temps.or(stateOut), work, temps.or(stateIn), p.buf],
-      uni,
-      grid1d(s.B * s.Dc * s.N, WG),
-    );
-
-    // 3. every chunk re-run from its carry: y = C . h + Dskip u, gated
-    launch(
-      ctx,
-      `${tag}:fwd3:${c.key}`,
-      () => ({
-        label: `${tag}:fwd3`,
-        uniforms: UNIFORMS,
-        bindings: [
-          ["out", "write", "array<f32>"], ["ckpt", "read", "array<f32>"], ["uu", "read", "array<f32>"], ["dt", "read", "array<f32>"],
-          ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["z", "read", "array<f32>"], ["params", "read", "array<f32>"],
-        ],
-        body: `${decl}${segmentSum("nsum", WG, "f32")}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  ${BLOCK}
-  var a = 0.0;
-  var h = 0.0;
-  if (valid) { a = aOf(d, n); h = ckpt[e]; }
-  for (var t = t0; t < t1; t++) {
-    var delta = 0.0;
-    var x = 0.0;
-    var bn = 0.0;
-    var cn = 0.0;
-    if (vd) { delta = stepOf(dt[dtIdx(b, t, d)] + biasOf(d)); x = uu[chanIdx(b, t, d)]; }
-    if (valid) { bn = Bm[bcIdx(b, t, d) + n]; cn = Cm[bcIdx(b, t, d) + n]; }
-    h = exp_(delta * a) * h + delta * bn * x;
-    let y = nsum(cn * h, lid, NP);
-    if (vd && n == 0u) {
-      var o = y + dskipOf(d) * x;
-      if (HAS_Z) { o = o * silu_(z[chanIdx(b, t, d)]); }
-      out[chanIdx(b, t, d)] = o;
-    }
-  }
-}`,
-      }),
-      [out, ckpt, x.u, x.dt, x.Bmat, x.Cmat, temps.or(x.z), p.buf],
-      uni,
-      [nblk, K, s.B],
-    );
     temps.release();
   }
 

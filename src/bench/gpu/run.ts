@@ -78,8 +78,6 @@ function scanVariants(be: WebGpuBackend): ScanVariant[] {
     { kind: "block" as const, L: lb(16), I: 2, DB: 2, W: 8, Q: 2 },
     { kind: "block" as const, L: lb(4), I: 4, DB: 8, W: 8, Q: 2 },
   ].filter((p) => p.L * p.DB * p.W <= l.maxComputeInvocationsPerWorkgroup && scanBlockBytes(p, 16) <= l.maxComputeWorkgroupStorageSize);
-  // (the 3-pass kernel, 69 GB/s at T = 64k on an H200, is no longer timed: ScanVariant's
-  // { chunked: true } still runs it)
   // scan_chunks.ts: the default from 2k steps (ScanCore.planFor)
   const chunks: ScanChunksPlan[] = [
     { kind: "chunks", CH: 64, WD: 64 },

@@ -75,7 +75,7 @@ function scanShape(d: SelectiveScanDims): ScanShape {
   return { B: d.B, T: d.T, Dc: d.D, N: d.N, chunk: d.chunk, R: 1, G: 1, aPerState: true, softplus: d.deltaSoftplus, clamp: false, dtMin: 0, dtMax: 0 };
 }
 
-export type ScanVariant = { name: string; plan: ScanPlan } | { name: string; chunked: true };
+export type ScanVariant = { name: string; plan: ScanPlan };
 
 /**
  * The forward (training: checkpoints written) and, with `backward`, the backward after it.
@@ -97,8 +97,7 @@ export async function benchScan(be: WebGpuBackend, T: number, backward: boolean,
   const core = new ScanCore(be.ctx);
   const inputs = { u, dt, A, Bmat: Bm, Cmat: Cm, Dskip, z, dtBias };
   const record = () => {
-    if (variant && "chunked" in variant) core.forwardChunked(out, null, ckpt, inputs, null, scanShape(d), "sscan");
-    else if (variant) core.forward(out, null, ckpt, inputs, null, scanShape(d), "sscan", variant.plan);
+    if (variant) core.forward(out, null, ckpt, inputs, null, scanShape(d), "sscan", variant.plan);
     else be.kernels.selectiveScanForward(out, null, ckpt, u, dt, A, Bm, Cm, Dskip, z, dtBias, null, d);
     if (backward) {
       const [dout, du, ddt, dA, dB, dC, dD, dz, dbias] = b.grads;
@@ -157,8 +156,7 @@ export async function checkScan(be: WebGpuBackend, variants: ScanVariant[]): Pro
         ([o, s, c], x) => refKernels.selectiveScanForward(o, s, c, x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], d),
         ([o, s, c], x) => {
           const inputs = { u: x[0], dt: x[1], A: x[2], Bmat: x[3], Cmat: x[4], Dskip: x[5], z: x[6], dtBias: x[7] };
-          if (v && "chunked" in v) new ScanCore(be.ctx).forwardChunked(o, s, c, inputs, x[8], scanShape(d), "sscan");
-          else if (v) new ScanCore(be.ctx).forward(o, s, c, inputs, x[8], scanShape(d), "sscan", v.plan);
+          if (v) new ScanCore(be.ctx).forward(o, s, c, inputs, x[8], scanShape(d), "sscan", v.plan);
           else be.kernels.selectiveScanForward(o, s, c, x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], d);
         },
       );
