@@ -39,10 +39,15 @@ export class WasmHeap {
   private readonly base: number;
   private top: number;
   private live = 0;
-  /** free blocks: start -> size, end -> start, and size -> starts (exact-fit index) */
+  /**
+   * Free blocks, keyed in units of ALIGN (addresses past 1 GiB would be heap numbers, not small
+   * integers, and make every map operation allocate): start -> size, end -> start, and
+   * size -> starts (exact-fit index).
+   */
   private readonly freeAt = new Map<number, number>();
   private readonly freeEnd = new Map<number, number>();
   private readonly bySize = new Map<number, number[]>();
+  /** units of ALIGN in free blocks */
   private freeTotal = 0;
   /** every SharedArrayBuffer the memory has exposed (one per grow): what `owns` accepts */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
@@ -64,15 +69,16 @@ export class WasmHeap {
   /** Byte offset of a new block of at least `bytes`; `what` names it in the out-of-memory error. */
   alloc(bytes: number, what = "a buffer"): number {
     const size = WasmHeap.blockSize(bytes);
-    const p = this.takeFree(size) ?? this.bump(size, what);
+    const u = this.takeFree(size / ALIGN);
+    const p = u === null ? this.bump(size, what) : u * ALIGN;
     this.live += size;
     return p;
   }
 
   free(offset: number, bytes: number): void {
-    let start = offset;
-    let size = WasmHeap.blockSize(bytes);
-    this.live -= size;
+    this.live -= WasmHeap.blockSize(bytes);
+    let start = offset / ALIGN;
+    let size = WasmHeap.blockSize(bytes) / ALIGN;
     // merge with the free block that ends here and the one that starts at our end
     const before = this.freeEnd.get(start);
     if (before !== undefined) {
@@ -86,7 +92,7 @@ export class WasmHeap {
       this.unlinkFree(start + size, after);
       size += after;
     }
-    if (start + size === this.top) this.top = start;
+    if ((start + size) * ALIGN === this.top) this.top = start * ALIGN;
     else this.linkFree(start, size);
   }
 
@@ -104,9 +110,10 @@ export class WasmHeap {
   }
 
   stats(): HeapStats {
-    return { memoryBytes: this.memory.buffer.byteLength, liveBytes: this.live, freeBytes: this.freeTotal, freeBlocks: this.freeAt.size, top: this.top };
+    return { memoryBytes: this.memory.buffer.byteLength, liveBytes: this.live, freeBytes: this.freeTotal * ALIGN, freeBlocks: this.freeAt.size, top: this.top };
   }
 
+  /** A free block of exactly `size` units (or split from the smallest larger one): its start unit. */
   private takeFree(size: number): number | null {
     const exact = this.bySize.get(size);
     if (exact && exact.length > 0) {
@@ -138,7 +145,7 @@ export class WasmHeap {
       if (need > MAX_PAGES * PAGE) {
         throw new SeqlabError(
           `cpu backend: out of memory allocating ${what} of ${mib(size)}: WebAssembly (wasm32) memory is limited to 4 GiB ` +
-            `(${mib(this.live)} live, ${mib(this.freeTotal)} free but fragmented)`,
+            `(${mib(this.live)} live, ${mib(this.freeTotal * ALIGN)} free but fragmented)`,
         );
       }
       const havePages = have / PAGE;
@@ -152,6 +159,7 @@ export class WasmHeap {
     return p;
   }
 
+  /** Block [p, p + size) (units of ALIGN) becomes free. */
   private linkFree(p: number, size: number): void {
     this.freeAt.set(p, size);
     this.freeEnd.set(p + size, p);

@@ -3,14 +3,15 @@
  * They are memory-bound: every weight is read once and used M times, so the weights stream
  * straight from their storage (no packing) and threads split the N outputs.
  *
- * f16 weights are not converted exactly (half.ts) but moved into place: a sign-extended f16
- * shifted left by 13 and masked is, read as f32, the value times 2^-112 exactly (the exponent
+ * f16 weights are not converted exactly (half.ts) but moved into place: an f16's sign at bit 31
+ * and its other 15 bits at 27..13 is, read as f32, the value times 2^-112 exactly (the exponent
  * lands rebiased by 112; f16 subnormals become f32 subnormals). Multiplying the activations by
  * 2^112 instead, once per call, makes every product x w bit for bit what it would be (both
- * scalings are exact), so a weight costs 3 integer ops and no float op to widen. Activations
- * of magnitude 2^16 or more would overflow when scaled: then each weight is multiplied by 2^112
- * instead. Exponent 31 (Inf, NaN) comes out wrong (finite) either way; each group of weight
- * rows records the largest magnitude it saw and is recomputed exactly if it held one.
+ * scalings are exact), so eight weights cost 5 integer ops and no float op to widen (f16Step).
+ * Activations of magnitude 2^16 or more would overflow when scaled: then each weight is
+ * multiplied by 2^112 instead. Exponent 31 (Inf, NaN) comes out wrong (finite) either way; each
+ * group of weight rows ORs its weights' bits and is recomputed exactly when that shows an
+ * exponent field of all ones.
  */
 import { F16, BF16, loadHalf4, loadHalf1 } from "./half";
 import { hsum, at32 } from "./common";
@@ -75,9 +76,15 @@ export function matvec(
   store<f32>(p, accumulate ? load<f32>(p) + v : v);
 }
 
-/** b is (N, K) (transposed): out[i, n] = dot(row i, b[n]); four weight rows at a time. */
+/**
+ * b is (N, K) (transposed): out[i, n] = dot(row i, b[n]); eight weight rows at a time for one
+ * row of a (decoding), else four. A core's streaming rate is bounded by the cache misses it has
+ * in flight: eight concurrent row streams measured 1.15-1.4x four on this 2-core EPYC
+ * (f32 3072x768: 13.3 -> 15.2 GB/s on one thread, 25.6 -> 30.4 GB/s on two); twelve gained nothing.
+ */
 @inline function dotRows(kind: i32, out: usize, rows: usize, b: usize, bjs: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   let n = n0;
+  if (M == 1) for (; n + 8 <= n1; n += 8) dot8(kind, out + (<usize>n << 2), rows, b + <usize>n * bjs, bjs, K, accumulate);
   for (; n + 4 <= n1; n += 4) {
     const w0 = b + <usize>n * bjs;
     for (let i = 0; i < M; i++) dot4(kind, out + (<usize>i * N + n) * 4, rows + <usize>i * K * 4, w0, bjs, 0, K, accumulate);
@@ -119,6 +126,42 @@ export function matvec(
   put(out + 12, t3, accumulate);
 }
 
+/** out[0:8] (+)= x . w_j for the eight weight rows w0 + j * bjs. */
+@inline function dot8(kind: i32, out: usize, x: usize, w0: usize, bjs: usize, K: i32, accumulate: bool): void {
+  const wsh: usize = kind == 0 ? 2 : 1;
+  const w4 = w0 + 4 * bjs;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  let s4 = f32x4.splat(0), s5 = f32x4.splat(0), s6 = f32x4.splat(0), s7 = f32x4.splat(0);
+  let k = 0;
+  for (; k + 4 <= K; k += 4) {
+    const xv = v128.load(x + (<usize>k << 2));
+    const o = <usize>k << wsh;
+    s0 = f32x4.add(s0, f32x4.mul(xv, weights4(kind, w0 + o)));
+    s1 = f32x4.add(s1, f32x4.mul(xv, weights4(kind, w0 + bjs + o)));
+    s2 = f32x4.add(s2, f32x4.mul(xv, weights4(kind, w0 + 2 * bjs + o)));
+    s3 = f32x4.add(s3, f32x4.mul(xv, weights4(kind, w0 + 3 * bjs + o)));
+    s4 = f32x4.add(s4, f32x4.mul(xv, weights4(kind, w4 + o)));
+    s5 = f32x4.add(s5, f32x4.mul(xv, weights4(kind, w4 + bjs + o)));
+    s6 = f32x4.add(s6, f32x4.mul(xv, weights4(kind, w4 + 2 * bjs + o)));
+    s7 = f32x4.add(s7, f32x4.mul(xv, weights4(kind, w4 + 3 * bjs + o)));
+  }
+  put(out, tail(kind, hsum(s0), x, w0, k, K), accumulate);
+  put(out + 4, tail(kind, hsum(s1), x, w0 + bjs, k, K), accumulate);
+  put(out + 8, tail(kind, hsum(s2), x, w0 + 2 * bjs, k, K), accumulate);
+  put(out + 12, tail(kind, hsum(s3), x, w0 + 3 * bjs, k, K), accumulate);
+  put(out + 16, tail(kind, hsum(s4), x, w4, k, K), accumulate);
+  put(out + 20, tail(kind, hsum(s5), x, w4 + bjs, k, K), accumulate);
+  put(out + 24, tail(kind, hsum(s6), x, w4 + 2 * bjs, k, K), accumulate);
+  put(out + 28, tail(kind, hsum(s7), x, w4 + 3 * bjs, k, K), accumulate);
+}
+
+/** t + x . w over the last k in [k, K), in the order dot4 and dot1 add them (bit-equal columns whichever path ran). */
+@inline function tail(kind: i32, t: f32, x: usize, w: usize, k: i32, K: i32): f32 {
+  const wsh: usize = kind == 0 ? 2 : 1;
+  for (; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * weight1(kind, w + (<usize>k << wsh));
+  return t;
+}
+
 /** x . w over k in [k0, K). */
 @inline function dot1(kind: i32, x: usize, w: usize, k0: i32, K: i32): f32 {
   const wsh: usize = kind == 0 ? 2 : 1;
@@ -134,26 +177,28 @@ export function matvec(
 
 /** 2^112: rebiases an f16 exponent placed in an f32 (15 -> 127). */
 const F16_SCALE: f32 = 5.192296858534828e33;
-/** sign (bit 31 after sign extension and the shift) and the 15 exponent + mantissa bits */
-const F16_MASK = 0x8fffe000;
-const F16_MAGNITUDE: i16 = 0x7fff;
-/** the smallest magnitude with exponent 31 */
-const F16_INF: i16 = 0x7c00;
+/** the f16 exponent field: all ones is Inf or NaN */
+const F16_EXPONENT: i16 = 0x7c00;
+/** keeps the sign and the 12 bits below the three copies of it that an arithmetic shift by 3 leaves */
+const F16_TOP_MASK: i16 = <i16>0x8fff;
 
-/** f16 values sign-extended into i32 lanes -> f32 times 2^-112 (exact unless the exponent is 31) */
-@inline function f16Raw(h: v128): v128 {
-  return v128.and(i32x4.shl(h, 13), i32x4.splat(F16_MASK));
-}
-
-/** f16Raw, or the value itself when the activations are not pre-scaled */
-@inline function f16Widen(prescaled: bool, h: v128): v128 {
-  return prescaled ? f16Raw(h) : f32x4.mul(f16Raw(h), f32x4.splat(F16_SCALE));
-}
-
-/** s + x . (8 f16 weights h), x in two vectors */
+/**
+ * s + x . (8 f16 weights h), x in two vectors; `prescaled`: x holds the activations times 2^112.
+ * The weights become f32 words of their values times 2^-112 (exact unless the exponent is 31):
+ * the f16's sign at bit 31, its 15 other bits at 27..13. The high halves (sign, three zeros,
+ * exponent, top 7 mantissa bits) are h >> 3 (arithmetic) masked, the low halves (last 3 mantissa
+ * bits, then zeros) h << 13, and two interleaves pair them: five ops for eight weights, where
+ * widening each half to i32 lanes first takes seven.
+ */
 @inline function f16Step(prescaled: bool, s: v128, xa: v128, xb: v128, h: v128): v128 {
-  const lo = f16Widen(prescaled, i32x4.extend_low_i16x8_s(h));
-  const hi = f16Widen(prescaled, i32x4.extend_high_i16x8_s(h));
+  const top = v128.and(i16x8.shr_s(h, 3), i16x8.splat(F16_TOP_MASK));
+  const bottom = i16x8.shl(h, 13);
+  let lo = i8x16.shuffle(bottom, top, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+  let hi = i8x16.shuffle(bottom, top, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+  if (!prescaled) {
+    lo = f32x4.mul(lo, f32x4.splat(F16_SCALE));
+    hi = f32x4.mul(hi, f32x4.splat(F16_SCALE));
+  }
   return f32x4.add(s, f32x4.add(f32x4.mul(xa, lo), f32x4.mul(xb, hi)));
 }
 
@@ -182,6 +227,7 @@ function scaleRows(dst: usize, src: usize, n: i32): bool {
 @inline function dotRowsF16(prescaled: bool, out: usize, rows: usize, xs: usize, b: usize, bjs: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   const K8 = K & ~7;
   let n = n0;
+  if (M == 1) for (; n + 8 <= n1; n += 8) dot8F16(prescaled, out + (<usize>n << 2), rows, xs, b + <usize>n * bjs, bjs, K, accumulate);
   for (; n + 4 <= n1; n += 4) {
     const w0 = b + <usize>n * bjs;
     const w1 = w0 + bjs;
@@ -191,7 +237,10 @@ function scaleRows(dst: usize, src: usize, n: i32): bool {
       const x = xs + <usize>i * K * 4;
       const c = out + (<usize>i * N + n) * 4;
       let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-      let e = i16x8.splat(0); // the largest weight magnitude (bits) seen
+      // the OR of every weight's bits: an exponent field of all ones in a lane means an Inf or
+      // NaN may be among them (or a mix of exponents, which needs a weight of magnitude >= 2:
+      // rare, and then the exact path below only costs time)
+      let e = i16x8.splat(0);
       for (let k = 0; k < K8; k += 8) {
         const xa = v128.load(x + (<usize>k << 2));
         const xb = v128.load(x + (<usize>k << 2), 16);
@@ -200,16 +249,15 @@ function scaleRows(dst: usize, src: usize, n: i32): bool {
         const h1 = v128.load(w1 + o);
         const h2 = v128.load(w2 + o);
         const h3 = v128.load(w3 + o);
-        const m = i16x8.splat(F16_MAGNITUDE);
-        e = i16x8.max_u(e, i16x8.max_u(i16x8.max_u(v128.and(h0, m), v128.and(h1, m)), i16x8.max_u(v128.and(h2, m), v128.and(h3, m))));
+        e = v128.or(e, v128.or(v128.or(h0, h1), v128.or(h2, h3)));
         s0 = f16Step(prescaled, s0, xa, xb, h0);
         s1 = f16Step(prescaled, s1, xa, xb, h1);
         s2 = f16Step(prescaled, s2, xa, xb, h2);
         s3 = f16Step(prescaled, s3, xa, xb, h3);
       }
       const xe = rows + <usize>i * K * 4; // unscaled: the tail and the exact path
-      if (v128.any_true(i16x8.ge_u(e, i16x8.splat(F16_INF)))) {
-        // an Inf or NaN weight in one of the four rows: all four again, exactly
+      if (v128.any_true(i16x8.eq(v128.and(e, i16x8.splat(F16_EXPONENT)), i16x8.splat(F16_EXPONENT)))) {
+        // maybe an Inf or NaN weight in one of the four rows: all four again, exactly
         dot4(F16, c, xe, w0, bjs, 0, K, accumulate);
         continue;
       }
@@ -232,6 +280,57 @@ function scaleRows(dst: usize, src: usize, n: i32): bool {
     const w = b + <usize>n * bjs;
     for (let i = 0; i < M; i++) put(out + (<usize>i * N + n) * 4, dot1(F16, rows + <usize>i * K * 4, w, 0, K), accumulate);
   }
+}
+
+/** dotRowsF16 for one row of a and eight weight rows (w0 + j * bjs), as dot8 for f32 weights */
+@inline function dot8F16(prescaled: bool, out: usize, rows: usize, x: usize, w0: usize, bjs: usize, K: i32, accumulate: bool): void {
+  const K8 = K & ~7;
+  const w4 = w0 + 4 * bjs;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  let s4 = f32x4.splat(0), s5 = f32x4.splat(0), s6 = f32x4.splat(0), s7 = f32x4.splat(0);
+  let e = i16x8.splat(0);
+  for (let k = 0; k < K8; k += 8) {
+    const xa = v128.load(x + (<usize>k << 2));
+    const xb = v128.load(x + (<usize>k << 2), 16);
+    const o = <usize>k << 1;
+    const h0 = v128.load(w0 + o);
+    const h1 = v128.load(w0 + bjs + o);
+    const h2 = v128.load(w0 + 2 * bjs + o);
+    const h3 = v128.load(w0 + 3 * bjs + o);
+    e = v128.or(e, v128.or(v128.or(h0, h1), v128.or(h2, h3)));
+    s0 = f16Step(prescaled, s0, xa, xb, h0);
+    s1 = f16Step(prescaled, s1, xa, xb, h1);
+    s2 = f16Step(prescaled, s2, xa, xb, h2);
+    s3 = f16Step(prescaled, s3, xa, xb, h3);
+    const h4 = v128.load(w4 + o);
+    const h5 = v128.load(w4 + bjs + o);
+    const h6 = v128.load(w4 + 2 * bjs + o);
+    const h7 = v128.load(w4 + 3 * bjs + o);
+    e = v128.or(e, v128.or(v128.or(h4, h5), v128.or(h6, h7)));
+    s4 = f16Step(prescaled, s4, xa, xb, h4);
+    s5 = f16Step(prescaled, s5, xa, xb, h5);
+    s6 = f16Step(prescaled, s6, xa, xb, h6);
+    s7 = f16Step(prescaled, s7, xa, xb, h7);
+  }
+  if (v128.any_true(i16x8.eq(v128.and(e, i16x8.splat(F16_EXPONENT)), i16x8.splat(F16_EXPONENT)))) {
+    dot4(F16, out, rows, w0, bjs, 0, K, accumulate);
+    dot4(F16, out + 16, rows, w4, bjs, 0, K, accumulate);
+    return;
+  }
+  put(out, tailF16(hsum(s0), rows, w0, K8, K), accumulate);
+  put(out + 4, tailF16(hsum(s1), rows, w0 + bjs, K8, K), accumulate);
+  put(out + 8, tailF16(hsum(s2), rows, w0 + 2 * bjs, K8, K), accumulate);
+  put(out + 12, tailF16(hsum(s3), rows, w0 + 3 * bjs, K8, K), accumulate);
+  put(out + 16, tailF16(hsum(s4), rows, w4, K8, K), accumulate);
+  put(out + 20, tailF16(hsum(s5), rows, w4 + bjs, K8, K), accumulate);
+  put(out + 24, tailF16(hsum(s6), rows, w4 + 2 * bjs, K8, K), accumulate);
+  put(out + 28, tailF16(hsum(s7), rows, w4 + 3 * bjs, K8, K), accumulate);
+}
+
+/** t + the unscaled activations . w over the last k in [k, K), in dotRowsF16's order */
+@inline function tailF16(t: f32, x: usize, w: usize, k: i32, K: i32): f32 {
+  for (; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * loadHalf1(w + (<usize>k << 1), F16);
+  return t;
 }
 
 /**
