@@ -24,6 +24,7 @@ test("heap: aligned blocks, exact-size reuse, best fit with split", () => {
   heap.free(b, 100);
   assert.equal(heap.alloc(128), b, "an exactly sized free block is reused");
   heap.free(b, 128);
+  heap.coalesce(); // small blocks wait unmerged in exact-size lists until coalesced
   assert.equal(heap.alloc(10), b, "a larger free block is split");
   assert.equal(heap.alloc(64), b + 64, "and its rest reused");
   assert.equal(heap.stats().freeBlocks, 0);
@@ -34,14 +35,31 @@ test("heap: freed neighbours merge, and the top of the heap shrinks back", () =>
   const blocks = [0, 1, 2, 3].map(() => heap.alloc(256));
   const top = heap.stats().top;
   heap.free(blocks[1], 256);
-  heap.free(blocks[2], 256); // merges with blocks[1]
+  heap.free(blocks[2], 256);
+  assert.deepEqual([heap.stats().freeBlocks, heap.stats().freeBytes], [2, 512], "small blocks wait in exact-size lists");
+  heap.coalesce(); // blocks[2] merges with blocks[1]
   assert.deepEqual([heap.stats().freeBlocks, heap.stats().freeBytes], [1, 512]);
   assert.equal(heap.alloc(512), blocks[1], "merged space holds a block twice the size");
   heap.free(blocks[1], 512);
-  heap.free(blocks[3], 256); // merges with the free 512 bytes, and all of it is at the top
+  heap.free(blocks[3], 256);
+  heap.coalesce(); // merges with the free 512 bytes, and all of it is at the top
   assert.equal(heap.stats().freeBlocks, 0);
   assert.equal(heap.stats().top, top - 768);
   assert.equal(heap.stats().liveBytes, 256);
+});
+
+test("heap: freed small blocks are reused as they are, and coalesced before the memory grows", () => {
+  const heap = new WasmHeap(0, PAGE);
+  const small = Array.from({ length: 8 }, () => heap.alloc(PAGE / 16));
+  const grownAt = heap.stats().memoryBytes;
+  for (const p of small) heap.free(p, PAGE / 16);
+  assert.equal(heap.alloc(PAGE / 16), small[7], "the last freed block of the size comes back");
+  heap.free(small[7], PAGE / 16);
+  // half the page is free in eight pieces: a request for all of it merges them rather than grow
+  const big = heap.alloc(PAGE / 2);
+  assert.equal(big, small[0]);
+  assert.equal(heap.stats().memoryBytes, grownAt);
+  assert.deepEqual([heap.stats().freeBlocks, heap.stats().liveBytes], [0, PAGE / 2]);
 });
 
 test("heap: the memory grows on demand and views made before a grow stay valid", () => {

@@ -6,7 +6,7 @@
 import type { Tensor } from "../tensor/tensor.js";
 import { keep } from "../tensor/scope.js";
 import type { Backend } from "../backend/backend.js";
-import { empty, kernelsOf } from "../backend/alloc.js";
+import { empty, kernelsOf, zeros } from "../backend/alloc.js";
 
 /** KV cache of one attention layer: k, v (B, capacity, G, K); rows [0, length) are filled. */
 export interface AttentionState {
@@ -145,8 +145,9 @@ export class InferenceState {
 export function allocateAttentionState(be: Backend, B: number, G: number, K: number, capacity: number): AttentionState {
   return {
     kind: "attention",
-    k: keep(empty(be, [B, capacity, G, K])), // (B, capacity, G, K)
-    v: keep(empty(be, [B, capacity, G, K])),
+    // zeroed, not just allocated: the pages are touched now rather than by each decoded token
+    k: keep(zeros(be, [B, capacity, G, K])), // (B, capacity, G, K)
+    v: keep(zeros(be, [B, capacity, G, K])),
     length: 0,
   };
 }

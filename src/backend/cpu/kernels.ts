@@ -250,7 +250,9 @@ function attentionDecode(rt: CpuRuntime, d: AttentionDims, out: number, lse: num
   const ranges = rt.exports.attentionDecodeRanges(d.S);
   const [scratch, stride] = rt.scratch(rt.exports.attentionDecodeScratchFloats(d.H) * 4);
   rt.withTemp(d.B * ranges * per * 4, (partials) => {
-    rt.call("attentionDecode", Math.min(attentionThreads(rt, d), d.B * ranges), partials, q, k, v, d.B, d.S, d.H, d.G, d.K, d.scale, d.causal ? 1 : 0, d.qOffset, d.kvRows, scratch, stride, rt.pool.counter);
+    // memory-bound like a matrix-vector product: threads by the cached keys and values streamed
+    const nth = Math.min(rt.threadsFor(2 * d.B * d.S * d.G * d.K, GRAIN.weights), d.B * ranges);
+    rt.call("attentionDecode", nth, partials, q, k, v, d.B, d.S, d.H, d.G, d.K, d.scale, d.causal ? 1 : 0, d.qOffset, d.kvRows, scratch, stride, rt.pool.counter);
     rt.call("attentionDecodeCombine", 1, out, lse, partials, d.B, d.S, d.H, d.K);
   });
 }

@@ -22,7 +22,7 @@ import { H, G, K, Kp, scale, B, setDims, qRow, kvRow, visible, scratchBegin, tak
 /** keys per block: their rows (BJ * G * K floats) stay in L2 while every head reads them */
 const BJ = 64;
 /** keys per claimed range */
-const RANGE = 256;
+const RANGE = 128;
 
 /** Ranges of one sequence with `s_` keys (the partials hold B times as many). */
 export function attentionDecodeRanges(s_: i32): i32 {
