@@ -46,9 +46,8 @@ export class WasmHeap {
   private top: number;
   private live = 0;
   /**
-   * Free blocks, keyed in units of ALIGN (addresses past 1 GiB would be heap numbers, not small
-   * integers, and make every map operation allocate): start -> size, end -> start, and
-   * size -> starts (exact-fit index).
+   * Free blocks, keyed in units of ALIGN (so keys stay small integers past 1 GiB of addresses):
+   * start -> size, end -> start, and size -> starts (exact-fit index).
    */
   private readonly freeAt = new Map<number, number>();
   private readonly freeEnd = new Map<number, number>();
@@ -94,14 +93,14 @@ export class WasmHeap {
 
   free(offset: number, bytes: number): void {
     const size = WasmHeap.blockSize(bytes);
+    const start = offset / ALIGN;
+    const units = size / ALIGN;
     this.live -= size;
-    if (size > QUICK_BYTES) this.release(offset / ALIGN, size / ALIGN);
-    else {
-      const list = this.quick.get(size / ALIGN);
-      if (list) list.push(offset / ALIGN);
-      else this.quick.set(size / ALIGN, [offset / ALIGN]);
-      this.quickTotal += size / ALIGN;
-    }
+    if (size > QUICK_BYTES) return this.release(start, units);
+    const list = this.quick.get(units);
+    if (list) list.push(start);
+    else this.quick.set(units, [start]);
+    this.quickTotal += units;
   }
 
   /** Merge every block waiting in the quick lists into the free index (and the top). */
