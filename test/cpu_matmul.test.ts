@@ -92,7 +92,7 @@ test("matmul: f16 and bf16 weights (b widened to f32 as it is read)", () => {
 
 test("matvec with f16 weights (M <= 4, W^T): ragged K, activations past 2^16, subnormal, Inf and NaN weights", () => {
   for (const { be, label } of cpus) {
-    for (const [M, N, K] of [[1, 1, 1], [1, 5, 7], [2, 9, 8], [3, 13, 9], [4, 31, 33], [1, 257, 257], [2, 64, 768]] as const) {
+    for (const [M, N, K] of [[1, 1, 1], [1, 5, 7], [2, 9, 8], [3, 13, 9], [1, 6, 24], [1, 11, 47], [4, 31, 33], [1, 257, 257], [2, 64, 768]] as const) {
       for (const variant of ["normal", "large activations", "subnormal weights", "Inf and NaN weights"] as const) {
         const a = randf(be, M * K, rng);
         if (variant === "large activations") a[rng.int(0, M * K)] = 70000 * (rng.uniform() < 0.5 ? -1 : 1);

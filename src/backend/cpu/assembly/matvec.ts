@@ -3,6 +3,11 @@
  * They are memory-bound: every weight is read once and used M times, so the weights stream
  * straight from their storage (no packing) and threads split the N outputs.
  *
+ * For one row of a the weight rows are read one after another, in address order: a thread's
+ * slice of the matrix is then one sequential stream that the hardware prefetcher runs ahead of.
+ * Interleaving eight rows (eight short streams, 1.5-3 KiB each, no prefetch run-up) was half as
+ * fast on this 2-core EPYC: 3072x768 from DRAM on one thread, f32 480 -> 354 us, f16 537 -> 269 us.
+ *
  * f16 weights are not converted exactly (half.ts) but moved into place: an f16's sign at bit 31
  * and its other 15 bits at 27..13 is, read as f32, the value times 2^-112 exactly (the exponent
  * lands rebiased by 112; f16 subnormals become f32 subnormals). Multiplying the activations by
@@ -10,8 +15,8 @@
  * scalings are exact), so eight weights cost 5 integer ops and no float op to widen (f16Step).
  * Activations of magnitude 2^16 or more would overflow when scaled: then each weight is
  * multiplied by 2^112 instead. Exponent 31 (Inf, NaN) comes out wrong (finite) either way; each
- * group of weight rows ORs its weights' bits and is recomputed exactly when that shows an
- * exponent field of all ones.
+ * weight row (or group of rows) ORs its weights' bits and is recomputed exactly when that shows
+ * an exponent field of all ones.
  */
 import { F16, BF16, loadHalf4, loadHalf1 } from "./half";
 import { hsum, at32 } from "./common";
@@ -24,8 +29,9 @@ export const MATVEC_PIECE = 32;
 
 /**
  * Make the M rows of op(a) contiguous at `rows` (element (r, k) at a + r*ars + k*aks, byte
- * strides) and, for f16 weights, a copy scaled by 2^112 right after them (M * K floats on);
- * returns whether that copy was made (see scaleRows). Once per thread and product.
+ * strides) and, for f16 weights, a copy in f16Step's order right after them (M * K floats on),
+ * scaled by 2^112 where that is safe; returns whether it is scaled (see f16Activations). Once per
+ * thread and product.
  */
 export function matvecRows(rows: usize, a: usize, ars: usize, aks: usize, M: i32, K: i32, bkind: i32): bool {
   for (let i = 0; i < M; i++) {
@@ -34,7 +40,7 @@ export function matvecRows(rows: usize, a: usize, ars: usize, aks: usize, M: i32
     if (aks == 4) memory.copy(dst, src, <usize>K * 4);
     else for (let k = 0; k < K; k++) store<f32>(dst + (<usize>k << 2), load<f32>(src + <usize>k * aks));
   }
-  return bkind == F16 && scaleRows(rows + <usize>M * K * 4, rows, M * K);
+  return bkind == F16 && f16Activations(rows + <usize>M * K * 4, rows, M, K);
 }
 
 /**
@@ -47,10 +53,17 @@ export function matvec(
 ): void {
   const transposed = bks == (bkind == 0 ? 4 : 2);
   if (transposed) {
-    if (bkind == 0) dotRows(0, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
+    const xs = rows + <usize>M * K * 4; // f16: the activations in f16Step's order
+    if (M == 1) {
+      if (bkind == 0) rowDots(0, out, rows, b, bjs, K, n0, n1, accumulate);
+      else if (bkind == F16) {
+        if (scaled) rowDotsF16(true, out, rows, xs, b, bjs, K, n0, n1, accumulate);
+        else rowDotsF16(false, out, rows, xs, b, bjs, K, n0, n1, accumulate);
+      } else rowDots(BF16, out, rows, b, bjs, K, n0, n1, accumulate);
+    } else if (bkind == 0) dotRows(0, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
     else if (bkind == F16) {
-      if (scaled) dotRowsF16(true, out, rows, rows + <usize>M * K * 4, b, bjs, M, N, K, n0, n1, accumulate);
-      else dotRowsF16(false, out, rows, rows, b, bjs, M, N, K, n0, n1, accumulate);
+      if (scaled) dotRowsF16(true, out, rows, xs, b, bjs, M, N, K, n0, n1, accumulate);
+      else dotRowsF16(false, out, rows, xs, b, bjs, M, N, K, n0, n1, accumulate);
     } else dotRows(BF16, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
   } else {
     for (let i = 0; i < M; i++) {
@@ -77,14 +90,35 @@ export function matvec(
 }
 
 /**
- * b is (N, K) (transposed): out[i, n] = dot(row i, b[n]); eight weight rows at a time for one
- * row of a (decoding), else four. A core's streaming rate is bounded by the cache misses it has
- * in flight: eight concurrent row streams measured 1.15-1.4x four on this 2-core EPYC
- * (f32 3072x768: 13.3 -> 15.2 GB/s on one thread, 25.6 -> 30.4 GB/s on two); twelve gained nothing.
+ * b is (N, K) (transposed), one row x of a: out[n] (+)= x . b[n] for n in [n0, n1), row after
+ * row (the weights in address order, see the header).
  */
+@inline function rowDots(kind: i32, out: usize, x: usize, b: usize, bjs: usize, K: i32, n0: i32, n1: i32, accumulate: bool): void {
+  for (let n = n0; n < n1; n++) put(out + (<usize>n << 2), rowDot(kind, x, b + <usize>n * bjs, K), accumulate);
+}
+
+/** x . w, sixteen weights a step in four accumulators (four independent add chains). */
+@inline function rowDot(kind: i32, x: usize, w: usize, K: i32): f32 {
+  const wsh: usize = kind == 0 ? 2 : 1;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  let k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const px = x + (<usize>k << 2);
+    const pw = w + (<usize>k << wsh);
+    s0 = f32x4.add(s0, f32x4.mul(v128.load(px), weights4(kind, pw)));
+    s1 = f32x4.add(s1, f32x4.mul(v128.load(px, 16), weights4(kind, pw + (4 << wsh))));
+    s2 = f32x4.add(s2, f32x4.mul(v128.load(px, 32), weights4(kind, pw + (8 << wsh))));
+    s3 = f32x4.add(s3, f32x4.mul(v128.load(px, 48), weights4(kind, pw + (12 << wsh))));
+  }
+  for (; k + 4 <= K; k += 4) s0 = f32x4.add(s0, f32x4.mul(v128.load(x + (<usize>k << 2)), weights4(kind, w + (<usize>k << wsh))));
+  let t = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
+  for (; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * weight1(kind, w + (<usize>k << wsh));
+  return t;
+}
+
+/** b is (N, K) (transposed), M rows of a: out[i, n] = dot(row i, b[n]), four weight rows at a time. */
 @inline function dotRows(kind: i32, out: usize, rows: usize, b: usize, bjs: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   let n = n0;
-  if (M == 1) for (; n + 8 <= n1; n += 8) dot8(kind, out + (<usize>n << 2), rows, b + <usize>n * bjs, bjs, K, accumulate);
   for (; n + 4 <= n1; n += 4) {
     const w0 = b + <usize>n * bjs;
     for (let i = 0; i < M; i++) dot4(kind, out + (<usize>i * N + n) * 4, rows + <usize>i * K * 4, w0, bjs, 0, K, accumulate);
@@ -126,42 +160,6 @@ export function matvec(
   put(out + 12, t3, accumulate);
 }
 
-/** out[0:8] (+)= x . w_j for the eight weight rows w0 + j * bjs. */
-@inline function dot8(kind: i32, out: usize, x: usize, w0: usize, bjs: usize, K: i32, accumulate: bool): void {
-  const wsh: usize = kind == 0 ? 2 : 1;
-  const w4 = w0 + 4 * bjs;
-  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-  let s4 = f32x4.splat(0), s5 = f32x4.splat(0), s6 = f32x4.splat(0), s7 = f32x4.splat(0);
-  let k = 0;
-  for (; k + 4 <= K; k += 4) {
-    const xv = v128.load(x + (<usize>k << 2));
-    const o = <usize>k << wsh;
-    s0 = f32x4.add(s0, f32x4.mul(xv, weights4(kind, w0 + o)));
-    s1 = f32x4.add(s1, f32x4.mul(xv, weights4(kind, w0 + bjs + o)));
-    s2 = f32x4.add(s2, f32x4.mul(xv, weights4(kind, w0 + 2 * bjs + o)));
-    s3 = f32x4.add(s3, f32x4.mul(xv, weights4(kind, w0 + 3 * bjs + o)));
-    s4 = f32x4.add(s4, f32x4.mul(xv, weights4(kind, w4 + o)));
-    s5 = f32x4.add(s5, f32x4.mul(xv, weights4(kind, w4 + bjs + o)));
-    s6 = f32x4.add(s6, f32x4.mul(xv, weights4(kind, w4 + 2 * bjs + o)));
-    s7 = f32x4.add(s7, f32x4.mul(xv, weights4(kind, w4 + 3 * bjs + o)));
-  }
-  put(out, tail(kind, hsum(s0), x, w0, k, K), accumulate);
-  put(out + 4, tail(kind, hsum(s1), x, w0 + bjs, k, K), accumulate);
-  put(out + 8, tail(kind, hsum(s2), x, w0 + 2 * bjs, k, K), accumulate);
-  put(out + 12, tail(kind, hsum(s3), x, w0 + 3 * bjs, k, K), accumulate);
-  put(out + 16, tail(kind, hsum(s4), x, w4, k, K), accumulate);
-  put(out + 20, tail(kind, hsum(s5), x, w4 + bjs, k, K), accumulate);
-  put(out + 24, tail(kind, hsum(s6), x, w4 + 2 * bjs, k, K), accumulate);
-  put(out + 28, tail(kind, hsum(s7), x, w4 + 3 * bjs, k, K), accumulate);
-}
-
-/** t + x . w over the last k in [k, K), in the order dot4 and dot1 add them (bit-equal columns whichever path ran). */
-@inline function tail(kind: i32, t: f32, x: usize, w: usize, k: i32, K: i32): f32 {
-  const wsh: usize = kind == 0 ? 2 : 1;
-  for (; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * weight1(kind, w + (<usize>k << wsh));
-  return t;
-}
-
 /** x . w over k in [k0, K). */
 @inline function dot1(kind: i32, x: usize, w: usize, k0: i32, K: i32): f32 {
   const wsh: usize = kind == 0 ? 2 : 1;
@@ -179,55 +177,106 @@ export function matvec(
 const F16_SCALE: f32 = 5.192296858534828e33;
 /** the f16 exponent field: all ones is Inf or NaN */
 const F16_EXPONENT: i16 = 0x7c00;
-/** keeps the sign and the 12 bits below the three copies of it that an arithmetic shift by 3 leaves */
-const F16_TOP_MASK: i16 = <i16>0x8fff;
+/**
+ * Keeps, of an f16 shifted to the top of a 32-bit lane and then right by 3 (arithmetic), the
+ * sign and the 15 bits at 27..13: clears the three copies of the sign above them and whatever
+ * the shift brought in below.
+ */
+const F16_WORD_MASK: i32 = 0x8fffe000;
 
 /**
- * s + x . (8 f16 weights h), x in two vectors; `prescaled`: x holds the activations times 2^112.
- * The weights become f32 words of their values times 2^-112 (exact unless the exponent is 31):
- * the f16's sign at bit 31, its 15 other bits at 27..13. The high halves (sign, three zeros,
- * exponent, top 7 mantissa bits) are h >> 3 (arithmetic) masked, the low halves (last 3 mantissa
- * bits, then zeros) h << 13, and two interleaves pair them: five ops for eight weights, where
- * widening each half to i32 lanes first takes seven.
+ * s + x . (8 f16 weights h), the weights as f32 words of their values times 2^-112 (exact unless
+ * the exponent is 31). A 32-bit lane of h holds an even-indexed weight in its low half and the
+ * next one in its high half: the high one is h >> 3 (arithmetic) masked, the low one the same
+ * after h << 16, five ops for eight weights with no shuffle, the activations being stored in the
+ * matching order (f16Activations): `xe` the even ones, `xo` the odd. `prescaled`: they are
+ * multiplied by 2^112.
  */
-@inline function f16Step(prescaled: bool, s: v128, xa: v128, xb: v128, h: v128): v128 {
-  const top = v128.and(i16x8.shr_s(h, 3), i16x8.splat(F16_TOP_MASK));
-  const bottom = i16x8.shl(h, 13);
-  let lo = i8x16.shuffle(bottom, top, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-  let hi = i8x16.shuffle(bottom, top, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+@inline function f16Step(prescaled: bool, s: v128, xe: v128, xo: v128, h: v128): v128 {
+  let even = v128.and(i32x4.shr_s(i32x4.shl(h, 16), 3), i32x4.splat(F16_WORD_MASK));
+  let odd = v128.and(i32x4.shr_s(h, 3), i32x4.splat(F16_WORD_MASK));
   if (!prescaled) {
-    lo = f32x4.mul(lo, f32x4.splat(F16_SCALE));
-    hi = f32x4.mul(hi, f32x4.splat(F16_SCALE));
+    even = f32x4.mul(even, f32x4.splat(F16_SCALE));
+    odd = f32x4.mul(odd, f32x4.splat(F16_SCALE));
   }
-  return f32x4.add(s, f32x4.add(f32x4.mul(xa, lo), f32x4.mul(xb, hi)));
+  return f32x4.add(s, f32x4.add(f32x4.mul(xe, even), f32x4.mul(xo, odd)));
 }
 
 /**
- * dst[0:n] = src[0:n] * 2^112 when every |src| < 2^16 (so nothing overflows); returns whether
- * it did. NaN and Inf activations fail the test too.
+ * dst = the M rows of src (M, K) in f16Step's order: each group of eight as its four even- then
+ * its four odd-indexed values (a last partial group is copied as it is; only the exact tails read
+ * it, from src). Scaled by 2^112 when every |src| < 2^16 (so nothing overflows); returns whether
+ * it is. NaN and Inf activations fail the test too.
  */
-function scaleRows(dst: usize, src: usize, n: i32): bool {
+function f16Activations(dst: usize, src: usize, M: i32, K: i32): bool {
+  const n = M * K;
   let big = f32x4.splat(0);
   let i = 0;
   for (; i + 4 <= n; i += 4) big = f32x4.max(big, f32x4.abs(v128.load(at32(src, i))));
   let m = max(max(f32x4.extract_lane(big, 0), f32x4.extract_lane(big, 1)), max(f32x4.extract_lane(big, 2), f32x4.extract_lane(big, 3)));
   for (; i < n; i++) m = max(m, abs(load<f32>(at32(src, i))));
-  if (!(m < 65536)) return false;
-  const s = f32x4.splat(F16_SCALE);
-  i = 0;
-  for (; i + 4 <= n; i += 4) v128.store(at32(dst, i), f32x4.mul(v128.load(at32(src, i)), s));
-  for (; i < n; i++) store<f32>(at32(dst, i), load<f32>(at32(src, i)) * F16_SCALE);
-  return true;
+  const scaled = m < 65536;
+  const s = f32x4.splat(scaled ? F16_SCALE : 1);
+  for (let r = 0; r < M; r++) {
+    const x = at32(src, r * K);
+    const y = at32(dst, r * K);
+    let k = 0;
+    for (; k + 8 <= K; k += 8) {
+      const a = v128.load(at32(x, k));
+      const b = v128.load(at32(x, k), 16);
+      v128.store(at32(y, k), f32x4.mul(i8x16.shuffle(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), s));
+      v128.store(at32(y, k), f32x4.mul(i8x16.shuffle(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31), s), 16);
+    }
+    for (; k < K; k++) store<f32>(at32(y, k), load<f32>(at32(x, k)));
+  }
+  return scaled;
+}
+
+/** An exponent field of all ones in a lane of the OR of some weights' bits: maybe an Inf or NaN among them. */
+@inline function maybeInfNaN(e: v128): bool {
+  // (or a mix of exponents, which needs a weight of magnitude >= 2: rare, and then the exact
+  // recomputation only costs time)
+  return v128.any_true(i16x8.eq(v128.and(e, i16x8.splat(F16_EXPONENT)), i16x8.splat(F16_EXPONENT)));
 }
 
 /**
- * dotRows for f16 weights, eight weights per row per step; `xs` holds the rows of op(a) scaled
- * by 2^112 when `prescaled` (then `rows` is only read by the exact recomputation).
+ * rowDots for f16 weights: `xs` the activations in f16Step's order (scaled when `prescaled`),
+ * `x` unscaled in natural order (the tails and the exact recomputation).
  */
+@inline function rowDotsF16(prescaled: bool, out: usize, x: usize, xs: usize, b: usize, bjs: usize, K: i32, n0: i32, n1: i32, accumulate: bool): void {
+  for (let n = n0; n < n1; n++) put(out + (<usize>n << 2), rowDotF16(prescaled, x, xs, b + <usize>n * bjs, K), accumulate);
+}
+
+/** x . w for one f16 weight row, sixteen weights a step in two accumulators. */
+@inline function rowDotF16(prescaled: bool, x: usize, xs: usize, w: usize, K: i32): f32 {
+  const K8 = K & ~7;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+  let e = i16x8.splat(0);
+  let k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const px = xs + (<usize>k << 2);
+    const h0 = v128.load(w + (<usize>k << 1));
+    const h1 = v128.load(w + (<usize>k << 1), 16);
+    e = v128.or(e, v128.or(h0, h1));
+    s0 = f16Step(prescaled, s0, v128.load(px), v128.load(px, 16), h0);
+    s1 = f16Step(prescaled, s1, v128.load(px, 32), v128.load(px, 48), h1);
+  }
+  if (k < K8) {
+    const px = xs + (<usize>k << 2);
+    const h = v128.load(w + (<usize>k << 1));
+    e = v128.or(e, h);
+    s0 = f16Step(prescaled, s0, v128.load(px), v128.load(px, 16), h);
+  }
+  if (maybeInfNaN(e)) return dot1(F16, x, w, 0, K);
+  let t = hsum(f32x4.add(s0, s1));
+  for (k = K8; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * loadHalf1(w + (<usize>k << 1), F16);
+  return t;
+}
+
+/** dotRows for f16 weights and M > 1 rows of a, four weight rows at a time; xs, x as in rowDotsF16. */
 @inline function dotRowsF16(prescaled: bool, out: usize, rows: usize, xs: usize, b: usize, bjs: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   const K8 = K & ~7;
   let n = n0;
-  if (M == 1) for (; n + 8 <= n1; n += 8) dot8F16(prescaled, out + (<usize>n << 2), rows, xs, b + <usize>n * bjs, bjs, K, accumulate);
   for (; n + 4 <= n1; n += 4) {
     const w0 = b + <usize>n * bjs;
     const w1 = w0 + bjs;
@@ -237,33 +286,29 @@ function scaleRows(dst: usize, src: usize, n: i32): bool {
       const x = xs + <usize>i * K * 4;
       const c = out + (<usize>i * N + n) * 4;
       let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-      // the OR of every weight's bits: an exponent field of all ones in a lane means an Inf or
-      // NaN may be among them (or a mix of exponents, which needs a weight of magnitude >= 2:
-      // rare, and then the exact path below only costs time)
       let e = i16x8.splat(0);
       for (let k = 0; k < K8; k += 8) {
-        const xa = v128.load(x + (<usize>k << 2));
-        const xb = v128.load(x + (<usize>k << 2), 16);
+        const xe = v128.load(x + (<usize>k << 2));
+        const xo = v128.load(x + (<usize>k << 2), 16);
         const o = <usize>k << 1;
         const h0 = v128.load(w0 + o);
         const h1 = v128.load(w1 + o);
         const h2 = v128.load(w2 + o);
         const h3 = v128.load(w3 + o);
         e = v128.or(e, v128.or(v128.or(h0, h1), v128.or(h2, h3)));
-        s0 = f16Step(prescaled, s0, xa, xb, h0);
-        s1 = f16Step(prescaled, s1, xa, xb, h1);
-        s2 = f16Step(prescaled, s2, xa, xb, h2);
-        s3 = f16Step(prescaled, s3, xa, xb, h3);
+        s0 = f16Step(prescaled, s0, xe, xo, h0);
+        s1 = f16Step(prescaled, s1, xe, xo, h1);
+        s2 = f16Step(prescaled, s2, xe, xo, h2);
+        s3 = f16Step(prescaled, s3, xe, xo, h3);
       }
-      const xe = rows + <usize>i * K * 4; // unscaled: the tail and the exact path
-      if (v128.any_true(i16x8.eq(v128.and(e, i16x8.splat(F16_EXPONENT)), i16x8.splat(F16_EXPONENT)))) {
-        // maybe an Inf or NaN weight in one of the four rows: all four again, exactly
-        dot4(F16, c, xe, w0, bjs, 0, K, accumulate);
+      const xu = rows + <usize>i * K * 4; // unscaled, natural order
+      if (maybeInfNaN(e)) {
+        dot4(F16, c, xu, w0, bjs, 0, K, accumulate);
         continue;
       }
       let t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
       for (let k = K8; k < K; k++) {
-        const xk = load<f32>(xe + (<usize>k << 2));
+        const xk = load<f32>(xu + (<usize>k << 2));
         const o = <usize>k << 1;
         t0 += xk * loadHalf1(w0 + o, F16);
         t1 += xk * loadHalf1(w1 + o, F16);
@@ -280,57 +325,6 @@ function scaleRows(dst: usize, src: usize, n: i32): bool {
     const w = b + <usize>n * bjs;
     for (let i = 0; i < M; i++) put(out + (<usize>i * N + n) * 4, dot1(F16, rows + <usize>i * K * 4, w, 0, K), accumulate);
   }
-}
-
-/** dotRowsF16 for one row of a and eight weight rows (w0 + j * bjs), as dot8 for f32 weights */
-@inline function dot8F16(prescaled: bool, out: usize, rows: usize, x: usize, w0: usize, bjs: usize, K: i32, accumulate: bool): void {
-  const K8 = K & ~7;
-  const w4 = w0 + 4 * bjs;
-  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-  let s4 = f32x4.splat(0), s5 = f32x4.splat(0), s6 = f32x4.splat(0), s7 = f32x4.splat(0);
-  let e = i16x8.splat(0);
-  for (let k = 0; k < K8; k += 8) {
-    const xa = v128.load(x + (<usize>k << 2));
-    const xb = v128.load(x + (<usize>k << 2), 16);
-    const o = <usize>k << 1;
-    const h0 = v128.load(w0 + o);
-    const h1 = v128.load(w0 + bjs + o);
-    const h2 = v128.load(w0 + 2 * bjs + o);
-    const h3 = v128.load(w0 + 3 * bjs + o);
-    e = v128.or(e, v128.or(v128.or(h0, h1), v128.or(h2, h3)));
-    s0 = f16Step(prescaled, s0, xa, xb, h0);
-    s1 = f16Step(prescaled, s1, xa, xb, h1);
-    s2 = f16Step(prescaled, s2, xa, xb, h2);
-    s3 = f16Step(prescaled, s3, xa, xb, h3);
-    const h4 = v128.load(w4 + o);
-    const h5 = v128.load(w4 + bjs + o);
-    const h6 = v128.load(w4 + 2 * bjs + o);
-    const h7 = v128.load(w4 + 3 * bjs + o);
-    e = v128.or(e, v128.or(v128.or(h4, h5), v128.or(h6, h7)));
-    s4 = f16Step(prescaled, s4, xa, xb, h4);
-    s5 = f16Step(prescaled, s5, xa, xb, h5);
-    s6 = f16Step(prescaled, s6, xa, xb, h6);
-    s7 = f16Step(prescaled, s7, xa, xb, h7);
-  }
-  if (v128.any_true(i16x8.eq(v128.and(e, i16x8.splat(F16_EXPONENT)), i16x8.splat(F16_EXPONENT)))) {
-    dot4(F16, out, rows, w0, bjs, 0, K, accumulate);
-    dot4(F16, out + 16, rows, w4, bjs, 0, K, accumulate);
-    return;
-  }
-  put(out, tailF16(hsum(s0), rows, w0, K8, K), accumulate);
-  put(out + 4, tailF16(hsum(s1), rows, w0 + bjs, K8, K), accumulate);
-  put(out + 8, tailF16(hsum(s2), rows, w0 + 2 * bjs, K8, K), accumulate);
-  put(out + 12, tailF16(hsum(s3), rows, w0 + 3 * bjs, K8, K), accumulate);
-  put(out + 16, tailF16(hsum(s4), rows, w4, K8, K), accumulate);
-  put(out + 20, tailF16(hsum(s5), rows, w4 + bjs, K8, K), accumulate);
-  put(out + 24, tailF16(hsum(s6), rows, w4 + 2 * bjs, K8, K), accumulate);
-  put(out + 28, tailF16(hsum(s7), rows, w4 + 3 * bjs, K8, K), accumulate);
-}
-
-/** t + the unscaled activations . w over the last k in [k, K), in dotRowsF16's order */
-@inline function tailF16(t: f32, x: usize, w: usize, k: i32, K: i32): f32 {
-  for (; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * loadHalf1(w + (<usize>k << 1), F16);
-  return t;
 }
 
 /**
