@@ -37,7 +37,7 @@ export function l2norm(x: Tensor, eps = 1e-6): Tensor {
 
 /** rmsnorm(x) * w * silu(z): Qwen3NextRMSNormGated (FLA FusedRMSNormGated), norm before gate. */
 export function gatedRmsnorm(x: Tensor, z: Tensor, w: Tensor, eps: number): Tensor {
-  assert(x.size === z.size, `gatedRmsnorm: x ${fmtShape(x.shape)} and gate ${fmtShape(z.shape)} differ`);
+  assert(x.size === z.size, () => `gatedRmsnorm: x ${fmtShape(x.shape)} and gate ${fmtShape(z.shape)} differ`);
   return mul(rmsnorm(x, w, eps), silu(z)); // (..., C)
 }
 
@@ -49,8 +49,8 @@ export function gatedRmsnorm(x: Tensor, z: Tensor, w: Tensor, eps: number): Tens
 export function deltanetConv(x: Tensor, w: Tensor, window?: Tensor): Tensor {
   const [B, T, D] = x.shape;
   const W = lastDim(w.shape);
-  assert(w.size === D * W, `deltanetConv: weight ${fmtShape(w.shape)} for ${D} channels`);
-  if (window) assert(window.size === B * (W - 1) * D, `deltanetConv: window ${fmtShape(window.shape)} for (${B}, ${W - 1}, ${D})`);
+  assert(w.size === D * W, () => `deltanetConv: weight ${fmtShape(w.shape)} for ${D} channels`);
+  if (window) assert(window.size === B * (W - 1) * D, () => `deltanetConv: window ${fmtShape(window.shape)} for (${B}, ${W - 1}, ${D})`);
   const d: DeltaNetConvDims = { B, T, D, W };
   const be = backendOf(x);
   const k = kernelsOf(x);
@@ -88,8 +88,8 @@ export interface DeltaRuleOptions {
 function deltaDims(q: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: number, chunk: number): DeltaNetDims {
   const [B, T, G, Dk] = q.shape;
   const [Bv, Tv, H, Dv] = v.shape;
-  assert(Bv === B && Tv === T && H % G === 0, `deltanet: q ${fmtShape(q.shape)} and v ${fmtShape(v.shape)} do not fit`);
-  assert(g.size === B * T * H && beta.size === B * T * H, `deltanet: g ${fmtShape(g.shape)} / beta ${fmtShape(beta.shape)} need (${B}, ${T}, ${H})`);
+  assert(Bv === B && Tv === T && H % G === 0, () => `deltanet: q ${fmtShape(q.shape)} and v ${fmtShape(v.shape)} do not fit`);
+  assert(g.size === B * T * H && beta.size === B * T * H, () => `deltanet: g ${fmtShape(g.shape)} / beta ${fmtShape(beta.shape)} need (${B}, ${T}, ${H})`);
   return { B, T, H, G, Dk, Dv, scale, chunk };
 }
 
@@ -99,7 +99,7 @@ function deltaDims(q: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: number,
  */
 export function deltaRule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, opts: DeltaRuleOptions): Tensor {
   const d = deltaDims(q, v, g, beta, opts.scale, opts.chunk ?? 64);
-  assert(k.size === q.size, `deltanet: k ${fmtShape(k.shape)} differs from q ${fmtShape(q.shape)}`);
+  assert(k.size === q.size, () => `deltanet: k ${fmtShape(k.shape)} differs from q ${fmtShape(q.shape)}`);
   const be = backendOf(q);
   const kern = kernelsOf(q);
   const out = empty(be, v.shape); // (B, T, H, Dv)
@@ -124,7 +124,7 @@ export function deltaRule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tens
 /** One token of the recurrence (decoding): shapes as deltaRule with T = 1; `state` advanced in place. */
 export function deltaRuleStep(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, state: Tensor, scale: number): Tensor {
   const d = deltaDims(q, v, g, beta, scale, 1);
-  assert(d.T === 1, `deltaRuleStep: one token at a time, got T = ${d.T}`);
+  assert(d.T === 1, () => `deltaRuleStep: one token at a time, got T = ${d.T}`);
   assert(!needsGrad(q, k, v, g, beta), "deltaRuleStep is for inference (no gradients)");
   const out = empty(backendOf(q), v.shape); // (B, 1, H, Dv)
   kernelsOf(q).deltanetStep(out.handle, state.handle, q.handle, k.handle, v.handle, g.handle, beta.handle, d);

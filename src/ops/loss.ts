@@ -9,7 +9,7 @@ import { assert } from "../util/errors.js";
 export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   const V = lastDim(logits.shape);
   const N = rows(logits.shape);
-  assert(targets.size === N, `crossEntropy: ${targets.size} targets for ${N} rows`);
+  assert(targets.size === N, () => `crossEntropy: ${targets.size} targets for ${N} rows`);
   const be = backendOf(logits);
   const k = kernelsOf(logits);
   const loss = empty(be, [1]);

@@ -22,9 +22,9 @@ export interface Routing {
 
 /** logits (N, E) -> the k experts of each token and their weights (renormalised when `normalize`). */
 export function routeTopK(logits: Tensor, k: number, normalize: boolean): Routing {
-  assert(logits.rank === 2, `routeTopK: logits must be (N, E), got ${fmtShape(logits.shape)}`);
+  assert(logits.rank === 2, () => `routeTopK: logits must be (N, E), got ${fmtShape(logits.shape)}`);
   const [N, E] = logits.shape;
-  assert(k >= 1 && k <= E, `routeTopK: top-k ${k} must be in [1, ${E}]`);
+  assert(k >= 1 && k <= E, () => `routeTopK: top-k ${k} must be in [1, ${E}]`);
   const be = backendOf(logits);
   const kern = kernelsOf(logits);
   const weights = empty(be, [N, k]); // (N, k)
@@ -62,7 +62,7 @@ export function groupByExpert(indices: Tensor, E: number): ExpertGroups {
 /** x (N, C) -> (N * k, C): each token copied to the rows of the experts it was routed to. */
 export function gatherToExperts(x: Tensor, g: ExpertGroups): Tensor {
   const [N, C] = x.shape;
-  assert(N === g.N, `gatherToExperts: ${N} tokens, routing has ${g.N}`);
+  assert(N === g.N, () => `gatherToExperts: ${N} tokens, routing has ${g.N}`);
   const be = backendOf(x);
   const kern = kernelsOf(x);
   const xs = empty(be, [N * g.k, C]); // (N * k, C)
@@ -81,7 +81,7 @@ export function gatherToExperts(x: Tensor, g: ExpertGroups): Tensor {
 export function groupedLinear(xs: Tensor, w: Tensor, g: ExpertGroups): Tensor {
   const [M, K] = xs.shape;
   const [E, N, Kw] = w.shape;
-  assert(E === g.E && K === Kw && M === g.N * g.k, `groupedLinear: rows ${fmtShape(xs.shape)} and weights ${fmtShape(w.shape)} do not fit`);
+  assert(E === g.E && K === Kw && M === g.N * g.k, () => `groupedLinear: rows ${fmtShape(xs.shape)} and weights ${fmtShape(w.shape)} do not fit`);
   const d: GroupedMatmulDims = { E, M, N, K };
   const be = backendOf(xs);
   const kern = kernelsOf(xs);
@@ -102,7 +102,7 @@ export function groupedLinear(xs: Tensor, w: Tensor, g: ExpertGroups): Tensor {
 export function combineFromExperts(ys: Tensor, weights: Tensor, g: ExpertGroups): Tensor {
   const C = ys.shape[1];
   const { N, k } = g;
-  assert(weights.shape[0] === N && weights.shape[1] === k, `combineFromExperts: weights ${fmtShape(weights.shape)} for ${N} tokens, top-${k}`);
+  assert(weights.shape[0] === N && weights.shape[1] === k, () => `combineFromExperts: weights ${fmtShape(weights.shape)} for ${N} tokens, top-${k}`);
   const be = backendOf(ys);
   const kern = kernelsOf(ys);
   const out = empty(be, [N, C]); // (N, C)
@@ -121,7 +121,7 @@ export function combineFromExperts(ys: Tensor, weights: Tensor, g: ExpertGroups)
 /** x (N, C) scaled row by row by s (N, 1): out[n] = s[n] * x[n]. */
 export function scaleRows(x: Tensor, s: Tensor): Tensor {
   const [N, C] = x.shape;
-  assert(x.rank === 2 && s.size === N, `scaleRows: ${fmtShape(s.shape)} does not give one scale per row of ${fmtShape(x.shape)}`);
+  assert(x.rank === 2 && s.size === N, () => `scaleRows: ${fmtShape(s.shape)} does not give one scale per row of ${fmtShape(x.shape)}`);
   const be = backendOf(x);
   const kern = kernelsOf(x);
   const out = empty(be, x.shape); // (N, C)
@@ -182,7 +182,7 @@ function stackRows(xs: Tensor[], cols: number, dtype: "f32" | "i32"): Tensor {
   const out = empty(backendOf(xs[0]), [R, cols], dtype);
   let r0 = 0;
   for (const x of xs) {
-    assert(x.shape[1] === cols && x.dtype === dtype, `loadBalancingLoss: layer shapes differ (${fmtShape(x.shape)})`);
+    assert(x.shape[1] === cols && x.dtype === dtype, () => `loadBalancingLoss: layer shapes differ (${fmtShape(x.shape)})`);
     kernelsOf(x).copy2d(out.handle, x.handle, 1, x.size, 0, r0 * cols, 0, 0, false);
     r0 += x.shape[0];
   }

@@ -19,7 +19,7 @@ import { matmulKN } from "./linalg.js";
  */
 export function tokenShift(x: Tensor, prev: Tensor | null = null): Tensor {
   const [B, T, C] = x.shape;
-  if (prev) assert(prev.size === B * C, `tokenShift: previous input ${fmtShape(prev.shape)} for x ${fmtShape(x.shape)}`);
+  if (prev) assert(prev.size === B * C, () => `tokenShift: previous input ${fmtShape(prev.shape)} for x ${fmtShape(x.shape)}`);
   const be = backendOf(x);
   const k = kernelsOf(x);
   const y = empty(be, x.shape); // (B, T, C)
@@ -54,8 +54,8 @@ export interface RecurrentResult {
  */
 export function wkv4(w: Tensor, u: Tensor, k: Tensor, v: Tensor, state0: Tensor | null = null): RecurrentResult {
   const [B, T, D] = k.shape;
-  assert(T >= 1 && v.size === k.size && w.size === D && u.size === D, `wkv4: k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}, w ${fmtShape(w.shape)}, u ${fmtShape(u.shape)}`);
-  if (state0) assert(state0.size === B * 3 * D, `wkv4: state ${fmtShape(state0.shape)} for ${B} x ${D} channels`);
+  assert(T >= 1 && v.size === k.size && w.size === D && u.size === D, () => `wkv4: k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}, w ${fmtShape(w.shape)}, u ${fmtShape(u.shape)}`);
+  if (state0) assert(state0.size === B * 3 * D, () => `wkv4: state ${fmtShape(state0.shape)} for ${B} x ${D} channels`);
   const be = backendOf(k);
   const kern = kernelsOf(k);
   const d = { B, T, D };
@@ -105,7 +105,7 @@ export function wkv4(w: Tensor, u: Tensor, k: Tensor, v: Tensor, state0: Tensor 
 export function wkv4Step(w: Tensor, u: Tensor, k: Tensor, v: Tensor, state: Tensor): Tensor {
   assertInference("wkv4Step", w, u, k, v);
   const [B, D] = [state.shape[0], lastDim(state.shape)];
-  assert(k.size === B * D && v.size === B * D, `wkv4Step: k ${fmtShape(k.shape)} for state ${fmtShape(state.shape)}`);
+  assert(k.size === B * D && v.size === B * D, () => `wkv4Step: k ${fmtShape(k.shape)} for state ${fmtShape(state.shape)}`);
   const y = empty(backendOf(k), k.shape); // (B, D)
   kernelsOf(k).wkv4Step(y.handle, state.handle, w.handle, u.handle, k.handle, v.handle, { B, D });
   return y;
@@ -133,10 +133,10 @@ export function wkv7(
   opts: Wkv7Options = {},
 ): RecurrentResult {
   const [B, T, H, N] = r.shape;
-  for (const t of [w, k, v, a, b]) assert(t.size === r.size, `wkv7: input ${fmtShape(t.shape)} for r ${fmtShape(r.shape)}`);
-  if (state0) assert(state0.size === B * H * N * N, `wkv7: state ${fmtShape(state0.shape)} for ${B} x ${H} heads of size ${N}`);
+  for (const t of [w, k, v, a, b]) assert(t.size === r.size, () => `wkv7: input ${fmtShape(t.shape)} for r ${fmtShape(r.shape)}`);
+  if (state0) assert(state0.size === B * H * N * N, () => `wkv7: state ${fmtShape(state0.shape)} for ${B} x ${H} heads of size ${N}`);
   const chunk = opts.chunk ?? N;
-  assert(T >= 1 && Number.isInteger(chunk) && chunk >= 1, `wkv7: T ${T}, chunk ${chunk}`);
+  assert(T >= 1 && Number.isInteger(chunk) && chunk >= 1, () => `wkv7: T ${T}, chunk ${chunk}`);
   const be = backendOf(r);
   const kern = kernelsOf(r);
   const d = { B, T, H, N, chunk };
@@ -165,7 +165,7 @@ export function wkv7(
 export function wkv7Step(r: Tensor, w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, state: Tensor): Tensor {
   assertInference("wkv7Step", r, w, k, v, a, b);
   const [B, H, N] = state.shape;
-  for (const t of [r, w, k, v, a, b]) assert(t.size === B * H * N, `wkv7Step: input ${fmtShape(t.shape)} for state ${fmtShape(state.shape)}`);
+  for (const t of [r, w, k, v, a, b]) assert(t.size === B * H * N, () => `wkv7Step: input ${fmtShape(t.shape)} for state ${fmtShape(state.shape)}`);
   const y = empty(backendOf(r), r.shape); // (B, H, N)
   kernelsOf(r).wkv7Step(y.handle, state.handle, r.handle, w.handle, k.handle, v.handle, a.handle, b.handle, { B, H, N });
   return y;
@@ -173,7 +173,7 @@ export function wkv7Step(r: Tensor, w: Tensor, k: Tensor, v: Tensor, a: Tensor, 
 
 /** Steps update their state in place and are not differentiable: decoding runs under noGrad. */
 function assertInference(op: string, ...inputs: Tensor[]): void {
-  assert(!needsGrad(...inputs), `${op} updates its state in place and has no backward; run decoding under noGrad`);
+  assert(!needsGrad(...inputs), () => `${op} updates its state in place and has no backward; run decoding under noGrad`);
 }
 
 // ---------------------------------------------------------------- per-head reductions
@@ -190,7 +190,7 @@ function constant(like: Tensor, value: number, shape: number[]): Tensor {
  */
 export function groupNorm(x: Tensor, w: Tensor, b: Tensor, groups: number, eps: number): Tensor {
   const C = lastDim(x.shape);
-  assert(C % groups === 0 && w.size === C && b.size === C, `groupNorm: ${groups} groups over ${fmtShape(x.shape)}`);
+  assert(C % groups === 0 && w.size === C && b.size === C, () => `groupNorm: ${groups} groups over ${fmtShape(x.shape)}`);
   const N = C / groups;
   const unit = constant(x, 1, [N]);
   const normed = layernorm(x.reshape([rows(x.shape) * groups, N]), unit, null, eps).reshape(x.shape); // (..., C)

@@ -20,7 +20,7 @@ import { assert } from "../util/errors.js";
 export const SCAN_CHECKPOINT_EVERY = 64;
 
 function expect(what: string, t: Tensor | null | undefined, shape: number[]): void {
-  if (t) assert(sameShape(t.shape, shape), `${what}: expected ${fmtShape(shape)}, got ${fmtShape(t.shape)}`);
+  if (t) assert(sameShape(t.shape, shape), () => `${what}: expected ${fmtShape(shape)}, got ${fmtShape(t.shape)}`);
 }
 
 /** Record an op whose inputs may be absent: `slots` and the backward's gradients line up. */
@@ -222,7 +222,7 @@ export interface SsdOptions {
 }
 
 function ssdDims(B: number, T: number, H: number, P: number, G: number, N: number, opts: SsdOptions): SsdDims {
-  assert(H % G === 0, `ssd: ${G} groups do not divide ${H} heads`);
+  assert(H % G === 0, () => `ssd: ${G} groups do not divide ${H} heads`);
   const [dtMin, dtMax] = opts.dtLimit ?? [0, Infinity];
   return { B, T, H, P, N, G, chunk: opts.chunk, dtSoftplus: opts.dtSoftplus ?? true, dtMin, dtMax };
 }

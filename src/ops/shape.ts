@@ -8,7 +8,7 @@ import { assert } from "../util/errors.js";
 /** Split x (..., sum(sizes)) into tensors (..., sizes[i]). */
 export function split(x: Tensor, sizes: number[]): Tensor[] {
   const n = lastDim(x.shape);
-  assert(sizes.reduce((a, b) => a + b, 0) === n, `split: sizes ${sizes} do not sum to ${n}`);
+  assert(sizes.reduce((a, b) => a + b, 0) === n, () => `split: sizes ${sizes} do not sum to ${n}`);
   const r = rows(x.shape);
   const k = kernelsOf(x);
   const outs: Tensor[] = [];
@@ -63,7 +63,7 @@ export function concat(xs: Tensor[]): Tensor {
 /** x (B, T, C) -> (B, 1, C): the last time step (what generation reads after a prefill). */
 export function lastStep(x: Tensor): Tensor {
   const [B, T, C] = x.shape;
-  assert(x.rank === 3, `lastStep: expected (B, T, C), got rank ${x.rank}`);
+  assert(x.rank === 3, () => `lastStep: expected (B, T, C), got rank ${x.rank}`);
   const k = kernelsOf(x);
   const y = empty(backendOf(x), [B, 1, C]); // (B, 1, C)
   k.copy2d(y.handle, x.handle, B, C, C, 0, T * C, (T - 1) * C, false);

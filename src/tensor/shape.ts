@@ -23,10 +23,10 @@ export function resolveShape(target: Shape, size: number): number[] {
   const unknown = out.indexOf(-1);
   if (unknown >= 0) {
     const rest = numel(out.filter((_, i) => i !== unknown));
-    assert(rest > 0 && size % rest === 0, `cannot reshape ${size} elements to ${fmtShape(target)}`);
+    assert(rest > 0 && size % rest === 0, () => `cannot reshape ${size} elements to ${fmtShape(target)}`);
     out[unknown] = size / rest;
   }
-  assert(numel(out) === size, `cannot reshape ${size} elements to ${fmtShape(target)}`);
+  assert(numel(out) === size, () => `cannot reshape ${size} elements to ${fmtShape(target)}`);
   return out;
 }
 

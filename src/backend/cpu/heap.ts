@@ -60,6 +60,8 @@ export class WasmHeap {
   private quickTotal = 0;
   /** every SharedArrayBuffer the memory has exposed (one per grow): what `owns` accepts */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
+  /** the buffer object `owns` recorded last (one of `buffers`) */
+  private lastBuffer: ArrayBufferLike | null = null;
 
   /** `base`: first byte the allocator may use (past the module's static data). */
   constructor(base: number, initialBytes = 16 * 2 ** 20) {
@@ -137,9 +139,17 @@ export class WasmHeap {
   /** Whether a typed array is a view into this heap's memory. */
   owns(a: ArrayBufferView): boolean {
     // V8 hands out a new buffer object for a shared memory whenever any shared memory of the
-    // process grows (another backend's, too), so the current one is recorded when first seen
-    if (a.buffer === this.memory.buffer) this.buffers.add(a.buffer);
-    return this.buffers.has(a.buffer);
+    // process grows (another backend's, too), so the current one is recorded when first seen.
+    // The last one recorded answers first: reading memory.buffer and the set cost ~0.1 us, and
+    // every kernel call asks this of each of its operands.
+    const buffer = a.buffer;
+    if (buffer === this.lastBuffer) return true;
+    if (buffer === this.memory.buffer) {
+      this.buffers.add(buffer);
+      this.lastBuffer = buffer;
+      return true;
+    }
+    return this.buffers.has(buffer);
   }
 
   stats(): HeapStats {
