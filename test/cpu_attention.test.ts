@@ -27,6 +27,9 @@ const CASES: Case[] = [
   { B: 1, T: 1, S: 1, H: 2, G: 1, K: 64, causal: true },
   { B: 1, T: 1, S: 150, H: 6, G: 3, K: 36, causal: false, kvRows: 160 },
   { B: 1, T: 1, S: 200, H: 2, G: 2, K: 16, causal: true, qOffset: 120, kvRows: 200 },
+  // key rows read whole, four heads per pass: 12 heads over 3 KV heads, and 5 heads of odd size
+  { B: 2, T: 1, S: 333, H: 12, G: 3, K: 64, causal: true, qOffset: 332, kvRows: 340 },
+  { B: 1, T: 1, S: 77, H: 5, G: 5, K: 7, causal: true, qOffset: 76, kvRows: 77 },
 ];
 
 function dims(c: Case): AttentionDims {
