@@ -7,7 +7,8 @@
  * Flags: --out FILE (JSON: both sides and their ratios when --torch is given), --torch FILE
  * (PyTorch's results from the same card), --quick (small shapes, for a smoke run),
  * --only copy,scan,matvec,decode,matmul,attention, --check (compare every kernel timed against
- * the CPU reference on random inputs first), --variants (also time other tiles and plans),
+ * the CPU reference on random inputs first), --variants [NAME,...] (also time other tiles and
+ * plans; with names, only the scan plans whose name contains one of them),
  * --model-dir DIR (decode the models PyTorch saved there), --write-configs DIR (only write the
  * decode models' config.json files there, for scripts/bench_gpu_torch.py --decode-dir DIR):
  *
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
     sections,
     check: flag("check") !== undefined,
     variants: flag("variants") !== undefined,
+    variantNames: flag("variants") && flag("variants") !== "true" ? flag("variants")!.split(",") : undefined,
     torch,
     modelDir: modelDir && modelDir !== "true" ? modelDir : undefined,
     log: (l) => console.log(l),

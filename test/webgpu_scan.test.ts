@@ -56,10 +56,11 @@ test("selective scan forward, backward and step: ragged T over chunks, optional 
     { B: 2, T: 13, D: 5, N: 3, chunk: 4 },
     { B: 1, T: 70, D: 33, N: 16, chunk: 64 },
     { B: 2, T: 9, D: 3, N: 40, chunk: 9 },
-    // T >= BLOCK_MIN_T: the default plan is scan_block.ts (ragged last tile, N % 4 != 0)
+    // T >= BLOCK_MIN_T: the default plan is scan_lookback.ts, chunks of 64 (ragged last chunk
+    // and group of U steps, N % 4 != 0)
     { B: 1, T: 1030, D: 6, N: 7, chunk: 100 },
-    // T >= CHUNKS_MIN_T: the default plan is scan_chunks.ts (CH256 from CHUNKS_LONG_T is the same
-    // kernel with longer chunks; the tile-plan test below runs other chunk lengths)
+    // T >= LOOKBACK_MID_T: chunks of 128 (CH256 with 8 steps a loop iteration from
+    // LOOKBACK_LONG_T is the same kernel; the tile-plan test below runs other plans)
     { B: 1, T: 2050, D: 5, N: 7, chunk: 100 },
   ];
   let variant = 0;
@@ -107,9 +108,9 @@ test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional
     { B: 2, T: 11, H: 4, P: 3, N: 5, G: 2, chunk: 4 },
     { B: 1, T: 40, H: 2, P: 8, N: 32, G: 1, chunk: 16 },
     { B: 1, T: 7, H: 3, P: 5, N: 64, G: 3, chunk: 8 },
-    // the block kernel (T >= BLOCK_MIN_T) with shared steps per head and B/C groups
+    // scan_lookback.ts (the default from BLOCK_MIN_T) with shared steps per head and B/C groups:
+    // chunks of 64 and (from LOOKBACK_MID_T) of 128
     { B: 1, T: 1027, H: 2, P: 3, N: 8, G: 2, chunk: 128 },
-    // scan_chunks.ts (T >= CHUNKS_MIN_T) with shared steps per head and B/C groups
     { B: 1, T: 2051, H: 2, P: 3, N: 8, G: 2, chunk: 128 },
   ];
   let variant = 0;
@@ -150,7 +151,7 @@ test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional
   }
 });
 
-test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks; block plans over many ragged tiles; chunk plans", async () => {
+test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks; block plans over many ragged tiles; chunk and look-back plans", async () => {
   const be = await gpuBackend();
   const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
   const core = new ScanCore(be.ctx);
@@ -174,6 +175,13 @@ test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgro
     // scan_chunks.ts: chunks of 7 (not dividing T or the checkpoint interval) and 64 steps
     { kind: "chunks" as const, CH: 7, WD: 4 },
     { kind: "chunks" as const, CH: 64, WD: 3 },
+    // scan_lookback.ts: one dispatch, carries through the look-back; chunks of 1, 7 and 5 (many
+    // chunks, carries every 4th) and 64; groups of 2, 4 and 8 steps (a last group cut short);
+    // polynomial exp2 for one and for all state quads of walk 1
+    { kind: "lookback" as const, CH: 1, WD: 8 },
+    { kind: "lookback" as const, CH: 7, WD: 4, U: 4 },
+    { kind: "lookback" as const, CH: 5, WD: 8, PX: 1, U: 2 },
+    { kind: "lookback" as const, CH: 64, WD: 3, PX: 16, U: 8 },
   ];
   const cases = [
     { B: 2, T: 100, D: 7, N: 16, chunk: 10 },
@@ -206,4 +214,37 @@ test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgro
       for (const h of [...ins, ...outs]) be.release(h);
     }
   }
+});
+
+test("look-back scan: what each chunk waits for is fixed, so two runs agree bit for bit (and with ref)", async () => {
+  const be = await gpuBackend();
+  const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
+  const core = new ScanCore(be.ctx);
+  const [B, T, D, N, chunk] = [2, 300, 33, 16, 16];
+  const K = Math.ceil(T / chunk);
+  const d = { B, T, D, N, chunk, deltaSoftplus: true };
+  const args = [
+    randArray(B * T * D, rng), randArray(B * T * D, rng, 0.7), uniformArray(D * N, -2, -0.1), randArray(B * T * N, rng), randArray(B * T * N, rng),
+    randArray(D, rng), randArray(B * T * D, rng), uniformArray(D, 0.5, 1.5), randArray(B * D * N, rng),
+  ];
+  const want = [new Float32Array(B * T * D), new Float32Array(B * D * N), new Float32Array(B * K * D * N)];
+  refKernels.selectiveScanForward(want[0], want[1], want[2], ...(args as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]), d);
+  const ins = args.map((a) => be.upload("f32", a));
+  const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = ins;
+  const runs: Float32Array[][] = [];
+  for (let r = 0; r < 2; r++) {
+    const outs = want.map((w) => be.upload("f32", new Float32Array(w.length).fill(Number.NaN)));
+    // chunks of 2 steps: 150 chunks a channel, finishing in an order that varies run to run
+    core.forward(outs[0], outs[1], outs[2], { u, dt, A, Bmat: Bm, Cmat: Cm, Dskip, z, dtBias }, s0, {
+      B, T, Dc: D, N, chunk, R: 1, G: 1, aPerState: true, softplus: true, clamp: false, dtMin: 0, dtMax: 0,
+    }, "sscan", { kind: "lookback", CH: 2, WD: 16 });
+    runs.push(await Promise.all(outs.map(async (o, i) => (await be.read(o, "f32", want[i].length)) as Float32Array)));
+    for (const h of outs) be.release(h);
+  }
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(runs[1][i], runs[0][i], `output ${i} differs between runs`);
+    const e = relErr(Float64Array.from(runs[0][i]), Float64Array.from(want[i]));
+    assert.ok(e < TOL, `output ${i}: ${e}`);
+  }
+  for (const h of ins) be.release(h);
 });

@@ -12,7 +12,8 @@
  *      product is exp2(A log2e sum) (one exp per state per chunk, not per step),
  *   2. per (b, d, n): the carries, h_in(k + 1) = exp2(A log2e sum_k) h_in(k) + S_k,
  *   3. per (b, chunk, d): the chunk re-run from h_in with outputs, checkpoints as they pass.
- * The default from 2k steps (ScanCore.planFor, with the timings that chose it).
+ * It was the default from 2k steps until scan_lookback.ts, the same walks in one dispatch with
+ * the carries passed between chunks by a look-back, beat it at every length (ScanCore.planFor).
  */
 import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";

@@ -6,16 +6,18 @@
  * head of R = P channels, B/C per group of heads; Mamba: per channel, B/C shared by all) and in
  * the gate. A `ScanShape` says which; the WGSL index functions below read it.
  *
- * Forward: one of three kernels by length (planFor): scan_forward.ts (a subgroup per channel),
- * scan_block.ts (many threads a channel along time) or scan_chunks.ts (chunk partials, carries
- * h_in(k + 1) = prod_k h_in(k) + part_k over chunks, then each chunk re-run from its carry); each
+ * Forward: one of four kernels (planFor): scan_forward.ts (a subgroup per channel), scan_block.ts
+ * (many threads a channel along time), scan_chunks.ts (chunk partials, carries
+ * h_in(k + 1) = prod_k h_in(k) + part_k over chunks, then each chunk re-run from its carry) or
+ * scan_lookback.ts (the same in one dispatch, carries passed by a decoupled look-back); each
  * writes the state every `chunk` steps (the checkpoints the backward starts from).
  * Backward, parallel across T in chunks of `chunk` steps: the adjoint
  * g_{t-1} = a_t (g_t + dy_t C_t) is linear, so (1) its chunk partials and (2) reverse carries come first; then (3) every chunk in parallel
  * recomputes its states from its checkpoint, SUB steps at a time in registers, and runs the
  * adjoint through them. Sums over n (du, dstep) and over the channels of a block (dB, dC) are
  * tree reductions in workgroup memory; sums over blocks, chunks and batch are ordered loops in
- * small follow-up kernels. Nothing uses atomics: results are deterministic.
+ * small follow-up kernels. Atomics appear only in scan_lookback.ts, to pass carries between
+ * chunks; it applies them in chunk order, so results are deterministic there too.
  */
 import { SeqlabError } from "../../util/errors.js";
 import type { GpuContext } from "./context.js";
@@ -25,39 +27,43 @@ import { flags, launch, pow2, segmentSum, Temps, type Buf, type S } from "./kit.
 import { chooseScanForward, dispatchScanForward, type ScanForwardPlan } from "./scan_forward.js";
 import { chooseScanBlock, dispatchScanBlock, fitScanBlock, scanBlockName, type ScanBlockPlan } from "./scan_block.js";
 import { dispatchScanChunks, scanChunksName, type ScanChunksPlan } from "./scan_chunks.js";
+import { dispatchScanLookback, scanLookbackName, type ScanLookbackPlan } from "./scan_lookback.js";
 
 /**
- * A forward kernel and its tile: scan_forward.ts (a subgroup per channel), scan_block.ts, or
- * scan_chunks.ts.
+ * A forward kernel and its tile: scan_forward.ts (a subgroup per channel), scan_block.ts,
+ * scan_chunks.ts or scan_lookback.ts.
  */
-export type ScanPlan = ScanForwardPlan | ScanBlockPlan | ScanChunksPlan;
+export type ScanPlan = ScanForwardPlan | ScanBlockPlan | ScanChunksPlan | ScanLookbackPlan;
 
 export function scanPlanName(p: ScanPlan): string {
   if (!("kind" in p)) return `lanes L${p.L} I${p.I} DB${p.DB}`;
-  return p.kind === "block" ? scanBlockName(p) : scanChunksName(p);
+  if (p.kind === "block") return scanBlockName(p);
+  return p.kind === "chunks" ? scanChunksName(p) : scanLookbackName(p);
 }
 
 /**
- * Sequences at least BLOCK_MIN_T long take the block kernel (scan_block.ts), which was faster
- * than scan_forward.ts at every length timed (1k to 64k steps, H200, B = 1, D = 1536, N = 16);
- * shorter ones were not timed and keep scan_forward.ts. From BLOCK_LONG_T on, the block
- * kernel's default tile (4 steps a lane, two state quads a barrier: 372 and 413 GB/s at 4k and
- * 64k against 267 and 288 for the small tile); below it the small tile (258 against 210 GB/s at
- * 1k). Numbers: bench/notes/gpu-tuning.md, "Selective scan forward, block kernel".
+ * Sequences at least BLOCK_MIN_T long were the block kernel's (scan_block.ts), faster than
+ * scan_forward.ts at every length timed (1k to 64k steps, H200, B = 1, D = 1536, N = 16); shorter
+ * ones were not timed and keep scan_forward.ts. The block kernel stays the default where the
+ * look-back kernel cannot hold the states in registers (N > LOOKBACK_MAX_N): 4 steps a lane and
+ * two state quads a barrier from BLOCK_LONG_T, the small tile below. Numbers:
+ * bench/notes/gpu-tuning.md, "Selective scan forward, block kernel".
  */
 export const BLOCK_MIN_T = 1024;
 export const BLOCK_LONG_T = 4096;
 
 /**
- * From CHUNKS_MIN_T steps the chunk-parallel kernel (scan_chunks.ts) takes over: on the same H200
- * run (bench/results/gpu-h200-scan-chunks-2026-11-26.json) CH64 reached 454 GB/s at 4k against
- * the block kernel's 374, and CH256 732 GB/s at 64k against 421 (CH128 716, CH64 659); at 1k the
- * block kernel stays ahead (258 against 125). Its N states live in registers, so it is used up
- * to CHUNKS_MAX_N states (larger states keep the block kernel's staged tiles).
+ * From BLOCK_MIN_T steps and up to LOOKBACK_MAX_N states, scan_lookback.ts (the chunk-parallel
+ * forward in one dispatch) is the default: on one H200 run
+ * (bench/results/gpu-h200-scan-lookback-2026-11-27.json, B = 1, D = 1536, N = 16) it beat both
+ * the block kernel and the three-kernel scan_chunks.ts at every length timed; the plans by length
+ * are the fastest of the chunk lengths (32 to 256), workgroup widths (32 to 128) and steps per
+ * loop iteration (1 to 8) timed there. At 1k steps chunks of 128 ran 1.4x slower than 64 (too
+ * few workgroups to fill the card); from 32k, chunks of 256 with 8 steps an iteration beat 128.
  */
-export const CHUNKS_MIN_T = 2048;
-export const CHUNKS_LONG_T = 16384;
-export const CHUNKS_MAX_N = 64;
+export const LOOKBACK_MID_T = 2048;
+export const LOOKBACK_LONG_T = 32768;
+export const LOOKBACK_MAX_N = 64;
 
 /** The recurrence's sharing pattern and dims (see the file comment). */
 export interface ScanShape {
@@ -187,12 +193,17 @@ export class ScanCore {
   }
 
   /**
-   * The plan `forward` runs without an override: scan_chunks.ts from CHUNKS_MIN_T steps (N up to
-   * CHUNKS_MAX_N), the block kernel from BLOCK_MIN_T steps when its staged B/C tile fits the
-   * device's workgroup memory (large N may not), else scan_forward.ts.
+   * The plan `forward` runs without an override: scan_lookback.ts from BLOCK_MIN_T steps (N up to
+   * LOOKBACK_MAX_N), the block kernel from BLOCK_MIN_T steps when its staged B/C tile fits the
+   * device's workgroup memory (large N may not), else scan_forward.ts. scan_chunks.ts is the
+   * look-back kernel's three-kernel form, kept for comparison (plan overrides, --variants).
    */
   planFor(s: ScanShape): ScanPlan {
-    if (s.T >= CHUNKS_MIN_T && s.N <= CHUNKS_MAX_N) return s.T >= CHUNKS_LONG_T ? { kind: "chunks", CH: 256, WD: 128 } : { kind: "chunks", CH: 64, WD: 64 };
+    if (s.T >= BLOCK_MIN_T && s.N <= LOOKBACK_MAX_N) {
+      if (s.T < LOOKBACK_MID_T) return { kind: "lookback", CH: 64, WD: 64, U: 4 };
+      if (s.T < LOOKBACK_LONG_T) return { kind: "lookback", CH: 128, WD: 64, U: 4 };
+      return { kind: "lookback", CH: 256, WD: 128, U: 8 };
+    }
     const block = s.T >= BLOCK_MIN_T ? fitScanBlock(s.N, this.scanLimits(), s.T >= BLOCK_LONG_T ? {} : { I: 2, Q: 1 }) : null;
     return block ?? this.forwardPlan(s.N);
   }
@@ -239,6 +250,8 @@ export class ScanCore {
     const uni = (bps: number) => this.uniforms(s, K, bps, prm.offD, prm.offBias);
     if ("kind" in p && p.kind === "chunks") {
       dispatchScanChunks(ctx, p, c.key, tag, c.wgsl, s, bufs, UNIFORMS, uni);
+    } else if ("kind" in p && p.kind === "lookback") {
+      dispatchScanLookback(ctx, p, c.key, tag, c.wgsl, s, bufs, UNIFORMS, uni);
     } else {
       const bps = Math.ceil(seg / p.DB);
       const shape = { B: s.B, N: s.N, nblk: s.G * bps };

@@ -17,6 +17,7 @@ import { ScanCore, scanPlanName } from "../../backend/webgpu/scan_core.js";
 import { scanForwardBytes } from "../../backend/webgpu/scan_forward.js";
 import { scanBlockBytes, type ScanBlockPlan } from "../../backend/webgpu/scan_block.js";
 import type { ScanChunksPlan } from "../../backend/webgpu/scan_chunks.js";
+import type { ScanLookbackPlan } from "../../backend/webgpu/scan_lookback.js";
 import { VARIANTS } from "./variants.js";
 import { fmt, warmUp, type Check, type Result } from "./timing.js";
 import { ATTENTION_CHECKS, MATMUL_CHECKS, benchAttention, benchMatmul, checkAttention, checkMatmul, type AttentionVariant } from "./dense.js";
@@ -31,6 +32,8 @@ export interface GpuBenchOptions {
   sections: Section[];
   check: boolean;
   variants: boolean;
+  /** --variants NAME,...: only the scan plans whose name contains one of these (all when absent) */
+  variantNames?: string[];
   /** PyTorch's JSON from the same card */
   torch: TorchFile | null;
   /** decode: load the models from DIR/NAME (scripts/bench_gpu_torch.py --decode-dir writes them) */
@@ -57,9 +60,10 @@ export interface TorchFile {
 
 /**
  * Scan forward plans timed with --variants: the one-subgroup-per-channel kernel's default (the
- * kernel before the block one), block tiles around the default, and scan_chunks.ts's chunks.
+ * kernel before the block one), block tiles around the default, scan_chunks.ts's chunks and
+ * scan_lookback.ts's; `names` keeps those whose name contains one of them.
  */
-function scanVariants(be: WebGpuBackend): ScanVariant[] {
+function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
   const l = be.ctx.limits;
   const sg = be.ctx.acquired.subgroupMinSize;
   const L = sg >= 2 ? Math.min(32, sg) : 1;
@@ -78,17 +82,26 @@ function scanVariants(be: WebGpuBackend): ScanVariant[] {
     { kind: "block" as const, L: lb(16), I: 2, DB: 2, W: 8, Q: 2 },
     { kind: "block" as const, L: lb(4), I: 4, DB: 8, W: 8, Q: 2 },
   ].filter((p) => p.L * p.DB * p.W <= l.maxComputeInvocationsPerWorkgroup && scanBlockBytes(p, 16) <= l.maxComputeWorkgroupStorageSize);
-  // scan_chunks.ts: the default from 2k steps (ScanCore.planFor)
+  // scan_chunks.ts: the three-kernel form of scan_lookback.ts (the default from 2k steps before it)
   const chunks: ScanChunksPlan[] = [
     { kind: "chunks", CH: 64, WD: 64 },
     { kind: "chunks", CH: 128, WD: 64 },
     { kind: "chunks", CH: 256, WD: 128 },
   ];
-  return [
-    ...lanes.map((plan) => ({ name: scanPlanName(plan), plan })),
-    ...blocks.map((plan) => ({ name: scanPlanName(plan), plan })),
-    ...chunks.map((plan) => ({ name: scanPlanName(plan), plan })),
+  // scan_lookback.ts: chunk lengths, steps a loop iteration (U: the prefetch distance), walk 1's exp2 partly as a polynomial (PX)
+  const lookback: ScanLookbackPlan[] = [
+    // the defaults (ScanCore.planFor) and their neighbours
+    ...[32, 64, 128].map((CH) => ({ kind: "lookback" as const, CH, WD: 64, U: 4 })),
+    { kind: "lookback", CH: 64, WD: 32, U: 4 },
+    { kind: "lookback", CH: 64, WD: 64, U: 1 },
+    { kind: "lookback", CH: 128, WD: 128, U: 8 },
+    ...[4, 8].map((U) => ({ kind: "lookback" as const, CH: 256, WD: 128, U })),
+    { kind: "lookback", CH: 256, WD: 64, U: 8 },
+    // walk 1's exp2 partly (one state quad in four) as a polynomial on the FMA pipes
+    { kind: "lookback", CH: 128, WD: 64, U: 4, PX: 1 },
   ];
+  const all = [...lanes, ...blocks, ...chunks, ...lookback].map((plan) => ({ name: scanPlanName(plan), plan }));
+  return names ? all.filter((v) => names.some((n) => v.name.includes(n))) : all;
 }
 
 export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, unknown>> {
@@ -118,7 +131,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
             .map(([name, backward]) => ({ name, backward })),
         ]
       : [];
-    const scanVars = o.variants ? scanVariants(be) : [];
+    const scanVars = o.variants ? scanVariants(be, o.variantNames) : [];
 
     const checks: Check[] = [];
     if (o.check) {
@@ -165,7 +178,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     }
     const scanTs = quick ? [256, 1024] : [1024, 4096, 16384, 65536];
     if (has("scan")) {
-      if (o.variants) for (const T of quick ? [1024] : [1024, 4096, 65536]) for (const v of scanVars) await attempt(`scan ${T} ${v.name}`, () => benchScan(be, T, false, v, copyGBs));
+      if (o.variants) for (const T of quick ? [1024] : [1024, 4096, 16384, 65536]) for (const v of scanVars) await attempt(`scan ${T} ${v.name}`, () => benchScan(be, T, false, v, copyGBs));
       for (const T of scanTs) {
         report(await benchScan(be, T, false, undefined, copyGBs));
         report(await benchScan(be, T, true, undefined, copyGBs));
