@@ -27,7 +27,7 @@ import { flags, launch, pow2, segmentSum, Temps, type Buf, type S } from "./kit.
 import { chooseScanForward, dispatchScanForward, type ScanForwardPlan } from "./scan_forward.js";
 import { chooseScanBlock, dispatchScanBlock, fitScanBlock, scanBlockName, type ScanBlockPlan } from "./scan_block.js";
 import { dispatchScanChunks, scanChunksName, type ScanChunksPlan } from "./scan_chunks.js";
-import { dispatchScanLookback, scanLookbackName, type ScanLookbackPlan } from "./scan_lookback.js";
+import { dispatchScanLookback, scanLookbackName, scanLookbackWords, type ScanLookbackPlan } from "./scan_lookback.js";
 
 /**
  * A forward kernel and its tile: scan_forward.ts (a subgroup per channel), scan_block.ts,
@@ -200,9 +200,12 @@ export class ScanCore {
    */
   planFor(s: ScanShape): ScanPlan {
     if (s.T >= BLOCK_MIN_T && s.N <= LOOKBACK_MAX_N) {
-      if (s.T < LOOKBACK_MID_T) return { kind: "lookback", CH: 64, WD: 64, U: 4 };
-      if (s.T < LOOKBACK_LONG_T) return { kind: "lookback", CH: 128, WD: 64, U: 4 };
-      return { kind: "lookback", CH: 256, WD: 128, U: 8 };
+      const p: ScanLookbackPlan =
+        s.T < LOOKBACK_MID_T ? { kind: "lookback", CH: 64, WD: 64, U: 4 } : s.T < LOOKBACK_LONG_T ? { kind: "lookback", CH: 128, WD: 64, U: 4 } : { kind: "lookback", CH: 256, WD: 128, U: 8 };
+      // the published carries take (N + 1 + N / 4) / CH words per input element u: longer chunks
+      // for large states, so that they never outgrow the inputs (and the binding size limit)
+      while (p.CH < s.T && scanLookbackWords(s.B, s.T, s.Dc, s.N, p.CH) > s.B * s.T * s.Dc) p.CH *= 2;
+      return p;
     }
     const block = s.T >= BLOCK_MIN_T ? fitScanBlock(s.N, this.scanLimits(), s.T >= BLOCK_LONG_T ? {} : { I: 2, Q: 1 }) : null;
     return block ?? this.forwardPlan(s.N);

@@ -125,7 +125,8 @@ fn quadOf(v: array<f32, 4>) -> vec4<f32> { return vec4<f32>(v[0], v[1], v[2], v[
 const SG = 4;
 
 /** Words of the flag buffer: the ticket, the aggregates and the carries of every SG-th chunk. */
-function flagWords(B: number, NC: number, Dc: number, N: number): number {
+export function scanLookbackWords(B: number, T: number, Dc: number, N: number, CH: number): number {
+  const NC = Math.ceil(T / CH);
   return 1 + B * NC * Dc * (N + 1) + B * Math.ceil(NC / SG) * Dc * N;
 }
 
@@ -155,7 +156,7 @@ export function dispatchScanLookback(
   const uni: [string, "u32" | "f32"][] = [...uniforms, ["CH", "u32"], ["NC", "u32"]];
   const vals = [...uniformValues(bps), CH, NC];
   const temps = new Temps(ctx);
-  const words = flagWords(B, NC, Dc, N);
+  const words = scanLookbackWords(B, T, Dc, N, CH);
   const flg = temps.get(words);
   launch(
     ctx,
