@@ -60,11 +60,11 @@ export function matvec(
         if (scaled) rowDotsF16(true, out, rows, xs, b, bjs, K, n0, n1, accumulate);
         else rowDotsF16(false, out, rows, xs, b, bjs, K, n0, n1, accumulate);
       } else rowDots(BF16, out, rows, b, bjs, K, n0, n1, accumulate);
-    } else if (bkind == 0) dotRows(0, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
+    } else if (bkind == 0) rowDotsM(0, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
     else if (bkind == F16) {
-      if (scaled) dotRowsF16(true, out, rows, xs, b, bjs, M, N, K, n0, n1, accumulate);
-      else dotRowsF16(false, out, rows, xs, b, bjs, M, N, K, n0, n1, accumulate);
-    } else dotRows(BF16, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
+      if (scaled) rowDotsMF16(true, out, rows, xs, b, bjs, M, N, K, n0, n1, accumulate);
+      else rowDotsMF16(false, out, rows, xs, b, bjs, M, N, K, n0, n1, accumulate);
+    } else rowDotsM(BF16, out, rows, b, bjs, M, N, K, n0, n1, accumulate);
   } else {
     for (let i = 0; i < M; i++) {
       const o = at32(out, i * N);
@@ -116,48 +116,46 @@ export function matvec(
   return t;
 }
 
-/** b is (N, K) (transposed), M rows of a: out[i, n] = dot(row i, b[n]), four weight rows at a time. */
-@inline function dotRows(kind: i32, out: usize, rows: usize, b: usize, bjs: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
-  let n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const w0 = b + <usize>n * bjs;
-    for (let i = 0; i < M; i++) dot4(kind, out + (<usize>i * N + n) * 4, rows + <usize>i * K * 4, w0, bjs, 0, K, accumulate);
-  }
-  for (; n < n1; n++) {
+/**
+ * b is (N, K) (transposed), M = 2 to 4 rows of a: out[i, n] (+)= row i . b[n], weight row after
+ * weight row as rowDots, each weight loaded once for the M rows (one accumulator each).
+ */
+@inline function rowDotsM(kind: i32, out: usize, rows: usize, b: usize, bjs: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
+  const wsh: usize = kind == 0 ? 2 : 1;
+  const rb = <usize>K * 4;
+  // rows past M repeat row 0 (computed, not stored), so one loop serves M = 2, 3, 4
+  const x0 = rows, x1 = rows + rb, x2 = M > 2 ? rows + 2 * rb : rows, x3 = M > 3 ? rows + 3 * rb : rows;
+  for (let n = n0; n < n1; n++) {
     const w = b + <usize>n * bjs;
-    for (let i = 0; i < M; i++) put(out + (<usize>i * N + n) * 4, dot1(kind, rows + <usize>i * K * 4, w, 0, K), accumulate);
+    let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+    let k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const wv = weights4(kind, w + (<usize>k << wsh));
+      const o = <usize>k << 2;
+      s0 = f32x4.add(s0, f32x4.mul(v128.load(x0 + o), wv));
+      s1 = f32x4.add(s1, f32x4.mul(v128.load(x1 + o), wv));
+      s2 = f32x4.add(s2, f32x4.mul(v128.load(x2 + o), wv));
+      s3 = f32x4.add(s3, f32x4.mul(v128.load(x3 + o), wv));
+    }
+    let t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
+    for (; k < K; k++) {
+      const wk = weight1(kind, w + (<usize>k << wsh));
+      const o = <usize>k << 2;
+      t0 += load<f32>(x0 + o) * wk;
+      t1 += load<f32>(x1 + o) * wk;
+      t2 += load<f32>(x2 + o) * wk;
+      t3 += load<f32>(x3 + o) * wk;
+    }
+    putRows(out + (<usize>n << 2), <usize>N << 2, M, t0, t1, t2, t3, accumulate);
   }
 }
 
-/** out[0:4] (+)= x . w_j over k in [k0, K) for the four weight rows w0 + j * bjs. */
-@inline function dot4(kind: i32, out: usize, x: usize, w0: usize, bjs: usize, k0: i32, K: i32, accumulate: bool): void {
-  const wsh: usize = kind == 0 ? 2 : 1; // log2 of the weight element size
-  const w1 = w0 + bjs;
-  const w2 = w1 + bjs;
-  const w3 = w2 + bjs;
-  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-  let k = k0;
-  for (; k + 4 <= K; k += 4) {
-    const xv = v128.load(x + (<usize>k << 2));
-    const o = <usize>k << wsh;
-    s0 = f32x4.add(s0, f32x4.mul(xv, weights4(kind, w0 + o)));
-    s1 = f32x4.add(s1, f32x4.mul(xv, weights4(kind, w1 + o)));
-    s2 = f32x4.add(s2, f32x4.mul(xv, weights4(kind, w2 + o)));
-    s3 = f32x4.add(s3, f32x4.mul(xv, weights4(kind, w3 + o)));
-  }
-  let t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
-  for (; k < K; k++) {
-    const xs = load<f32>(x + (<usize>k << 2));
-    const o = <usize>k << wsh;
-    t0 += xs * weight1(kind, w0 + o);
-    t1 += xs * weight1(kind, w1 + o);
-    t2 += xs * weight1(kind, w2 + o);
-    t3 += xs * weight1(kind, w3 + o);
-  }
+/** out[i * N] (+)= t_i for i < M (row stride `rs` bytes). */
+@inline function putRows(out: usize, rs: usize, M: i32, t0: f32, t1: f32, t2: f32, t3: f32, accumulate: bool): void {
   put(out, t0, accumulate);
-  put(out + 4, t1, accumulate);
-  put(out + 8, t2, accumulate);
-  put(out + 12, t3, accumulate);
+  put(out + rs, t1, accumulate);
+  if (M > 2) put(out + 2 * rs, t2, accumulate);
+  if (M > 3) put(out + 3 * rs, t3, accumulate);
 }
 
 /** x . w over k in [k0, K). */
@@ -273,57 +271,41 @@ function f16Activations(dst: usize, src: usize, M: i32, K: i32): bool {
   return t;
 }
 
-/** dotRows for f16 weights and M > 1 rows of a, four weight rows at a time; xs, x as in rowDotsF16. */
-@inline function dotRowsF16(prescaled: bool, out: usize, rows: usize, xs: usize, b: usize, bjs: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
+/** rowDotsM for f16 weights: xs, rows (unscaled, natural order) as in rowDotsF16, M rows each. */
+@inline function rowDotsMF16(prescaled: bool, out: usize, rows: usize, xs: usize, b: usize, bjs: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   const K8 = K & ~7;
-  let n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const w0 = b + <usize>n * bjs;
-    const w1 = w0 + bjs;
-    const w2 = w1 + bjs;
-    const w3 = w2 + bjs;
-    for (let i = 0; i < M; i++) {
-      const x = xs + <usize>i * K * 4;
-      const c = out + (<usize>i * N + n) * 4;
-      let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-      let e = i16x8.splat(0);
-      for (let k = 0; k < K8; k += 8) {
-        const xe = v128.load(x + (<usize>k << 2));
-        const xo = v128.load(x + (<usize>k << 2), 16);
-        const o = <usize>k << 1;
-        const h0 = v128.load(w0 + o);
-        const h1 = v128.load(w1 + o);
-        const h2 = v128.load(w2 + o);
-        const h3 = v128.load(w3 + o);
-        e = v128.or(e, v128.or(v128.or(h0, h1), v128.or(h2, h3)));
-        s0 = f16Step(prescaled, s0, xe, xo, h0);
-        s1 = f16Step(prescaled, s1, xe, xo, h1);
-        s2 = f16Step(prescaled, s2, xe, xo, h2);
-        s3 = f16Step(prescaled, s3, xe, xo, h3);
-      }
-      const xu = rows + <usize>i * K * 4; // unscaled, natural order
-      if (maybeInfNaN(e)) {
-        dot4(F16, c, xu, w0, bjs, 0, K, accumulate);
-        continue;
-      }
-      let t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
-      for (let k = K8; k < K; k++) {
-        const xk = load<f32>(xu + (<usize>k << 2));
-        const o = <usize>k << 1;
-        t0 += xk * loadHalf1(w0 + o, F16);
-        t1 += xk * loadHalf1(w1 + o, F16);
-        t2 += xk * loadHalf1(w2 + o, F16);
-        t3 += xk * loadHalf1(w3 + o, F16);
-      }
-      put(c, t0, accumulate);
-      put(c + 4, t1, accumulate);
-      put(c + 8, t2, accumulate);
-      put(c + 12, t3, accumulate);
-    }
-  }
-  for (; n < n1; n++) {
+  const rb = <usize>K * 4;
+  const r2: usize = M > 2 ? 2 * rb : 0;
+  const r3: usize = M > 3 ? 3 * rb : 0;
+  for (let n = n0; n < n1; n++) {
     const w = b + <usize>n * bjs;
-    for (let i = 0; i < M; i++) put(out + (<usize>i * N + n) * 4, dot1(F16, rows + <usize>i * K * 4, w, 0, K), accumulate);
+    let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+    let e = i16x8.splat(0);
+    for (let k = 0; k < K8; k += 8) {
+      const h = v128.load(w + (<usize>k << 1));
+      e = v128.or(e, h);
+      const p = xs + (<usize>k << 2);
+      s0 = f16Step(prescaled, s0, v128.load(p), v128.load(p, 16), h);
+      s1 = f16Step(prescaled, s1, v128.load(p + rb), v128.load(p + rb, 16), h);
+      s2 = f16Step(prescaled, s2, v128.load(p + r2), v128.load(p + r2, 16), h);
+      s3 = f16Step(prescaled, s3, v128.load(p + r3), v128.load(p + r3, 16), h);
+    }
+    const o = out + (<usize>n << 2);
+    if (maybeInfNaN(e)) {
+      // maybe an Inf or NaN weight in the row: exactly, from the unscaled activations
+      putRows(o, <usize>N << 2, M, dot1(F16, rows, w, 0, K), dot1(F16, rows + rb, w, 0, K), dot1(F16, rows + r2, w, 0, K), dot1(F16, rows + r3, w, 0, K), accumulate);
+      continue;
+    }
+    let t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
+    for (let k = K8; k < K; k++) {
+      const wk = loadHalf1(w + (<usize>k << 1), F16);
+      const q = rows + (<usize>k << 2);
+      t0 += load<f32>(q) * wk;
+      t1 += load<f32>(q + rb) * wk;
+      t2 += load<f32>(q + r2) * wk;
+      t3 += load<f32>(q + r3) * wk;
+    }
+    putRows(o, <usize>N << 2, M, t0, t1, t2, t3, accumulate);
   }
 }
 
