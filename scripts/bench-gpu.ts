@@ -8,7 +8,7 @@
  * (PyTorch's results from the same card), --quick (small shapes, for a smoke run),
  * --only copy,scan,matvec,decode,matmul,attention, --check (compare every kernel timed against
  * the CPU reference on random inputs first), --variants [NAME,...] (also time other tiles and
- * plans; with names, only the scan plans whose name contains one of them),
+ * plans; with names, only the scan plans and attention tiles whose name contains one of them),
  * --model-dir DIR (decode the models PyTorch saved there), --write-configs DIR (only write the
  * decode models' config.json files there, for scripts/bench_gpu_torch.py --decode-dir DIR):
  *

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { AttentionDims } from "../src/backend/kernels.js";
 import { refKernels } from "../src/backend/ref/index.js";
-import { dispatchAttentionBackward, dispatchAttentionForward } from "../src/backend/webgpu/attention.js";
+import { chooseForwardTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../src/backend/webgpu/attention.js";
 import type { ForwardTiles } from "../src/backend/webgpu/attention_forward.js";
 import type { TileShape } from "../src/backend/webgpu/attention_tiles.js";
 import type { WebGpuBackend } from "../src/backend/webgpu/index.js";
@@ -37,9 +37,9 @@ async function run(be: WebGpuBackend, inputs: Float32Array[], sizes: number[], f
   return got;
 }
 
-async function checkForward(c: ForwardTiles): Promise<void> {
+async function checkForward(c: ForwardTiles, K = 32): Promise<void> {
   const be = await gpuBackend();
-  for (const d of CASES) {
+  for (const d of CASES.map((x) => ({ ...x, K }))) {
     const nq = d.B * d.T * d.H * d.K;
     const nkv = d.B * d.kvRows * d.G * d.K;
     const [q, k, v] = [randArray(nq, rng), randArray(nkv, rng), randArray(nkv, rng)];
@@ -81,4 +81,51 @@ test("attention backward: 32-key dK/dV blocks with 4, 8 or 16 threads per row, 6
   await checkBackward({ dkv: { BM: 32, BN: 32, TY: 8, TX: 8 }, dq: { BM: 64, BN: 16, TY: 16, TX: 8 } });
   await checkBackward({ dkv: { BM: 32, BN: 32, TY: 8, TX: 4 }, dq: { BM: 32, BN: 32, TY: 8, TX: 4 } });
   await checkBackward({ dkv: { BM: 32, BN: 16, TY: 8, TX: 16 }, dq: { BM: 32, BN: 16, TY: 8, TX: 16 } });
+});
+
+test("attention forward: P by subgroup shuffles or over K's memory, 64-key steps, K and V in one tile, swizzled tiles, without prefetch", async () => {
+  // 4 threads a row: SwiftShader's subgroups are narrower than the 8 an H200 uses
+  const base = { TX: 4, shuffle: true } as const;
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 16, pv: "shfl" });
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 16, swz: true });
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, pv: "shfl", swz: true });
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, pv: "shfl", swz: true, pf: false });
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, pv: "alias", swz: true, pf: false });
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 8, pv: "shfl", swz: true, pf: false });
+  await checkForward({ ...base, BM: 128, BN: 32, TY: 16, pv: "shfl", swz: true });
+  await checkForward({ ...base, BM: 128, BN: 64, TY: 16, pv: "shfl", kvShared: true, swz: true });
+  await checkForward({ ...base, BM: 128, BN: 64, TY: 16, pv: "shfl", kvShared: true, swz: true, pf: false });
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 16, kvShared: true, swz: true });
+  // row statistics through workgroup memory with P over K
+  await checkForward({ BM: 32, BN: 32, TY: 8, TX: 8, shuffle: false, pv: "alias", swz: true });
+});
+
+test("attention forward options: head sizes whose rows are not a power of two of vec4s (swizzle masks 0 and 1), scalar loads", async () => {
+  for (const K of [36, 24, 6]) {
+    await checkForward({ BM: 32, BN: 32, TY: 8, TX: 4, shuffle: true, pv: "shfl", swz: true }, K);
+    await checkForward({ BM: 32, BN: 32, TY: 8, TX: 4, shuffle: true, pv: "alias", swz: true, pf: false }, K);
+    await checkForward({ BM: 64, BN: 32, TY: 16, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true }, K);
+  }
+});
+
+test("attention forward: the default's options at head size 64 (64-row blocks in SwiftShader's 32 KiB), and what the chooser picks on a 48 KiB GPU", async () => {
+  await checkForward({ BM: 64, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false }, 64);
+  await checkForward({ BM: 64, BN: 32, TY: 8, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "k" }, 64);
+  await checkForward({ BM: 64, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "b" }, 64);
+  await checkForward({ BM: 64, BN: 32, TY: 8, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "v" }, 36);
+});
+
+test("attention forward: Q read from global memory (no Q tile), K and V apart or in one tile", async () => {
+  await checkForward({ BM: 128, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", swz: true, pf: false, qg: true }, 64);
+  await checkForward({ BM: 128, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false, qg: true });
+  await checkForward({ BM: 128, BN: 32, TY: 16, TX: 4, shuffle: true, pv: "shfl", swz: true, qg: true });
+  await checkForward({ BM: 64, BN: 32, TY: 16, TX: 8, shuffle: false, qg: true });
+  await checkForward({ BM: 32, BN: 32, TY: 8, TX: 4, shuffle: true, pv: "shfl", swz: true, pf: "k", qg: true }, 36);
+  const h200 = { bytes: 48 * 1024, invocations: 1024 };
+  assert.deepEqual(chooseForwardTiles(64, h200, 32), { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false });
+  assert.deepEqual(chooseForwardTiles(64, h200, 32, 1024), chooseForwardTiles(64, h200, 32));
+  // short sequences (decoding) and larger heads keep the 64 x 32 kernel; without subgroups P cannot be shuffled
+  assert.deepEqual(chooseForwardTiles(64, h200, 32, 1), { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true });
+  assert.equal(chooseForwardTiles(128, h200, 32).pv, undefined);
+  assert.deepEqual(chooseForwardTiles(64, h200, 0), { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: false });
 });

@@ -3,8 +3,9 @@
  * (attention_backward.ts: a dK/dV pass over key blocks and a dQ pass over query blocks).
  * Layouts as backend/ref/attention.ts: q, out (B, T, H, K); k, v (B, kvRows, G, K); lse (B, H, T).
  *
- * Tile shapes are chosen per head size from the device's workgroup memory (48 KiB on an H100,
- * 32 KiB on SwiftShader): the first shape of a list, best first, that fits. Every head size up
+ * Tile shapes are chosen per head size (and, for the forward, the number of query rows) from the
+ * device's workgroup memory (48 KiB on an H100, 32 KiB on SwiftShader): the first shape of a
+ * list, best first, that fits. Every head size up
  * to 256 works (vec4 global loads when K % 4 == 0). Row maxima and sums are combined with
  * subgroup shuffles when the device's subgroups are at least as wide as the threads of a row.
  */
@@ -14,7 +15,7 @@ import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 import { MAX_HEAD_SIZE, kv4, threadsOf, uniformValues, type TileShape } from "./attention_tiles.js";
-import { forwardBytes, forwardDef, type ForwardTiles } from "./attention_forward.js";
+import { forwardBytes, forwardDef, forwardValid, type ForwardTiles } from "./attention_forward.js";
 import { backwardBytes, backwardDef, rowDotDef, type BackwardKind } from "./attention_backward.js";
 
 type S = GpuTensorBuffer;
@@ -22,9 +23,19 @@ type S = GpuTensorBuffer;
 export { MAX_HEAD_SIZE };
 
 type Shape = Omit<TileShape, "TX">;
+/** minT: taken only for at least this many query rows */
+type ForwardShape = Omit<ForwardTiles, "TX" | "shuffle"> & { minT?: number };
 
-/** (BM, BN, TY) candidates, best first; TX, the threads of a row, follows from the head size. */
-const FORWARD_SHAPES: Shape[] = [
+/**
+ * (BM, BN, TY) candidates, best first; TX, the threads of a row, follows from the head size.
+ * First (head sizes up to 64 on 48 KiB, from 1024 query rows, the lengths it was measured at):
+ * 128-query blocks, 8 x 8 scores and 8 rows x 8 columns of O per thread, P shuffled between the
+ * lanes of a row, K and V in one swizzled tile (48 KiB with K = 64); on an H200 1.1-1.3x the
+ * 64 x 32 kernel that follows it (bench/notes/gpu-tuning.md). Shorter T (decoding steps, short
+ * prompts) keep the 64 x 32 kernel: a 128-row block would be mostly padding.
+ */
+const FORWARD_SHAPES: ForwardShape[] = [
+  { BM: 128, BN: 64, TY: 16, pv: "shfl", kvShared: true, swz: true, pf: false, minT: 1024 },
   { BM: 64, BN: 32, TY: 16 },
   { BM: 32, BN: 32, TY: 8 },
   { BM: 32, BN: 16, TY: 8 },
@@ -57,22 +68,27 @@ interface Limits {
   invocations: number;
 }
 
-/** The first shape whose kernel fits the limits, with as many threads per row as allowed. */
-function choose<C extends TileShape>(K: number, mostTX: number, shapes: Shape[], limits: Limits, make: (s: TileShape) => C, bytes: (c: C) => number): C {
+/** The first valid shape whose kernel fits the limits, with as many threads per row as allowed. */
+function choose<T extends Shape, C extends TileShape>(K: number, mostTX: number, shapes: T[], limits: Limits, make: (s: T & { TX: number }) => C, bytes: (c: C) => number, valid: (c: C) => boolean = () => true): C {
   // fewer threads per row before giving up (large heads on small workgroup memories)
   for (let TX = threadsPerRow(K, mostTX); TX >= 1; TX /= 2) {
     for (const s of shapes) {
       if (s.BN % TX !== 0) continue;
       const c = make({ ...s, TX });
-      if (bytes(c) <= limits.bytes && threadsOf(c) <= limits.invocations) return c;
+      if (valid(c) && bytes(c) <= limits.bytes && threadsOf(c) <= limits.invocations) return c;
     }
   }
   throw new SeqlabError(`webgpu: no attention tile fits head size ${K} in ${limits.bytes} bytes of workgroup memory`);
 }
 
-export function chooseForwardTiles(K: number, limits: Limits, subgroupMinSize: number): ForwardTiles {
-  const make = (s: TileShape): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize });
-  return choose(K, 8, FORWARD_SHAPES, limits, make, (c) => forwardBytes(c, K));
+/**
+ * The forward's tiles for head size K and T query rows (T picks among shapes measured best at
+ * different lengths; absent, the shapes for long sequences).
+ */
+export function chooseForwardTiles(K: number, limits: Limits, subgroupMinSize: number, T = Infinity): ForwardTiles {
+  const shapes = FORWARD_SHAPES.filter((s) => T >= (s.minT ?? 0)).map(({ minT: _, ...s }) => s);
+  const make = (s: ForwardShape & { TX: number }): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize });
+  return choose(K, 8, shapes, limits, make, (c) => forwardBytes(c, K), forwardValid);
 }
 
 export function chooseBackwardTiles(kind: BackwardKind, K: number, limits: Limits): TileShape {
@@ -85,7 +101,7 @@ const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}`;
 export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {
   if (d.B * d.T * d.H === 0) return;
   const vec = d.K % 4 === 0;
-  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}`, () => forwardDef(d.K, c, vec));
+  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}:${c.pv ?? "wg"}:${+!!c.kvShared}:${+!!c.swz}:${c.pf ?? true}:${+!!c.qg}`, () => forwardDef(d.K, c, vec));
   const nQB = Math.ceil(d.T / c.BM);
   ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), [nQB, d.H, d.B]);
 }
@@ -118,7 +134,7 @@ export function attentionKernels(ctx: GpuContext): Pick<CoreKernels<S>, "attenti
   return {
     attentionForward(out, lse, q, k, v, d) {
       checkDims(d);
-      dispatchAttentionForward(ctx, chooseForwardTiles(d.K, limits(), ctx.acquired.subgroupMinSize), out, lse, q, k, v, d);
+      dispatchAttentionForward(ctx, chooseForwardTiles(d.K, limits(), ctx.acquired.subgroupMinSize, d.T), out, lse, q, k, v, d);
     },
 
     attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d) {

@@ -103,7 +103,9 @@ export function tileCopy(o: { tag: string; rows: number; D4: number; NT: number;
         (i) =>
           `let row = ${org} + idx / ${o.D4}u; let ok = row < ${o.limit}; ${reg(i)} = select(vec4<f32>(0.0), ${o.ld}(${o.base("select(0u, row, ok)")}, idx % ${o.D4}u)${o.scale ? ` * ${o.scale}` : ""}, ok);`,
       ),
-    store: (dst: string) => each((i) => `${dst}[idx / ${o.D4}u][idx % ${o.D4}u] = ${reg(i)};`),
+    /** with `swz` > 0, column c of row r goes to column c ^ (r & swz) (unpadded tiles without bank conflicts) */
+    store: (dst: string, swz = 0) =>
+      each((i) => (swz ? `let r_ = idx / ${o.D4}u; ${dst}[r_][(idx % ${o.D4}u) ^ (r_ & ${swz}u)] = ${reg(i)};` : `${dst}[idx / ${o.D4}u][idx % ${o.D4}u] = ${reg(i)};`)),
   };
 }
 

@@ -8,8 +8,8 @@ import type { WebGpuBackend } from "../../backend/webgpu/index.js";
 import type { AttentionDims, MatmulDims } from "../../backend/kernels.js";
 import { refKernels } from "../../backend/ref/index.js";
 import { dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
-import { dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
-import type { ForwardTiles } from "../../backend/webgpu/attention_forward.js";
+import { chooseForwardTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
+import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_forward.js";
 import type { BackwardTiles } from "./variants.js";
 import { compare, filled, patterned, randn, timeIt, type Check, type Result } from "./timing.js";
 
@@ -43,6 +43,9 @@ export async function benchAttention(be: WebGpuBackend, T: number, backward: boo
   const out = filled(be, n, 0);
   const lse = filled(be, B * H * T, 0);
   const grads = backward ? [patterned(be, n, 1), filled(be, n, 0), filled(be, n, 0), filled(be, n, 0)] : [];
+  // the forward's tiles: the variant's, else the default's for this T (printed as the plan)
+  const limits = { bytes: be.ctx.limits.maxComputeWorkgroupStorageSize, invocations: be.ctx.limits.maxComputeInvocationsPerWorkgroup };
+  const plan = forwardName(variant?.forward ?? chooseForwardTiles(K, limits, be.ctx.acquired.subgroupMinSize, T));
   const record = () => {
     if (variant?.forward) dispatchAttentionForward(be.ctx, variant.forward, out, lse, q, k, v, d);
     else be.kernels.attentionForward(out, lse, q, k, v, d);
@@ -59,7 +62,7 @@ export async function benchAttention(be: WebGpuBackend, T: number, backward: boo
   const forwardFlops = 4 * pairs * K * H * B;
   const flops = backward ? 3.5 * forwardFlops : forwardFlops;
   const name = backward ? "attention fwd+bwd" : "attention fwd";
-  return { section: "attention", name, shape: `B${B} H${H} K${K} T${T} causal`, variant: variant?.name, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
+  return { section: "attention", name, shape: `B${B} H${H} K${K} T${T} causal`, variant: variant?.name, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing, extra: { plan } };
 }
 
 export async function checkMatmul(be: WebGpuBackend, name: string, tile: MatmulTile | null, d: MatmulDims): Promise<Check> {
@@ -121,6 +124,8 @@ export const ATTENTION_CHECKS: AttentionDims[] = [
   { B: 1, T: 300, S: 300, H: 2, G: 1, K: 64, scale: 0.125, causal: true, qOffset: 0, kvRows: 300 },
   { B: 2, T: 70, S: 107, H: 4, G: 2, K: 64, scale: 0.125, causal: true, qOffset: 37, kvRows: 110 },
   { B: 1, T: 129, S: 129, H: 2, G: 2, K: 64, scale: 0.125, causal: false, qOffset: 0, kvRows: 129 },
+  // long enough for the 128-row blocks of the default from 1024 rows: ragged, grouped heads
+  { B: 1, T: 1100, S: 1100, H: 4, G: 2, K: 64, scale: 0.125, causal: true, qOffset: 0, kvRows: 1100 },
   // decoding: one query row over a long cache
   { B: 1, T: 1, S: 3000, H: 4, G: 4, K: 64, scale: 0.125, causal: true, qOffset: 2999, kvRows: 3100 },
 ];

@@ -10,7 +10,7 @@
 import { WebGpuBackend } from "../../backend/webgpu/index.js";
 import { chooseMatmulTile, tileBytes } from "../../backend/webgpu/matmul.js";
 import { chooseBackwardTiles, chooseForwardTiles } from "../../backend/webgpu/attention.js";
-import { forwardBytes } from "../../backend/webgpu/attention_forward.js";
+import { forwardBytes, forwardName } from "../../backend/webgpu/attention_forward.js";
 import { threadsOf } from "../../backend/webgpu/attention_tiles.js";
 import { backwardBytes } from "../../backend/webgpu/attention_backward.js";
 import { ScanCore, scanPlanName } from "../../backend/webgpu/scan_core.js";
@@ -32,7 +32,7 @@ export interface GpuBenchOptions {
   sections: Section[];
   check: boolean;
   variants: boolean;
-  /** --variants NAME,...: only the scan plans whose name contains one of these (all when absent) */
+  /** --variants NAME,...: only the scan plans and attention tiles whose name contains one of these (all when absent) */
   variantNames?: string[];
   /** PyTorch's JSON from the same card */
   torch: TorchFile | null;
@@ -113,7 +113,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
     const chosen = {
       matmul: chooseMatmulTile(4096, 4096, 1, limits),
-      forward: chooseForwardTiles(64, limits, ctx.acquired.subgroupMinSize),
+      forward: Object.fromEntries([1024, 4096, 16384, 65536].map((T) => [T, forwardName(chooseForwardTiles(64, limits, ctx.acquired.subgroupMinSize, T))])),
       backward: { dkv: chooseBackwardTiles("dkv", 64, limits), dq: chooseBackwardTiles("dq", 64, limits) },
       scanForward: new ScanCore(ctx).forwardPlan(16),
       scanBlock: new ScanCore(ctx).blockPlan(16),
@@ -129,7 +129,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
           ...Object.entries(VARIANTS.backward)
             .filter(([, t]) => (["dq", "dkv"] as const).every((k) => fits(backwardBytes(k, t[k], 64), threadsOf(t[k]))))
             .map(([name, backward]) => ({ name, backward })),
-        ]
+        ].filter((v) => !o.variantNames || o.variantNames.some((n) => v.name.includes(n)))
       : [];
     const scanVars = o.variants ? scanVariants(be, o.variantNames) : [];
 
@@ -206,8 +206,11 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     }
     if (has("attention")) {
       if (o.variants) {
-        for (const T of quick ? [256] : [4096, 16384]) {
-          for (const v of attnVariants) await attempt(`attention ${T} ${v.name}`, () => benchAttention(be, T, !!v.backward, v.backward ? { ...v, forward: chosen.forward } : v));
+        for (const T of quick ? [256] : [1024, 4096, 16384, 65536]) {
+          for (const v of attnVariants) {
+            if (v.backward && (T === 1024 || T === 65536)) continue;
+            await attempt(`attention ${T} ${v.name}`, () => benchAttention(be, T, !!v.backward, v));
+          }
         }
       }
       for (const T of quick ? [128, 256] : [1024, 4096, 16384, 65536]) {

@@ -3,7 +3,7 @@
  * print), and that scripts/wgsl-validate.ts compiles: the candidates of the current tuning round.
  */
 import { TILE_LARGE, TILE_WIDE, type MatmulTile } from "../../backend/webgpu/matmul.js";
-import type { ForwardTiles } from "../../backend/webgpu/attention_forward.js";
+import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_forward.js";
 import type { TileShape } from "../../backend/webgpu/attention_tiles.js";
 import type { BackwardKind } from "../../backend/webgpu/attention_backward.js";
 
@@ -15,11 +15,26 @@ export const VARIANTS = {
     "256x128x16 rows": { ...TILE_WIDE, BM: 256, BN: 128, TM: 16, TN: 8 },
     "128x128x8 warp4x8": { ...TILE_LARGE },
   } as Record<string, MatmulTile>,
-  forward: {
-    "64x32 ty16 tx8": { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true },
-    "64x32 ty16 tx8 wgmem": { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: false },
-    "64x32 ty16 tx16": { BM: 64, BN: 32, TY: 16, TX: 16, shuffle: true },
-  } as Record<string, ForwardTiles>,
+  // named by forwardName: the 2026-11-26 default (64x32, P through workgroup memory), the 2026-11-27
+  // default (128x64 ... kv1 swz nopf) and the candidates that ran beside it (bench/notes/gpu-tuning.md)
+  forward: Object.fromEntries(
+    (
+      [
+        { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true },
+        { BM: 64, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", swz: true, pf: false },
+        { BM: 64, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "alias", swz: true, pf: false },
+        { BM: 128, BN: 32, TY: 16, TX: 8, shuffle: true, pv: "shfl", swz: true, pf: false },
+        // 8 x 8 thread tiles, K and V in one tile
+        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false },
+        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "k" },
+        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "v" },
+        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "b" },
+        // Q from global memory: K and V apart in the 128-row block (two barriers a step)
+        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", swz: true, pf: false, qg: true },
+        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false, qg: true },
+      ] as ForwardTiles[]
+    ).map((c) => [forwardName(c), c]),
+  ) as Record<string, ForwardTiles>,
   backward: {
     "tx16 kv32x32 q32x32": { dkv: { BM: 32, BN: 32, TY: 8, TX: 16 }, dq: { BM: 32, BN: 32, TY: 8, TX: 16 } },
     "tx8 kv32x32 q32x32": { dkv: { BM: 32, BN: 32, TY: 8, TX: 8 }, dq: { BM: 32, BN: 32, TY: 8, TX: 8 } },
