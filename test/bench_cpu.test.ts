@@ -70,3 +70,14 @@ test("seqlab bench cpu refuses unknown models and types with one line", () => {
     assert.equal(r.stderr.trim(), want);
   }
 });
+
+test("seqlab bench gpu refuses --variant-names without --variants, or an empty list, with one line", () => {
+  for (const [args, want] of [
+    [["--variant-names", "lookback"], "seqlab: bench gpu: --variant-names only filters --variants: give both"],
+    [["--variants", "--variant-names", " , "], "seqlab: bench gpu: --variant-names takes a comma-separated list of plan names (e.g. lookback,CH64)"],
+  ] as const) {
+    const r = spawnSync(process.execPath, [path.join(ROOT, "bin/seqlab.mjs"), "bench", "gpu", ...args], { encoding: "utf8" });
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr.trim(), want);
+  }
+});

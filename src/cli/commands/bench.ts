@@ -42,6 +42,7 @@ export const benchCommand: Command = {
     only: { type: "string", help: `gpu: comma-separated sections (${SECTIONS.join(", ")}; default all)` },
     check: { type: "boolean", help: "gpu: compare each kernel timed against the CPU reference first" },
     variants: { type: "boolean", help: "gpu: also time other tile shapes and scan plans" },
+    "variant-names": { type: "string", help: "gpu: with --variants, only the scan plans and attention tiles whose name contains one of these (comma-separated)" },
     "model-dir": { type: "string", help: "gpu: decode the models saved under DIR/NAME by scripts/bench_gpu_torch.py --decode-dir (default: seeded weights)" },
     ...BACKEND_OPTIONS,
   },
@@ -107,6 +108,15 @@ async function runCpu(v: Values): Promise<number> {
   }
 }
 
+/** --variant-names a,b: the names to keep (only meaningful with --variants). */
+function parseVariantNames(v: Values): string[] | undefined {
+  if (v["variant-names"] === undefined) return undefined;
+  if (!v.variants) throw new SeqlabError("bench gpu: --variant-names only filters --variants: give both");
+  const names = String(v["variant-names"]).split(",").map((n) => n.trim()).filter((n) => n.length > 0);
+  if (names.length === 0) throw new SeqlabError("bench gpu: --variant-names takes a comma-separated list of plan names (e.g. lookback,CH64)");
+  return names;
+}
+
 async function runGpu(v: Values): Promise<number> {
   const sections = parseSections(v.only as string | undefined);
   if (typeof sections === "string") throw new SeqlabError(`bench gpu: --only: unknown section "${sections}" (sections: ${SECTIONS.join(", ")})`);
@@ -123,7 +133,8 @@ async function runGpu(v: Values): Promise<number> {
   }
   const modelDir = v["model-dir"] as string | undefined;
   if (modelDir !== undefined && !fs.existsSync(modelDir)) throw new SeqlabError(`bench gpu: --model-dir ${modelDir}: no such directory`);
-  const json = await runGpuBench({ quick: !!v.quick, sections, check: !!v.check, variants: !!v.variants, torch, modelDir, log: (l) => console.log(l) });
+  const variantNames = parseVariantNames(v);
+  const json = await runGpuBench({ quick: !!v.quick, sections, check: !!v.check, variants: !!v.variants, variantNames, torch, modelDir, log: (l) => console.log(l) });
   if (v.out) {
     fs.mkdirSync(path.dirname(path.resolve(String(v.out))), { recursive: true });
     fs.writeFileSync(String(v.out), JSON.stringify(json, null, 2) + "\n");
