@@ -7,6 +7,7 @@ import { test } from "node:test";
 import { refKernels as ref } from "../src/backend/ref/index.js";
 import type { AttentionDims } from "../src/backend/kernels.js";
 import { Rng } from "../src/util/rng.js";
+import { f32ToF16 } from "../src/util/half.js";
 import { cpuBackends, randf, close, release, type Cpu } from "./cpu_helpers.js";
 
 const cpus = cpuBackends();
@@ -78,4 +79,36 @@ test("attentionForward and attentionBackward (tiled, online softmax)", () => {
 
 test("attentionNaiveForward and attentionNaiveBackward (materialised probabilities)", () => {
   for (const cpu of cpus) for (const c of CASES) run(cpu, c, true);
+});
+
+test("attentionForward from an f16 KV cache (decoding and prefill over the cache) equals ref widening the same halves", () => {
+  for (const cpu of cpus) {
+    for (const c of CASES) {
+      for (const variant of ["normal", "large query", "Inf key"] as const) {
+        if (variant !== "normal" && c.T !== 1) continue;
+        const d: AttentionDims = { ...dims(c), kvDtype: "f16" };
+        const nq = d.B * d.T * d.H * d.K;
+        const nkv = d.B * d.kvRows * d.G * d.K;
+        const q = randf(cpu.be, nq, rng);
+        if (variant === "large query") q[0] = 70000; // too large to pre-scale: the exact conversion
+        const k = cpu.be.allocate("f16", nkv) as Uint16Array;
+        const v = cpu.be.allocate("f16", nkv) as Uint16Array;
+        for (let i = 0; i < nkv; i++) {
+          k[i] = f32ToF16(rng.normal());
+          v[i] = f32ToF16(rng.normal());
+        }
+        if (variant === "Inf key" && d.S > 2) k[d.G * d.K + 1] = 0x7c00; // key row 1: that block exactly
+        const out = cpu.be.allocate("f32", nq) as Float32Array;
+        const lse = cpu.be.allocate("f32", d.B * d.H * d.T) as Float32Array;
+        const outRef = new Float32Array(nq);
+        const lseRef = new Float32Array(lse.length);
+        ref.attentionForward(outRef, lseRef, q, k, v, d);
+        cpu.be.kernels.attentionForward(out, lse, q, k, v, d);
+        const name = `${cpu.label} f16 KV ${variant} ${JSON.stringify(c)}`;
+        close(out, outRef, 2e-6, `${name} out`);
+        close(lse, lseRef, 2e-6, `${name} lse`);
+        release(cpu.be, q, k, v, out, lse);
+      }
+    }
+  }
 });

@@ -8,6 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { CpuBackend } from "../src/backend/cpu/backend.js";
+import { RefBackend } from "../src/backend/ref/index.js";
 import { loadModel } from "../src/models/load.js";
 import { SafetensorsFile } from "../src/io/safetensors.js";
 import { runChecks, formatCheck } from "../src/cli/verify.js";
@@ -63,5 +64,26 @@ test("half-precision weights (f16, bf16): cpu logits and greedy tokens equal the
         for (const [, p] of ours.namedParameters()) p.dispose();
       }
     }
+  }
+});
+
+test("an f16 KV cache: cpu greedy decoding of the Llama fixtures equals the ref backend's with the same cache", { timeout: 120_000 }, async () => {
+  const cpu16 = await CpuBackend.create({ threads: 2, kvCache: "f16" });
+  const ref16 = new RefBackend({ kvCache: "f16" });
+  try {
+    assert.match(cpu16.describe(), /f16 KV cache/);
+    for (const dir of fixtureDirs("llama")) {
+      const ours = loadModel(dir, cpu16);
+      const theirs = loadModel(dir, ref16);
+      const prompt = [1, 5, 9, 2, 7, 3, 11, 4];
+      const [ga, gb] = [await generate(ours, prompt, { maxNewTokens: 12 }), await generate(theirs, prompt, { maxNewTokens: 12 })];
+      assert.deepEqual(ga.tokens, gb.tokens, `${dir}: greedy tokens with an f16 KV cache`);
+      const f32Cache = loadModel(dir, be);
+      const g32 = await generate(f32Cache, prompt, { maxNewTokens: 12 });
+      assert.equal(ga.stats.stateBytes.kvCache * 2, g32.stats.stateBytes.kvCache, `${dir}: half the KV bytes`);
+      for (const m of [ours, f32Cache]) for (const [, p] of m.namedParameters()) p.dispose();
+    }
+  } finally {
+    await cpu16.dispose();
   }
 });

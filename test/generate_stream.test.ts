@@ -125,6 +125,8 @@ test("generate and chat refuse bad input with one line", () => {
   one(["generate", "--model", DIR, "--prompt", "x", "--max-new-tokens", "many"], /--max-new-tokens must be an integer/);
   one(["generate", "--model", DIR, "--prompt", "x", "--dtype", "int8"], /generate: --dtype must be one of f32, f16, bf16, auto, got "int8"/);
   one(["generate", "--model", DIR, "--prompt", "x", "--frobnicate"], /generate: Unknown option '--frobnicate'/);
+  one(["generate", "--model", DIR, "--prompt", "x", "--kv-cache", "f8"], /^seqlab: generate: --kv-cache takes f32 or f16, got "f8"$/);
+  one(["generate", "--model", DIR, "--prompt", "x", "--backend", "webgpu", "--kv-cache", "f16"], /webgpu keeps its KV cache in f32/);
   one(["generate", "--model", noTok, "--prompt", "x"], /llama_rope_linear: no tokenizer found/);
   one(["generate", "--model", path.join(tmp, "absent"), "--prompt", "x"], /absent: no such model directory$/);
   one(["generate", "--model", "hf:not a repo", "--prompt", "x"], /hf:not a repo: not a model id/);

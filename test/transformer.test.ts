@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RawConfig } from "../src/io/config.js";
+import { RefBackend } from "../src/backend/ref/index.js";
 import { loadModel } from "../src/models/load.js";
 import { buildModel } from "../src/models/registry.js";
 import { ModuleContext } from "../src/nn/module.js";
@@ -116,4 +117,17 @@ test("no tensor leaks: a forward and backward inside tidy frees everything but p
     return out.size;
   });
   assert.equal(ref32.memory().bytesInUse, before);
+});
+
+test("Llama with an f16 KV cache: step decoding stays within f16 rounding of the full forward, the cache takes half the bytes", () => {
+  const half = new RefBackend({ kvCache: "f16" });
+  const model = buildModel(new RawConfig("test config", llamaConfig), ModuleContext.seeded(half, 1));
+  const f32Model = randomModel(llamaConfig, 1); // the same seeded weights, f32 cache
+  const worst = stepVsFull(model, 19, 7, 2);
+  assert.ok(worst > 0 && worst < 5e-3, `f16 KV cache: step vs full ${worst}`);
+  assert.ok(stepVsFull(f32Model, 19, 7, 2) < 1e-5);
+  const state = model.allocateState(1, 8);
+  noGrad(() => tidy(() => model.forward(model.tokens([1, 2, 3], 1, 3, 0), { state })));
+  assert.equal(state.bytes().kvCache, 2 * 2 * 2 * 2 * (24 / 6) * 3); // layers * (k,v) * f16 * G * K * tokens
+  state.dispose();
 });

@@ -19,6 +19,12 @@ export interface MemoryStats {
 export interface Backend<S = unknown> extends Device {
   readonly name: string;
   readonly kernels: Kernels<S>;
+  /**
+   * Storage of the KV caches this backend allocates for decoding (default "f32"). "f16" halves
+   * the bytes that long-context decoding reads (llama.cpp's default); attention still computes
+   * in f32. A backend offers it only where its attentionForward reads f16 keys and values.
+   */
+  readonly kvCache?: "f32" | "f16";
   /** One line for logs and reports: backend, threads or adapter, precision. */
   describe(): string;
   /** Uninitialised storage for `size` elements (callers must write before reading). */

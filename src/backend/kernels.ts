@@ -75,6 +75,13 @@ export interface AttentionDims {
   qOffset: number;
   /** rows per sequence in the k/v buffers (the cache capacity; S when not cached) */
   kvRows: number;
+  /**
+   * Storage of k and v (default "f32"). A KV cache may be kept in f16 (see Backend.kvCache):
+   * decoding then reads half the bytes; values are widened as they are read and the arithmetic
+   * stays f32. Only attentionForward takes f16; the backward and the materialised variants are
+   * for training and memory experiments, which keep f32.
+   */
+  kvDtype?: "f32" | "f16";
   /** optional softcap / sliding window could go here */
 }
 

@@ -10,17 +10,20 @@ export interface BackendOptions {
   /** worker threads for the cpu backend (default: available cores) */
   threads?: number;
   precision?: "f32" | "f64";
+  /** storage of decoding's KV caches (Backend.kvCache): f32 (default) or f16 (ref and cpu backends) */
+  kvCache?: "f32" | "f16";
 }
 
 type Factory = (opts: BackendOptions) => Promise<Backend>;
 
 const factories = new Map<string, Factory>([
-  ["ref", async (opts) => new RefBackend({ precision: opts.precision })],
+  ["ref", async (opts) => new RefBackend({ precision: opts.precision, kvCache: opts.kvCache })],
   // loaded on demand: it brings Dawn (the npm package "webgpu") into Node
   [
     "webgpu",
     async (opts) => {
       if (opts.precision === "f64") throw new SeqlabError("backend webgpu stores f32 only (f64 precision is for the ref backend)");
+      if (opts.kvCache === "f16") throw new SeqlabError("backend webgpu keeps its KV cache in f32 (an f16 KV cache is for the cpu and ref backends)");
       return (await import("./webgpu/index.js")).WebGpuBackend.create();
     },
   ],
@@ -29,7 +32,7 @@ const factories = new Map<string, Factory>([
     "cpu",
     async (opts) => {
       if (opts.precision === "f64") throw new SeqlabError('backend "cpu" stores float32 only (use --backend ref for float64)');
-      return (await import("./cpu/backend.js")).CpuBackend.create({ threads: opts.threads });
+      return (await import("./cpu/backend.js")).CpuBackend.create({ threads: opts.threads, kvCache: opts.kvCache });
     },
   ],
 ]);

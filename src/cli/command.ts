@@ -34,6 +34,18 @@ export function threadsFlag(command: string, v: string | boolean | undefined): n
   return v === undefined ? undefined : intFlag(command, "threads", v, 0, 1, 256);
 }
 
+/** For the commands that decode with a KV cache (generate, chat, passkey, bench). */
+export const KV_CACHE_OPTION: OptionSpec = {
+  "kv-cache": { type: "string", help: "storage of attention's KV cache while decoding: f32 (default) or f16 (cpu, ref: half the bytes, as llama.cpp)" },
+};
+
+/** --kv-cache f32|f16 (Backend.kvCache); undefined when not given. */
+export function kvCacheFlag(command: string, v: string | boolean | undefined): "f32" | "f16" | undefined {
+  if (v === undefined) return undefined;
+  if (v !== "f32" && v !== "f16") throw new SeqlabError(`${command}: --kv-cache takes f32 or f16, got "${v}"`);
+  return v;
+}
+
 /** Options of commands that load a model's weights. */
 export const LOAD_OPTIONS: OptionSpec = {
   dtype: { type: "string", help: `weight precision: ${DTYPE_CHOICES.join(", ")} (auto keeps what the checkpoint stores; f16/bf16 are inference-only)` },

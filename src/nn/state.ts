@@ -142,12 +142,14 @@ export class InferenceState {
   }
 }
 
+/** A KV cache of `capacity` rows, stored as the backend keeps its caches (Backend.kvCache). */
 export function allocateAttentionState(be: Backend, B: number, G: number, K: number, capacity: number): AttentionState {
+  const dtype = be.kvCache ?? "f32";
   return {
     kind: "attention",
     // zeroed, not just allocated: the pages are touched now rather than by each decoded token
-    k: keep(zeros(be, [B, capacity, G, K])), // (B, capacity, G, K)
-    v: keep(zeros(be, [B, capacity, G, K])),
+    k: keep(zeros(be, [B, capacity, G, K], dtype)), // (B, capacity, G, K)
+    v: keep(zeros(be, [B, capacity, G, K], dtype)),
     length: 0,
   };
 }
@@ -171,14 +173,23 @@ export function appendKV(state: AttentionState, k: Tensor, v: Tensor): void {
     [state.k, k],
     [state.v, v],
   ] as const) {
-    kernelsOf(dst).copy2d(dst.handle, src.handle, B, T * row, capNow * row, state.length * row, T * row, 0, false);
+    // an f16 cache takes the new rows rounded to f16 first (the rows are few: decoding adds one)
+    const rows = dst.dtype === src.dtype ? src : toDtype(src, dst.dtype);
+    kernelsOf(dst).copy2d(dst.handle, rows.handle, B, T * row, capNow * row, state.length * row, T * row, 0, false);
+    if (rows !== src) rows.dispose();
   }
   state.length += T;
 }
 
+function toDtype(x: Tensor, dtype: Tensor["dtype"]): Tensor {
+  const y = empty(x.device as Backend, x.shape, dtype);
+  kernelsOf(x).cast(y.handle, x.handle, x.size, dtype as "f16", x.dtype as "f32");
+  return y;
+}
+
 function grow(t: Tensor, filled: number, capacity: number): Tensor {
   const [B, cap, G, K] = t.shape;
-  const bigger = keep(empty(t.device as Backend, [B, capacity, G, K]));
+  const bigger = keep(empty(t.device as Backend, [B, capacity, G, K], t.dtype));
   const row = G * K;
   kernelsOf(t).copy2d(bigger.handle, t.handle, B, filled * row, capacity * row, 0, cap * row, 0, false);
   t.dispose();

@@ -39,11 +39,15 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     causal: opts.causal ?? true,
     qOffset: opts.qOffset ?? S - T,
     kvRows,
+    kvDtype: k.dtype === "f16" ? "f16" : "f32",
   };
+  assert(k.dtype === v.dtype && (k.dtype === "f32" || k.dtype === "f16"), () => `attention: k ${k.dtype} and v ${v.dtype} (expected f32, or an f16 KV cache)`);
   const be = backendOf(q);
   const kern = kernelsOf(q);
   const out = empty(be, q.shape); // (B, T, H, K)
   const grad = needsGrad(q, k, v);
+  assert(!(grad && d.kvDtype === "f16"), "attention: an f16 KV cache is for decoding; gradients need f32 keys and values");
+  assert(!(opts.impl === "naive" && d.kvDtype === "f16"), "attention: the materialised (naive) kernel takes f32 keys and values, not an f16 KV cache");
   if ((opts.impl ?? "tiled") === "naive") {
     const probs = empty(be, [B, H, T, S]); // (B, H, T, S): the O(T^2) buffer
     kern.attentionNaiveForward(out.handle, probs.handle, q.handle, k.handle, v.handle, d);

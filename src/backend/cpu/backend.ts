@@ -31,6 +31,8 @@ export interface CpuOptions {
   initialBytes?: number;
   /** split every kernel across all threads, however small its work (for tests of the partitioning) */
   forceThreads?: boolean;
+  /** storage of decoding's KV caches (Backend.kvCache; default f32) */
+  kvCache?: "f32" | "f16";
 }
 
 /** Address space the module's static data may use; the allocator starts above it. */
@@ -48,6 +50,7 @@ export class CpuBackend implements Backend<HostArray> {
   private constructor(
     readonly runtime: CpuRuntime,
     private readonly heap: WasmHeap,
+    readonly kvCache: "f32" | "f16",
   ) {
     const coreKernels = cpuCoreKernels(runtime);
     const core = { ...coreKernels, ...cpuMixerKernels(runtime, coreKernels) };
@@ -71,7 +74,7 @@ export class CpuBackend implements Backend<HostArray> {
     const ctrl = heap.alloc(CTRL.BYTES, "the thread control block");
     const spawn = opts.workers ?? (threads > 1 ? (await import("./node_workers.js")).nodeWorkers : noWorkers);
     const pool = await ThreadPool.start(threads, module, heap.memory, ctrl, names, spawn);
-    return new CpuBackend(new CpuRuntime(heap, exports, pool, names, opts.forceThreads), heap);
+    return new CpuBackend(new CpuRuntime(heap, exports, pool, names, opts.forceThreads), heap, opts.kvCache ?? "f32");
   }
 
   get threads(): number {
@@ -81,7 +84,8 @@ export class CpuBackend implements Backend<HostArray> {
   describe(): string {
     const onRef = this.refKernels();
     const fallback = onRef.length === 0 ? "" : `; ${onRef.length} kernels on ref: ${onRef.join(", ")}`;
-    return `cpu (wasm simd128, ${this.threads} thread${this.threads === 1 ? "" : "s"}${fallback})`;
+    const kv = this.kvCache === "f16" ? ", f16 KV cache" : "";
+    return `cpu (wasm simd128, ${this.threads} thread${this.threads === 1 ? "" : "s"}${kv}${fallback})`;
   }
 
   /** Kernels that run as WebAssembly. */

@@ -192,16 +192,17 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
 
     attentionForward(out, lse, q, k, v, d) {
       if (d.B * d.T * d.H <= 0) return;
-      if (d.T === 1) return attentionDecode(rt, d, p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"));
+      if (d.T === 1) return attentionDecode(rt, d, p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"), kvHalfOf(d, k, v));
       const [scratch, stride] = attentionScratch(rt, d);
+      const kvHalf = kvHalfOf(d, k, v);
       const run = (packed: number) =>
-        rt.call("attentionForward", attentionThreads(rt, d), p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"), ...dimArgs(d), scratch, stride, rt.pool.counter, packed);
+        rt.call("attentionForward", attentionThreads(rt, d), p(out, "out"), p(lse, "lse"), p(q, "q"), p(k, "k"), p(v, "v"), ...dimArgs(d), scratch, stride, rt.pool.counter, packed, kvHalf);
       // when several query blocks (and query heads of a group) read the same keys, pack K^T and
       // V into micro-kernel panels once instead of once per query block
       if (d.T <= rt.exports.attentionQueryBlock() || d.S <= 0) return run(0);
       const floats = rt.exports.attentionPackedFloats(d.B, d.S, d.G, d.K);
       rt.withTemp(floats * 4, (packed) => {
-        rt.call("attentionPackKV", rt.threadsFor(2 * d.B * d.S * d.G * d.K, GRAIN.memory), packed, p(k, "k"), p(v, "v"), d.B, d.S, d.G, d.K, d.kvRows);
+        rt.call("attentionPackKV", rt.threadsFor(2 * d.B * d.S * d.G * d.K, GRAIN.memory), packed, p(k, "k"), p(v, "v"), d.B, d.S, d.G, d.K, d.kvRows, kvHalf);
         run(packed);
       });
     },
@@ -245,16 +246,23 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
  * One query row per sequence (decoding): split-K over ranges of keys that threads claim
  * (assembly/attention_decode.ts), then the ranges' partial results merged in order.
  */
-function attentionDecode(rt: CpuRuntime, d: AttentionDims, out: number, lse: number, q: number, k: number, v: number): void {
+function attentionDecode(rt: CpuRuntime, d: AttentionDims, out: number, lse: number, q: number, k: number, v: number, kvHalf: number): void {
   const per = rt.exports.attentionDecodePartialFloats(d.H, d.K);
   const ranges = rt.exports.attentionDecodeRanges(d.S);
-  const [scratch, stride] = rt.scratch(rt.exports.attentionDecodeScratchFloats(d.H) * 4);
+  const [scratch, stride] = rt.scratch(rt.exports.attentionDecodeScratchFloats(d.H, d.K) * 4);
   rt.withTemp(d.B * ranges * per * 4, (partials) => {
     // memory-bound like a matrix-vector product: threads by the cached keys and values streamed
     const nth = Math.min(rt.threadsFor(2 * d.B * d.S * d.G * d.K, GRAIN.weights), d.B * ranges);
-    rt.call("attentionDecode", nth, partials, q, k, v, d.B, d.S, d.H, d.G, d.K, d.scale, d.causal ? 1 : 0, d.qOffset, d.kvRows, scratch, stride, rt.pool.counter);
+    rt.call("attentionDecode", nth, partials, q, k, v, d.B, d.S, d.H, d.G, d.K, d.scale, d.causal ? 1 : 0, d.qOffset, d.kvRows, scratch, stride, rt.pool.counter, kvHalf);
     rt.call("attentionDecodeCombine", 1, out, lse, partials, d.B, d.S, d.H, d.K);
   });
+}
+
+/** 1 for an f16 KV cache (AttentionDims.kvDtype), whose storage must then be 16-bit. */
+function kvHalfOf(d: AttentionDims, k: HostArray, v: HostArray): number {
+  const half = d.kvDtype === "f16";
+  if (half !== (k instanceof Uint16Array) || half !== (v instanceof Uint16Array)) throw new Error(`internal: attention k/v storage does not match kvDtype ${d.kvDtype ?? "f32"}`);
+  return half ? 1 : 0;
 }
 
 function dimArgs(d: AttentionDims): number[] {

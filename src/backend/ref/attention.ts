@@ -10,6 +10,7 @@
  */
 import type { AttentionDims } from "../kernels.js";
 import type { HostArray } from "../../tensor/dtype.js";
+import { decodeHalf } from "../../util/half.js";
 
 const KEY_BLOCK = 32;
 
@@ -17,6 +18,11 @@ const qIndex = (d: AttentionDims, b: number, t: number, h: number) => ((b * d.T 
 const kvIndex = (d: AttentionDims, b: number, j: number, g: number) => ((b * d.kvRows + j) * d.G + g) * d.K;
 /** keys visible to query t: all S, or causally up to qOffset + t */
 const visible = (d: AttentionDims, t: number) => (d.causal ? Math.min(d.S, d.qOffset + t + 1) : d.S);
+
+/** The kernels other than attentionForward take f32 keys and values only. */
+function f32KV(d: AttentionDims, kernel: string): void {
+  if ((d.kvDtype ?? "f32") !== "f32") throw new Error(`internal: ${kernel} takes f32 keys and values, got ${d.kvDtype}`);
+}
 
 function dot(a: HostArray, ao: number, b: HostArray, bo: number, K: number): number {
   let s = 0;
@@ -28,11 +34,14 @@ export function attentionForward(
   out: HostArray,
   lse: HostArray,
   q: HostArray,
-  k: HostArray,
-  v: HostArray,
+  k16: HostArray,
+  v16: HostArray,
   d: AttentionDims,
 ): void {
   const { B, T, H, G, K, scale } = d;
+  // an f16 cache holds rounded keys and values; attention computes on them widened
+  const k = d.kvDtype === "f16" ? decodeHalf(k16 as Uint16Array, "f16") : k16;
+  const v = d.kvDtype === "f16" ? decodeHalf(v16 as Uint16Array, "f16") : v16;
   const acc = new Float64Array(K);
   const s = new Float64Array(KEY_BLOCK);
   for (let b = 0; b < B; b++) {
@@ -82,6 +91,7 @@ export function attentionBackward(
   lse: HostArray,
   d: AttentionDims,
 ): void {
+  f32KV(d, "attentionBackward");
   const { B, T, H, G, K, scale } = d;
   dq.fill(0, 0, B * T * H * K);
   dk.fill(0, 0, B * d.kvRows * G * K);
@@ -117,6 +127,7 @@ export function attentionNaiveForward(
   v: HostArray,
   d: AttentionDims,
 ): void {
+  f32KV(d, "attentionNaiveForward");
   const { B, T, S, H, G, K, scale } = d;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
@@ -157,6 +168,7 @@ export function attentionNaiveBackward(
   probs: HostArray,
   d: AttentionDims,
 ): void {
+  f32KV(d, "attentionNaiveBackward");
   const { B, T, S, H, G, K, scale } = d;
   dq.fill(0, 0, B * T * H * K);
   dk.fill(0, 0, B * d.kvRows * G * K);

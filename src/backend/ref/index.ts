@@ -35,6 +35,8 @@ export const refKernels: Kernels<HostArray> = {
 export interface RefOptions {
   /** storage precision of f32 tensors: "f64" for gradient checks */
   precision?: "f32" | "f64";
+  /** storage of the KV caches decoding allocates (Backend.kvCache) */
+  kvCache?: "f32" | "f16";
 }
 
 export class RefBackend implements Backend<HostArray> {
@@ -42,14 +44,16 @@ export class RefBackend implements Backend<HostArray> {
   readonly kernels: Kernels<HostArray>;
   private meter = new MemoryMeter();
   readonly precision: "f32" | "f64";
+  readonly kvCache: "f32" | "f16";
 
   constructor(opts: RefOptions = {}, kernels: Kernels<HostArray> = refKernels) {
     this.precision = opts.precision ?? "f32";
+    this.kvCache = opts.kvCache ?? "f32";
     this.kernels = kernels;
   }
 
   describe(): string {
-    return `ref (TypeScript loops, ${this.precision} storage)`;
+    return `ref (TypeScript loops, ${this.precision} storage${this.kvCache === "f16" ? ", f16 KV cache" : ""})`;
   }
 
   allocate(dtype: DType, size: number): HostArray {

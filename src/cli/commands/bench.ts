@@ -17,7 +17,7 @@ import { BENCH_MODELS, BENCH_TYPES, type BenchModelName, type BenchWeightType } 
 import { SeqlabError } from "../../util/errors.js";
 import { table } from "../../util/format.js";
 import { intFlag } from "../args.js";
-import { BACKEND_OPTIONS, threadsFlag, type Command, type Values } from "../command.js";
+import { BACKEND_OPTIONS, KV_CACHE_OPTION, kvCacheFlag, threadsFlag, type Command, type Values } from "../command.js";
 import { parseSections, runGpuBench, SECTIONS, type TorchFile } from "../../bench/gpu/run.js";
 
 export const benchCommand: Command = {
@@ -45,6 +45,7 @@ export const benchCommand: Command = {
     "variant-names": { type: "string", help: "gpu: with --variants, only the scan plans and attention tiles whose name contains one of these (comma-separated)" },
     "model-dir": { type: "string", help: "gpu: decode the models saved under DIR/NAME by scripts/bench_gpu_torch.py --decode-dir (default: seeded weights)" },
     ...BACKEND_OPTIONS,
+    ...KV_CACHE_OPTION,
   },
   async run(v, pos) {
     if (pos[0] === "cpu" && pos.length === 1) return runCpu(v);
@@ -60,7 +61,7 @@ async function runDecode(v: Values): Promise<number> {
   const promptTokens = intFlag(c, "prompt-tokens", v["prompt-tokens"], 128, 1, 1 << 20);
   const newTokens = intFlag(c, "new-tokens", v["new-tokens"], 64, 1, 1 << 20);
   const threads = threadsFlag(c, v.threads) ?? null;
-  const be = await createBackend(v.backend as string, { threads: threads ?? undefined });
+  const be = await createBackend(v.backend as string, { threads: threads ?? undefined, kvCache: kvCacheFlag(c, v["kv-cache"]) });
   setDefaultBackend(be);
   const model = loadModel(v.model as string, be);
   const { tokens: _tokens, ...r } = await benchDecode(model, { promptTokens, newTokens, seed: intFlag(c, "seed", v.seed, 0), threads });
@@ -92,7 +93,9 @@ async function runCpu(v: Values): Promise<number> {
   const types = listFlag<BenchWeightType>(c, "types", v.types, BENCH_TYPES);
   const repeats = v.repeats === undefined ? undefined : intFlag(c, "repeats", v.repeats, 3, 1, 100);
   const cacheDir = (v.cache as string | undefined) ?? path.join(os.tmpdir(), "seqlab-bench-cpu");
-  const be = (await createBackend("cpu", { threads })) as CpuBackend;
+  // llama.cpp keeps its KV cache in f16 (its default): so does seqlab here unless told otherwise
+  const kvCache = kvCacheFlag(c, v["kv-cache"]) ?? "f16";
+  const be = (await createBackend("cpu", { threads, kvCache })) as CpuBackend;
   try {
     setDefaultBackend(be);
     const r = await benchCpu(be, { threads, quick: !!v.quick, models, types, repeats, cacheDir, seed: intFlag(c, "seed", v.seed, 0), log: (l) => (v.json ? undefined : console.log(l)) });

@@ -9,7 +9,7 @@
 import * as readline from "node:readline";
 import { SeqlabError } from "../../util/errors.js";
 import { intFlag } from "../args.js";
-import { BACKEND_OPTIONS, LOAD_OPTIONS, type Command } from "../command.js";
+import { BACKEND_OPTIONS, KV_CACHE_OPTION, LOAD_OPTIONS, type Command } from "../command.js";
 import { checkTokenizerFits, exitWhenStdoutCloses, formatStats, loadForInference, modelDir, MODEL_OPTION, SAMPLING_OPTIONS, samplingFlags, tokenizerOf } from "../inference.js";
 import { ChatTemplate, type ChatMessage } from "../../io/chat_template.js";
 import { DecodeSession } from "../../generate/session.js";
@@ -25,6 +25,7 @@ export const chatCommand: Command = {
     ...SAMPLING_OPTIONS,
     ...LOAD_OPTIONS,
     ...BACKEND_OPTIONS,
+    ...KV_CACHE_OPTION,
   },
   async run(v, pos) {
     const c = "chat";

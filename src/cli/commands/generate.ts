@@ -5,7 +5,7 @@
  */
 import { SeqlabError } from "../../util/errors.js";
 import { intFlag } from "../args.js";
-import { BACKEND_OPTIONS, LOAD_OPTIONS, type Command } from "../command.js";
+import { BACKEND_OPTIONS, KV_CACHE_OPTION, LOAD_OPTIONS, type Command } from "../command.js";
 import { checkTokenizerFits, exitWhenStdoutCloses, formatStats, loadForInference, modelDir, MODEL_OPTION, SAMPLING_OPTIONS, samplingFlags, tokenizerOf } from "../inference.js";
 import { DecodeSession } from "../../generate/session.js";
 import { TextStreamer } from "../../generate/stream.js";
@@ -20,6 +20,7 @@ export const generateCommand: Command = {
     ...SAMPLING_OPTIONS,
     ...LOAD_OPTIONS,
     ...BACKEND_OPTIONS,
+    ...KV_CACHE_OPTION,
   },
   async run(v, pos) {
     const c = "generate";

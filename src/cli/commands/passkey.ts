@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { SeqlabError } from "../../util/errors.js";
 import { table } from "../../util/format.js";
 import { intFlag, intListFlag, numFlag } from "../args.js";
-import { BACKEND_OPTIONS, LOAD_OPTIONS, type Command, type Values } from "../command.js";
+import { BACKEND_OPTIONS, KV_CACHE_OPTION, LOAD_OPTIONS, type Command, type Values } from "../command.js";
 import { checkTokenizerFits, loadForInference, modelDir, MODEL_OPTION } from "../inference.js";
 import { hasTokenizer, loadTokenizer } from "../../io/tokenizer.js";
 import { readTaskMarker } from "../../io/task_marker.js";
@@ -38,6 +38,7 @@ export const passkeyCommand: Command = {
     out: { type: "string", help: "write the HTML report here" },
     ...LOAD_OPTIONS,
     ...BACKEND_OPTIONS,
+    ...KV_CACHE_OPTION,
   },
   async run(v, pos) {
     const c = "passkey";

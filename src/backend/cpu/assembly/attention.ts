@@ -11,20 +11,22 @@
  *
  * attentionNaiveForward materialises probs (B, H, T, S): the O(T^2)-memory baseline.
  */
-import { micro4x8, microEdge, packA, packB } from "./gemm";
+import { micro4x8, microEdge, packA, packB, packBHalf } from "./gemm";
+import { F16 } from "./half";
 import { claim, splitLo, splitHi, hsum, hmax, at32 } from "./common";
 import { expNegv } from "./simd_math";
 import {
-  BQ, BK, T, S, H, G, K, Kp, scale, kvRows, B,
-  setDims, qRow, kvRow, rowIndex, visible, visibleInBlock, scratchBegin, take, dotFourKeys,
+  BQ, BK, T, S, H, G, K, Kp, scale, kvRows, B, kvShift,
+  setDims, setKvHalf, qRow, kvRow, rowIndex, visible, visibleInBlock, scratchBegin, take, dotFourKeys,
 } from "./attention_common";
 
 export function attentionForward(
   tid: i32, nth: i32, out: usize, lse: usize, q: usize, k: usize, v: usize,
   b_: i32, t_: i32, s_: i32, h_: i32, g_: i32, k_: i32, scale_: f32, causal_: i32, qOffset_: i32, kvRows_: i32,
-  scratch: usize, scratchStride: i32, counter: usize, packed: usize,
+  scratch: usize, scratchStride: i32, counter: usize, packed: usize, kvHalf: i32,
 ): void {
   setDims(b_, t_, s_, h_, g_, k_, scale_, causal_, qOffset_, kvRows_);
+  setKvHalf(kvHalf);
   const mine = scratch + <usize>tid * scratchStride;
   const qBlocks = (T + BQ - 1) / BQ;
   const items = B * H * qBlocks;
@@ -34,7 +36,7 @@ export function attentionForward(
     const h = bh % H;
     const b = bh / H;
     const t0 = qb * BQ;
-    if (T - t0 == 1) decodeRow(out, lse, q, k, v, b, t0, h, mine);
+    if (T - t0 == 1 && kvHalf == 0) decodeRow(out, lse, q, k, v, b, t0, h, mine);
     else flashBlock(out, lse, q, k, v, b, h, t0, mine, packed);
   }
 }
@@ -55,16 +57,16 @@ export function attentionPackedFloats(b_: i32, s_: i32, g_: i32, k_: i32): i32 {
   return b_ * g_ * ((s_ + BK - 1) / BK) * BK * (k_ + kp);
 }
 
-/** Pack K^T and V panels of every (b, g, key block) for attentionForward; threads split the blocks. */
+/** Pack K^T and V panels of every (b, g, key block) for attentionForward (f16 widened); threads split the blocks. */
 export function attentionPackKV(
-  tid: i32, nth: i32, packed: usize, k: usize, v: usize, b_: i32, s_: i32, g_: i32, k_: i32, kvRows_: i32,
+  tid: i32, nth: i32, packed: usize, k: usize, v: usize, b_: i32, s_: i32, g_: i32, k_: i32, kvRows_: i32, kvHalf: i32,
 ): void {
   setDims(b_, 0, s_, g_, g_, k_, 1, 0, 0, kvRows_);
+  setKvHalf(kvHalf);
   const blocks = (S + BK - 1) / BK;
   const items = B * G * blocks;
   const lo = splitLo(items, tid, nth, 1);
   const hi = splitHi(items, tid, nth, 1);
-  const kvStride = <usize>G * K * 4;
   for (let item = lo; item < hi; item++) {
     const kb = item % blocks;
     const bg = item / blocks;
@@ -73,8 +75,7 @@ export function attentionPackKV(
     const j0 = kb * BK;
     const jn = min(BK, S - j0);
     const dst = packedKV(packed, b, g, kb);
-    packB(dst, kvRow(k, b, j0, g), 4, kvStride, K, jn);
-    packB(dst + <usize>BK * K * 4, kvRow(v, b, j0, g), kvStride, 4, jn, K);
+    packKV(dst, kvRow(k, b, j0, g), kvRow(v, b, j0, g), jn);
   }
 }
 
@@ -101,7 +102,6 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
     store<f32>(at32(m, r), -Infinity);
     store<f32>(at32(l, r), 0);
   }
-  const kvStride = <usize>G * K * 4;
   const sv = f32x4.splat(scale);
   for (let j0 = 0; j0 < nMax; j0 += BK) {
     const jn = min(BK, nMax - j0);
@@ -115,8 +115,7 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
       vb = kt + <usize>BK * K * 4;
       vn = min(BK, S - j0);
     } else {
-      packB(kt, kvRow(k, b, j0, g), 4, kvStride, K, jn);
-      packB(vb, kvRow(v, b, j0, g), kvStride, 4, jn, K);
+      packKV(kt, kvRow(k, b, j0, g), kvRow(v, b, j0, g), jn);
     }
     // S = Q K^T for this key block
     for (let ir = 0; ir < qn; ir += 4) {
@@ -182,6 +181,22 @@ function flashBlock(out: usize, lse: usize, q: usize, k: usize, v: usize, b: i32
     }
     copyScaled(dst, o + <usize>r * Kp * 4, 1 / lr, K);
     store<f32>(at32(lse, rowIndex(b, h, t)), load<f32>(at32(m, r)) + <f32>Math.log(lr));
+  }
+}
+
+/**
+ * The K^T panels (K x jn) then, BK * K floats on, the V panels (jn x Kp) of one key block whose
+ * first rows are at k0 and v0; an f16 cache is widened to f32 as it is packed.
+ */
+function packKV(dst: usize, k0: usize, v0: usize, jn: i32): void {
+  const es: usize = <usize>1 << kvShift;
+  const kvStride = (<usize>G * K) << kvShift;
+  if (kvShift == 2) {
+    packB(dst, k0, 4, kvStride, K, jn);
+    packB(dst + <usize>BK * K * 4, v0, kvStride, 4, jn, K);
+  } else {
+    packBHalf(dst, k0, es, kvStride, K, jn, F16);
+    packBHalf(dst + <usize>BK * K * 4, v0, kvStride, es, jn, K, F16);
   }
 }
 

@@ -19,6 +19,8 @@ export let scale: f32 = 1;
 export let causal = false;
 export let qOffset = 0;
 export let kvRows = 0;
+/** log2 of the bytes of a k / v element: 2 (f32), or 1 for an f16 KV cache (setKvHalf) */
+export let kvShift: usize = 2;
 
 export function setDims(b: i32, t: i32, s: i32, h: i32, g: i32, k: i32, sc: f32, c: i32, qo: i32, kv: i32): void {
   B = b;
@@ -32,6 +34,12 @@ export function setDims(b: i32, t: i32, s: i32, h: i32, g: i32, k: i32, sc: f32,
   causal = c != 0;
   qOffset = qo;
   kvRows = kv;
+  kvShift = 2;
+}
+
+/** k and v hold f16 (an f16 KV cache) when `half` is non-zero; call after setDims. */
+export function setKvHalf(half: i32): void {
+  kvShift = half != 0 ? 1 : 2;
 }
 
 /** Byte address of row (b, t, h) of a (B, T, H, K) buffer. */
@@ -40,10 +48,10 @@ export function qRow(base: usize, b: i32, t: i32, h: i32): usize {
   return base + ((<usize>b * T + t) * H + h) * K * 4;
 }
 
-/** Byte address of row (b, j, g) of a (B, kvRows, G, K) buffer. */
+/** Byte address of row (b, j, g) of a (B, kvRows, G, K) buffer (f32, or f16 after setKvHalf). */
 @inline
 export function kvRow(base: usize, b: i32, j: i32, g: i32): usize {
-  return base + ((<usize>b * kvRows + j) * G + g) * K * 4;
+  return base + ((((<usize>b * kvRows + j) * G + g) * K) << kvShift);
 }
 
 /** Index of (b, h, t) in a (B, H, T) buffer. */

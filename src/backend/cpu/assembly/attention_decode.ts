@@ -12,12 +12,27 @@
  * of a row at once: memory sees one sequential stream per share. (Four rows at a time, a head
  * at a time, was 1.3x slower: 2048 keys, 12 heads of 64, two threads, 582 -> 446 us a layer.)
  *
+ * An f16 KV cache (Backend.kvCache) is read the way matvec.ts reads f16 weights: each value is
+ * moved into place by two integer ops (its f32 reading is the value times 2^-112, exactly)
+ * against operands pre-scaled by 2^112 (the query, when every |q| < 2^16, and the probabilities,
+ * which are <= 1), so every product is the one an exact conversion gives. A block holding an Inf
+ * or NaN (exponent 31, which the shortcut gets wrong), or a query too large to scale, takes the
+ * exact conversion of half.ts.
+ *
  * Partials: for sequence b and range r, H maxima, H sums, then H rows of Kp outputs
  * (attentionDecodePartialFloats per (b, r)).
  */
 import { claim, splitLo, splitHi, hsum, hmax, at32 } from "./common";
 import { expNegv } from "./simd_math";
-import { H, G, K, Kp, scale, B, setDims, qRow, kvRow, visible, scratchBegin, take, hsum4 } from "./attention_common";
+import { H, G, K, Kp, scale, B, kvShift, setDims, setKvHalf, qRow, kvRow, visible, scratchBegin, take, hsum4 } from "./attention_common";
+import { F16, loadHalf4, loadHalf1 } from "./half";
+
+/** how keys and values are read: f32, f16 moved into place against pre-scaled operands, f16 widened exactly */
+const F32_KV = 0;
+const F16_RAW = 1;
+const F16_EXACT = 2;
+/** 2^112 (see the header) */
+const RAW_SCALE: f32 = 5.192296858534828e33;
 
 /** keys per block: their rows (BJ * G * K floats) stay in L2 while every head reads them */
 const BJ = 64;
@@ -34,19 +49,23 @@ export function attentionDecodePartialFloats(h_: i32, k_: i32): i32 {
   return 2 * h_ + h_ * ((k_ + 7) & ~7);
 }
 
-/** Scratch floats per thread attentionDecode needs. */
-export function attentionDecodeScratchFloats(h_: i32): i32 {
-  return h_ * BJ + 64;
+/** Scratch floats per thread attentionDecode needs (a block's scores, the scaled query). */
+export function attentionDecodeScratchFloats(h_: i32, k_: i32): i32 {
+  return h_ * BJ + h_ * k_ + 64;
 }
 
 export function attentionDecode(
   tid: i32, nth: i32, partials: usize, q: usize, k: usize, v: usize,
   b_: i32, s_: i32, h_: i32, g_: i32, k_: i32, scale_: f32, causal_: i32, qOffset_: i32, kvRows_: i32,
-  scratch: usize, scratchStride: i32, counter: usize,
+  scratch: usize, scratchStride: i32, counter: usize, kvHalf: i32,
 ): void {
   setDims(b_, 1, s_, h_, g_, k_, scale_, causal_, qOffset_, kvRows_);
+  setKvHalf(kvHalf);
   scratchBegin(scratch + <usize>tid * scratchStride);
   const sc = take(H * BJ);
+  const qs = take(H * K); // the query of the sequence in hand, times 2^112 (F16_RAW)
+  let qb = -1;
+  let qScaled = false;
   const per = attentionDecodePartialFloats(H, K);
   const ranges = attentionDecodeRanges(s_);
   const n = visible(0);
@@ -62,74 +81,132 @@ export function attentionDecode(
       store<f32>(at32(l, h), 0);
     }
     memory.fill(o, 0, <usize>H * Kp * 4);
+    if (kvHalf != 0 && qb != b) {
+      qScaled = scaleQuery(qs, qRow(q, b, 0, 0));
+      qb = b;
+    }
     const hi = min(n, (r + 1) * RANGE);
     for (let j0 = r * RANGE; j0 < hi; j0 += BJ) {
       const jn = min(BJ, hi - j0);
-      scoreBlock(sc, q, k, b, j0, jn);
+      const exact = kvHalf != 0 && hasInfNaN(k, v, b, j0, jn);
+      if (kvHalf == 0) scoreBlock(F32_KV, sc, qRow(q, b, 0, 0), k, b, j0, jn);
+      else if (qScaled && !exact) scoreBlock(F16_RAW, sc, qs, k, b, j0, jn);
+      else scoreBlock(F16_EXACT, sc, qRow(q, b, 0, 0), k, b, j0, jn);
       for (let h = 0; h < H; h++) softmaxBlock(at32(sc, h * BJ), jn, at32(m, h), at32(l, h), at32(o, h * Kp));
-      valueBlock(o, sc, v, b, j0, jn);
+      if (kvHalf == 0) valueBlock(F32_KV, o, sc, v, b, j0, jn);
+      else if (!exact) valueBlock(F16_RAW, o, sc, v, b, j0, jn);
+      else valueBlock(F16_EXACT, o, sc, v, b, j0, jn);
     }
   }
 }
 
+/** Four keys or values at p as f32 lanes (F16_RAW: times 2^-112); `mode` is constant after inlining. */
+@inline function kv4(mode: i32, p: usize): v128 {
+  if (mode == F32_KV) return v128.load(p);
+  // sign-extended to 32 bits and shifted by 13: the sign's copies land at 28..31, the mask keeps bit 31
+  if (mode == F16_RAW) return v128.and(i32x4.shl(v128.load16x4_s(p), 13), i32x4.splat(0x8fffe000));
+  return loadHalf4(p, F16);
+}
+
+@inline function kv1(mode: i32, p: usize): f32 {
+  if (mode == F32_KV) return load<f32>(p);
+  if (mode == F16_RAW) return f32x4.extract_lane(v128.and(i32x4.shl(i32x4.splat(<i32>load<i16>(p)), 13), i32x4.splat(0x8fffe000)), 0);
+  return loadHalf1(p, F16);
+}
+
 /**
  * sc[h, 0:jn] = scale * q_h . k_j for keys j0 .. j0 + jn: key row after key row (every head of
- * a row, four heads per pass), so the cache is read in address order (see the header).
+ * a row, four heads per pass), so the cache is read in address order (see the header). `qh`:
+ * the query's H rows (times 2^112 for F16_RAW).
  */
-function scoreBlock(sc: usize, q: usize, k: usize, b: i32, j0: i32, jn: i32): void {
+@inline function scoreBlock(mode: i32, sc: usize, qh: usize, k: usize, b: i32, j0: i32, jn: i32): void {
   const sv = f32x4.splat(scale);
   const group = H / G;
-  const headBytes = <usize>K * 4;
-  const q0 = qRow(q, b, 0, 0);
+  const es = kvShift;
   for (let j = 0; j < jn; j++) {
     const row = kvRow(k, b, j0 + j, 0);
     let h = 0;
     for (; h + 4 <= H; h += 4) {
-      const s4 = f32x4.mul(dotFourHeads(q0 + <usize>h * headBytes, row, h, group), sv);
+      const s4 = f32x4.mul(dotFourHeads(mode, qh + <usize>h * K * 4, row, h, group), sv);
       store<f32>(at32(sc, h * BJ + j), f32x4.extract_lane(s4, 0));
       store<f32>(at32(sc, (h + 1) * BJ + j), f32x4.extract_lane(s4, 1));
       store<f32>(at32(sc, (h + 2) * BJ + j), f32x4.extract_lane(s4, 2));
       store<f32>(at32(sc, (h + 3) * BJ + j), f32x4.extract_lane(s4, 3));
     }
-    for (; h < H; h++) store<f32>(at32(sc, h * BJ + j), dot(q0 + <usize>h * headBytes, row + <usize>(h / group) * headBytes) * scale);
+    for (; h < H; h++) store<f32>(at32(sc, h * BJ + j), dot(mode, qh + <usize>h * K * 4, row + ((<usize>(h / group) * K) << es)) * scale);
   }
 }
 
 /** q_{h+i} . k_(h+i)/group for i < 4, as one vector: the q rows consecutive at qh, the key row's heads in `row`. */
-@inline function dotFourHeads(qh: usize, row: usize, h: i32, group: i32): v128 {
-  const headBytes = <usize>K * 4;
-  const q1 = qh + headBytes, q2 = q1 + headBytes, q3 = q2 + headBytes;
-  const k0 = row + <usize>(h / group) * headBytes;
-  const k1 = row + <usize>((h + 1) / group) * headBytes;
-  const k2 = row + <usize>((h + 2) / group) * headBytes;
-  const k3 = row + <usize>((h + 3) / group) * headBytes;
+@inline function dotFourHeads(mode: i32, qh: usize, row: usize, h: i32, group: i32): v128 {
+  const es = kvShift;
+  const qb = <usize>K * 4;
+  const q1 = qh + qb, q2 = q1 + qb, q3 = q2 + qb;
+  const k0 = row + ((<usize>(h / group) * K) << es);
+  const k1 = row + ((<usize>((h + 1) / group) * K) << es);
+  const k2 = row + ((<usize>((h + 2) / group) * K) << es);
+  const k3 = row + ((<usize>((h + 3) / group) * K) << es);
   const K4 = K & ~3;
   let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
   for (let c = 0; c < K4; c += 4) {
     const o = <usize>c << 2;
-    s0 = f32x4.add(s0, f32x4.mul(v128.load(qh + o), v128.load(k0 + o)));
-    s1 = f32x4.add(s1, f32x4.mul(v128.load(q1 + o), v128.load(k1 + o)));
-    s2 = f32x4.add(s2, f32x4.mul(v128.load(q2 + o), v128.load(k2 + o)));
-    s3 = f32x4.add(s3, f32x4.mul(v128.load(q3 + o), v128.load(k3 + o)));
+    const e = <usize>c << es;
+    s0 = f32x4.add(s0, f32x4.mul(v128.load(qh + o), kv4(mode, k0 + e)));
+    s1 = f32x4.add(s1, f32x4.mul(v128.load(q1 + o), kv4(mode, k1 + e)));
+    s2 = f32x4.add(s2, f32x4.mul(v128.load(q2 + o), kv4(mode, k2 + e)));
+    s3 = f32x4.add(s3, f32x4.mul(v128.load(q3 + o), kv4(mode, k3 + e)));
   }
   let s4 = hsum4(s0, s1, s2, s3);
   for (let c = K4; c < K; c++) {
     const o = <usize>c << 2;
-    const qs = f32x4(load<f32>(qh + o), load<f32>(q1 + o), load<f32>(q2 + o), load<f32>(q3 + o));
-    s4 = f32x4.add(s4, f32x4.mul(qs, f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o))));
+    const e = <usize>c << es;
+    const qv = f32x4(load<f32>(qh + o), load<f32>(q1 + o), load<f32>(q2 + o), load<f32>(q3 + o));
+    s4 = f32x4.add(s4, f32x4.mul(qv, f32x4(kv1(mode, k0 + e), kv1(mode, k1 + e), kv1(mode, k2 + e), kv1(mode, k3 + e))));
   }
   return s4;
 }
 
-/** x . y over K floats. */
-@inline function dot(x: usize, y: usize): f32 {
+/** x . y over K values, x f32, y keys read by `mode`. */
+@inline function dot(mode: i32, x: usize, y: usize): f32 {
+  const es = kvShift;
   const K4 = K & ~3;
   let s = f32x4.splat(0);
   let c = 0;
-  for (; c < K4; c += 4) s = f32x4.add(s, f32x4.mul(v128.load(at32(x, c)), v128.load(at32(y, c))));
+  for (; c < K4; c += 4) s = f32x4.add(s, f32x4.mul(v128.load(at32(x, c)), kv4(mode, y + (<usize>c << es))));
   let t = hsum(s);
-  for (; c < K; c++) t += load<f32>(at32(x, c)) * load<f32>(at32(y, c));
+  for (; c < K; c++) t += load<f32>(at32(x, c)) * kv1(mode, y + (<usize>c << es));
   return t;
+}
+
+/** qs = the query's H rows (at q) times 2^112, when every |q| < 2^16 (so nothing overflows); returns whether it did. */
+function scaleQuery(qs: usize, q: usize): bool {
+  const n = H * K;
+  let big: f32 = 0;
+  for (let i = 0; i < n; i++) big = max(big, abs(load<f32>(at32(q, i))));
+  if (!(big < 65536)) return false;
+  for (let i = 0; i < n; i++) store<f32>(at32(qs, i), load<f32>(at32(q, i)) * RAW_SCALE);
+  return true;
+}
+
+/** Whether the f16 keys or values of rows j0 .. j0 + jn hold an Inf or NaN (exponent 31). */
+function hasInfNaN(k: usize, v: usize, b: i32, j0: i32, jn: i32): bool {
+  const n = jn * G * K; // the rows are contiguous
+  const k0 = kvRow(k, b, j0, 0);
+  const v0 = kvRow(v, b, j0, 0);
+  const m = i16x8.splat(0x7fff);
+  let e = i16x8.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = <usize>i << 1;
+    e = i16x8.max_u(e, i16x8.max_u(v128.and(v128.load(k0 + o), m), v128.and(v128.load(v0 + o), m)));
+  }
+  // fold the eight lanes: halves, quarters, pairs
+  e = i16x8.max_u(e, i8x16.shuffle(e, e, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+  e = i16x8.max_u(e, i8x16.shuffle(e, e, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));
+  e = i16x8.max_u(e, i8x16.shuffle(e, e, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+  let big = <i32>i16x8.extract_lane_u(e, 0);
+  for (; i < n; i++) big = max(big, max(<i32>(load<u16>(k0 + (<usize>i << 1)) & 0x7fff), <i32>(load<u16>(v0 + (<usize>i << 1)) & 0x7fff)));
+  return big >= 0x7c00;
 }
 
 /**
@@ -168,32 +245,52 @@ function softmaxBlock(row: usize, jn: i32, m: usize, l: usize, o: usize): void {
 }
 
 /**
- * o[h, 0:K] += sum over the block's keys of p[h, j] * v_j (head h's slice): value row after value
- * row, every head of a row in turn (the rows in address order, as scoreBlock); o, H * Kp floats,
- * stays in L1.
+ * o[h, 0:K] += sum over the block's keys of p[h, j] * v_j (head h's slice), the rows in address
+ * order as scoreBlock; o, H * Kp floats, stays in L1. f32 rows go one at a time, every head of a
+ * row in turn; f16 rows four at a time (a head's output loaded and stored once per four rows):
+ * 2048 keys, 12 heads of 64, two threads: f16 464 -> 380 us a layer, while f32 went 435 -> 560
+ * us that way (its four rows are four 3 KiB strides apart). For F16_RAW the probabilities are
+ * scaled by 2^112 as they are read.
  */
-function valueBlock(o: usize, sc: usize, v: usize, b: i32, j0: i32, jn: i32): void {
+@inline function valueBlock(mode: i32, o: usize, sc: usize, v: usize, b: i32, j0: i32, jn: i32): void {
   const group = H / G;
-  const headBytes = <usize>K * 4;
+  const es = kvShift;
+  const ps: f32 = mode == F16_RAW ? RAW_SCALE : 1;
+  const rs = (<usize>G * K) << es; // bytes from one value row to the next
   const K4 = K & ~3;
-  for (let j = 0; j < jn; j++) {
+  let j = 0;
+  if (mode != F32_KV) for (; j + 4 <= jn; j += 4) {
     const row = kvRow(v, b, j0 + j, 0);
     for (let h = 0; h < H; h++) {
-      const pj = load<f32>(at32(sc, h * BJ + j));
-      const pv = f32x4.splat(pj);
-      const vr = row + <usize>(h / group) * headBytes;
+      const p = at32(sc, h * BJ + j);
+      const p0 = load<f32>(p) * ps, p1 = load<f32>(p, 4) * ps, p2 = load<f32>(p, 8) * ps, p3 = load<f32>(p, 12) * ps;
+      const pv0 = f32x4.splat(p0), pv1 = f32x4.splat(p1), pv2 = f32x4.splat(p2), pv3 = f32x4.splat(p3);
+      const v0 = row + ((<usize>(h / group) * K) << es);
       const oh = at32(o, h * Kp);
       let c = 0;
-      for (; c + 16 <= K; c += 16) {
+      for (; c < K4; c += 4) {
         const d = oh + (<usize>c << 2);
-        const w = vr + (<usize>c << 2);
-        v128.store(d, f32x4.add(v128.load(d), f32x4.mul(pv, v128.load(w))));
-        v128.store(d, f32x4.add(v128.load(d, 16), f32x4.mul(pv, v128.load(w, 16))), 16);
-        v128.store(d, f32x4.add(v128.load(d, 32), f32x4.mul(pv, v128.load(w, 32))), 32);
-        v128.store(d, f32x4.add(v128.load(d, 48), f32x4.mul(pv, v128.load(w, 48))), 48);
+        const w = v0 + (<usize>c << es);
+        const a = f32x4.add(f32x4.mul(pv0, kv4(mode, w)), f32x4.mul(pv1, kv4(mode, w + rs)));
+        const e = f32x4.add(f32x4.mul(pv2, kv4(mode, w + 2 * rs)), f32x4.mul(pv3, kv4(mode, w + 3 * rs)));
+        v128.store(d, f32x4.add(v128.load(d), f32x4.add(a, e)));
       }
-      for (; c < K4; c += 4) v128.store(at32(oh, c), f32x4.add(v128.load(at32(oh, c)), f32x4.mul(pv, v128.load(at32(vr, c)))));
-      for (; c < K; c++) store<f32>(at32(oh, c), load<f32>(at32(oh, c)) + pj * load<f32>(at32(vr, c)));
+      for (; c < K; c++) {
+        const w = v0 + (<usize>c << es);
+        store<f32>(at32(oh, c), load<f32>(at32(oh, c)) + (p0 * kv1(mode, w) + p1 * kv1(mode, w + rs)) + (p2 * kv1(mode, w + 2 * rs) + p3 * kv1(mode, w + 3 * rs)));
+      }
+    }
+  }
+  for (; j < jn; j++) {
+    const row = kvRow(v, b, j0 + j, 0);
+    for (let h = 0; h < H; h++) {
+      const pj = load<f32>(at32(sc, h * BJ + j)) * ps;
+      const pv = f32x4.splat(pj);
+      const vr = row + ((<usize>(h / group) * K) << es);
+      const oh = at32(o, h * Kp);
+      let c = 0;
+      for (; c < K4; c += 4) v128.store(at32(oh, c), f32x4.add(v128.load(at32(oh, c)), f32x4.mul(pv, kv4(mode, vr + (<usize>c << es)))));
+      for (; c < K; c++) store<f32>(at32(oh, c), load<f32>(at32(oh, c)) + pj * kv1(mode, vr + (<usize>c << es)));
     }
   }
 }
