@@ -93,6 +93,16 @@ test("seqlab generate streams the same text as an in-process generation, then a 
   assert.equal(sampled.stdout, seqlab(["generate", "--model", DIR, "--prompt", "hello", "--max-new-tokens", "6", "--temperature", "0.8", "--top-p", "0.9", "--seed", "5", "--ignore-eos"]).stdout);
 });
 
+test("seqlab generate --kv-cache f16: the backend says so and the KV cache takes half the bytes", () => {
+  const kib = (stderr: string) => Number(/KV cache ([\d.]+) KiB/.exec(stderr)?.[1]);
+  const f32 = seqlab(["generate", "--model", DIR, "--prompt", "hello world", "--max-new-tokens", "8", "--ignore-eos"]);
+  const f16 = seqlab(["generate", "--model", DIR, "--prompt", "hello world", "--max-new-tokens", "8", "--ignore-eos", "--kv-cache", "f16"]);
+  assert.equal(f16.code, 0, f16.stderr);
+  assert.match(f16.stderr, /backend ref \(TypeScript loops, f32 storage, f16 KV cache\)/);
+  assert.ok(f16.stdout.length > 1, "text was generated");
+  assert.ok(Math.abs(kib(f16.stderr) * 2 - kib(f32.stderr)) <= 0.02, `half the KiB (printed to 0.01):\n${f16.stderr}\n${f32.stderr}`);
+});
+
 test("seqlab chat with stdin piped: one reply per line, the state kept across turns", async () => {
   const r = seqlab(["chat", "--model", DIR, "--system", "Be brief.", "--max-new-tokens", "6", "--ignore-eos"], "hello\n\nthe world\n");
   assert.equal(r.code, 0, r.stderr);
