@@ -151,6 +151,21 @@ test("SSD forward, backward and step: groups, ragged chunks, dt limits, optional
   }
 });
 
+/**
+ * Inputs of a selective scan with every optional input on (u, dt, A < 0, B, C, Dskip, z, dtBias,
+ * an initial state) and ref's outputs (y, final state, checkpoints every `chunk` steps).
+ */
+function scanCase(B: number, T: number, D: number, N: number, chunk: number): { args: Float32Array[]; want: Float32Array[] } {
+  const args = [
+    randArray(B * T * D, rng), randArray(B * T * D, rng, 0.7), uniformArray(D * N, -2, -0.1), randArray(B * T * N, rng), randArray(B * T * N, rng),
+    randArray(D, rng), randArray(B * T * D, rng), uniformArray(D, 0.5, 1.5), randArray(B * D * N, rng),
+  ];
+  const want = [new Float32Array(B * T * D), new Float32Array(B * D * N), new Float32Array(B * Math.ceil(T / chunk) * D * N)];
+  const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = args;
+  refKernels.selectiveScanForward(want[0], want[1], want[2], u, dt, A, Bm, Cm, Dskip, z, dtBias, s0, { B, T, D, N, chunk, deltaSoftplus: true });
+  return { args, want };
+}
+
 test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks; block plans over many ragged tiles; chunk and look-back plans", async () => {
   const be = await gpuBackend();
   const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
@@ -192,14 +207,7 @@ test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgro
   for (const plan of plans) {
     for (const c of cases) {
       const { B, T, D, N, chunk } = c;
-      const K = Math.ceil(T / chunk);
-      const d = { ...c, deltaSoftplus: true };
-      const args = [
-        randArray(B * T * D, rng), randArray(B * T * D, rng, 0.7), uniformArray(D * N, -2, -0.1), randArray(B * T * N, rng), randArray(B * T * N, rng),
-        randArray(D, rng), randArray(B * T * D, rng), uniformArray(D, 0.5, 1.5), randArray(B * D * N, rng),
-      ];
-      const want = [new Float32Array(B * T * D), new Float32Array(B * D * N), new Float32Array(B * K * D * N)];
-      refKernels.selectiveScanForward(want[0], want[1], want[2], ...(args as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]), d);
+      const { args, want } = scanCase(B, T, D, N, chunk);
       const ins = args.map((a) => be.upload("f32", a));
       const outs = want.map((w) => be.upload("f32", new Float32Array(w.length).fill(Number.NaN)));
       const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = ins;
@@ -221,14 +229,7 @@ test("look-back scan: what each chunk waits for is fixed, so two runs agree bit 
   const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
   const core = new ScanCore(be.ctx);
   const [B, T, D, N, chunk] = [2, 300, 33, 16, 16];
-  const K = Math.ceil(T / chunk);
-  const d = { B, T, D, N, chunk, deltaSoftplus: true };
-  const args = [
-    randArray(B * T * D, rng), randArray(B * T * D, rng, 0.7), uniformArray(D * N, -2, -0.1), randArray(B * T * N, rng), randArray(B * T * N, rng),
-    randArray(D, rng), randArray(B * T * D, rng), uniformArray(D, 0.5, 1.5), randArray(B * D * N, rng),
-  ];
-  const want = [new Float32Array(B * T * D), new Float32Array(B * D * N), new Float32Array(B * K * D * N)];
-  refKernels.selectiveScanForward(want[0], want[1], want[2], ...(args as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]), d);
+  const { args, want } = scanCase(B, T, D, N, chunk);
   const ins = args.map((a) => be.upload("f32", a));
   const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = ins;
   const runs: Float32Array[][] = [];

@@ -18,7 +18,8 @@
 import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import { LINEAR_INDEX } from "./wgsl.js";
-import { launch, Temps, type Buf, type S } from "./kit.js";
+import { launch, Temps } from "./kit.js";
+import type { ScanForwardBuffers } from "./scan_forward.js";
 
 /** Chunk length in steps, and channels per workgroup. */
 export interface ScanChunksPlan {
@@ -78,9 +79,40 @@ const OWN = (WD: number) => `
   for (var q = 0u; q < NQ; q++) { a[q] = a4(d, q); }
 `;
 
+/** The scan's sizes, as ScanCore hands them to a chunked forward (this file, scan_lookback.ts). */
+export interface ChunkedScanShape {
+  B: number;
+  T: number;
+  Dc: number;
+  N: number;
+  G: number;
+}
+export type ScanUniforms = [string, "u32" | "f32"][];
+
+/**
+ * What a chunked forward with chunks of CH steps and WD channels a workgroup derives: state
+ * quads NQ, chunks NC, channel blocks per B/C group bps, whether B/C rows are read as vec4s, and
+ * the uniforms (scan_core.ts's, then CH and NC).
+ */
+export function chunkedLayout(CH: number, WD: number, shape: ChunkedScanShape, uniforms: ScanUniforms, uniformValues: (bps: number) => number[]) {
+  const { T, Dc, N, G } = shape;
+  const NC = Math.ceil(T / CH);
+  const bps = Math.ceil(Dc / G / WD);
+  const vecBC = N % 4 === 0;
+  return {
+    NQ: Math.ceil(N / 4),
+    NC,
+    bps,
+    vecBC,
+    bc: vecBC ? "array<vec4<f32>>" : "array<f32>",
+    uni: [...uniforms, ["CH", "u32"], ["NC", "u32"]] as ScanUniforms,
+    vals: [...uniformValues(bps), CH, NC],
+  };
+}
+
 /**
  * Record the three passes. `decl` is scan_core.ts's shared WGSL (flags, index functions); the
- * uniforms are scan_core.ts's plus CH (appended here).
+ * uniforms are scan_core.ts's plus CH and NC (chunkedLayout).
  */
 export function dispatchScanChunks(
   ctx: GpuContext,
@@ -88,20 +120,14 @@ export function dispatchScanChunks(
   key: string,
   tag: string,
   decl: string,
-  shape: { B: number; T: number; Dc: number; N: number; G: number },
-  bufs: { out: S; ckpt: Buf; stateOut: Buf; u: S; dt: S; Bm: S; Cm: S; z: Buf; stateIn: Buf; params: Buf },
-  uniforms: [string, "u32" | "f32"][],
+  shape: ChunkedScanShape,
+  bufs: ScanForwardBuffers,
+  uniforms: ScanUniforms,
   uniformValues: (bps: number) => number[],
 ): void {
   const { CH, WD } = plan;
-  const { B, T, Dc, N, G } = shape;
-  const NQ = Math.ceil(N / 4);
-  const NC = Math.ceil(T / CH);
-  const bps = Math.ceil(Dc / G / WD);
-  const vecBC = N % 4 === 0;
-  const bc = vecBC ? "array<vec4<f32>>" : "array<f32>";
-  const uni: [string, "u32" | "f32"][] = [...uniforms, ["CH", "u32"], ["NC", "u32"]];
-  const vals = [...uniformValues(bps), CH, NC];
+  const { B, Dc, N, G } = shape;
+  const { NQ, NC, bps, vecBC, bc, uni, vals } = chunkedLayout(CH, WD, shape, uniforms, uniformValues);
   const temps = new Temps(ctx);
   // chunk partials (B, NC, Dc, N), then the chunks' step sums (B, NC, Dc); carries (B, NC, Dc, N)
   const part = temps.get(B * NC * Dc * (N + 1));

@@ -37,7 +37,9 @@
 import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import { LINEAR_INDEX } from "./wgsl.js";
-import { launch, Temps, type Buf, type S } from "./kit.js";
+import { launch, Temps } from "./kit.js";
+import { chunkedLayout, type ChunkedScanShape, type ScanUniforms } from "./scan_chunks.js";
+import type { ScanForwardBuffers } from "./scan_forward.js";
 
 /** Chunk length in steps, channels per workgroup, and state quads of walk 1 with polynomial exp2. */
 export interface ScanLookbackPlan {
@@ -140,21 +142,15 @@ export function dispatchScanLookback(
   key: string,
   tag: string,
   decl: string,
-  shape: { B: number; T: number; Dc: number; N: number; G: number },
-  bufs: { out: S; ckpt: Buf; stateOut: Buf; u: S; dt: S; Bm: S; Cm: S; z: Buf; stateIn: Buf; params: Buf },
-  uniforms: [string, "u32" | "f32"][],
+  shape: ChunkedScanShape,
+  bufs: ScanForwardBuffers,
+  uniforms: ScanUniforms,
   uniformValues: (bps: number) => number[],
 ): void {
   const { CH, WD } = plan;
   const { B, T, Dc, N, G } = shape;
-  const NQ = Math.ceil(N / 4);
+  const { NQ, NC, bps, vecBC, bc, uni, vals } = chunkedLayout(CH, WD, shape, uniforms, uniformValues);
   const PX = Math.min(plan.PX ?? 0, NQ);
-  const NC = Math.ceil(T / CH);
-  const bps = Math.ceil(Dc / G / WD);
-  const vecBC = N % 4 === 0;
-  const bc = vecBC ? "array<vec4<f32>>" : "array<f32>";
-  const uni: [string, "u32" | "f32"][] = [...uniforms, ["CH", "u32"], ["NC", "u32"]];
-  const vals = [...uniformValues(bps), CH, NC];
   const temps = new Temps(ctx);
   const words = scanLookbackWords(B, T, Dc, N, CH);
   const flg = temps.get(words);
