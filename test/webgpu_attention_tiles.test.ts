@@ -115,6 +115,18 @@ test("attention forward: the default's options at head size 64 (64-row blocks in
   await checkForward({ BM: 64, BN: 32, TY: 8, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "v" }, 36);
 });
 
+test("attention forward: K and V through two half buffers (db), P by xor shuffles, workgroups over heads first (hx)", async () => {
+  const base = { TX: 4, shuffle: true, pv: "shfl", swz: true, pf: false } as const;
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, db: true });
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, db: true, xor: true, hx: true });
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 8, db: true, swz: false, hx: true });
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, kvShared: true, xor: true, hx: true });
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 16, xor: true });
+  // head size 64 (SwiftShader's 32 KiB hold a 64-row block), and 30 (scalar loads, the last vec4 padded)
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, db: true, xor: true, hx: true }, 64);
+  await checkForward({ ...base, BM: 32, BN: 32, TY: 8, db: true, xor: true }, 30);
+});
+
 test("attention forward: Q read from global memory (no Q tile), K and V apart or in one tile", async () => {
   await checkForward({ BM: 128, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", swz: true, pf: false, qg: true }, 64);
   await checkForward({ BM: 128, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false, qg: true });

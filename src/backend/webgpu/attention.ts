@@ -88,7 +88,7 @@ function choose<T extends Shape, C extends TileShape>(K: number, mostTX: number,
 export function chooseForwardTiles(K: number, limits: Limits, subgroupMinSize: number, T = Infinity): ForwardTiles {
   const shapes = FORWARD_SHAPES.filter((s) => T >= (s.minT ?? 0)).map(({ minT: _, ...s }) => s);
   const make = (s: ForwardShape & { TX: number }): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize });
-  return choose(K, 8, shapes, limits, make, (c) => forwardBytes(c, K), forwardValid);
+  return choose(K, 8, shapes, limits, make, (c) => forwardBytes(c, K), (c) => forwardValid(c, K));
 }
 
 export function chooseBackwardTiles(kind: BackwardKind, K: number, limits: Limits): TileShape {
@@ -101,9 +101,9 @@ const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}`;
 export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {
   if (d.B * d.T * d.H === 0) return;
   const vec = d.K % 4 === 0;
-  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}:${c.pv ?? "wg"}:${+!!c.kvShared}:${+!!c.swz}:${c.pf ?? true}:${+!!c.qg}`, () => forwardDef(d.K, c, vec));
+  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}:${c.pv ?? "wg"}:${+!!c.kvShared}:${+!!c.swz}:${c.pf ?? true}:${+!!c.qg}:${+!!c.db}:${+!!c.xor}:${+!!c.hx}:${c.diag ?? ""}`, () => forwardDef(d.K, c, vec));
   const nQB = Math.ceil(d.T / c.BM);
-  ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), [nQB, d.H, d.B]);
+  ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), c.hx ? [d.H, d.B, nQB] : [nQB, d.H, d.B]);
 }
 
 /** Record the backward with given tiles for its dK/dV and dQ passes. */

@@ -67,6 +67,25 @@ export interface ForwardTiles extends TileShape {
    * barriers a step), the scale applied to S instead of Q
    */
   qg?: boolean;
+  /**
+   * K and V through two half-size buffers in turn (needs pv "shfl", K and V apart): each 64-key
+   * step is four chunks (K's first and second half of the head columns, then V's first and
+   * second half of the keys), each computed from one buffer while the next chunk's loads are in
+   * flight and then stored into the other: one barrier a chunk, no global load waited for
+   */
+  db?: boolean;
+  /** P exchanged by xor shuffles (lane tx ^ r): a lane's own probabilities are not shuffled */
+  xor?: boolean;
+  /**
+   * workgroups over (head, sequence, query block) rather than (query block, head, sequence): the
+   * longest causal blocks of all heads start first, so that the short ones fill the tail
+   */
+  hx?: boolean;
+  /**
+   * timing-only ablations (the results are wrong, never chosen): "noshfl" P from the lane's own
+   * registers, "nobar" no barriers in the key loop, "noq" two Q reads a column instead of one a row
+   */
+  diag?: "noshfl" | "nobar" | "noq";
 }
 
 /** The name the benchmark prints for a forward tile (the default's options are left out). */
@@ -80,6 +99,10 @@ export function forwardName(c: ForwardTiles): string {
     c.swz ? "swz" : "",
     c.pf === false ? "nopf" : typeof c.pf === "string" ? `pf${c.pf}` : "",
     c.qg ? "qg" : "",
+    c.db ? "db" : "",
+    c.xor ? "xor" : "",
+    c.hx ? "hx" : "",
+    c.diag ? `diag-${c.diag}` : "",
   ]
     .filter(Boolean)
     .join(" ");
@@ -98,6 +121,9 @@ function forwardLayout(c: ForwardTiles, K: number) {
   const PW = c.BM / 4 + pad;
   // the K tile's array, which also holds P ("alias") or V (kvShared)
   const KW = Math.max(D4 + pad, pv === "alias" ? PW : 0, c.kvShared ? DV : 0);
+  // db: two buffers of BN rows x DH vec4s, K's half of the head columns or V's half of the keys
+  const DH = D4 / 2;
+  if (c.db) return { D4, DV, QW, KW: DH, PW, pv, vecs: c.BM * QW + 2 * c.BN * DH };
   return { D4, DV, QW, KW, PW, pv, vecs: c.BM * QW + c.BN * KW + (c.kvShared ? 0 : c.BN * DV) + (pv === "wg" ? c.BN * PW : 0) };
 }
 
@@ -107,9 +133,13 @@ export function forwardBytes(c: ForwardTiles, K: number): number {
 }
 
 /** Whether the tile's options go together (a shuffled P needs shuffles; P and V cannot both take K's memory). */
-export function forwardValid(c: ForwardTiles): boolean {
+export function forwardValid(c: ForwardTiles, K = 64): boolean {
   const pv = c.pv ?? "wg";
-  return c.BM % c.TY === 0 && (c.BM / c.TY) % 4 === 0 && c.BN % c.TX === 0 && (pv !== "shfl" || c.shuffle) && !(pv === "alias" && c.kvShared);
+  const D4 = kv4(K);
+  // db: halves of the head columns whole vec4s that the TX threads of a row share evenly, and
+  // halves of the keys whole columns of each thread's scores
+  const db = !c.db || (pv === "shfl" && !c.kvShared && !c.qg && D4 % 2 === 0 && (D4 / 2) % c.TX === 0 && (c.BN / c.TX) % 2 === 0);
+  return c.BM % c.TY === 0 && (c.BM / c.TY) % 4 === 0 && c.BN % c.TX === 0 && (pv !== "shfl" || c.shuffle) && !(pv === "alias" && c.kvShared) && db && (!c.xor || pv === "shfl");
 }
 
 export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef {
@@ -119,7 +149,7 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   const RM = BM / TY; // rows per thread
   const RN = BN / TX; // keys per thread
   const RD = Math.ceil(D4 / TX); // output vec4 columns per thread
-  if (!forwardValid(c)) throw new Error(`internal: attention forward tile ${JSON.stringify(c)}`);
+  if (!forwardValid(c, K)) throw new Error(`internal: attention forward tile ${JSON.stringify(c)}`);
   // the kernel before the options (text unchanged: its timings stay comparable)
   const legacy = pv === "wg" && !c.kvShared && !c.swz && c.pf !== false && !c.qg;
   const pfK = c.pf === undefined || c.pf === true || c.pf === "k";
@@ -153,16 +183,23 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     ${I.map((i) => `for (var x = 0u; x < ${TX}u; x++) { ${op === "max" ? `${v(i)} = max(${v(i)}, red[${row(i)}][x]);` : `if (x != tx) { ${v(i)} += red[${row(i)}][x]; }`} }`).join("\n    ")}`;
 
   // S = Q K^T (log2 units), the mask, and the online softmax: p{i}_{j}, m{i}, l{i}, o rescaled
-  const qIdx = (i: number) => (mQK ? `c ^ zq${i}` : "c");
-  const kIdx = (j: number) => (mQK ? `c ^ zk${j}` : "c");
-  const scores = `// S = Q K^T (log2 units)
-    ${I.map((i) => J.map((j) => `var s${i}_${j} = 0.0;`).join(" ")).join("\n    ")}
-    for (var c = 0u; c < ${D4}u; c++) {
-      ${I.map((i) => (c.qg ? `let q${i} = ld_q(qb${i}, c);` : `let q${i} = Qs[${row(i)}][${qIdx(i)}];`)).join(" ")}
-      ${J.map((j) => `let k${j} = ${KA}[${key(j)}][${kIdx(j)}];`).join(" ")}
+  const qIdx = (i: number, c0: number) => {
+    const cc = c0 ? `c + ${c0}u` : "c";
+    return mQK ? `(${cc}) ^ zq${i}` : cc;
+  };
+  // "noq" ablation: rows past the first two reuse their vec4s, rotated (distinct products, no common subexpressions)
+  const rot = ["xyzw", "yzwx", "zwxy", "wxyz"];
+  const qLoad = (i: number, c0: number) =>
+    c.qg ? `let q${i} = ld_q(qb${i}, c);` : c.diag === "noq" && i >= 2 ? `let q${i} = q${i % 2}.${rot[(i >> 1) % 4]};` : `let q${i} = Qs[${row(i)}][${qIdx(i, c0)}];`;
+  // S += Q[:, c0 .. c0 + n) K[:, c0 .. c0 + n)^T, K's columns read from `src` at kIdx
+  const sLoop = (src: string, n: number, c0: number, kIdx: (j: number) => string) => `for (var c = 0u; c < ${n}u; c++) {
+      ${I.map((i) => qLoad(i, c0)).join(" ")}
+      ${J.map((j) => `let k${j} = ${src}[${key(j)}][${kIdx(j)}];`).join(" ")}
       ${I.flatMap((i) => J.map((j) => E.map((e) => `s${i}_${j} = fma(q${i}[${e}], k${j}[${e}], s${i}_${j});`).join(" "))).join("\n      ")}
-    }
-    ${c.qg ? I.map((i) => J.map((j) => `s${i}_${j} *= u.qscale;`).join(" ")).join("\n    ") : ""}
+    }`;
+  const sInit = `// S = Q K^T (log2 units)
+    ${I.map((i) => J.map((j) => `var s${i}_${j} = 0.0;`).join(" ")).join("\n    ")}`;
+  const softmax = `${c.qg ? I.map((i) => J.map((j) => `s${i}_${j} *= u.qscale;`).join(" ")).join("\n    ") : ""}
     // the causal diagonal and the end of the keys
     if (kv0 + ${BN}u > u.S || (u.causal != 0u && i32(kv0) + ${BN - 1} > u.qOffset + i32(q0))) {
       ${I.flatMap((i) => J.map((j) => `if (!visible(q0 + ${row(i)}, kv0 + ${key(j)})) { s${i}_${j} = -1.0e38; }`)).join("\n      ")}
@@ -179,25 +216,47 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     }`,
     ).join("\n    ")}
     ${I.flatMap((i) => J.map((j) => `let p${i}_${j} = exp2(s${i}_${j} - m${i}); l${i} += p${i}_${j};`)).join("\n    ")}`;
+  const scores = `${sInit}
+    ${sLoop(KA, D4, 0, (j) => (mQK ? `c ^ zk${j}` : "c"))}
+    ${softmax}`;
   const pCol = (g4: number, k: string) => (mP ? `(${row(g4)}) ^ (${k} & ${mP}u)` : row(g4));
   const storeP = J.flatMap((j) => G4.map((g4) => `${PA}[${key(j)}][${pCol(g4, `(${key(j)})`)}] = vec4<f32>(${E.map((e) => `p${g4 * 4 + e}_${j}`).join(", ")});`)).join("\n    ");
   // O += P V; written as acc + v * p, which the driver contracts to FFMA (an explicit
   // fma(vec4(p), v, acc) made the matmul 1.5x slower on an H200)
   const fmaPV = (p: (i: number) => string) => I.flatMap((i) => JJ.map((jj) => `o${i}_${jj} = o${i}_${jj} + v${jj} * ${p(i)};`)).join("\n        ");
-  const pvLoop =
-    pv === "shfl"
-      ? `// O += P V, each probability shuffled from the lane of its key
-    for (var t = 0u; t < ${TX}u; t++) {
-      let src = sgBase + t;
-      ${J.map(
-        (j) => `{
-        let kk = t + ${TX * j}u;
-        ${I.map((i) => `let p${i} = subgroupShuffle(p${i}_${j}, src);`).join(" ")}
-        ${JJ.map((jj) => `let v${jj} = ${VA}[kk][${col(jj)}];`).join(" ")}
+  // O += P V (P shuffled) over the keys of columns js of the thread's scores; vAt(kk, jj) reads
+  // vec4 column jj of the thread's outputs from V's row kk, given as the key's offset t + TX j
+  const pvShfl = (js: number[], vAt: (t: string, j: number, jj: number) => string) => {
+    const body = (t: string, p: (i: number, j: number) => string) =>
+      js
+        .map(
+          (j) => `{
+        ${I.map((i) => `let p${i} = ${p(i, j)};`).join(" ")}
+        ${JJ.map((jj) => `let v${jj} = ${vAt(t, j, jj)};`).join(" ")}
         ${fmaPV((i) => `p${i}`)}
       }`,
-      ).join("\n      ")}
-    }`
+        )
+        .join("\n      ");
+    if (c.xor) {
+      // the lane's own keys first, then those of lane tx ^ r
+      return `// O += P V, the probabilities of each other lane's keys shuffled from it
+    {
+      ${body("tx", (i, j) => `p${i}_${j}`)}
+    }
+    for (var r = 1u; r < ${TX}u; r++) {
+      let kr = tx ^ r;
+      ${body("kr", (i, j) => `subgroupShuffleXor(p${i}_${j}, r)`)}
+    }`;
+    }
+    return `// O += P V, each probability shuffled from the lane of its key
+    for (var t = 0u; t < ${TX}u; t++) {
+      let src = sgBase + t;
+      ${body("t", (i, j) => (c.diag === "noshfl" ? `p${i}_${j}` : `subgroupShuffle(p${i}_${j}, src)`))}
+    }`;
+  };
+  const pvLoop =
+    pv === "shfl"
+      ? pvShfl(J, (t, j, jj) => `${VA}[${t} + ${TX * j}u][${col(jj)}]`)
       : `// O += P V
     for (var kk = 0u; kk < ${BN}u; kk++) {
       ${G4.map((g4) => `let p${g4} = ${PA}[kk][${pCol(g4, "kk")}];`).join(" ")}
@@ -244,43 +303,117 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     }
   }`;
 
+  // barriers in the key loop (none in the "nobar" ablation)
+  const bar = c.diag === "nobar" ? "" : "workgroupBarrier();";
+  // the swizzle offsets of the thread's Q rows and K rows (mK: the K tile's mask), the first lane of its row
+  const swizzles = (mK: number) => `${mQK && !c.qg ? I.map((i) => `let zq${i} = ${TY % (mQK + 1) === 0 ? "ty" : `(${row(i)})`} & ${mQK}u;`).join(" ") : ""}
+  ${mK ? J.map((j) => `let zk${j} = ${TX % (mK + 1) === 0 ? "tx" : `(${key(j)})`} & ${mK}u;`).join(" ") : ""}
+  ${pv === "shfl" ? `let sgBase = sgid & ~${TX - 1}u;` : ""}`;
+  const prologue = swizzles(mQK);
+  const stats = I.map((i) => `var m${i} = -1.0e30; var l${i} = 0.0; ${JJ.map((jj) => `var o${i}_${jj} = vec4<f32>(0.0);`).join(" ")}`).join("\n  ");
+
   // one K (and V) tile in workgroup memory, stored at the top of each step
   const kvs = !c.kvShared;
   const nextTile = (what: string) => (what.trim() ? `if (tile + 1u < nTiles) {\n      ${what}\n    }` : "");
   const loop = `${kCopy.regs}
   ${vCopy.regs}
   ${c.qg ? I.map((i) => `let qb${i} = qRow(b, min(q0 + ${row(i)}, u.T - 1u), h);`).join(" ") : ""}
-  ${mQK && !c.qg ? I.map((i) => `let zq${i} = ${TY % (mQK + 1) === 0 ? "ty" : `(${row(i)})`} & ${mQK}u;`).join(" ") : ""}
-  ${mQK ? J.map((j) => `let zk${j} = ${TX % (mQK + 1) === 0 ? "tx" : `(${key(j)})`} & ${mQK}u;`).join(" ") : ""}
-  ${pv === "shfl" ? `let sgBase = sgid & ~${TX - 1}u;` : ""}
+  ${prologue}
   if (nTiles > 0u) {
     ${pfK ? kCopy.load("0u") : ""}
     ${kvs && pfV ? vCopy.load("0u") : ""}
   }
-  ${I.map((i) => `var m${i} = -1.0e30; var l${i} = 0.0; ${JJ.map((jj) => `var o${i}_${jj} = vec4<f32>(0.0);`).join(" ")}`).join("\n  ")}
+  ${stats}
   for (var tile = 0u; tile < nTiles; tile++) {
     let kv0 = tile * ${BN}u;
     ${pfK ? "" : kCopy.load("kv0")}
     ${kvs && !pfV ? vCopy.load("kv0") : ""}
-    workgroupBarrier(); // the last step's reads of the tiles are done
+    ${bar} // the last step's reads of the tiles are done
     ${kCopy.store("KS", mQK)}
     ${kvs ? vCopy.store("Vs") : ""}
     ${kvs ? nextTile(`${pfK ? kCopy.load(`kv0 + ${BN}u`) : ""}\n      ${pfV ? vCopy.load(`kv0 + ${BN}u`) : ""}`) : ""}
     ${!kvs && pfV ? vCopy.load("kv0") : ""}
-    workgroupBarrier();
+    ${bar}
     ${scores}
-    ${pv === "alias" ? `workgroupBarrier(); // S's reads of K are done\n    ${storeP}` : pv === "wg" ? storeP : ""}
+    ${pv === "alias" ? `${bar} // S's reads of K are done\n    ${storeP}` : pv === "wg" ? storeP : ""}
     ${
       c.kvShared
         ? `${c.pf === "b" ? vCopy.load("kv0") : ""}
-    workgroupBarrier(); // S's reads of K are done
+    ${bar} // S's reads of K are done
     ${pfV || c.pf === "b" ? "" : vCopy.load("kv0")}
     ${vCopy.store("KS")}
     ${pfK ? nextTile(kCopy.load(`kv0 + ${BN}u`)) : ""}`
         : ""
     }
-    ${pv !== "shfl" || c.kvShared ? "workgroupBarrier();" : ""}
+    ${pv !== "shfl" || c.kvShared ? bar : ""}
     ${pvLoop}
+  }`;
+
+
+  // db: K and V in chunks through two buffers KV0, KV1 of BN rows x DH vec4s. A K chunk is K's
+  // first or second half of the head columns (row = key, column c at c ^ (key & mK)); a V chunk
+  // is V's first or second half of the keys, key kk's vec4 column cc at [2 kk + cc / DH][cc % DH].
+  // Each chunk's loads are issued before the compute on the other buffer and stored after it.
+  const DH = D4 / 2;
+  const BH = BN / 2;
+  const mK = c.swz ? swizzleMask(DH) : 0;
+  const nChunk = Math.ceil((BN * DH) / NT);
+  const chunk = (rows: number, cols: number, ld: string, colOff: number, dst: (r: string, cc: string) => string) => {
+    const total = rows * cols;
+    const each = (f: (i: number) => string) =>
+      range(nChunk)
+        .map((i) => `{\n      let idx = lid + ${i * NT}u;\n      ${total % NT === 0 ? "" : `if (idx < ${total}u) `}{ ${f(i)} }\n    }`)
+        .join("\n    ");
+    return {
+      load: (org: string) =>
+        each((i) => `let row = ${org} + idx / ${cols}u; let ok = row < u.S; rc${i} = select(vec4<f32>(0.0), ${ld}(kvRow(b, select(0u, row, ok), g), idx % ${cols}u${colOff ? ` + ${colOff}u` : ""}), ok);`),
+      store: (buf: string) => each((i) => `let r_ = idx / ${cols}u; let c_ = idx % ${cols}u; ${buf}[${dst("r_", "c_")}] = rc${i};`),
+    };
+  };
+  const kHalf = (h: number) => chunk(BN, DH, "ld_k", h * DH, (r, cc) => `${r}][${mK ? `${cc} ^ (${r} & ${mK}u)` : cc}`);
+  const vHalf = chunk(BH, D4, "ld_v", 0, (r, cc) => `2u * ${r} + ${cc} / ${DH}u][${cc} % ${DH}u`);
+  // V's vec4 column tx + TX jj of key t + TX j (j in the buffer's half of the keys)
+  const vInHalf = (buf: string, h: number) => (t: string, j: number, jj: number) => {
+    const cc = TX * jj; // the column's offset past tx: within one half of a DH-column row (TX divides DH)
+    return `${buf}[2u * (${t} + ${TX * (j - h * (RN / 2))}u) + ${Math.floor(cc / DH)}u][tx + ${cc % DH}u]`;
+  };
+  const kIdxH = (j: number) => (mK ? `c ^ zk${j}` : "c");
+  const JH = [J.slice(0, RN / 2), J.slice(RN / 2)];
+  const dbLoop = `${range(nChunk)
+    .map((i) => `var rc${i} = vec4<f32>(0.0);`)
+    .join(" ")}
+  ${swizzles(mK)}
+  if (nTiles > 0u) {
+    ${kHalf(0).load("0u")}
+    ${kHalf(0).store("KV0")}
+  }
+  workgroupBarrier();
+  ${stats}
+  for (var tile = 0u; tile < nTiles; tile++) {
+    let kv0 = tile * ${BN}u;
+    ${sInit}
+    // S over the first half of the head columns (KV0) while K's second half loads
+    ${kHalf(1).load("kv0")}
+    ${sLoop("KV0", DH, 0, kIdxH)}
+    ${kHalf(1).store("KV1")}
+    ${bar}
+    // the second half (KV1) while V's first half of the keys loads
+    ${vHalf.load("kv0")}
+    ${sLoop("KV1", DH, DH, kIdxH)}
+    ${vHalf.store("KV0")}
+    ${bar}
+    ${vHalf.load(`kv0 + ${BH}u`)}
+    ${softmax}
+    ${pvShfl(JH[0], vInHalf("KV0", 0))}
+    ${vHalf.store("KV1")}
+    ${bar}
+    // the next step's first K chunk loads while V's second half (KV1) multiplies
+    if (tile + 1u < nTiles) {
+      ${kHalf(0).load(`kv0 + ${BN}u`)}
+    }
+    ${pvShfl(JH[1], vInHalf("KV1", 1))}
+    ${kHalf(0).store("KV0")}
+    ${bar}
   }`;
 
   const tiles = legacy
@@ -288,7 +421,11 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
 var<workgroup> Ks: array<array<vec4<f32>, ${KW}>, ${BN}>;
 var<workgroup> Vs: array<array<vec4<f32>, ${DV}>, ${BN}>;
 var<workgroup> Pt: array<array<vec4<f32>, ${PW}>, ${BN}>;`
-    : [
+    : c.db
+      ? `var<workgroup> Qs: array<array<vec4<f32>, ${QW}>, ${BM}>;
+var<workgroup> KV0: array<array<vec4<f32>, ${KW}>, ${BN}>;
+var<workgroup> KV1: array<array<vec4<f32>, ${KW}>, ${BN}>;`
+      : [
         c.qg ? "" : `var<workgroup> Qs: array<array<vec4<f32>, ${QW}>, ${BM}>;`,
         `var<workgroup> KS: array<array<vec4<f32>, ${KW}>, ${BN}>;`,
         c.kvShared ? "" : `var<workgroup> Vs: array<array<vec4<f32>, ${DV}>, ${BN}>;`,
@@ -319,15 +456,15 @@ ${c.shuffle ? "" : `var<workgroup> red: array<array<f32, ${TX}>, ${BM}>;`}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32${pv === "shfl" ? ", @builtin(subgroup_invocation_id) sgid: u32" : ""}) {
   let tx = lid % ${TX}u;
   let ty = lid / ${TX}u;
-  let q0 = (u.nBlocks - 1u - wid.x) * ${BM}u; // the longest causal blocks start first
-  let h = wid.y;
-  let b = wid.z;
+  let q0 = (u.nBlocks - 1u - ${c.hx ? "wid.z" : "wid.x"}) * ${BM}u; // the longest causal blocks start first
+  let h = ${c.hx ? "wid.x" : "wid.y"};
+  let b = ${c.hx ? "wid.y" : "wid.z"};
   let g = h / (u.H / u.G);
   ${c.qg ? "" : `${qCopy.regs}\n  ${qCopy.load("q0")}\n  ${qCopy.store("Qs", mQK)}`}
   var kvEnd = i32(u.S);
   if (u.causal != 0u) { kvEnd = clamp(u.qOffset + i32(q0) + ${BM}, 0, i32(u.S)); }
   let nTiles = (u32(kvEnd) + ${BN - 1}u) / ${BN}u;
-  ${legacy ? legacyLoop : loop}
+  ${legacy ? legacyLoop : c.db ? dbLoop : loop}
   ${combine((i) => `l${i}`, "+", true)}
   ${I.map(
     (i) => `{

@@ -77,32 +77,47 @@ export async function checkMatmul(be: WebGpuBackend, name: string, tile: MatmulT
   return { kernel: "matmul", variant: name, shape: JSON.stringify(d), relErr: errs, ok: errs.every((e) => e < 1e-5) };
 }
 
+/** Inputs and reference outputs of one check shape, computed once for every variant checked on it. */
+const attentionRefs = new Map<string, { q: Float32Array; k: Float32Array; v: Float32Array; dout: Float32Array; out: Float32Array; lse: Float32Array; grads?: Float32Array[] }>();
+
+function attentionRef(d: AttentionDims, backward: boolean) {
+  const key = JSON.stringify(d);
+  let r = attentionRefs.get(key);
+  if (!r) {
+    const nq = d.B * d.T * d.H * d.K;
+    const nkv = d.B * d.kvRows * d.G * d.K;
+    r = { q: randn(nq), k: randn(nkv), v: randn(nkv), dout: randn(nq), out: new Float32Array(nq), lse: new Float32Array(d.B * d.H * d.T) };
+    refKernels.attentionForward(r.out, r.lse, r.q, r.k, r.v, d);
+    attentionRefs.set(key, r);
+  }
+  if (backward && !r.grads) {
+    r.grads = [new Float32Array(r.q.length), new Float32Array(r.k.length), new Float32Array(r.k.length)];
+    refKernels.attentionBackward(r.grads[0], r.grads[1], r.grads[2], r.dout, r.q, r.k, r.v, r.out, r.lse, d);
+  }
+  return r;
+}
+
+/** The forward (and, unless the variant has only forward tiles, the backward) against ref on shape d. */
 export async function checkAttention(be: WebGpuBackend, v: AttentionVariant, d: AttentionDims): Promise<Check[]> {
-  const nq = d.B * d.T * d.H * d.K;
-  const nkv = d.B * d.kvRows * d.G * d.K;
-  const nl = d.B * d.H * d.T;
-  const q = randn(nq);
-  const k = randn(nkv);
-  const vv = randn(nkv);
-  const dout = randn(nq);
+  const backward = !v.forward || !!v.backward;
+  const r = attentionRef(d, backward);
   const checks: Check[] = [];
   const shape = JSON.stringify(d);
   const fwd = await compare(
     be,
-    [q, k, vv],
-    [nq, nl],
-    ([out, lse], [q_, k_, v_]) => refKernels.attentionForward(out, lse, q_, k_, v_, d),
+    [r.q, r.k, r.v],
+    [r.out.length, r.lse.length],
+    ([out, lse]) => (out.set(r.out), lse.set(r.lse)),
     ([out, lse], [q_, k_, v_]) => (v.forward ? dispatchAttentionForward(be.ctx, v.forward, out, lse, q_, k_, v_, d) : be.kernels.attentionForward(out, lse, q_, k_, v_, d)),
   );
   checks.push({ kernel: "attentionForward", variant: v.name, shape, relErr: fwd, ok: fwd.every((e) => e < 1e-5) });
-  const out = new Float32Array(nq);
-  const lse = new Float32Array(nl);
-  refKernels.attentionForward(out, lse, q, k, vv, d);
+  if (!backward) return checks;
+  const grads = r.grads!;
   const bwd = await compare(
     be,
-    [dout, q, k, vv, out, lse],
-    [nq, nkv, nkv],
-    ([dq, dk, dv], ins) => refKernels.attentionBackward(dq, dk, dv, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], d),
+    [r.dout, r.q, r.k, r.v, r.out, r.lse],
+    grads.map((g) => g.length),
+    (want) => want.forEach((w, i) => w.set(grads[i])),
     ([dq, dk, dv], ins) =>
       v.backward
         ? dispatchAttentionBackward(be.ctx, v.backward, [dq, dk, dv], ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], d)

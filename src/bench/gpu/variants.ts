@@ -7,6 +7,9 @@ import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_f
 import type { TileShape } from "../../backend/webgpu/attention_tiles.js";
 import type { BackwardKind } from "../../backend/webgpu/attention_backward.js";
 
+/** the 128 x 64 block with 8 x 8 thread tiles, P shuffled, swizzled tiles, no register prefetch */
+const BASE: ForwardTiles = { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", swz: true, pf: false };
+
 export type BackwardTiles = Record<BackwardKind, TileShape>;
 
 export const VARIANTS = {
@@ -16,22 +19,23 @@ export const VARIANTS = {
     "128x128x8 warp4x8": { ...TILE_LARGE },
   } as Record<string, MatmulTile>,
   // named by forwardName: the 2026-11-26 default (64x32, P through workgroup memory), the 2026-11-27
-  // default (128x64 ... kv1 swz nopf) and the candidates that ran beside it (bench/notes/gpu-tuning.md)
+  // default (128x64 ... kv1 swz nopf) and this round's candidates beside it (bench/notes/gpu-tuning.md)
   forward: Object.fromEntries(
     (
       [
         { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true },
-        { BM: 64, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", swz: true, pf: false },
-        { BM: 64, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "alias", swz: true, pf: false },
-        { BM: 128, BN: 32, TY: 16, TX: 8, shuffle: true, pv: "shfl", swz: true, pf: false },
-        // 8 x 8 thread tiles, K and V in one tile
-        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false },
-        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "k" },
-        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "v" },
-        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "b" },
-        // Q from global memory: K and V apart in the 128-row block (two barriers a step)
-        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", swz: true, pf: false, qg: true },
-        { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false, qg: true },
+        { ...BASE, kvShared: true },
+        // longest blocks of all heads first; P by xor shuffles; K and V through two half buffers
+        { ...BASE, kvShared: true, hx: true },
+        { ...BASE, kvShared: true, pf: "b", hx: true },
+        { ...BASE, kvShared: true, xor: true, hx: true },
+        { ...BASE, db: true, hx: true },
+        { ...BASE, db: true, xor: true, hx: true },
+        // timing-only ablations of the default (wrong results): no P shuffles, no barriers, 2 of 8 Q reads
+        { ...BASE, kvShared: true, hx: true, diag: "noshfl" },
+        { ...BASE, kvShared: true, hx: true, diag: "nobar" },
+        { ...BASE, kvShared: true, hx: true, diag: "noq" },
+        { ...BASE, db: true, hx: true, diag: "nobar" },
       ] as ForwardTiles[]
     ).map((c) => [forwardName(c), c]),
   ) as Record<string, ForwardTiles>,
