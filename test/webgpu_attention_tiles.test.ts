@@ -127,6 +127,14 @@ test("attention forward: K and V through two half buffers (db), P by xor shuffle
   await checkForward({ ...base, BM: 32, BN: 32, TY: 8, db: true, xor: true }, 30);
 });
 
+test("attention forward: Q and K tiles transposed (tr), K and V in one tile or apart", async () => {
+  const base = { TX: 4, shuffle: true, pv: "shfl", swz: true, pf: false, tr: true } as const;
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, kvShared: true, hx: true }, 64);
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 16 }, 64);
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 8, kvShared: true });
+  await checkForward({ ...base, BM: 32, BN: 32, TY: 8, pf: "b", kvShared: true }, 30);
+});
+
 test("attention forward: Q read from global memory (no Q tile), K and V apart or in one tile", async () => {
   await checkForward({ BM: 128, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", swz: true, pf: false, qg: true }, 64);
   await checkForward({ BM: 128, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false, qg: true });

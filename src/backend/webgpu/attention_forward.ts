@@ -74,6 +74,13 @@ export interface ForwardTiles extends TileShape {
    * flight and then stored into the other: one barrier a chunk, no global load waited for
    */
   db?: boolean;
+  /**
+   * Q and K tiles stored transposed, head column major (vec4 column c of row r at flat position
+   * c * rows + (r ^ (c & m)) of the [rows][D4] array): the lanes that read one vec4 column of
+   * consecutive keys (or rows) read consecutive 16-byte words, one 128-byte line a read instead of
+   * one a lane
+   */
+  tr?: boolean;
   /** P exchanged by xor shuffles (lane tx ^ r): a lane's own probabilities are not shuffled */
   xor?: boolean;
   /**
@@ -100,6 +107,7 @@ export function forwardName(c: ForwardTiles): string {
     c.pf === false ? "nopf" : typeof c.pf === "string" ? `pf${c.pf}` : "",
     c.qg ? "qg" : "",
     c.db ? "db" : "",
+    c.tr ? "tr" : "",
     c.xor ? "xor" : "",
     c.hx ? "hx" : "",
     c.diag ? `diag-${c.diag}` : "",
@@ -139,7 +147,9 @@ export function forwardValid(c: ForwardTiles, K = 64): boolean {
   // db: halves of the head columns whole vec4s that the TX threads of a row share evenly, and
   // halves of the keys whole columns of each thread's scores
   const db = !c.db || (pv === "shfl" && !c.kvShared && !c.qg && D4 % 2 === 0 && (D4 / 2) % c.TX === 0 && (c.BN / c.TX) % 2 === 0);
-  return c.BM % c.TY === 0 && (c.BM / c.TY) % 4 === 0 && c.BN % c.TX === 0 && (pv !== "shfl" || c.shuffle) && !(pv === "alias" && c.kvShared) && db && (!c.xor || pv === "shfl");
+  // tr: unpadded tiles whose flat transposed positions map back to [row][column] without division
+  const tr = !c.tr || ((c.TY & (c.TY - 1)) === 0 && !!c.swz && !c.qg && !c.db && D4 % c.TX === 0 && D4 % c.TY === 0 && c.BN % D4 === 0 && c.BM % D4 === 0);
+  return c.BM % c.TY === 0 && (c.BM / c.TY) % 4 === 0 && c.BN % c.TX === 0 && (pv !== "shfl" || c.shuffle) && !(pv === "alias" && c.kvShared) && db && (!c.xor || pv === "shfl") && tr;
 }
 
 export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef {
@@ -216,8 +226,24 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     }`,
     ).join("\n    ")}
     ${I.flatMap((i) => J.map((j) => `let p${i}_${j} = exp2(s${i}_${j} - m${i}); l${i} += p${i}_${j};`)).join("\n    ")}`;
+  // tr: Q and K tiles transposed (ForwardTiles.tr). Element (row r, vec4 column c) of a tile of
+  // `rows` rows sits at flat c * rows + (r ^ (c & m)) of its [rows][D4] array; the thread's rows
+  // ty + TY i (keys tx + TX j) are then at y + TY i with y = ty ^ (c & m), one XOR a column
+  const mTq = Math.min(TY, 8) - 1;
+  const mTk = Math.min(TX, 8) - 1;
+  const tPos = (rows: number, m: number, r: string, cc: string) => {
+    const f = `${cc} * ${rows}u + (${r} ^ (${cc} & ${m}u))`;
+    return `[(${f}) / ${D4}u][(${f}) % ${D4}u]`;
+  };
+  const tAt = (rows: number, step: number, n: number, y: string) => `[c * ${rows / D4}u + ${Math.floor((step * n) / D4)}u][${y} + ${(step * n) % D4}u]`;
+  const sLoopT = `for (var c = 0u; c < ${D4}u; c++) {
+      let yq = ty ^ (c & ${mTq}u); let xk = tx ^ (c & ${mTk}u);
+      ${I.map((i) => (c.diag === "noq" && i >= 2 ? qLoad(i, 0) : `let q${i} = Qs${tAt(BM, TY, i, "yq")};`)).join(" ")}
+      ${J.map((j) => `let k${j} = KS${tAt(BN, TX, j, "xk")};`).join(" ")}
+      ${I.flatMap((i) => J.map((j) => E.map((e) => `s${i}_${j} = fma(q${i}[${e}], k${j}[${e}], s${i}_${j});`).join(" "))).join("\n      ")}
+    }`;
   const scores = `${sInit}
-    ${sLoop(KA, D4, 0, (j) => (mQK ? `c ^ zk${j}` : "c"))}
+    ${c.tr ? sLoopT : sLoop(KA, D4, 0, (j) => (mQK ? `c ^ zk${j}` : "c"))}
     ${softmax}`;
   const pCol = (g4: number, k: string) => (mP ? `(${row(g4)}) ^ (${k} & ${mP}u)` : row(g4));
   const storeP = J.flatMap((j) => G4.map((g4) => `${PA}[${key(j)}][${pCol(g4, `(${key(j)})`)}] = vec4<f32>(${E.map((e) => `p${g4 * 4 + e}_${j}`).join(", ")});`)).join("\n    ");
@@ -306,10 +332,10 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   // barriers in the key loop (none in the "nobar" ablation)
   const bar = c.diag === "nobar" ? "" : "workgroupBarrier();";
   // the swizzle offsets of the thread's Q rows and K rows (mK: the K tile's mask), the first lane of its row
-  const swizzles = (mK: number) => `${mQK && !c.qg ? I.map((i) => `let zq${i} = ${TY % (mQK + 1) === 0 ? "ty" : `(${row(i)})`} & ${mQK}u;`).join(" ") : ""}
+  const swizzles = (mK: number) => `${mQK && !c.qg && !c.tr ? I.map((i) => `let zq${i} = ${TY % (mQK + 1) === 0 ? "ty" : `(${row(i)})`} & ${mQK}u;`).join(" ") : ""}
   ${mK ? J.map((j) => `let zk${j} = ${TX % (mK + 1) === 0 ? "tx" : `(${key(j)})`} & ${mK}u;`).join(" ") : ""}
   ${pv === "shfl" ? `let sgBase = sgid & ~${TX - 1}u;` : ""}`;
-  const prologue = swizzles(mQK);
+  const prologue = swizzles(c.tr ? 0 : mQK);
   const stats = I.map((i) => `var m${i} = -1.0e30; var l${i} = 0.0; ${JJ.map((jj) => `var o${i}_${jj} = vec4<f32>(0.0);`).join(" ")}`).join("\n  ");
 
   // one K (and V) tile in workgroup memory, stored at the top of each step
@@ -329,7 +355,7 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     ${pfK ? "" : kCopy.load("kv0")}
     ${kvs && !pfV ? vCopy.load("kv0") : ""}
     ${bar} // the last step's reads of the tiles are done
-    ${kCopy.store("KS", mQK)}
+    ${c.tr ? kCopy.storeAt((r, cc) => `KS${tPos(BN, mTk, r, cc)}`) : kCopy.store("KS", mQK)}
     ${kvs ? vCopy.store("Vs") : ""}
     ${kvs ? nextTile(`${pfK ? kCopy.load(`kv0 + ${BN}u`) : ""}\n      ${pfV ? vCopy.load(`kv0 + ${BN}u`) : ""}`) : ""}
     ${!kvs && pfV ? vCopy.load("kv0") : ""}
@@ -460,7 +486,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let h = ${c.hx ? "wid.x" : "wid.y"};
   let b = ${c.hx ? "wid.y" : "wid.z"};
   let g = h / (u.H / u.G);
-  ${c.qg ? "" : `${qCopy.regs}\n  ${qCopy.load("q0")}\n  ${qCopy.store("Qs", mQK)}`}
+  ${c.qg ? "" : `${qCopy.regs}\n  ${qCopy.load("q0")}\n  ${c.tr ? qCopy.storeAt((r, cc) => `Qs${tPos(BM, mTq, r, cc)}`) : qCopy.store("Qs", mQK)}`}
   var kvEnd = i32(u.S);
   if (u.causal != 0u) { kvEnd = clamp(u.qOffset + i32(q0) + ${BM}, 0, i32(u.S)); }
   let nTiles = (u32(kvEnd) + ${BN - 1}u) / ${BN}u;

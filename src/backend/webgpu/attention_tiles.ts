@@ -106,6 +106,8 @@ export function tileCopy(o: { tag: string; rows: number; D4: number; NT: number;
     /** with `swz` > 0, column c of row r goes to column c ^ (r & swz) (unpadded tiles without bank conflicts) */
     store: (dst: string, swz = 0) =>
       each((i) => (swz ? `let r_ = idx / ${o.D4}u; ${dst}[r_][(idx % ${o.D4}u) ^ (r_ & ${swz}u)] = ${reg(i)};` : `${dst}[idx / ${o.D4}u][idx % ${o.D4}u] = ${reg(i)};`)),
+    /** element (row r_, vec4 column c_) of the tile goes to at(r_, c_) (any other layout) */
+    storeAt: (at: (r: string, c: string) => string) => each((i) => `let r_ = idx / ${o.D4}u; let c_ = idx % ${o.D4}u; ${at("r_", "c_")} = ${reg(i)};`),
   };
 }
 

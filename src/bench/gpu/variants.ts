@@ -25,17 +25,14 @@ export const VARIANTS = {
       [
         { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true },
         { ...BASE, kvShared: true },
-        // longest blocks of all heads first; P by xor shuffles; K and V through two half buffers
+        // longest blocks of all heads first; Q and K tiles transposed
         { ...BASE, kvShared: true, hx: true },
-        { ...BASE, kvShared: true, pf: "b", hx: true },
-        { ...BASE, kvShared: true, xor: true, hx: true },
-        { ...BASE, db: true, hx: true },
-        { ...BASE, db: true, xor: true, hx: true },
-        // timing-only ablations of the default (wrong results): no P shuffles, no barriers, 2 of 8 Q reads
-        { ...BASE, kvShared: true, hx: true, diag: "noshfl" },
-        { ...BASE, kvShared: true, hx: true, diag: "nobar" },
-        { ...BASE, kvShared: true, hx: true, diag: "noq" },
-        { ...BASE, db: true, hx: true, diag: "nobar" },
+        { ...BASE, kvShared: true, tr: true },
+        { ...BASE, kvShared: true, tr: true, hx: true },
+        { ...BASE, kvShared: true, tr: true, pf: "b", hx: true },
+        { ...BASE, BN: 32, tr: true, hx: true },
+        // timing-only ablation (wrong results): no P shuffles
+        { ...BASE, kvShared: true, tr: true, hx: true, diag: "noshfl" },
       ] as ForwardTiles[]
     ).map((c) => [forwardName(c), c]),
   ) as Record<string, ForwardTiles>,
