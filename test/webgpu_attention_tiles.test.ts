@@ -135,6 +135,15 @@ test("attention forward: Q and K tiles transposed (tr), K and V in one tile or a
   await checkForward({ ...base, BM: 32, BN: 32, TY: 8, pf: "b", kvShared: true }, 30);
 });
 
+test("attention forward: the row maxima's combine and the rescale skipped while no maximum grows (rs), unchecked loads of whole tiles (fl)", async () => {
+  const base = { TX: 4, shuffle: true, pv: "shfl", swz: true, pf: false } as const;
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, kvShared: true, rs: true, fl: true, hx: true }, 64);
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 16, kvShared: true, rs: true }, 64);
+  await checkForward({ ...base, BM: 64, BN: 32, TY: 16, fl: true });
+  await checkForward({ ...base, BM: 32, BN: 32, TY: 8, kvShared: true, rs: true, fl: true }, 30);
+  await checkForward({ ...base, BM: 32, BN: 32, TY: 8, pf: "b", kvShared: true, rs: true, fl: true });
+});
+
 test("attention forward: Q read from global memory (no Q tile), K and V apart or in one tile", async () => {
   await checkForward({ BM: 128, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", swz: true, pf: false, qg: true }, 64);
   await checkForward({ BM: 128, BN: 64, TY: 16, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false, qg: true });

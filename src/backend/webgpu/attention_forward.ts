@@ -81,6 +81,13 @@ export interface ForwardTiles extends TileShape {
    * one a lane
    */
   tr?: boolean;
+  /**
+   * the row maxima combined across lanes, and O and l rescaled, only when a maximum of one of the
+   * subgroup's rows grew (once a row has seen many keys, most steps leave every maximum as it was)
+   */
+  rs?: boolean;
+  /** K and V tiles that lie wholly before the end of the keys loaded without bounds checks, from precomputed offsets */
+  fl?: boolean;
   /** P exchanged by xor shuffles (lane tx ^ r): a lane's own probabilities are not shuffled */
   xor?: boolean;
   /**
@@ -108,6 +115,8 @@ export function forwardName(c: ForwardTiles): string {
     c.qg ? "qg" : "",
     c.db ? "db" : "",
     c.tr ? "tr" : "",
+    c.rs ? "rs" : "",
+    c.fl ? "fl" : "",
     c.xor ? "xor" : "",
     c.hx ? "hx" : "",
     c.diag ? `diag-${c.diag}` : "",
@@ -149,7 +158,7 @@ export function forwardValid(c: ForwardTiles, K = 64): boolean {
   const db = !c.db || (pv === "shfl" && !c.kvShared && !c.qg && D4 % 2 === 0 && (D4 / 2) % c.TX === 0 && (c.BN / c.TX) % 2 === 0);
   // tr: unpadded tiles whose flat transposed positions map back to [row][column] without division
   const tr = !c.tr || ((c.TY & (c.TY - 1)) === 0 && !!c.swz && !c.qg && !c.db && D4 % c.TX === 0 && D4 % c.TY === 0 && c.BN % D4 === 0 && c.BM % D4 === 0);
-  return c.BM % c.TY === 0 && (c.BM / c.TY) % 4 === 0 && c.BN % c.TX === 0 && (pv !== "shfl" || c.shuffle) && !(pv === "alias" && c.kvShared) && db && (!c.xor || pv === "shfl") && tr;
+  return c.BM % c.TY === 0 && (c.BM / c.TY) % 4 === 0 && c.BN % c.TX === 0 && (pv !== "shfl" || c.shuffle) && !(pv === "alias" && c.kvShared) && db && (!c.xor || pv === "shfl") && tr && (!c.rs || (c.shuffle && !c.qg)) && (!c.fl || ((c.pf === false || c.pf === "b") && !c.db && !c.qg));
 }
 
 export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef {
@@ -209,14 +218,8 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     }`;
   const sInit = `// S = Q K^T (log2 units)
     ${I.map((i) => J.map((j) => `var s${i}_${j} = 0.0;`).join(" ")).join("\n    ")}`;
-  const softmax = `${c.qg ? I.map((i) => J.map((j) => `s${i}_${j} *= u.qscale;`).join(" ")).join("\n    ") : ""}
-    // the causal diagonal and the end of the keys
-    if (kv0 + ${BN}u > u.S || (u.causal != 0u && i32(kv0) + ${BN - 1} > u.qOffset + i32(q0))) {
-      ${I.flatMap((i) => J.map((j) => `if (!visible(q0 + ${row(i)}, kv0 + ${key(j)})) { s${i}_${j} = -1.0e38; }`)).join("\n      ")}
-    }
-    // online softmax: new row maxima, rescale, probabilities
-    ${I.map((i) => `var mx${i} = max(m${i}, ${J.map((j) => `s${i}_${j}`).reduce((a, s) => `max(${a}, ${s})`)});`).join("\n    ")}
-    ${combine((i) => `mx${i}`, "max", false)}
+  // the row maxima across the row's lanes, and O and l rescaled to them
+  const rescale = `${combine((i) => `mx${i}`, "max", false)}
     ${I.map(
       (i) => `{
       let corr = exp2(m${i} - mx${i});
@@ -224,7 +227,18 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
       l${i} *= corr;
       ${JJ.map((jj) => `o${i}_${jj} *= corr;`).join(" ")}
     }`,
-    ).join("\n    ")}
+    ).join("\n    ")}`;
+  const softmax = `${c.qg ? I.map((i) => J.map((j) => `s${i}_${j} *= u.qscale;`).join(" ")).join("\n    ") : ""}
+    // the causal diagonal and the end of the keys
+    if (kv0 + ${BN}u > u.S || (u.causal != 0u && i32(kv0) + ${BN - 1} > u.qOffset + i32(q0))) {
+      ${I.flatMap((i) => J.map((j) => `if (!visible(q0 + ${row(i)}, kv0 + ${key(j)})) { s${i}_${j} = -1.0e38; }`)).join("\n      ")}
+    }
+    // online softmax: new row maxima, rescale, probabilities
+    ${I.map((i) => `var mx${i} = max(m${i}, ${J.map((j) => `s${i}_${j}`).reduce((a, s) => `max(${a}, ${s})`)});`).join("\n    ")}
+    ${c.rs ? `// skipped while no maximum of the subgroup's rows grew (the branch is uniform in the subgroup)
+    @diagnostic(off, subgroup_uniformity) if (subgroupAny(${I.map((i) => `mx${i} > m${i}`).join(" || ")})) {
+    ${rescale}
+    }` : rescale}
     ${I.flatMap((i) => J.map((j) => `let p${i}_${j} = exp2(s${i}_${j} - m${i}); l${i} += p${i}_${j};`)).join("\n    ")}`;
   // tr: Q and K tiles transposed (ForwardTiles.tr). Element (row r, vec4 column c) of a tile of
   // `rows` rows sits at flat c * rows + (r ^ (c & m)) of its [rows][D4] array; the thread's rows
@@ -335,7 +349,23 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   const swizzles = (mK: number) => `${mQK && !c.qg && !c.tr ? I.map((i) => `let zq${i} = ${TY % (mQK + 1) === 0 ? "ty" : `(${row(i)})`} & ${mQK}u;`).join(" ") : ""}
   ${mK ? J.map((j) => `let zk${j} = ${TX % (mK + 1) === 0 ? "tx" : `(${key(j)})`} & ${mK}u;`).join(" ") : ""}
   ${pv === "shfl" ? `let sgBase = sgid & ~${TX - 1}u;` : ""}`;
-  const prologue = swizzles(c.tr ? 0 : mQK);
+  // fl: the tile at kv0 from k or v: rows wholly before the end of the keys from the thread's
+  // first vec4 (kvB) and the row stride (kvS), else with the bounds checks of tileCopy
+  const nTile = (BN * D4) / NT;
+  const fast = !!c.fl && vec && (BN * D4) % NT === 0 && NT % D4 === 0;
+  const loadTile = (copy: { load: (org: string) => string }, buf: string, tag: string) =>
+    fast
+      ? `if (kv0 + ${BN}u <= u.S) {
+      let kb = kvB + kv0 * kvS;
+      ${range(nTile)
+        .map((i) => `${tag}${i} = ${buf}[kb${i ? ` + ${(i * NT) / D4}u * kvS` : ""}];`)
+        .join(" ")}
+    } else {
+      ${copy.load("kv0")}
+    }`
+      : copy.load("kv0");
+  const prologue = `${swizzles(c.tr ? 0 : mQK)}
+  ${fast ? `let kvS = u.G * HEAD / 4u; let kvB = (kvRow(b, lid / ${D4}u, g) >> 2u) + lid % ${D4}u;` : ""}`;
   const stats = I.map((i) => `var m${i} = -1.0e30; var l${i} = 0.0; ${JJ.map((jj) => `var o${i}_${jj} = vec4<f32>(0.0);`).join(" ")}`).join("\n  ");
 
   // one K (and V) tile in workgroup memory, stored at the top of each step
@@ -352,7 +382,7 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   ${stats}
   for (var tile = 0u; tile < nTiles; tile++) {
     let kv0 = tile * ${BN}u;
-    ${pfK ? "" : kCopy.load("kv0")}
+    ${pfK ? "" : loadTile(kCopy, "k", "rk")}
     ${kvs && !pfV ? vCopy.load("kv0") : ""}
     ${bar} // the last step's reads of the tiles are done
     ${c.tr ? kCopy.storeAt((r, cc) => `KS${tPos(BN, mTk, r, cc)}`) : kCopy.store("KS", mQK)}
@@ -364,9 +394,9 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     ${pv === "alias" ? `${bar} // S's reads of K are done\n    ${storeP}` : pv === "wg" ? storeP : ""}
     ${
       c.kvShared
-        ? `${c.pf === "b" ? vCopy.load("kv0") : ""}
+        ? `${c.pf === "b" ? loadTile(vCopy, "v", "rv") : ""}
     ${bar} // S's reads of K are done
-    ${pfV || c.pf === "b" ? "" : vCopy.load("kv0")}
+    ${pfV || c.pf === "b" ? "" : loadTile(vCopy, "v", "rv")}
     ${vCopy.store("KS")}
     ${pfK ? nextTile(kCopy.load(`kv0 + ${BN}u`)) : ""}`
         : ""

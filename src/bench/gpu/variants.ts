@@ -25,14 +25,12 @@ export const VARIANTS = {
       [
         { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true },
         { ...BASE, kvShared: true },
-        // longest blocks of all heads first; Q and K tiles transposed
+        // longest blocks of all heads first; the rescale skipped while no maximum grows; unchecked whole-tile loads
         { ...BASE, kvShared: true, hx: true },
-        { ...BASE, kvShared: true, tr: true },
-        { ...BASE, kvShared: true, tr: true, hx: true },
-        { ...BASE, kvShared: true, tr: true, pf: "b", hx: true },
-        { ...BASE, BN: 32, tr: true, hx: true },
-        // timing-only ablation (wrong results): no P shuffles
-        { ...BASE, kvShared: true, tr: true, hx: true, diag: "noshfl" },
+        { ...BASE, kvShared: true, rs: true, hx: true },
+        { ...BASE, kvShared: true, fl: true, hx: true },
+        { ...BASE, kvShared: true, rs: true, fl: true, hx: true },
+        { ...BASE, kvShared: true, rs: true, fl: true },
       ] as ForwardTiles[]
     ).map((c) => [forwardName(c), c]),
   ) as Record<string, ForwardTiles>,
