@@ -115,13 +115,17 @@ test("attention forward: the default's options at head size 64 (64-row blocks in
   await checkForward({ BM: 64, BN: 32, TY: 8, TX: 4, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: "v" }, 36);
 });
 
-test("attention forward: K and V through two half buffers (db), P by xor shuffles, workgroups over heads first (hx)", async () => {
+test("attention forward: K and V through two half buffers (db), P by xor shuffles, workgroups over heads first (hx), blocks in pairs (pr)", async () => {
   const base = { TX: 4, shuffle: true, pv: "shfl", swz: true, pf: false } as const;
   await checkForward({ ...base, BM: 64, BN: 64, TY: 16, db: true });
   await checkForward({ ...base, BM: 64, BN: 64, TY: 16, db: true, xor: true, hx: true });
   await checkForward({ ...base, BM: 64, BN: 32, TY: 8, db: true, swz: false, hx: true });
   await checkForward({ ...base, BM: 64, BN: 64, TY: 16, kvShared: true, xor: true, hx: true });
   await checkForward({ ...base, BM: 64, BN: 32, TY: 16, xor: true });
+  // query blocks in pairs (odd, even and single block counts), heads first or not
+  await checkForward({ ...base, BM: 64, BN: 64, TY: 16, kvShared: true, pr: true });
+  await checkForward({ ...base, BM: 32, BN: 32, TY: 8, kvShared: true, pr: true, hx: true });
+  await checkForward({ BM: 32, BN: 32, TY: 8, TX: 8, shuffle: false, pr: true });
   // head size 64 (SwiftShader's 32 KiB hold a 64-row block), and 30 (scalar loads, the last vec4 padded)
   await checkForward({ ...base, BM: 64, BN: 64, TY: 16, db: true, xor: true, hx: true }, 64);
   await checkForward({ ...base, BM: 32, BN: 32, TY: 8, db: true, xor: true }, 30);
@@ -151,8 +155,12 @@ test("attention forward: Q read from global memory (no Q tile), K and V apart or
   await checkForward({ BM: 64, BN: 32, TY: 16, TX: 8, shuffle: false, qg: true });
   await checkForward({ BM: 32, BN: 32, TY: 8, TX: 4, shuffle: true, pv: "shfl", swz: true, pf: "k", qg: true }, 36);
   const h200 = { bytes: 48 * 1024, invocations: 1024 };
-  assert.deepEqual(chooseForwardTiles(64, h200, 32), { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false });
-  assert.deepEqual(chooseForwardTiles(64, h200, 32, 1024), chooseForwardTiles(64, h200, 32));
+  const long = { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", kvShared: true, swz: true, pf: false };
+  assert.deepEqual(chooseForwardTiles(64, h200, 32), long);
+  // up to 16k rows the longest blocks of all heads start first
+  assert.deepEqual(chooseForwardTiles(64, h200, 32, 1024), { ...long, hx: true });
+  assert.deepEqual(chooseForwardTiles(64, h200, 32, 16384), { ...long, hx: true });
+  assert.deepEqual(chooseForwardTiles(64, h200, 32, 16385), long);
   // short sequences (decoding) and larger heads keep the 64 x 32 kernel; without subgroups P cannot be shuffled
   assert.deepEqual(chooseForwardTiles(64, h200, 32, 1), { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true });
   assert.equal(chooseForwardTiles(128, h200, 32).pv, undefined);

@@ -23,8 +23,8 @@ type S = GpuTensorBuffer;
 export { MAX_HEAD_SIZE };
 
 type Shape = Omit<TileShape, "TX">;
-/** minT: taken only for at least this many query rows */
-type ForwardShape = Omit<ForwardTiles, "TX" | "shuffle"> & { minT?: number };
+/** minT, maxT: taken only for this many query rows */
+type ForwardShape = Omit<ForwardTiles, "TX" | "shuffle"> & { minT?: number; maxT?: number };
 
 /**
  * (BM, BN, TY) candidates, best first; TX, the threads of a row, follows from the head size.
@@ -35,6 +35,7 @@ type ForwardShape = Omit<ForwardTiles, "TX" | "shuffle"> & { minT?: number };
  * prompts) keep the 64 x 32 kernel: a 128-row block would be mostly padding.
  */
 const FORWARD_SHAPES: ForwardShape[] = [
+  { BM: 128, BN: 64, TY: 16, pv: "shfl", kvShared: true, swz: true, pf: false, hx: true, minT: 1024, maxT: 16384 },
   { BM: 128, BN: 64, TY: 16, pv: "shfl", kvShared: true, swz: true, pf: false, minT: 1024 },
   { BM: 64, BN: 32, TY: 16 },
   { BM: 32, BN: 32, TY: 8 },
@@ -86,7 +87,7 @@ function choose<T extends Shape, C extends TileShape>(K: number, mostTX: number,
  * different lengths; absent, the shapes for long sequences).
  */
 export function chooseForwardTiles(K: number, limits: Limits, subgroupMinSize: number, T = Infinity): ForwardTiles {
-  const shapes = FORWARD_SHAPES.filter((s) => T >= (s.minT ?? 0)).map(({ minT: _, ...s }) => s);
+  const shapes = FORWARD_SHAPES.filter((s) => T >= (s.minT ?? 0) && T <= (s.maxT ?? Infinity)).map(({ minT: _, maxT: __, ...s }) => s);
   const make = (s: ForwardShape & { TX: number }): ForwardTiles => ({ ...s, shuffle: s.TX <= subgroupMinSize });
   return choose(K, 8, shapes, limits, make, (c) => forwardBytes(c, K), (c) => forwardValid(c, K));
 }
@@ -101,9 +102,10 @@ const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}`;
 export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {
   if (d.B * d.T * d.H === 0) return;
   const vec = d.K % 4 === 0;
-  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}:${c.pv ?? "wg"}:${+!!c.kvShared}:${+!!c.swz}:${c.pf ?? true}:${+!!c.qg}:${+!!c.db}:${+!!c.tr}:${+!!c.rs}:${+!!c.fl}:${+!!c.xor}:${+!!c.hx}:${c.diag ?? ""}`, () => forwardDef(d.K, c, vec));
+  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}:${c.pv ?? "wg"}:${+!!c.kvShared}:${+!!c.swz}:${c.pf ?? true}:${+!!c.qg}:${+!!c.db}:${+!!c.tr}:${+!!c.rs}:${+!!c.fl}:${+!!c.xor}:${+!!c.hx}:${+!!c.pr}`, () => forwardDef(d.K, c, vec));
   const nQB = Math.ceil(d.T / c.BM);
-  ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), c.hx ? [d.H, d.B, nQB] : [nQB, d.H, d.B]);
+  const nWG = c.pr ? Math.ceil(nQB / 2) : nQB; // workgroups along the query blocks
+  ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), c.hx ? [d.H, d.B, nWG] : [nWG, d.H, d.B]);
 }
 
 /** Record the backward with given tiles for its dK/dV and dQ passes. */

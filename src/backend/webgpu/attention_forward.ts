@@ -91,15 +91,16 @@ export interface ForwardTiles extends TileShape {
   /** P exchanged by xor shuffles (lane tx ^ r): a lane's own probabilities are not shuffled */
   xor?: boolean;
   /**
+   * each workgroup takes two causal query blocks, a long one and its mirror (blocks n-1-w and w):
+   * equal work per workgroup, so the longest blocks leave no tail, in the order of the blocks of
+   * one head after another (neighbouring workgroups read the same K and V)
+   */
+  pr?: boolean;
+  /**
    * workgroups over (head, sequence, query block) rather than (query block, head, sequence): the
    * longest causal blocks of all heads start first, so that the short ones fill the tail
    */
   hx?: boolean;
-  /**
-   * timing-only ablations (the results are wrong, never chosen): "noshfl" P from the lane's own
-   * registers, "nobar" no barriers in the key loop, "noq" two Q reads a column instead of one a row
-   */
-  diag?: "noshfl" | "nobar" | "noq";
 }
 
 /** The name the benchmark prints for a forward tile (the default's options are left out). */
@@ -118,8 +119,8 @@ export function forwardName(c: ForwardTiles): string {
     c.rs ? "rs" : "",
     c.fl ? "fl" : "",
     c.xor ? "xor" : "",
+    c.pr ? "pr" : "",
     c.hx ? "hx" : "",
-    c.diag ? `diag-${c.diag}` : "",
   ]
     .filter(Boolean)
     .join(" ");
@@ -206,10 +207,7 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     const cc = c0 ? `c + ${c0}u` : "c";
     return mQK ? `(${cc}) ^ zq${i}` : cc;
   };
-  // "noq" ablation: rows past the first two reuse their vec4s, rotated (distinct products, no common subexpressions)
-  const rot = ["xyzw", "yzwx", "zwxy", "wxyz"];
-  const qLoad = (i: number, c0: number) =>
-    c.qg ? `let q${i} = ld_q(qb${i}, c);` : c.diag === "noq" && i >= 2 ? `let q${i} = q${i % 2}.${rot[(i >> 1) % 4]};` : `let q${i} = Qs[${row(i)}][${qIdx(i, c0)}];`;
+  const qLoad = (i: number, c0: number) => (c.qg ? `let q${i} = ld_q(qb${i}, c);` : `let q${i} = Qs[${row(i)}][${qIdx(i, c0)}];`);
   // S += Q[:, c0 .. c0 + n) K[:, c0 .. c0 + n)^T, K's columns read from `src` at kIdx
   const sLoop = (src: string, n: number, c0: number, kIdx: (j: number) => string) => `for (var c = 0u; c < ${n}u; c++) {
       ${I.map((i) => qLoad(i, c0)).join(" ")}
@@ -252,7 +250,7 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   const tAt = (rows: number, step: number, n: number, y: string) => `[c * ${rows / D4}u + ${Math.floor((step * n) / D4)}u][${y} + ${(step * n) % D4}u]`;
   const sLoopT = `for (var c = 0u; c < ${D4}u; c++) {
       let yq = ty ^ (c & ${mTq}u); let xk = tx ^ (c & ${mTk}u);
-      ${I.map((i) => (c.diag === "noq" && i >= 2 ? qLoad(i, 0) : `let q${i} = Qs${tAt(BM, TY, i, "yq")};`)).join(" ")}
+      ${I.map((i) => `let q${i} = Qs${tAt(BM, TY, i, "yq")};`).join(" ")}
       ${J.map((j) => `let k${j} = KS${tAt(BN, TX, j, "xk")};`).join(" ")}
       ${I.flatMap((i) => J.map((j) => E.map((e) => `s${i}_${j} = fma(q${i}[${e}], k${j}[${e}], s${i}_${j});`).join(" "))).join("\n      ")}
     }`;
@@ -291,7 +289,7 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     return `// O += P V, each probability shuffled from the lane of its key
     for (var t = 0u; t < ${TX}u; t++) {
       let src = sgBase + t;
-      ${body("t", (i, j) => (c.diag === "noshfl" ? `p${i}_${j}` : `subgroupShuffle(p${i}_${j}, src)`))}
+      ${body("t", (i, j) => `subgroupShuffle(p${i}_${j}, src)`)}
     }`;
   };
   const pvLoop =
@@ -343,8 +341,7 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     }
   }`;
 
-  // barriers in the key loop (none in the "nobar" ablation)
-  const bar = c.diag === "nobar" ? "" : "workgroupBarrier();";
+  const bar = "workgroupBarrier();";
   // the swizzle offsets of the thread's Q rows and K rows (mK: the K tile's mask), the first lane of its row
   const swizzles = (mK: number) => `${mQK && !c.qg && !c.tr ? I.map((i) => `let zq${i} = ${TY % (mQK + 1) === 0 ? "ty" : `(${row(i)})`} & ${mQK}u;`).join(" ") : ""}
   ${mK ? J.map((j) => `let zk${j} = ${TX % (mK + 1) === 0 ? "tx" : `(${key(j)})`} & ${mK}u;`).join(" ") : ""}
@@ -512,10 +509,19 @@ ${c.shuffle ? "" : `var<workgroup> red: array<array<f32, ${TX}>, ${BM}>;`}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32${pv === "shfl" ? ", @builtin(subgroup_invocation_id) sgid: u32" : ""}) {
   let tx = lid % ${TX}u;
   let ty = lid / ${TX}u;
-  let q0 = (u.nBlocks - 1u - ${c.hx ? "wid.z" : "wid.x"}) * ${BM}u; // the longest causal blocks start first
+  let w = ${c.hx ? "wid.z" : "wid.x"};
   let h = ${c.hx ? "wid.x" : "wid.y"};
   let b = ${c.hx ? "wid.y" : "wid.z"};
   let g = h / (u.H / u.G);
+  ${
+    c.pr
+      ? `// blocks n-1-w, then w (once where they are the same block)
+  let nPass = select(2u, 1u, u.nBlocks - 1u - w == w);
+  for (var half = 0u; half < nPass; half++) {
+  let q0 = select(u.nBlocks - 1u - w, w, half == 1u) * ${BM}u;
+  workgroupBarrier(); // the first block's reads of the tiles are done`
+      : `let q0 = (u.nBlocks - 1u - w) * ${BM}u; // the longest causal blocks start first`
+  }
   ${c.qg ? "" : `${qCopy.regs}\n  ${qCopy.load("q0")}\n  ${c.tr ? qCopy.storeAt((r, cc) => `Qs${tPos(BM, mTq, r, cc)}`) : qCopy.store("Qs", mQK)}`}
   var kvEnd = i32(u.S);
   if (u.causal != 0u) { kvEnd = clamp(u.qOffset + i32(q0) + ${BM}, 0, i32(u.S)); }
@@ -535,6 +541,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }`,
   ).join("\n  ")}
+  ${c.pr ? "}" : ""}
 }
 `,
   };

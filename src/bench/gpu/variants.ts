@@ -25,12 +25,10 @@ export const VARIANTS = {
       [
         { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true },
         { ...BASE, kvShared: true },
-        // longest blocks of all heads first; the rescale skipped while no maximum grows; unchecked whole-tile loads
+        // longest blocks of all heads first (the default up to T = 16k); blocks paired long with short
         { ...BASE, kvShared: true, hx: true },
-        { ...BASE, kvShared: true, rs: true, hx: true },
-        { ...BASE, kvShared: true, fl: true, hx: true },
-        { ...BASE, kvShared: true, rs: true, fl: true, hx: true },
-        { ...BASE, kvShared: true, rs: true, fl: true },
+        { ...BASE, kvShared: true, pr: true },
+        { ...BASE, kvShared: true, pr: true, hx: true },
       ] as ForwardTiles[]
     ).map((c) => [forwardName(c), c]),
   ) as Record<string, ForwardTiles>,
