@@ -31,8 +31,10 @@ type ForwardShape = Omit<ForwardTiles, "TX" | "shuffle"> & { minT?: number; maxT
  * First (head sizes up to 64 on 48 KiB, from 1024 query rows, the lengths it was measured at):
  * 128-query blocks, 8 x 8 scores and 8 rows x 8 columns of O per thread, P shuffled between the
  * lanes of a row, K and V in one swizzled tile (48 KiB with K = 64); on an H200 1.1-1.3x the
- * 64 x 32 kernel that follows it (bench/notes/gpu-tuning.md). Shorter T (decoding steps, short
- * prompts) keep the 64 x 32 kernel: a 128-row block would be mostly padding.
+ * 64 x 32 kernel that follows it (bench/notes/gpu-tuning.md). Up to 16k rows its workgroups run
+ * over heads first (hx: the longest blocks of all heads start first; 1.29x at 4k, 1.02x at 16k,
+ * 0.98x at 64k on an H200). Shorter T (decoding steps, short prompts) keep the 64 x 32 kernel:
+ * a 128-row block would be mostly padding.
  */
 const FORWARD_SHAPES: ForwardShape[] = [
   { BM: 128, BN: 64, TY: 16, pv: "shfl", kvShared: true, swz: true, pf: false, hx: true, minT: 1024, maxT: 16384 },

@@ -15,22 +15,27 @@
  * The next step's K and V tiles are fetched into registers while the current one computes, so a
  * step has two barriers (three with the workgroup-memory maximum). Causal blocks stop at the
  * last key the block's last query sees, and only steps that cross the diagonal (or the end of
- * the keys) apply the mask. The longest causal blocks are dispatched first.
+ * the keys) apply the mask. The longest causal blocks are dispatched first (with hx: those of
+all heads, before any shorter block).
  *
  * Options (ForwardTiles): P need not go through workgroup memory ("shfl": each thread fetches
  * the probabilities of its rows from the lanes that computed them, one subgroup shuffle per row
  * and key), or can take K's memory once S is done ("alias"); V can overwrite K in one tile
  * (kvShared: two barriers more a step, and the room for 128-query blocks); tiles can be unpadded
  * with the vec4 columns XOR-swizzled by row (swz), and the next tile's loads held in registers
- * or not (pf).
+ * or not (pf). Workgroups can run over heads first (hx). The options db, tr, rs, fl, xor and pr
+ * were measured slower on an H200 and are kept for other cards (bench-gpu --variants).
  *
  * On an H200 (Dawn, Vulkan; bench-gpu --variants, 2026-11-27) the fastest for K = 64 is the
  * 128 x 64 block with 8 x 8 scores and 8 rows x 8 columns of O per thread (128 threads), P
  * shuffled, K and V in one swizzled tile, no register prefetch: 48 KiB exactly, about a quarter
  * float of workgroup memory (or shuffle) per multiply-add, against a half for the 64 x 32 block
  * with 4 x 4 scores and 4 x 8 outputs (the default before; still the one for larger heads and
- * short T). Holding any prefetch in registers made it slower (likely register pressure: WebGPU reports no register counts), and
- * 64-thread workgroups ran at half speed (bench/notes/gpu-tuning.md).
+ * short T). The driver gives it 248 registers a thread (the header of its entry in the shader
+ * disk cache; no spills), 2 workgroups an SM: every option that keeps more values live (a prefetch
+ * held in registers, db, rs, fl, tr, pr: 254-255 registers) ran 1-28% slower, and 64-thread
+ * workgroups ran at half speed (bench/notes/gpu-tuning.md). Up to 16k rows the longest blocks of
+ * all heads go first (hx): 1.29x at T = 4k, where 32 blocks a head left a tail.
  */
 import type { KernelDef } from "./context.js";
 import type { TileShape } from "./attention_tiles.js";
@@ -72,33 +77,41 @@ export interface ForwardTiles extends TileShape {
    * step is four chunks (K's first and second half of the head columns, then V's first and
    * second half of the keys), each computed from one buffer while the next chunk's loads are in
    * flight and then stored into the other: one barrier a chunk, no global load waited for
+   * (H200: 11-13% slower than kvShared; 254 registers)
    */
   db?: boolean;
   /**
    * Q and K tiles stored transposed, head column major (vec4 column c of row r at flat position
    * c * rows + (r ^ (c & m)) of the [rows][D4] array): the lanes that read one vec4 column of
    * consecutive keys (or rows) read consecutive 16-byte words, one 128-byte line a read instead of
-   * one a lane
+   * one a lane (H200: 3-4% slower; the reads were not limited by lines)
    */
   tr?: boolean;
   /**
    * the row maxima combined across lanes, and O and l rescaled, only when a maximum of one of the
-   * subgroup's rows grew (once a row has seen many keys, most steps leave every maximum as it was)
+   * subgroup's rows grew (once a row has seen many keys, most steps leave every maximum as it was;
+   * H200: 1-3% slower, fewer instructions but 254 registers)
    */
   rs?: boolean;
-  /** K and V tiles that lie wholly before the end of the keys loaded without bounds checks, from precomputed offsets */
+  /**
+   * K and V tiles that lie wholly before the end of the keys loaded without bounds checks, from
+   * precomputed offsets (H200: 1-2% slower)
+   */
   fl?: boolean;
-  /** P exchanged by xor shuffles (lane tx ^ r): a lane's own probabilities are not shuffled */
+  /** P exchanged by xor shuffles (lane tx ^ r): a lane's own probabilities are not shuffled (H200: 10-12% slower) */
   xor?: boolean;
   /**
    * each workgroup takes two causal query blocks, a long one and its mirror (blocks n-1-w and w):
    * equal work per workgroup, so the longest blocks leave no tail, in the order of the blocks of
-   * one head after another (neighbouring workgroups read the same K and V)
+   * one head after another (neighbouring workgroups read the same K and V; H200: 4-14% slower
+   * than hx)
    */
   pr?: boolean;
   /**
    * workgroups over (head, sequence, query block) rather than (query block, head, sequence): the
-   * longest causal blocks of all heads start first, so that the short ones fill the tail
+   * longest causal blocks of all heads start first, so that the short ones fill the tail (H200,
+   * 128 x 64 blocks: 1.29x at T = 4k, 1.02x at 16k, 0.98x at 64k, where the blocks of one head
+   * already outnumber the workgroups that run at once)
    */
   hx?: boolean;
 }
