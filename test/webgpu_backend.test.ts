@@ -14,6 +14,8 @@ import { refKernels } from "../src/backend/ref/index.js";
 import type { KernelName } from "../src/backend/kernels.js";
 import { gpuBackend, useSwiftShader } from "./webgpu_helpers.js";
 import { HF_FIXTURES } from "./helpers.js";
+import { loadModel } from "../src/models/load.js";
+import { advance } from "../src/generate/generate.js";
 
 test("registry: webgpu is created by name and describes its adapter", async () => {
   useSwiftShader();
@@ -54,6 +56,40 @@ test("batching: kernels are recorded and submitted together at read()", async ()
   be.write(x, "f32", Float32Array.from([5, 6, 7, 8]));
   assert.deepEqual(Array.from(await be.read(x, "f32", 4)), [5, 6, 7, 8]);
   be.release(x);
+});
+
+test("batching: a long recording is submitted every flushEvery commands, in order", async () => {
+  const be = await gpuBackend();
+  const x = be.upload("f32", Float32Array.from([1, 2, 3, 4]));
+  const ones = be.upload("f32", Float32Array.from([1, 1, 1, 1]));
+  assert.equal(be.ctx.flushEvery, 64);
+  const submits = be.ctx.submits;
+  for (let i = 0; i < 200; i++) be.kernels.axpby(x, 1, x, 1, ones, 4);
+  assert.equal(be.ctx.submits, submits + 3, "200 dispatches: submitted after 64, 128 and 192");
+  assert.deepEqual(Array.from(await be.read(x, "f32", 4)), [201, 202, 203, 204]);
+  be.release(x);
+  be.release(ones);
+});
+
+test("batching: decoding gives the same logits whether every command or only the read submits", async () => {
+  const be = await gpuBackend();
+  const model = loadModel(path.join(HF_FIXTURES, "llama"), be);
+  const prompt = [3, 1, 4, 1, 5, 9, 2, 6];
+  const run = async (flushEvery: number) => {
+    be.ctx.flushEvery = flushEvery;
+    const state = model.allocateState(1, 16);
+    const out = [Array.from(await advance(model, state, prompt))];
+    for (const id of [5, 3, 5]) out.push(Array.from(await advance(model, state, [id])));
+    return out;
+  };
+  try {
+    const once = await run(0);
+    const each = await run(1);
+    assert.deepEqual(each, once);
+  } finally {
+    be.ctx.flushEvery = 64;
+    for (const t of model.parameters()) t.dispose();
+  }
 });
 
 test("every kernel of the table has WGSL; other names are refused by name", async () => {

@@ -9,9 +9,10 @@
  * side load that folder. Without `modelDir` the weights are seeded random ones. Both sides use
  * the same prompt (`promptTokens`) and record the greedy tokens, which the report compares.
  *
- * Per context it reports tokens/s over `newTokens` greedy steps (each step one submission and
- * one read of the last logits row), and, from GPU timestamps around one step, the GPU time per
- * token: the difference is host time (JavaScript, command recording, the read).
+ * Per context it reports tokens/s over `newTokens` greedy steps (each step submitted in pieces
+ * as it is recorded, and one read of the last logits row), and, from GPU timestamps around one
+ * step recorded whole and submitted at once, the GPU time per token: the difference is host time
+ * (JavaScript, command recording, the read) that the GPU's work did not hide.
  */
 import type { WebGpuBackend } from "../../backend/webgpu/index.js";
 import type { CausalLM } from "../../models/causal_lm.js";
@@ -86,9 +87,17 @@ async function timedStep(be: WebGpuBackend, model: CausalLM, state: ReturnType<C
     tidyAsync(async () => {
       const x = model.tokens([token], 1, 1, state.position); // (1, 1)
       let last: Tensor | null = null;
-      const gpu = await gpuSeconds(be, () => {
-        last = lastPosition(model.forward(x, { state }).logits); // (1, V)
-      });
+      // one submission, so that the timestamps bracket GPU work and no wait for the host
+      const flushEvery = be.ctx.flushEvery;
+      be.ctx.flushEvery = 0;
+      let gpu: number | null;
+      try {
+        gpu = await gpuSeconds(be, () => {
+          last = lastPosition(model.forward(x, { state }).logits); // (1, V)
+        });
+      } finally {
+        be.ctx.flushEvery = flushEvery;
+      }
       return { gpu, logits: await toFloat32(last!) };
     }),
   );
