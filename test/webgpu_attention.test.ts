@@ -110,6 +110,28 @@ test("tiled attention: KV cache (qOffset > 0, spare cache rows), decode step", a
   await checkTiled({ B: 1, T: 3, H: 2, G: 1, K: 128, causal: false, past: 10, spare: 2 });
 });
 
+/** One query row against `S` cached keys (split-K decoding kernels), query at position qOffset. */
+async function checkDecode(B: number, S: number, H: number, G: number, K: number, qOffset = S - 1, causal = true, spare = 3): Promise<void> {
+  const be = await gpuBackend();
+  const d: AttentionDims = { B, T: 1, S, H, G, K, scale: 1 / Math.sqrt(K), causal, qOffset, kvRows: S + spare };
+  const { q, k, v } = inputs(d);
+  const [eo, el] = await compareKernel(be, "attentionForward", [output(randArray(q.length, rng)), output(randArray(B * H, rng)), input(q), input(k), input(v), d]);
+  assert.ok(eo < 3e-6 && el < 3e-6, `decode ${JSON.stringify(d)}: out ${eo} lse ${el}`);
+}
+
+test("decoding attention (one query row, keys split over workgroups): chunk edges, head sizes, GQA, partial and empty visibility", async () => {
+  for (const S of [1, 5, 127, 128, 129, 300, 1000]) await checkDecode(2, S, 6, 2, 64);
+  for (const K of [6, 36, 16, 128, 256]) await checkDecode(1, 200, 4, 4, K);
+  await checkDecode(1, 260, 12, 3, 64, 130); // sees keys 0..130 of 260: chunk 1 partly, chunk 2 not at all
+  await checkDecode(2, 90, 4, 1, 32, 40, false); // not causal: every key, whatever the position
+  // no visible key: zeros and lse = -inf, as ref
+  const be = await gpuBackend();
+  const d: AttentionDims = { B: 1, T: 1, S: 8, H: 2, G: 1, K: 8, scale: 0.3, causal: true, qOffset: -1, kvRows: 8 };
+  const { q, k, v } = inputs(d);
+  const [eo, el] = await compareKernel(be, "attentionForward", [output(randArray(16, rng), "f32", true), output(randArray(2, rng), "f32", true), input(q), input(k), input(v), d]);
+  assert.deepEqual([eo, el], [0, 0]);
+});
+
 test("materialised attention: forward and backward on the same cases", async () => {
   await checkNaive({ B: 2, T: 33, H: 4, G: 2, K: 16, causal: true });
   await checkNaive({ B: 1, T: 7, H: 2, G: 1, K: 64, causal: false });

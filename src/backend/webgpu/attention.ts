@@ -1,6 +1,7 @@
 /**
  * Tiled attention in WGSL: the FlashAttention-2 forward (attention_forward.ts) and backward
- * (attention_backward.ts: a dK/dV pass over key blocks and a dQ pass over query blocks).
+ * (attention_backward.ts: a dK/dV pass over key blocks and a dQ pass over query blocks); a single
+ * query row (decoding) takes the split-K kernels of attention_decode.ts.
  * Layouts as backend/ref/attention.ts: q, out (B, T, H, K); k, v (B, kvRows, G, K); lse (B, H, T).
  *
  * Tile shapes are chosen per head size (and, for the forward, the number of query rows) from the
@@ -17,6 +18,7 @@ import type { GpuTensorBuffer } from "./pool.js";
 import { MAX_HEAD_SIZE, kv4, threadsOf, uniformValues, type TileShape } from "./attention_tiles.js";
 import { forwardBytes, forwardDef, forwardValid, type ForwardTiles } from "./attention_forward.js";
 import { backwardBytes, backwardDef, rowDotDef, type BackwardKind } from "./attention_backward.js";
+import { dispatchAttentionDecode } from "./attention_decode.js";
 
 type S = GpuTensorBuffer;
 
@@ -138,7 +140,9 @@ export function attentionKernels(ctx: GpuContext): Pick<CoreKernels<S>, "attenti
   return {
     attentionForward(out, lse, q, k, v, d) {
       checkDims(d);
-      dispatchAttentionForward(ctx, chooseForwardTiles(d.K, limits(), ctx.acquired.subgroupMinSize, d.T), out, lse, q, k, v, d);
+      // one query row (decoding): split the keys over workgroups instead of one workgroup a head
+      if (d.T === 1) dispatchAttentionDecode(ctx, out, lse, q, k, v, d);
+      else dispatchAttentionForward(ctx, chooseForwardTiles(d.K, limits(), ctx.acquired.subgroupMinSize, d.T), out, lse, q, k, v, d);
     },
 
     attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d) {
