@@ -40,6 +40,8 @@ export interface Pipeline {
   layout: GPUBindGroupLayout;
   /** distinguishes pipelines in bind-group cache keys */
   id: number;
+  /** (read binding, write binding) pairs: the ones one buffer may not fill at once */
+  readWrite: [number, number][];
 }
 
 /** bytes of uniforms one dispatch may use (minUniformBufferOffsetAlignment is at most 256) */
@@ -81,7 +83,11 @@ export class GpuContext {
   private recorded = 0;
   private arena: GPUBuffer;
   private arenaHost = new ArrayBuffer(UNIFORM_SLOT * UNIFORM_SLOTS);
-  private arenaView = new DataView(this.arenaHost);
+  private arenaF32 = new Float32Array(this.arenaHost);
+  private arenaU32 = new Uint32Array(this.arenaHost);
+  private arenaI32 = new Int32Array(this.arenaHost);
+  /** the pipeline last set in the open pass (setPipeline is skipped when it repeats) */
+  private passPipeline: GPUComputePipeline | null = null;
   private slots = 0;
   private staging = new Map<number, GPUBuffer[]>();
   private bindGroups = new Map<string, GPUBindGroup>();
@@ -144,7 +150,9 @@ export class GpuContext {
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: "main" },
     });
-    const p = { def, pipeline, layout, id: this.pipelines.size };
+    const readWrite: [number, number][] = [];
+    def.bindings.forEach(([, a], i) => def.bindings.forEach(([, b], j) => a === "read" && b === "write" && readWrite.push([i, j])));
+    const p = { def, pipeline, layout, id: this.pipelines.size, readWrite };
     this.pipelines.set(key, p);
     return p;
   }
@@ -166,29 +174,35 @@ export class GpuContext {
     if (gx === 0 || gy === 0 || gz === 0) return;
     if (gx > MAX_GRID || gy > MAX_GRID || gz > MAX_GRID) throw new Error(`internal: webgpu: grid ${grid} of ${p.def.label} is too large`);
     if (this.slots === UNIFORM_SLOTS) this.flush();
-    const bufs = buffers.map((b) => (b instanceof GpuTensorBuffer ? b.buffer : b));
-    const temps: GPUBuffer[] = [];
-    p.def.bindings.forEach(([, access], i) => {
-      if (access !== "read") return;
-      const aliased = p.def.bindings.some(([, a2], j) => a2 === "write" && bufs[j] === bufs[i]);
-      if (!aliased) return;
-      const copy = this.pool.acquire(bufs[i].size);
+    // the host work of a dispatch is most of a decoding step's cost: no closures or per-call arrays beyond bufs
+    const bufs: GPUBuffer[] = new Array(buffers.length);
+    for (let i = 0; i < buffers.length; i++) {
+      const b = buffers[i];
+      bufs[i] = b instanceof GpuTensorBuffer ? b.buffer : b;
+    }
+    let temps: GPUBuffer[] | null = null;
+    for (const [r, w] of p.readWrite) {
+      if (bufs[r] !== bufs[w]) continue;
+      const copy = this.pool.acquire(bufs[r].size);
       this.endPass();
-      this.encoder.copyBufferToBuffer(bufs[i], 0, copy, 0, Math.min(bufs[i].size, copy.size));
-      bufs[i] = copy;
-      temps.push(copy);
-    });
+      this.encoder.copyBufferToBuffer(bufs[r], 0, copy, 0, Math.min(bufs[r].size, copy.size));
+      bufs[r] = copy;
+      (temps ??= []).push(copy);
+    }
     const offset = this.slots * UNIFORM_SLOT;
     this.writeUniforms(p.def, uniforms, offset);
     this.slots++;
     const bindGroup = this.bindGroup(p, bufs);
     this.pass ??= this.encoder.beginComputePass();
-    this.pass.setPipeline(p.pipeline);
+    if (this.passPipeline !== p.pipeline) {
+      this.pass.setPipeline(p.pipeline);
+      this.passPipeline = p.pipeline;
+    }
     this.pass.setBindGroup(0, bindGroup, [offset]);
     this.pass.dispatchWorkgroups(gx, gy, gz);
     this.recorded++;
     this.dispatches++;
-    for (const t of temps) this.pool.release(t);
+    if (temps) for (const t of temps) this.pool.release(t);
     if (this.flushEvery > 0 && this.recorded >= this.flushEvery) this.flush();
   }
 
@@ -219,16 +233,18 @@ export class GpuContext {
     if (values.length !== def.uniforms.length) {
       throw new Error(`internal: webgpu: ${def.label} takes ${def.uniforms.length} uniforms, got ${values.length}`);
     }
-    def.uniforms.forEach(([name, type], i) => {
+    // typed views write in the platform's byte order: little-endian wherever WebGPU runs
+    const base = offset >> 2;
+    for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      const at = offset + 4 * i;
-      if (type === "f32") this.arenaView.setFloat32(at, v, true);
+      const type = def.uniforms[i][1];
+      if (type === "f32") this.arenaF32[base + i] = v;
       else {
-        if (!Number.isInteger(v)) throw new Error(`internal: webgpu: uniform ${name} of ${def.label} must be an integer, got ${v}`);
-        if (type === "u32") this.arenaView.setUint32(at, v, true);
-        else this.arenaView.setInt32(at, v, true);
+        if (!Number.isInteger(v)) throw new Error(`internal: webgpu: uniform ${def.uniforms[i][0]} of ${def.label} must be an integer, got ${v}`);
+        if (type === "u32") this.arenaU32[base + i] = v;
+        else this.arenaI32[base + i] = v;
       }
-    });
+    }
   }
 
   /** Record a buffer-to-buffer copy (bytes a multiple of 4). */
@@ -257,6 +273,7 @@ export class GpuContext {
     if (this.pass) {
       this.pass.end();
       this.pass = null;
+      this.passPipeline = null;
     }
   }
 
