@@ -15,7 +15,7 @@
 import type { AttentionDims } from "../kernels.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
-import { LOG2E } from "./attention_tiles.js";
+import { UNIFORMS, uniformValues } from "./attention_tiles.js";
 import { INF } from "./wgsl.js";
 
 type S = GpuTensorBuffer;
@@ -25,16 +25,25 @@ const CHUNK = 128;
 /** threads of a workgroup: two keys each for the scores, one head column each for P V (K <= 64) */
 const WG = 64;
 
-const UNIFORMS: KernelDef["uniforms"] = [
-  ["S", "u32"],
-  ["H", "u32"],
-  ["G", "u32"],
-  ["kvRows", "u32"],
-  ["qOffset", "i32"],
-  ["causal", "u32"],
-  ["qscale", "f32"],
-  ["nChunks", "u32"],
-];
+/** WGSL: `name(x, lid)` combines x over the workgroup with `op` (of a and b) and returns the result to every thread. */
+function reduction(name: string, op: string): string {
+  return /* wgsl */ `
+fn ${name}(x: f32, lid: u32) -> f32 {
+  red[lid] = x;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) {
+      let a = red[lid];
+      let b = red[lid + s];
+      red[lid] = ${op};
+    }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+}
 
 /** WGSL shared by both kernels: the visible keys and where a (sequence, head, chunk)'s partials live. */
 const COMMON = /* wgsl */ `
@@ -46,30 +55,10 @@ fn visibleKeys() -> u32 {
   if (u.causal == 0u) { return u.S; }
   return u32(clamp(u.qOffset + 1, 0, i32(u.S)));
 }
-fn partBase(b: u32, h: u32, c: u32) -> u32 { return ((b * u.H + h) * u.nChunks + c) * PART; }
+fn partBase(b: u32, h: u32, c: u32) -> u32 { return ((b * u.H + h) * u.nBlocks + c) * PART; }
 var<workgroup> red: array<f32, WG>;
-fn reduceMax(x: f32, lid: u32) -> f32 {
-  red[lid] = x;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn reduceSum(x: f32, lid: u32) -> f32 {
-  red[lid] = x;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${reduction("reduceMax", "max(a, b)")}
+${reduction("reduceSum", "a + b")}
 `;
 
 /**
@@ -167,7 +156,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let h = wid.x;
   let b = wid.y;
   var mLocal = infinity_(-1.0);
-  for (var c = lid; c < u.nChunks; c += WG) { mLocal = max(mLocal, part[partBase(b, h, c)]); }
+  for (var c = lid; c < u.nBlocks; c += WG) { mLocal = max(mLocal, part[partBase(b, h, c)]); }
   let M = reduceMax(mLocal, lid);
   let row = (b * u.H + h) * HEAD;
   if (M == infinity_(-1.0)) {
@@ -177,13 +166,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     return;
   }
   var L = 0.0;
-  for (var c = 0u; c < u.nChunks; c++) {
+  for (var c = 0u; c < u.nBlocks; c++) {
     let mc = part[partBase(b, h, c)];
     if (mc != infinity_(-1.0)) { L += exp2(mc - M) * part[partBase(b, h, c) + 1u]; }
   }
   for (var col = lid; col < HEAD; col += WG) {
     var acc = 0.0;
-    for (var c = 0u; c < u.nChunks; c++) {
+    for (var c = 0u; c < u.nBlocks; c++) {
       let base = partBase(b, h, c);
       let mc = part[base];
       if (mc != infinity_(-1.0)) { acc += exp2(mc - M) * part[base + 2u + col]; }
@@ -200,7 +189,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export function dispatchAttentionDecode(ctx: GpuContext, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {
   if (d.B * d.H === 0) return;
   const nChunks = Math.max(1, Math.ceil(d.S / CHUNK));
-  const uniforms = [d.S, d.H, d.G, d.kvRows, d.qOffset, d.causal ? 1 : 0, d.scale * LOG2E, nChunks];
+  const uniforms = uniformValues(d, nChunks); // nBlocks: the chunks of a head
   const part = ctx.pool.acquire(d.B * d.H * nChunks * (d.K + 2) * 4);
   ctx.dispatch(ctx.pipeline(`attentionDecodePartials:${d.K}`, () => partialsDef(d.K)), [part, q, k, v], uniforms, [nChunks, d.H, d.B]);
   ctx.dispatch(ctx.pipeline(`attentionDecodeCombine:${d.K}`, () => combineDef(d.K)), [out, lse, part], uniforms, [d.H, d.B]);
