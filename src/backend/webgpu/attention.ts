@@ -106,10 +106,9 @@ const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}`;
 export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {
   if (d.B * d.T * d.H === 0) return;
   const vec = d.K % 4 === 0;
-  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}:${c.pv ?? "wg"}:${+!!c.kvShared}:${+!!c.swz}:${c.pf ?? true}:${+!!c.qg}:${+!!c.db}:${+!!c.tr}:${+!!c.rs}:${+!!c.fl}:${+!!c.xor}:${+!!c.hx}:${+!!c.pr}`, () => forwardDef(d.K, c, vec));
+  const p = ctx.pipeline(`attentionForward:${d.K}:${tileKey(c)}:${+c.shuffle}:${+vec}:${c.pv ?? "wg"}:${+!!c.kvShared}:${+!!c.swz}:${c.pf ?? true}:${+!!c.qg}:${+!!c.hx}`, () => forwardDef(d.K, c, vec));
   const nQB = Math.ceil(d.T / c.BM);
-  const nWG = c.pr ? Math.ceil(nQB / 2) : nQB; // workgroups along the query blocks
-  ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), c.hx ? [d.H, d.B, nWG] : [nWG, d.H, d.B]);
+  ctx.dispatch(p, [out, lse, q, k, v], uniformValues(d, nQB), c.hx ? [d.H, d.B, nQB] : [nQB, d.H, d.B]);
 }
 
 /** Record the backward with given tiles for its dK/dV and dQ passes. */

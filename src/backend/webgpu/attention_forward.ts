@@ -23,8 +23,8 @@ all heads, before any shorter block).
  * and key), or can take K's memory once S is done ("alias"); V can overwrite K in one tile
  * (kvShared: two barriers more a step, and the room for 128-query blocks); tiles can be unpadded
  * with the vec4 columns XOR-swizzled by row (swz), and the next tile's loads held in registers
- * or not (pf). Workgroups can run over heads first (hx). The options db, tr, rs, fl, xor and pr
- * were measured slower on an H200 and are kept for other cards (bench-gpu --variants).
+ * or not (pf). Workgroups can run over heads first (hx). Six more options measured slower on
+ * an H200 (db, tr, rs, fl, xor, pr: bench/notes/gpu-tuning.md) are in commit 7bd9712, not here.
  *
  * On an H200 (Dawn, Vulkan; bench-gpu --variants, 2026-11-27) the fastest for K = 64 is the
  * 128 x 64 block with 8 x 8 scores and 8 rows x 8 columns of O per thread (128 threads), P
@@ -33,7 +33,7 @@ all heads, before any shorter block).
  * with 4 x 4 scores and 4 x 8 outputs (the default before; still the one for larger heads and
  * short T). The driver gives it 248 registers a thread (the header of its entry in the shader
  * disk cache; no spills), 2 workgroups an SM: every option that keeps more values live (a prefetch
- * held in registers, db, rs, fl, tr, pr: 254-255 registers) ran 1-28% slower, and 64-thread
+ * held in registers and the six options above: 254-255 registers) ran 1-28% slower, and 64-thread
  * workgroups ran at half speed (bench/notes/gpu-tuning.md). Up to 16k rows the longest blocks of
  * all heads go first (hx): 1.29x at T = 4k, where 32 blocks a head left a tail.
  */
@@ -73,41 +73,6 @@ export interface ForwardTiles extends TileShape {
    */
   qg?: boolean;
   /**
-   * K and V through two half-size buffers in turn (needs pv "shfl", K and V apart): each 64-key
-   * step is four chunks (K's first and second half of the head columns, then V's first and
-   * second half of the keys), each computed from one buffer while the next chunk's loads are in
-   * flight and then stored into the other: one barrier a chunk, no global load waited for
-   * (H200: 11-13% slower than kvShared; 254 registers)
-   */
-  db?: boolean;
-  /**
-   * Q and K tiles stored transposed, head column major (vec4 column c of row r at flat position
-   * c * rows + (r ^ (c & m)) of the [rows][D4] array): the lanes that read one vec4 column of
-   * consecutive keys (or rows) read consecutive 16-byte words, one 128-byte line a read instead of
-   * one a lane (H200: 3-4% slower; the reads were not limited by lines)
-   */
-  tr?: boolean;
-  /**
-   * the row maxima combined across lanes, and O and l rescaled, only when a maximum of one of the
-   * subgroup's rows grew (once a row has seen many keys, most steps leave every maximum as it was;
-   * H200: 1-3% slower, fewer instructions but 254 registers)
-   */
-  rs?: boolean;
-  /**
-   * K and V tiles that lie wholly before the end of the keys loaded without bounds checks, from
-   * precomputed offsets (H200: 1-2% slower)
-   */
-  fl?: boolean;
-  /** P exchanged by xor shuffles (lane tx ^ r): a lane's own probabilities are not shuffled (H200: 10-12% slower) */
-  xor?: boolean;
-  /**
-   * each workgroup takes two causal query blocks, a long one and its mirror (blocks n-1-w and w):
-   * equal work per workgroup, so the longest blocks leave no tail, in the order of the blocks of
-   * one head after another (neighbouring workgroups read the same K and V; H200: 4-14% slower
-   * than hx)
-   */
-  pr?: boolean;
-  /**
    * workgroups over (head, sequence, query block) rather than (query block, head, sequence): the
    * longest causal blocks of all heads start first, so that the short ones fill the tail (H200,
    * 128 x 64 blocks: 1.29x at T = 4k, 1.02x at 16k, 0.98x at 64k, where the blocks of one head
@@ -127,12 +92,6 @@ export function forwardName(c: ForwardTiles): string {
     c.swz ? "swz" : "",
     c.pf === false ? "nopf" : typeof c.pf === "string" ? `pf${c.pf}` : "",
     c.qg ? "qg" : "",
-    c.db ? "db" : "",
-    c.tr ? "tr" : "",
-    c.rs ? "rs" : "",
-    c.fl ? "fl" : "",
-    c.xor ? "xor" : "",
-    c.pr ? "pr" : "",
     c.hx ? "hx" : "",
   ]
     .filter(Boolean)
@@ -152,9 +111,6 @@ function forwardLayout(c: ForwardTiles, K: number) {
   const PW = c.BM / 4 + pad;
   // the K tile's array, which also holds P ("alias") or V (kvShared)
   const KW = Math.max(D4 + pad, pv === "alias" ? PW : 0, c.kvShared ? DV : 0);
-  // db: two buffers of BN rows x DH vec4s, K's half of the head columns or V's half of the keys
-  const DH = D4 / 2;
-  if (c.db) return { D4, DV, QW, KW: DH, PW, pv, vecs: c.BM * QW + 2 * c.BN * DH };
   return { D4, DV, QW, KW, PW, pv, vecs: c.BM * QW + c.BN * KW + (c.kvShared ? 0 : c.BN * DV) + (pv === "wg" ? c.BN * PW : 0) };
 }
 
@@ -166,13 +122,7 @@ export function forwardBytes(c: ForwardTiles, K: number): number {
 /** Whether the tile's options go together (a shuffled P needs shuffles; P and V cannot both take K's memory). */
 export function forwardValid(c: ForwardTiles, K = 64): boolean {
   const pv = c.pv ?? "wg";
-  const D4 = kv4(K);
-  // db: halves of the head columns whole vec4s that the TX threads of a row share evenly, and
-  // halves of the keys whole columns of each thread's scores
-  const db = !c.db || (pv === "shfl" && !c.kvShared && !c.qg && D4 % 2 === 0 && (D4 / 2) % c.TX === 0 && (c.BN / c.TX) % 2 === 0);
-  // tr: unpadded tiles whose flat transposed positions map back to [row][column] without division
-  const tr = !c.tr || ((c.TY & (c.TY - 1)) === 0 && !!c.swz && !c.qg && !c.db && D4 % c.TX === 0 && D4 % c.TY === 0 && c.BN % D4 === 0 && c.BM % D4 === 0);
-  return c.BM % c.TY === 0 && (c.BM / c.TY) % 4 === 0 && c.BN % c.TX === 0 && (pv !== "shfl" || c.shuffle) && !(pv === "alias" && c.kvShared) && db && (!c.xor || pv === "shfl") && tr && (!c.rs || (c.shuffle && !c.qg)) && (!c.fl || ((c.pf === false || c.pf === "b") && !c.db && !c.qg));
+  return c.BM % c.TY === 0 && (c.BM / c.TY) % 4 === 0 && c.BN % c.TX === 0 && (pv !== "shfl" || c.shuffle) && !(pv === "alias" && c.kvShared);
 }
 
 export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef {
@@ -246,29 +196,10 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     }
     // online softmax: new row maxima, rescale, probabilities
     ${I.map((i) => `var mx${i} = max(m${i}, ${J.map((j) => `s${i}_${j}`).reduce((a, s) => `max(${a}, ${s})`)});`).join("\n    ")}
-    ${c.rs ? `// skipped while no maximum of the subgroup's rows grew (the branch is uniform in the subgroup)
-    @diagnostic(off, subgroup_uniformity) if (subgroupAny(${I.map((i) => `mx${i} > m${i}`).join(" || ")})) {
     ${rescale}
-    }` : rescale}
     ${I.flatMap((i) => J.map((j) => `let p${i}_${j} = exp2(s${i}_${j} - m${i}); l${i} += p${i}_${j};`)).join("\n    ")}`;
-  // tr: Q and K tiles transposed (ForwardTiles.tr). Element (row r, vec4 column c) of a tile of
-  // `rows` rows sits at flat c * rows + (r ^ (c & m)) of its [rows][D4] array; the thread's rows
-  // ty + TY i (keys tx + TX j) are then at y + TY i with y = ty ^ (c & m), one XOR a column
-  const mTq = Math.min(TY, 8) - 1;
-  const mTk = Math.min(TX, 8) - 1;
-  const tPos = (rows: number, m: number, r: string, cc: string) => {
-    const f = `${cc} * ${rows}u + (${r} ^ (${cc} & ${m}u))`;
-    return `[(${f}) / ${D4}u][(${f}) % ${D4}u]`;
-  };
-  const tAt = (rows: number, step: number, n: number, y: string) => `[c * ${rows / D4}u + ${Math.floor((step * n) / D4)}u][${y} + ${(step * n) % D4}u]`;
-  const sLoopT = `for (var c = 0u; c < ${D4}u; c++) {
-      let yq = ty ^ (c & ${mTq}u); let xk = tx ^ (c & ${mTk}u);
-      ${I.map((i) => `let q${i} = Qs${tAt(BM, TY, i, "yq")};`).join(" ")}
-      ${J.map((j) => `let k${j} = KS${tAt(BN, TX, j, "xk")};`).join(" ")}
-      ${I.flatMap((i) => J.map((j) => E.map((e) => `s${i}_${j} = fma(q${i}[${e}], k${j}[${e}], s${i}_${j});`).join(" "))).join("\n      ")}
-    }`;
   const scores = `${sInit}
-    ${c.tr ? sLoopT : sLoop(KA, D4, 0, (j) => (mQK ? `c ^ zk${j}` : "c"))}
+    ${sLoop(KA, D4, 0, (j) => (mQK ? `c ^ zk${j}` : "c"))}
     ${softmax}`;
   const pCol = (g4: number, k: string) => (mP ? `(${row(g4)}) ^ (${k} & ${mP}u)` : row(g4));
   const storeP = J.flatMap((j) => G4.map((g4) => `${PA}[${key(j)}][${pCol(g4, `(${key(j)})`)}] = vec4<f32>(${E.map((e) => `p${g4 * 4 + e}_${j}`).join(", ")});`)).join("\n    ");
@@ -288,17 +219,6 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
       }`,
         )
         .join("\n      ");
-    if (c.xor) {
-      // the lane's own keys first, then those of lane tx ^ r
-      return `// O += P V, the probabilities of each other lane's keys shuffled from it
-    {
-      ${body("tx", (i, j) => `p${i}_${j}`)}
-    }
-    for (var r = 1u; r < ${TX}u; r++) {
-      let kr = tx ^ r;
-      ${body("kr", (i, j) => `subgroupShuffleXor(p${i}_${j}, r)`)}
-    }`;
-    }
     return `// O += P V, each probability shuffled from the lane of its key
     for (var t = 0u; t < ${TX}u; t++) {
       let src = sgBase + t;
@@ -355,27 +275,10 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   }`;
 
   const bar = "workgroupBarrier();";
-  // the swizzle offsets of the thread's Q rows and K rows (mK: the K tile's mask), the first lane of its row
-  const swizzles = (mK: number) => `${mQK && !c.qg && !c.tr ? I.map((i) => `let zq${i} = ${TY % (mQK + 1) === 0 ? "ty" : `(${row(i)})`} & ${mQK}u;`).join(" ") : ""}
-  ${mK ? J.map((j) => `let zk${j} = ${TX % (mK + 1) === 0 ? "tx" : `(${key(j)})`} & ${mK}u;`).join(" ") : ""}
+  // the swizzle offsets of the thread's Q rows and K rows, the first lane of its row
+  const prologue = `${mQK && !c.qg ? I.map((i) => `let zq${i} = ${TY % (mQK + 1) === 0 ? "ty" : `(${row(i)})`} & ${mQK}u;`).join(" ") : ""}
+  ${mQK ? J.map((j) => `let zk${j} = ${TX % (mQK + 1) === 0 ? "tx" : `(${key(j)})`} & ${mQK}u;`).join(" ") : ""}
   ${pv === "shfl" ? `let sgBase = sgid & ~${TX - 1}u;` : ""}`;
-  // fl: the tile at kv0 from k or v: rows wholly before the end of the keys from the thread's
-  // first vec4 (kvB) and the row stride (kvS), else with the bounds checks of tileCopy
-  const nTile = (BN * D4) / NT;
-  const fast = !!c.fl && vec && (BN * D4) % NT === 0 && NT % D4 === 0;
-  const loadTile = (copy: { load: (org: string) => string }, buf: string, tag: string) =>
-    fast
-      ? `if (kv0 + ${BN}u <= u.S) {
-      let kb = kvB + kv0 * kvS;
-      ${range(nTile)
-        .map((i) => `${tag}${i} = ${buf}[kb${i ? ` + ${(i * NT) / D4}u * kvS` : ""}];`)
-        .join(" ")}
-    } else {
-      ${copy.load("kv0")}
-    }`
-      : copy.load("kv0");
-  const prologue = `${swizzles(c.tr ? 0 : mQK)}
-  ${fast ? `let kvS = u.G * HEAD / 4u; let kvB = (kvRow(b, lid / ${D4}u, g) >> 2u) + lid % ${D4}u;` : ""}`;
   const stats = I.map((i) => `var m${i} = -1.0e30; var l${i} = 0.0; ${JJ.map((jj) => `var o${i}_${jj} = vec4<f32>(0.0);`).join(" ")}`).join("\n  ");
 
   // one K (and V) tile in workgroup memory, stored at the top of each step
@@ -392,10 +295,10 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   ${stats}
   for (var tile = 0u; tile < nTiles; tile++) {
     let kv0 = tile * ${BN}u;
-    ${pfK ? "" : loadTile(kCopy, "k", "rk")}
+    ${pfK ? "" : kCopy.load("kv0")}
     ${kvs && !pfV ? vCopy.load("kv0") : ""}
     ${bar} // the last step's reads of the tiles are done
-    ${c.tr ? kCopy.storeAt((r, cc) => `KS${tPos(BN, mTk, r, cc)}`) : kCopy.store("KS", mQK)}
+    ${kCopy.store("KS", mQK)}
     ${kvs ? vCopy.store("Vs") : ""}
     ${kvs ? nextTile(`${pfK ? kCopy.load(`kv0 + ${BN}u`) : ""}\n      ${pfV ? vCopy.load(`kv0 + ${BN}u`) : ""}`) : ""}
     ${!kvs && pfV ? vCopy.load("kv0") : ""}
@@ -404,9 +307,9 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
     ${pv === "alias" ? `${bar} // S's reads of K are done\n    ${storeP}` : pv === "wg" ? storeP : ""}
     ${
       c.kvShared
-        ? `${c.pf === "b" ? loadTile(vCopy, "v", "rv") : ""}
+        ? `${c.pf === "b" ? vCopy.load("kv0") : ""}
     ${bar} // S's reads of K are done
-    ${pfV || c.pf === "b" ? "" : loadTile(vCopy, "v", "rv")}
+    ${pfV || c.pf === "b" ? "" : vCopy.load("kv0")}
     ${vCopy.store("KS")}
     ${pfK ? nextTile(kCopy.load(`kv0 + ${BN}u`)) : ""}`
         : ""
@@ -416,82 +319,12 @@ export function forwardDef(K: number, c: ForwardTiles, vec: boolean): KernelDef 
   }`;
 
 
-  // db: K and V in chunks through two buffers KV0, KV1 of BN rows x DH vec4s. A K chunk is K's
-  // first or second half of the head columns (row = key, column c at c ^ (key & mK)); a V chunk
-  // is V's first or second half of the keys, key kk's vec4 column cc at [2 kk + cc / DH][cc % DH].
-  // Each chunk's loads are issued before the compute on the other buffer and stored after it.
-  const DH = D4 / 2;
-  const BH = BN / 2;
-  const mK = c.swz ? swizzleMask(DH) : 0;
-  const nChunk = Math.ceil((BN * DH) / NT);
-  const chunk = (rows: number, cols: number, ld: string, colOff: number, dst: (r: string, cc: string) => string) => {
-    const total = rows * cols;
-    const each = (f: (i: number) => string) =>
-      range(nChunk)
-        .map((i) => `{\n      let idx = lid + ${i * NT}u;\n      ${total % NT === 0 ? "" : `if (idx < ${total}u) `}{ ${f(i)} }\n    }`)
-        .join("\n    ");
-    return {
-      load: (org: string) =>
-        each((i) => `let row = ${org} + idx / ${cols}u; let ok = row < u.S; rc${i} = select(vec4<f32>(0.0), ${ld}(kvRow(b, select(0u, row, ok), g), idx % ${cols}u${colOff ? ` + ${colOff}u` : ""}), ok);`),
-      store: (buf: string) => each((i) => `let r_ = idx / ${cols}u; let c_ = idx % ${cols}u; ${buf}[${dst("r_", "c_")}] = rc${i};`),
-    };
-  };
-  const kHalf = (h: number) => chunk(BN, DH, "ld_k", h * DH, (r, cc) => `${r}][${mK ? `${cc} ^ (${r} & ${mK}u)` : cc}`);
-  const vHalf = chunk(BH, D4, "ld_v", 0, (r, cc) => `2u * ${r} + ${cc} / ${DH}u][${cc} % ${DH}u`);
-  // V's vec4 column tx + TX jj of key t + TX j (j in the buffer's half of the keys)
-  const vInHalf = (buf: string, h: number) => (t: string, j: number, jj: number) => {
-    const cc = TX * jj; // the column's offset past tx: within one half of a DH-column row (TX divides DH)
-    return `${buf}[2u * (${t} + ${TX * (j - h * (RN / 2))}u) + ${Math.floor(cc / DH)}u][tx + ${cc % DH}u]`;
-  };
-  const kIdxH = (j: number) => (mK ? `c ^ zk${j}` : "c");
-  const JH = [J.slice(0, RN / 2), J.slice(RN / 2)];
-  const dbLoop = `${range(nChunk)
-    .map((i) => `var rc${i} = vec4<f32>(0.0);`)
-    .join(" ")}
-  ${swizzles(mK)}
-  if (nTiles > 0u) {
-    ${kHalf(0).load("0u")}
-    ${kHalf(0).store("KV0")}
-  }
-  workgroupBarrier();
-  ${stats}
-  for (var tile = 0u; tile < nTiles; tile++) {
-    let kv0 = tile * ${BN}u;
-    ${sInit}
-    // S over the first half of the head columns (KV0) while K's second half loads
-    ${kHalf(1).load("kv0")}
-    ${sLoop("KV0", DH, 0, kIdxH)}
-    ${kHalf(1).store("KV1")}
-    ${bar}
-    // the second half (KV1) while V's first half of the keys loads
-    ${vHalf.load("kv0")}
-    ${sLoop("KV1", DH, DH, kIdxH)}
-    ${vHalf.store("KV0")}
-    ${bar}
-    ${vHalf.load(`kv0 + ${BH}u`)}
-    ${softmax}
-    ${pvShfl(JH[0], vInHalf("KV0", 0))}
-    ${vHalf.store("KV1")}
-    ${bar}
-    // the next step's first K chunk loads while V's second half (KV1) multiplies
-    if (tile + 1u < nTiles) {
-      ${kHalf(0).load(`kv0 + ${BN}u`)}
-    }
-    ${pvShfl(JH[1], vInHalf("KV1", 1))}
-    ${kHalf(0).store("KV0")}
-    ${bar}
-  }`;
-
   const tiles = legacy
     ? `var<workgroup> Qs: array<array<vec4<f32>, ${QW}>, ${BM}>;
 var<workgroup> Ks: array<array<vec4<f32>, ${KW}>, ${BN}>;
 var<workgroup> Vs: array<array<vec4<f32>, ${DV}>, ${BN}>;
 var<workgroup> Pt: array<array<vec4<f32>, ${PW}>, ${BN}>;`
-    : c.db
-      ? `var<workgroup> Qs: array<array<vec4<f32>, ${QW}>, ${BM}>;
-var<workgroup> KV0: array<array<vec4<f32>, ${KW}>, ${BN}>;
-var<workgroup> KV1: array<array<vec4<f32>, ${KW}>, ${BN}>;`
-      : [
+    : [
         c.qg ? "" : `var<workgroup> Qs: array<array<vec4<f32>, ${QW}>, ${BM}>;`,
         `var<workgroup> KS: array<array<vec4<f32>, ${KW}>, ${BN}>;`,
         c.kvShared ? "" : `var<workgroup> Vs: array<array<vec4<f32>, ${DV}>, ${BN}>;`,
@@ -526,20 +359,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let h = ${c.hx ? "wid.x" : "wid.y"};
   let b = ${c.hx ? "wid.y" : "wid.z"};
   let g = h / (u.H / u.G);
-  ${
-    c.pr
-      ? `// blocks n-1-w, then w (once where they are the same block)
-  let nPass = select(2u, 1u, u.nBlocks - 1u - w == w);
-  for (var half = 0u; half < nPass; half++) {
-  let q0 = select(u.nBlocks - 1u - w, w, half == 1u) * ${BM}u;
-  workgroupBarrier(); // the first block's reads of the tiles are done`
-      : `let q0 = (u.nBlocks - 1u - w) * ${BM}u; // the longest causal blocks start first`
-  }
-  ${c.qg ? "" : `${qCopy.regs}\n  ${qCopy.load("q0")}\n  ${c.tr ? qCopy.storeAt((r, cc) => `Qs${tPos(BM, mTq, r, cc)}`) : qCopy.store("Qs", mQK)}`}
+  let q0 = (u.nBlocks - 1u - w) * ${BM}u; // the longest causal blocks start first
+  ${c.qg ? "" : `${qCopy.regs}\n  ${qCopy.load("q0")}\n  ${qCopy.store("Qs", mQK)}`}
   var kvEnd = i32(u.S);
   if (u.causal != 0u) { kvEnd = clamp(u.qOffset + i32(q0) + ${BM}, 0, i32(u.S)); }
   let nTiles = (u32(kvEnd) + ${BN - 1}u) / ${BN}u;
-  ${legacy ? legacyLoop : c.db ? dbLoop : loop}
+  ${legacy ? legacyLoop : loop}
   ${combine((i) => `l${i}`, "+", true)}
   ${I.map(
     (i) => `{
@@ -554,7 +379,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }`,
   ).join("\n  ")}
-  ${c.pr ? "}" : ""}
 }
 `,
   };

@@ -19,28 +19,16 @@ export const VARIANTS = {
     "128x128x8 warp4x8": { ...TILE_LARGE },
   } as Record<string, MatmulTile>,
   // named by forwardName: the 2026-11-26 default (64x32, P through workgroup memory), the 2026-11-27
-  // default (128x64 ... kv1 swz nopf, still the one from 16k rows) and the 2026-11-27b round
-  // (bench/notes/gpu-tuning.md); `--variants 128x` times them all
+  // default (128x64 ... kv1 swz nopf, still the one from 16k rows) and the 2026-11-27b round's
+  // winner (bench/notes/gpu-tuning.md; its slower options live in commit 7bd9712); `--variants 128x` times them all
   forward: Object.fromEntries(
     (
       [
         { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true },
         { ...BASE, kvShared: true },
-        // 2026-11-27b: longest blocks of all heads first (the default up to T = 16k), and what ran beside it
+        // 2026-11-27b: longest blocks of all heads first (the default up to T = 16k)
         { ...BASE, kvShared: true, hx: true },
         { ...BASE, kvShared: true, pf: "b", hx: true },
-        { ...BASE, kvShared: true, xor: true, hx: true },
-        { ...BASE, db: true, hx: true },
-        { ...BASE, db: true, xor: true, hx: true },
-        { ...BASE, kvShared: true, tr: true },
-        { ...BASE, kvShared: true, tr: true, hx: true },
-        { ...BASE, BN: 32, tr: true, hx: true },
-        { ...BASE, kvShared: true, rs: true, hx: true },
-        { ...BASE, kvShared: true, fl: true, hx: true },
-        { ...BASE, kvShared: true, rs: true, fl: true, hx: true },
-        { ...BASE, kvShared: true, rs: true, fl: true },
-        { ...BASE, kvShared: true, pr: true },
-        { ...BASE, kvShared: true, pr: true, hx: true },
       ] as ForwardTiles[]
     ).map((c) => [forwardName(c), c]),
   ) as Record<string, ForwardTiles>,
