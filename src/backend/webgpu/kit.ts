@@ -59,6 +59,47 @@ export function pow2(n: number): number {
 }
 
 /**
+ * Sums over aligned segments of SEG consecutive threads (a power of two dividing `wg`, fixed when
+ * the kernel is generated), for kernels that sum every step of a loop: butterflies of subgroup
+ * shuffles inside the first `lanes` = min(SEG, subgroupWidth) threads, no barrier; only where a
+ * segment spans several subgroups, one exchange of the partials through workgroup memory (two
+ * barriers, against 2 + log2(SEG) for segmentSum). Every thread gets its segment's sum, the same
+ * bits in every thread (each butterfly level adds a + b in one lane and b + a in its partner).
+ * Assumes subgroups are runs of consecutive local indices, as on the drivers this runs on (the
+ * attention kernels assume it too). Without subgroups (subgroupWidth < 2), a shuffle-free tree.
+ * Every thread of the workgroup must call it; the kernel must enable "subgroups" when
+ * segmentLanes(seg, subgroupWidth) > 1.
+ */
+export function segmentSumLanes(name: string, wg: number, type: "f32" | "vec2<f32>", seg: number, subgroupWidth: number): string {
+  const lanes = segmentLanes(seg, subgroupWidth);
+  const butterflies = [];
+  for (let m = 1; m < lanes; m *= 2) butterflies.push(`s += subgroupShuffleXor(s, ${m}u);`);
+  const exchange =
+    seg === lanes
+      ? ""
+      : /* wgsl */ `
+  ${name}_red[lid] = s;
+  workgroupBarrier();
+  let base = lid - lid % ${seg}u;
+  s = ${type}(0.0);
+  for (var j = 0u; j < ${seg / lanes}u; j++) { s += ${name}_red[base + j * ${lanes}u]; }
+  workgroupBarrier();`;
+  return /* wgsl */ `
+${seg === lanes ? "" : `var<workgroup> ${name}_red: array<${type}, ${wg}>;`}
+fn ${name}(v: ${type}, lid: u32) -> ${type} {
+  var s = v;
+  ${butterflies.join("\n  ")}${exchange}
+  return s;
+}
+`;
+}
+
+/** Threads of a segmentSumLanes segment summed by subgroup shuffles (1: none). */
+export function segmentLanes(seg: number, subgroupWidth: number): number {
+  return subgroupWidth >= 2 ? Math.min(seg, subgroupWidth) : 1;
+}
+
+/**
  * Tree sums in workgroup memory over segments of `seg` threads (a power of two dividing `wg`):
  * segSum(v, lid) returns to every thread the sum of v over its segment (threads lid with equal
  * lid / seg). Every thread of the workgroup must call it (it contains barriers).

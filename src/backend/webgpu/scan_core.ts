@@ -23,7 +23,8 @@ import { SeqlabError } from "../../util/errors.js";
 import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import { LINEAR_INDEX, MATH } from "./wgsl.js";
-import { flags, launch, pow2, segmentSum, Temps, type Buf, type S } from "./kit.js";
+import { COLSUM_CHUNK, columnSum } from "./elementwise.js";
+import { flags, launch, pow2, segmentLanes, segmentSumLanes, Temps, type Buf, type S } from "./kit.js";
 import { chooseScanForward, dispatchScanForward, type ScanForwardPlan } from "./scan_forward.js";
 import { chooseScanBlock, dispatchScanBlock, fitScanBlock, scanBlockName, type ScanBlockPlan } from "./scan_block.js";
 import { dispatchScanChunks, scanChunksName, type ScanChunksPlan } from "./scan_chunks.js";
@@ -89,6 +90,11 @@ export interface ScanShape {
 const WG = 256;
 /** steps recomputed into registers at a time by the backward pass */
 const SUB = 32;
+/**
+ * steps whose (dB, dC) terms the backward collects in workgroup memory before summing them over
+ * the block's channels: two barriers every BC_FLUSH steps instead of 2 + log2(DB) every step
+ */
+const BC_FLUSH = 4;
 
 export interface ScanInputs {
   u: S;
@@ -351,34 +357,38 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       grid1d(B * Dc * N, WG),
     );
 
-    // 3. every chunk: states recomputed from its checkpoint, the adjoint run through them
+    // 3. every chunk: states recomputed from its checkpoint, the adjoint run through them; sums
+    // over n by subgroup shuffles where a subgroup holds the NP states of a channel
+    const sg = ctx.acquired.subgroupMinSize;
+    const NP = pow2(N);
+    const flush = Math.min(BC_FLUSH, WG / NP);
     launch(
       ctx,
-      `${tag}:bwd3:${c.key}`,
+      `${tag}:bwd3:${c.key}:${segmentLanes(NP, sg)}`,
       () => ({
         label: `${tag}:bwd3`,
+        enables: segmentLanes(NP, sg) > 1 ? ["subgroups"] : [],
         uniforms: [...UNIFORMS, ["offA", "u32"], ["offDs", "u32"], ["offBC", "u32"]],
         bindings: [
           ["grads", "write", "array<f32>"], ["gEnd", "read", "array<f32>"], ["ckpt", "read", "array<f32>"], ["dout", "read", "array<f32>"],
           ["uu", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"],
           ["z", "read", "array<f32>"], ["params", "read", "array<f32>"],
         ],
-        body: `${decl}${segmentSum("nsum", WG, "f32")}${segmentSum("nsum2", WG, "vec2<f32>")}
-var<workgroup> xd: array<vec2<f32>, ${WG}>;
-// sum over the channels of the block (threads with equal n)
-fn dsum(v: vec2<f32>, lid: u32) -> vec2<f32> {
-  xd[lid] = v;
-  workgroupBarrier();
-  var s = DB >> 1u;
-  loop {
-    if (s == 0u) { break; }
-    if (lid / NP < s) { xd[lid] = xd[lid] + xd[lid + s * NP]; }
-    workgroupBarrier();
-    s = s >> 1u;
-  }
-  let r = xd[lid % NP];
-  workgroupBarrier();
-  return r;
+        body: `${decl}${segmentSumLanes("nsum", WG, "f32", NP, sg)}${segmentSumLanes("nsum2", WG, "vec2<f32>", NP, sg)}
+const FLUSH: u32 = ${flush}u;
+// (dB, dC) terms of the last FLUSH steps, one slot of WG threads a step, summed over the block's
+// channels (threads with equal n) once every FLUSH steps rather than with barriers every step
+var<workgroup> xbc: array<vec2<f32>, ${flush * WG}>;
+fn flushBC(slots: u32, tFirst: u32, blk: u32, b: u32, lid: u32) {
+  let j = lid / NP;
+  let n = lid % NP;
+  if (j >= slots || n >= u.N) { return; }
+  var s = vec2<f32>(0.0);
+  for (var dl = 0u; dl < DB; dl++) { s += xbc[j * ${WG}u + dl * NP + n]; }
+  // slot j holds step tFirst - j: the adjoint walks backward in time
+  let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tFirst - j) * u.N + n);
+  grads[o] = s.x;
+  grads[o + 1u] = s.y;
 }
 fn stepAt(b: u32, t: u32, d: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
   // (step, u, B[n]) of one channel and time
@@ -413,6 +423,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       h = exp_(q.x * a) * h + q.x * q.z * q.y;
       hs[t - ts + 1u] = h;
     }
+    var slot = 0u;
+    var tFirst = 0u;
     for (var t = te; t > ts; t--) {
       let tt = t - 1u;
       let q = stepAt(b, tt, d, n, vd, valid);
@@ -430,25 +442,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var dy = dout_;
       var y = 0.0;
       if (HAS_Z) {
-        y = nsum(cn * hNow, lid, NP) + ds * x;
+        y = nsum(cn * hNow, lid) + ds * x;
         dy = dout_ * silu_(zz);
       }
       let gC = dy * hNow;
       gs = gs + dy * cn;
-      let r = nsum2(vec2<f32>(gs * (hPrev * decay * a + bn * x), gs * delta * bn), lid, NP);
+      let r = nsum2(vec2<f32>(gs * (hPrev * decay * a + bn * x), gs * delta * bn), lid);
       dAacc += gs * hPrev * decay * delta;
-      let bc = dsum(vec2<f32>(gs * delta * x, gC), lid);
+      if (slot == 0u) { tFirst = tt; }
+      xbc[slot * ${WG}u + lid] = vec2<f32>(gs * delta * x, gC);
+      slot++;
+      if (slot == FLUSH || tt == ts) {
+        workgroupBarrier();
+        flushBC(slot, tFirst, blk, b, lid);
+        workgroupBarrier();
+        slot = 0u;
+      }
       let i = chanIdx(b, tt, d);
       if (vd && n == 0u) {
         grads[i] = r.y + ds * dy;
         grads[u.B * u.T * u.Dc + i] = r.x;
         if (HAS_Z) { grads[2u * u.B * u.T * u.Dc + i] = dout_ * y * siluGrad_(zz); }
         dDacc += dy * x;
-      }
-      if (dl == 0u && n < u.N) {
-        let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tt) * u.N + n);
-        grads[o] = bc.x;
-        grads[o + 1u] = bc.y;
       }
       gs = gs * decay;
     }
@@ -529,32 +544,39 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 /**
  * out[c] = sum over r < rows, j < seg of x[off + (r * cols + c) * seg + j]: ordered sums of
- * partials (over batch and chunks, and over the channels and states of a head).
+ * partials (over batch and chunks, and over the channels and states of a head; dtBias sums over
+ * every (b, t)). Rows are summed COLSUM_CHUNK at a time by separate threads, then the partials by
+ * columnSum: one thread walking all of B * T rows took 30 ms at T = 64k (H200).
  */
 export function sumRows(ctx: GpuContext, out: S, x: Buf, off: number, rows: number, cols: number, seg: number): void {
   if (cols === 0) return;
-  launch(
-    ctx,
-    "scan:sumrows",
-    () => ({
-      label: "scan:sumrows",
-      uniforms: [["rows", "u32"], ["cols", "u32"], ["seg", "u32"], ["off", "u32"]],
-      bindings: [["out", "write", "array<f32>"], ["x", "read", "array<f32>"]],
-      body: `${LINEAR_INDEX(64)}
+  const chunks = Math.ceil(rows / COLSUM_CHUNK);
+  const pipe = ctx.pipeline("scan:sumrows", () => ({
+    label: "scan:sumrows",
+    uniforms: [["rows", "u32"], ["cols", "u32"], ["seg", "u32"], ["off", "u32"]],
+    bindings: [["out", "write", "array<f32>"], ["x", "read", "array<f32>"]],
+    body: `
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = linearIndex(gid, nwg);
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
   if (c >= u.cols) { return; }
+  let r0 = gid.y * ${COLSUM_CHUNK}u;
+  let r1 = min(u.rows, r0 + ${COLSUM_CHUNK}u);
   var s = 0.0;
-  for (var r = 0u; r < u.rows; r++) {
+  for (var r = r0; r < r1; r++) {
     let base = u.off + (r * u.cols + c) * u.seg;
     for (var j = 0u; j < u.seg; j++) { s += x[base + j]; }
   }
-  out[c] = s;
+  out[gid.y * u.cols + c] = s;
 }`,
-    }),
-    [out, x],
-    [rows, cols, seg, off],
-    grid1d(cols, 64),
-  );
+  }));
+  const gx = Math.ceil(cols / 64);
+  if (chunks <= 1) {
+    ctx.dispatch(pipe, [out, x], [rows, cols, seg, off], [gx, 1]);
+    return;
+  }
+  const partial = ctx.pool.acquire(chunks * cols * 4);
+  ctx.dispatch(pipe, [partial, x], [rows, cols, seg, off], [gx, chunks]);
+  columnSum(ctx, out, partial, chunks, cols, false);
+  ctx.pool.release(partial);
 }
