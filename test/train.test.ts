@@ -84,6 +84,36 @@ test("tasks are deterministic per (seed, split, index), splits differ, answers a
   assert.equal(pk.ids[48 - 6], 63);
 });
 
+test("MQAR's no-recall accuracy: exact expectation of guessing among the values not yet asked, against simulating that guesser", () => {
+  const t = new MqarTask({ length: 40, pairs: 4, seed: 3 });
+  let h = 0;
+  for (let k = 1; k <= 4; k++) h += 1 / k;
+  const exact = t.guessAccuracy(8, 16);
+  // repeated values only make guessing easier than (1 + 1/2 + ... + 1/p) / p
+  assert.ok(exact >= h / 4 && exact < h / 4 + 0.05, `${exact}`);
+  assert.equal(new MqarTask({ length: 40, pairs: 1, seed: 3 }).guessAccuracy(2, 4), 1);
+  // the guesser itself, run 200 times over the same examples with a fixed generator
+  let state = 12345;
+  const rand = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  let right = 0;
+  let total = 0;
+  for (let rep = 0; rep < 200; rep++) {
+    for (let i = 0; i < 8; i++) {
+      const { ids, targets, answers } = t.batch("heldout", i, 16);
+      answers.forEach((positions, b) => {
+        const left = [1, 3, 5, 7].map((j) => ids[b * 40 + j]);
+        for (const pos of [...positions].sort((x, y) => x - y)) {
+          const pick = left[Math.floor(rand() * left.length)];
+          right += pick === targets[pos] ? 1 : 0;
+          total++;
+          left.splice(left.indexOf(targets[pos]), 1);
+        }
+      });
+    }
+  }
+  assert.ok(Math.abs(right / total - exact) < 0.01, `simulated ${right / total} vs exact ${exact}`);
+});
+
 test("training is deterministic bit for bit and learns induction on a tiny Llama", async () => {
   const task = new InductionTask(24, 5, 16);
   const run = async (steps: number) => (await train(build(tinyLlama(16), 3), task, { steps, batch: 8, lr: 1e-2 })).losses;

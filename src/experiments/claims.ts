@@ -88,6 +88,8 @@ interface RecallGap {
   transformer: number;
   mamba: number;
   hybrid: number | undefined;
+  /** MQAR: what recalling nothing scores on the same examples */
+  guess?: number;
 }
 
 /**
@@ -112,7 +114,7 @@ function recallGaps(r: Partial): RecallGap[] {
     const key = Object.keys(mtf.accuracy)[0];
     const hy = mq.find((x) => x.arch === "hybrid")?.accuracy[key];
     for (const m of mq.filter((x) => x.arch === "mamba")) {
-      gaps.push({ where: `MQAR ${key}, Mamba${m.variant ? ` ${m.variant}` : ""}`, transformer: mtf.accuracy[key], mamba: m.accuracy[key] ?? 0, hybrid: hy });
+      gaps.push({ where: `MQAR ${key}, Mamba${m.variant ? ` ${m.variant}` : ""}`, transformer: mtf.accuracy[key], mamba: m.accuracy[key] ?? 0, hybrid: hy, guess: mtf.guessAccuracy?.[key] });
     }
   }
   return gaps;
@@ -133,7 +135,7 @@ function claim5(r: Partial): ClaimResult {
     const lengths = [...new Set(Object.keys(m.accuracy).map((k) => Number(k.slice(1).split("_")[0])))]; // keys "L<length>_d<depth>"
     e.push(`Mamba${m.variant ? ` (${m.variant})` : ""} passkey by length: ${lengths.map((L) => `${L}: ${pct(passkeyAt(m, L))}`).join(", ")}`);
   }
-  for (const g of gaps) e.push(`${g.where}: ${pct(g.mamba)} vs the Transformer's ${pct(g.transformer)}, ${f2(100 * (g.transformer - g.mamba))} points below (a gap needs >= 5)`);
+  for (const g of gaps) e.push(`${g.where}: ${pct(g.mamba)} vs the Transformer's ${pct(g.transformer)}, ${f2(100 * (g.transformer - g.mamba))} points below (a gap needs >= 5)${g.guess === undefined ? "" : `; recalling nothing scores ${pct(g.guess)}`}`);
   const gap = gaps.some((g) => g.transformer - g.mamba >= 0.05);
   return { id: 5, title: CLAIM5, verdict: verdict(true, tfOk && gap), evidence: e };
 }
@@ -144,7 +146,7 @@ function claim6(r: Partial): ClaimResult {
   const ts = series(r, "attention-tiled");
   const e: string[] = [];
   if (gaps.length === 0) return { id: 6, title: CLAIM6, verdict: "not measured", evidence: e };
-  for (const g of gaps) e.push(`${g.where}: Transformer ${pct(g.transformer)}, hybrid ${pct(g.hybrid)}, Mamba ${pct(g.mamba)}`);
+  for (const g of gaps) e.push(`${g.where}: Transformer ${pct(g.transformer)}, hybrid ${pct(g.hybrid)}, Mamba ${pct(g.mamba)}${g.guess === undefined ? "" : ` (recalling nothing: ${pct(g.guess)})`}`);
   // the hybrid must close every gap that pure Mamba showed, and there must be one to close
   const open = gaps.filter((g) => g.transformer - g.mamba >= 0.05);
   const closed = open.filter((g) => g.transformer - g.hybrid! <= 0.05);

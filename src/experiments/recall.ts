@@ -9,6 +9,7 @@ import { train } from "../train/trainer.js";
 import { evaluate } from "../train/evaluate.js";
 import { makeTask, type TaskSpec } from "../tasks/registry.js";
 import { MixedLengthTask } from "../tasks/mixed.js";
+import { MqarTask } from "../tasks/mqar.js";
 import type { RecallRun } from "./results.js";
 import { buildArch, type Arch } from "./zoo.js";
 
@@ -42,11 +43,14 @@ export async function runRecall(be: Backend, plan: RecallPlan, seed: number, log
     },
   });
   const accuracy: Record<string, number> = {};
+  const guess: Record<string, number> = {};
   for (const [key, spec] of Object.entries(plan.evals)) {
     const evalTask = makeTask(spec);
     const batch = Math.min(plan.evalExamples, 16);
-    const r = await evaluate(model, evalTask, { batches: Math.ceil(plan.evalExamples / batch), batch });
+    const batches = Math.ceil(plan.evalExamples / batch);
+    const r = await evaluate(model, evalTask, { batches, batch });
     accuracy[key] = r.accuracy;
+    if (evalTask instanceof MqarTask) guess[key] = evalTask.guessAccuracy(batches, batch);
   }
   const run: RecallRun = {
     arch: plan.arch.id,
@@ -59,6 +63,7 @@ export async function runRecall(be: Backend, plan: RecallPlan, seed: number, log
     trainSeconds: result.seconds,
     finalLoss: result.losses.at(-1) ?? NaN,
     accuracy,
+    ...(Object.keys(guess).length > 0 ? { guessAccuracy: guess } : {}),
   };
   for (const t of model.parameters()) t.dispose();
   return run;

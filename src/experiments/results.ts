@@ -19,6 +19,11 @@ export interface RecallRun {
   finalLoss: number;
   /** accuracy by evaluation setting, e.g. "L128" or "L128_d0.5" */
   accuracy: Record<string, number>;
+  /**
+   * MQAR: the accuracy of recalling nothing on the same held-out examples (each query answered
+   * with one of the context's values not yet asked for, uniformly), by evaluation setting
+   */
+  guessAccuracy?: Record<string, number>;
 }
 
 export type Verdict = "reproduced" | "not reproduced" | "not measured";
@@ -59,6 +64,7 @@ export const UNITS: Record<string, string> = {
   memorySlope: "exponent k of peak bytes ~ T^k",
   bytesSlope: "exponent k of state bytes ~ position^k",
   accuracy: "fraction of held-out examples (passkey: all 5 digits) or answer positions right",
+  guessAccuracy: "fraction of MQAR answers right when guessing among the context's values not yet asked (no recall)",
   trainSeconds: "s",
   params: "parameters",
 };

@@ -75,10 +75,14 @@ function heatmap(run: RecallRun): string {
 function recallTable(runs: RecallRun[]): string {
   if (runs.length === 0) return "<p>Not run.</p>";
   const keys = [...new Set(runs.flatMap((r) => Object.keys(r.accuracy)))];
+  const cell = (x: number | undefined) => `<td>${x === undefined ? "-" : (100 * x).toFixed(1) + "%"}</td>`;
   const rows = runs
-    .map((r) => `<tr><td>${esc(r.label)}${r.variant ? ` (${esc(r.variant)})` : ""}</td><td>${r.params.toLocaleString("en-US")}</td><td>${r.steps}</td>${keys.map((k) => `<td>${r.accuracy[k] === undefined ? "-" : (100 * r.accuracy[k]).toFixed(1) + "%"}</td>`).join("")}</tr>`)
+    .map((r) => `<tr><td>${esc(r.label)}${r.variant ? ` (${esc(r.variant)})` : ""}</td><td>${r.params.toLocaleString("en-US")}</td><td>${r.steps}</td>${keys.map((k) => cell(r.accuracy[k])).join("")}</tr>`)
     .join("");
-  return `<table><tr><th>model</th><th>params</th><th>steps</th>${keys.map((k) => `<th>${esc(k)}</th>`).join("")}</tr>${rows}</table>`;
+  // MQAR: what a model scores that recalls nothing (the same examples for every run)
+  const guess = runs.find((r) => r.guessAccuracy)?.guessAccuracy;
+  const guessRow = guess ? `<tr><td><i>recalling nothing (guessing among the values not yet asked)</i></td><td>-</td><td>-</td>${keys.map((k) => cell(guess[k])).join("")}</tr>` : "";
+  return `<table><tr><th>model</th><th>params</th><th>steps</th>${keys.map((k) => `<th>${esc(k)}</th>`).join("")}</tr>${rows}${guessRow}</table>`;
 }
 
 export function renderReport(r: ShowdownResults): string {

@@ -56,4 +56,29 @@ export class MqarTask implements Task {
       return answers;
     });
   }
+
+  /**
+   * The accuracy of recalling nothing: answering each query with one of the context's values
+   * that no earlier query has asked for, uniformly (the strategy a model finds before it binds
+   * keys to values; its loss is the mean of ln(values left)). With p distinct values it is
+   * (1 + 1/2 + ... + 1/p) / p, 52.1% for 4 pairs; computed exactly over held-out batches, where
+   * values may repeat.
+   */
+  guessAccuracy(batches: number, B: number): number {
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < batches; i++) {
+      const { ids, targets, answers } = this.batch("heldout", i, B);
+      answers.forEach((positions, b) => {
+        const left = Array.from({ length: this.opts.pairs }, (_, j) => ids[b * this.length + 2 * j + 1]);
+        for (const pos of [...positions].sort((x, y) => x - y)) {
+          const want = targets[pos];
+          sum += left.filter((v) => v === want).length / left.length;
+          count++;
+          left.splice(left.indexOf(want), 1);
+        }
+      });
+    }
+    return sum / count;
+  }
 }
