@@ -296,6 +296,38 @@ export class ScanCore {
     const offBC = offDs + B * K * Dc;
     const grads = temps.get(offBC + nblk * B * T * N * 2);
 
+    // 0. what depends on (b, t, d) alone, once rather than once per state in each walk below:
+    // the steps, the gated output gradient dy = dout silu(z), and dout silu'(z) for dz
+    const steps = temps.get(B * T * (Dc / s.R));
+    const dyg = x.z ? temps.get(BTD) : dout;
+    const dzf = temps.get(x.z ? BTD : 4);
+    launch(
+      ctx,
+      `${tag}:bwd0:${c.key}`,
+      () => ({
+        label: `${tag}:bwd0`,
+        uniforms: UNIFORMS,
+        bindings: [["steps", "write", "array<f32>"], ["dyg", "write", "array<f32>"], ["dzf", "write", "array<f32>"], ["dout", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["z", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+        body: `${decl}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  if (i >= u.B * u.T * u.Dc) { return; }
+  let d = i % u.Dc;
+  let bt = i / u.Dc;
+  if (d % u.R == 0u) { steps[bt * (u.Dc / u.R) + d / u.R] = stepOf(dt[bt * (u.Dc / u.R) + d / u.R] + biasOf(d)); }
+  if (HAS_Z) {
+    let zz = z[i];
+    dyg[i] = dout[i] * silu_(zz);
+    dzf[i] = dout[i] * siluGrad_(zz);
+  }
+}`,
+      }),
+      [steps, x.z ? dyg : temps.get(4), dzf, dout, x.dt, temps.or(x.z), p.buf],
+      uni,
+      grid1d(BTD, WG),
+    );
+
     // 1. the adjoint's chunk partials from zero at each chunk's end, and the decay products
     launch(
       ctx,
@@ -303,7 +335,7 @@ export class ScanCore {
       () => ({
         label: `${tag}:bwd1`,
         uniforms: UNIFORMS,
-        bindings: [["work", "write", "array<f32>"], ["dout", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["z", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+        bindings: [["work", "write", "array<f32>"], ["dyg", "read", "array<f32>"], ["steps", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["params", "read", "array<f32>"]],
         body: `${decl}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -312,17 +344,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var prod = 1.0;
   for (var t = t1; t > t0; t--) {
     let tt = t - 1u;
-    let decay = exp_(stepOf(dt[dtIdx(b, tt, d)] + biasOf(d)) * a);
-    var dy = dout[chanIdx(b, tt, d)];
-    if (HAS_Z) { dy = dy * silu_(z[chanIdx(b, tt, d)]); }
-    gs = decay * (gs + dy * Cm[bcIdx(b, tt, d) + n]);
+    let decay = exp_(steps[dtIdx(b, tt, d)] * a);
+    gs = decay * (gs + dyg[chanIdx(b, tt, d)] * Cm[bcIdx(b, tt, d) + n]);
     prod = prod * decay;
   }
   work[e] = gs;
   work[u.B * u.K * u.Dc * u.N + e] = prod;
 }`,
       }),
-      [work, dout, x.dt, x.Cmat, temps.or(x.z), p.buf],
+      [work, dyg, steps, x.Cmat, p.buf],
       uni,
       grid1d(BKDN, WG),
     );
@@ -370,9 +400,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         enables: segmentLanes(NP, sg) > 1 ? ["subgroups"] : [],
         uniforms: [...UNIFORMS, ["offA", "u32"], ["offDs", "u32"], ["offBC", "u32"]],
         bindings: [
-          ["grads", "write", "array<f32>"], ["gEnd", "read", "array<f32>"], ["ckpt", "read", "array<f32>"], ["dout", "read", "array<f32>"],
-          ["uu", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"],
-          ["z", "read", "array<f32>"], ["params", "read", "array<f32>"],
+          ["grads", "write", "array<f32>"], ["gEnd", "read", "array<f32>"], ["ckpt", "read", "array<f32>"], ["dyg", "read", "array<f32>"],
+          ["uu", "read", "array<f32>"], ["steps", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"],
+          ["dzf", "read", "array<f32>"], ["params", "read", "array<f32>"],
         ],
         body: `${decl}${segmentSumLanes("nsum", WG, "f32", NP, sg)}${segmentSumLanes("nsum2", WG, "vec2<f32>", NP, sg)}
 const FLUSH: u32 = ${flush}u;
@@ -393,7 +423,7 @@ fn flushBC(slots: u32, tFirst: u32, blk: u32, b: u32, lid: u32) {
 fn stepAt(b: u32, t: u32, d: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
   // (step, u, B[n]) of one channel and time
   var r = vec3<f32>(0.0);
-  if (vd) { r.x = stepOf(dt[dtIdx(b, t, d)] + biasOf(d)); r.y = uu[chanIdx(b, t, d)]; }
+  if (vd) { r.x = steps[dtIdx(b, t, d)]; r.y = uu[chanIdx(b, t, d)]; }
   if (valid) { r.z = Bm[bcIdx(b, t, d) + n]; }
   return r;
 }
@@ -434,17 +464,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let hPrev = hs[tt - ts];
       let hNow = hs[tt - ts + 1u];
       var cn = 0.0;
-      var dout_ = 0.0;
-      var zz = 0.0;
+      var dy = 0.0;
+      var dzz = 0.0;
       if (valid) { cn = Cm[bcIdx(b, tt, d) + n]; }
-      if (vd) { dout_ = dout[chanIdx(b, tt, d)]; if (HAS_Z) { zz = z[chanIdx(b, tt, d)]; } }
+      if (vd) { dy = dyg[chanIdx(b, tt, d)]; if (HAS_Z) { dzz = dzf[chanIdx(b, tt, d)]; } }
       let decay = exp_(delta * a);
-      var dy = dout_;
       var y = 0.0;
-      if (HAS_Z) {
-        y = nsum(cn * hNow, lid) + ds * x;
-        dy = dout_ * silu_(zz);
-      }
+      if (HAS_Z) { y = nsum(cn * hNow, lid) + ds * x; }
       let gC = dy * hNow;
       gs = gs + dy * cn;
       let r = nsum2(vec2<f32>(gs * (hPrev * decay * a + bn * x), gs * delta * bn), lid);
@@ -462,7 +488,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (vd && n == 0u) {
         grads[i] = r.y + ds * dy;
         grads[u.B * u.T * u.Dc + i] = r.x;
-        if (HAS_Z) { grads[2u * u.B * u.T * u.Dc + i] = dout_ * y * siluGrad_(zz); }
+        if (HAS_Z) { grads[2u * u.B * u.T * u.Dc + i] = dzz * y; }
         dDacc += dy * x;
       }
       gs = gs * decay;
@@ -472,7 +498,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (vd && n == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
 }`,
       }),
-      [grads, gEnd, checkpoints, dout, x.u, x.dt, x.Bmat, x.Cmat, temps.or(x.z), p.buf],
+      [grads, gEnd, checkpoints, dyg, x.u, steps, x.Bmat, x.Cmat, dzf, p.buf],
       [...uni, offA, offDs, offBC],
       [nblk, K, B],
     );
