@@ -9,9 +9,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { AttentionDims } from "../src/backend/kernels.js";
 import { refKernels } from "../src/backend/ref/index.js";
-import { chooseForwardTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../src/backend/webgpu/attention.js";
+import { chooseBackwardTiles, chooseForwardTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../src/backend/webgpu/attention.js";
 import type { ForwardTiles } from "../src/backend/webgpu/attention_forward.js";
-import type { TileShape } from "../src/backend/webgpu/attention_tiles.js";
+import type { BackwardTile } from "../src/backend/webgpu/attention_backward.js";
 import type { WebGpuBackend } from "../src/backend/webgpu/index.js";
 import type { GpuTensorBuffer } from "../src/backend/webgpu/pool.js";
 import { Rng } from "../src/util/rng.js";
@@ -52,9 +52,9 @@ async function checkForward(c: ForwardTiles, K = 32): Promise<void> {
   }
 }
 
-async function checkBackward(tiles: { dkv: TileShape; dq: TileShape }): Promise<void> {
+async function checkBackward(tiles: { dkv: BackwardTile; dq: BackwardTile }, K = 32): Promise<void> {
   const be = await gpuBackend();
-  for (const d of CASES) {
+  for (const d of CASES.map((x) => ({ ...x, K }))) {
     const nq = d.B * d.T * d.H * d.K;
     const nkv = d.B * d.kvRows * d.G * d.K;
     const [q, k, v, dout] = [randArray(nq, rng), randArray(nkv, rng), randArray(nkv, rng), randArray(nq, rng)];
@@ -141,4 +141,41 @@ test("attention forward: Q read from global memory (no Q tile), K and V apart or
   assert.deepEqual(chooseForwardTiles(64, h200, 32, 1), { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: true });
   assert.equal(chooseForwardTiles(128, h200, 32).pv, undefined);
   assert.deepEqual(chooseForwardTiles(64, h200, 0), { BM: 64, BN: 32, TY: 16, TX: 8, shuffle: false });
+});
+
+test("attention backward: P and dS by subgroup shuffles, swizzled tiles, 64-row blocks, dQ over one streamed tile (st1), heads first (hx)", async () => {
+  // 4 threads a row: SwiftShader's subgroups are narrower than the 8 an H200 uses
+  const base = { TX: 4, shfl: true, swz: true } as const;
+  await checkBackward({ dkv: { ...base, BM: 64, BN: 32, TY: 16 }, dq: { ...base, BM: 64, BN: 32, TY: 16 } });
+  await checkBackward({ dkv: { ...base, BM: 64, BN: 32, TY: 16, hx: true }, dq: { ...base, BM: 64, BN: 64, TY: 16, st1: true, hx: true } });
+  await checkBackward({ dkv: { ...base, BM: 32, BN: 64, TY: 8, hx: true }, dq: { ...base, BM: 32, BN: 64, TY: 8, hx: true } });
+  await checkBackward({ dkv: { ...base, BM: 32, BN: 32, TY: 8, swz: false }, dq: { ...base, BM: 32, BN: 16, TY: 4, st1: true } });
+  // the exchange through workgroup memory with swizzled operand tiles
+  await checkBackward({ dkv: { BM: 32, BN: 32, TY: 8, TX: 4, swz: true }, dq: { BM: 32, BN: 32, TY: 8, TX: 8, swz: true, st1: true } });
+  await checkBackward({ dkv: { BM: 32, BN: 32, TY: 8, TX: 8, hx: true }, dq: { BM: 32, BN: 32, TY: 8, TX: 4, st1: true } });
+});
+
+test("attention backward options: head sizes 64 (in SwiftShader's 32 KiB) and 36, 30, 6 (swizzle masks 0 and 1, scalar loads); the chooser on a 48 KiB GPU", async () => {
+  const base = { TX: 4, shfl: true, swz: true } as const;
+  await checkBackward({ dkv: { ...base, BM: 32, BN: 32, TY: 8 }, dq: { ...base, BM: 32, BN: 64, TY: 8, st1: true } }, 64);
+  for (const K of [36, 30, 6]) {
+    await checkBackward({ dkv: { ...base, BM: 64, BN: 32, TY: 16 }, dq: { ...base, BM: 64, BN: 32, TY: 16, st1: true } }, K);
+    await checkBackward({ dkv: { ...base, BM: 32, BN: 32, TY: 8, hx: true }, dq: { ...base, BM: 32, BN: 32, TY: 8 } }, K);
+  }
+  const h200 = { bytes: 48 * 1024, invocations: 1024 };
+  const shfl = { shfl: true, swz: true } as const;
+  const dkv = { BM: 64, BN: 32, TY: 16, TX: 8, ...shfl };
+  const dq = { BM: 64, BN: 64, TY: 8, TX: 16, ...shfl, st1: true };
+  const short = { BM: 32, BN: 64, TY: 8, TX: 16, ...shfl, hx: true };
+  assert.deepEqual(chooseBackwardTiles("dkv", 64, h200, 32, 1024), short);
+  assert.deepEqual(chooseBackwardTiles("dq", 64, h200, 32, 2047), short);
+  assert.deepEqual(chooseBackwardTiles("dkv", 64, h200, 32, 4096), { ...dkv, hx: true });
+  assert.deepEqual(chooseBackwardTiles("dq", 64, h200, 32, 2048), { ...dq, hx: true });
+  assert.deepEqual(chooseBackwardTiles("dkv", 64, h200, 32, 4097), dkv);
+  assert.deepEqual(chooseBackwardTiles("dq", 64, h200, 32), dq);
+  // without shuffles wide enough (or an unknown width), and for heads over 64, the 32 x 32 kernel
+  const generic = { BM: 32, BN: 32, TY: 8, TX: 16 };
+  assert.deepEqual(chooseBackwardTiles("dkv", 64, h200, 4, 4096), generic);
+  assert.deepEqual(chooseBackwardTiles("dq", 64, h200), generic);
+  assert.equal(chooseBackwardTiles("dkv", 128, h200, 32).shfl, undefined);
 });

@@ -17,7 +17,7 @@ import { grid1d } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 import { MAX_HEAD_SIZE, kv4, threadsOf, uniformValues, type TileShape } from "./attention_tiles.js";
 import { forwardBytes, forwardDef, forwardValid, type ForwardTiles } from "./attention_forward.js";
-import { backwardBytes, backwardDef, rowDotDef, type BackwardKind } from "./attention_backward.js";
+import { backwardBytes, backwardDef, backwardValid, rowDotDef, type BackwardKind, type BackwardTile } from "./attention_backward.js";
 import { dispatchAttentionDecode } from "./attention_decode.js";
 
 type S = GpuTensorBuffer;
@@ -49,6 +49,27 @@ const FORWARD_SHAPES: ForwardShape[] = [
   { BM: 8, BN: 8, TY: 2 },
   { BM: 4, BN: 8, TY: 1 },
 ];
+/**
+ * Backward tiles with their threads per row fixed, tried before the generic shapes below (minT,
+ * maxT: taken only for this many query rows). All shuffle P and dS and swizzle their tiles: 48
+ * KiB with K = 64. From 2k rows dK/dV takes 64-key blocks with 4 x 4 scores a thread and dQ
+ * 64-query blocks over 64-key steps through one streamed tile, 8 x 4 scores; heads first (hx)
+ * up to 4k rows (1.08x at 4k, 0.99x at 16k). Below 2k both take 32-row blocks, twice the
+ * workgroups. On an H200 fwd+bwd ran 1.21-1.27x the 32 x 32 kernels before them at T = 1k-64k
+ * (bench/notes/gpu-tuning.md, "Attention backward").
+ */
+const BACKWARD_TUNED: Record<BackwardKind, (BackwardTile & { minT?: number; maxT?: number })[]> = {
+  dkv: [
+    { BM: 32, BN: 64, TY: 8, TX: 16, shfl: true, swz: true, hx: true, maxT: 2047 },
+    { BM: 64, BN: 32, TY: 16, TX: 8, shfl: true, swz: true, hx: true, minT: 2048, maxT: 4096 },
+    { BM: 64, BN: 32, TY: 16, TX: 8, shfl: true, swz: true, minT: 2048 },
+  ],
+  dq: [
+    { BM: 32, BN: 64, TY: 8, TX: 16, shfl: true, swz: true, hx: true, maxT: 2047 },
+    { BM: 64, BN: 64, TY: 8, TX: 16, shfl: true, swz: true, st1: true, hx: true, minT: 2048, maxT: 4096 },
+    { BM: 64, BN: 64, TY: 8, TX: 16, shfl: true, swz: true, st1: true, minT: 2048 },
+  ],
+};
 const BACKWARD_SHAPES: Shape[] = [
   { BM: 32, BN: 32, TY: 8 },
   { BM: 32, BN: 16, TY: 8 },
@@ -96,11 +117,24 @@ export function chooseForwardTiles(K: number, limits: Limits, subgroupMinSize: n
   return choose(K, 8, shapes, limits, make, (c) => forwardBytes(c, K), (c) => forwardValid(c, K));
 }
 
-export function chooseBackwardTiles(kind: BackwardKind, K: number, limits: Limits): TileShape {
+/**
+ * The backward's tiles of one kernel for head size K and T query rows: a tuned tile where it fits
+ * (its shuffles need subgroups of subgroupMinSize >= TX lanes; 0: unknown, none taken), else the
+ * first generic shape that fits.
+ */
+export function chooseBackwardTiles(kind: BackwardKind, K: number, limits: Limits, subgroupMinSize = 0, T = Infinity): BackwardTile {
+  const fits = (c: BackwardTile) =>
+    backwardValid(kind, c) && (!c.shfl || c.TX <= subgroupMinSize) && c.TX <= threadsPerRow(K, 16) && backwardBytes(kind, c, K) <= limits.bytes && threadsOf(c) <= limits.invocations;
+  const tuned = BACKWARD_TUNED[kind].find((s) => T >= (s.minT ?? 0) && T <= (s.maxT ?? Infinity) && fits(s));
+  if (tuned) {
+    const { minT: _, maxT: __, ...c } = tuned;
+    return c;
+  }
   return choose(K, 16, BACKWARD_SHAPES, limits, (s) => s, (c) => backwardBytes(kind, c, K));
 }
 
 const tileKey = (c: TileShape) => `${c.BM}:${c.BN}:${c.TY}:${c.TX}`;
+const backwardKey = (c: BackwardTile) => `${tileKey(c)}:${+!!c.shfl}:${+!!c.swz}:${+!!c.st1}:${+!!c.hx}`;
 
 /** Record the forward with given tiles (the kernel table's entry, and benchmarks of other tiles). */
 export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: S, lse: S, q: S, k: S, v: S, d: AttentionDims): void {
@@ -112,7 +146,7 @@ export function dispatchAttentionForward(ctx: GpuContext, c: ForwardTiles, out: 
 }
 
 /** Record the backward with given tiles for its dK/dV and dQ passes. */
-export function dispatchAttentionBackward(ctx: GpuContext, tiles: Record<BackwardKind, TileShape>, grads: [dq: S, dk: S, dv: S], dout: S, q: S, k: S, v: S, out: S, lse: S, d: AttentionDims): void {
+export function dispatchAttentionBackward(ctx: GpuContext, tiles: Record<BackwardKind, BackwardTile>, grads: [dq: S, dk: S, dv: S], dout: S, q: S, k: S, v: S, out: S, lse: S, d: AttentionDims): void {
   const [dq, dk, dv] = grads;
   if (d.B * d.kvRows * d.G === 0 && d.B * d.T * d.H === 0) return;
   const vec = d.K % 4 === 0;
@@ -120,13 +154,13 @@ export function dispatchAttentionBackward(ctx: GpuContext, tiles: Record<Backwar
   const D = ctx.pool.acquire(Math.max(1, n) * 4);
   if (n > 0) ctx.dispatch(ctx.pipeline("attentionRowDot", rowDotDef), [D, dout, out], [n, d.T, d.H, d.K], grid1d(n, 64));
   const ckv = tiles.dkv;
-  const pkv = ctx.pipeline(`attentionBackwardKV:${d.K}:${tileKey(ckv)}:${+vec}`, () => backwardDef("dkv", d.K, ckv, vec));
+  const pkv = ctx.pipeline(`attentionBackwardKV:${d.K}:${backwardKey(ckv)}:${+vec}`, () => backwardDef("dkv", d.K, ckv, vec));
   const nKB = Math.ceil(d.kvRows / ckv.BM);
-  if (nKB > 0) ctx.dispatch(pkv, [dk, dv, dout, q, k, v, lse, D], uniformValues(d, nKB), [nKB, d.G, d.B]);
+  if (nKB > 0) ctx.dispatch(pkv, [dk, dv, dout, q, k, v, lse, D], uniformValues(d, nKB), ckv.hx ? [d.G, d.B, nKB] : [nKB, d.G, d.B]);
   const cq = tiles.dq;
-  const pq = ctx.pipeline(`attentionBackwardQ:${d.K}:${tileKey(cq)}:${+vec}`, () => backwardDef("dq", d.K, cq, vec));
+  const pq = ctx.pipeline(`attentionBackwardQ:${d.K}:${backwardKey(cq)}:${+vec}`, () => backwardDef("dq", d.K, cq, vec));
   const nQB = Math.ceil(d.T / cq.BM);
-  if (nQB > 0) ctx.dispatch(pq, [dq, dout, q, k, v, lse, D], uniformValues(d, nQB), [nQB, d.H, d.B]);
+  if (nQB > 0) ctx.dispatch(pq, [dq, dout, q, k, v, lse, D], uniformValues(d, nQB), cq.hx ? [d.H, d.B, nQB] : [nQB, d.H, d.B]);
   ctx.pool.release(D);
 }
 
@@ -146,7 +180,8 @@ export function attentionKernels(ctx: GpuContext): Pick<CoreKernels<S>, "attenti
 
     attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d) {
       checkDims(d);
-      const tiles = { dkv: chooseBackwardTiles("dkv", d.K, limits()), dq: chooseBackwardTiles("dq", d.K, limits()) };
+      const sg = ctx.acquired.subgroupMinSize;
+      const tiles = { dkv: chooseBackwardTiles("dkv", d.K, limits(), sg, d.T), dq: chooseBackwardTiles("dq", d.K, limits(), sg, d.T) };
       dispatchAttentionBackward(ctx, tiles, [dq, dk, dv], dout, q, k, v, out, lse, d);
     },
   };

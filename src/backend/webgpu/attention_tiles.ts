@@ -21,6 +21,9 @@ export const kv4 = (K: number) => Math.ceil(K / 4);
 
 export const range = (n: number) => [...Array(n).keys()];
 
+/** the lowest set bit of n, minus one, at most 7: the XOR mask of a swizzled tile n vec4s wide */
+export const swizzleMask = (n: number) => Math.min(8, n & -n) - 1;
+
 /**
  * A thread layout over an (own rows) x (streamed rows) score block: TY x TX threads; thread
  * (ty, tx) owns rows ty + TY i (i < BM / TY, a multiple of 4), streamed rows tx + TX j

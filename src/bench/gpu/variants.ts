@@ -4,13 +4,19 @@
  */
 import { TILE_LARGE, TILE_WIDE, type MatmulTile } from "../../backend/webgpu/matmul.js";
 import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_forward.js";
-import type { TileShape } from "../../backend/webgpu/attention_tiles.js";
-import type { BackwardKind } from "../../backend/webgpu/attention_backward.js";
+import { backwardName, type BackwardKind, type BackwardTile } from "../../backend/webgpu/attention_backward.js";
 
 /** the 128 x 64 block with 8 x 8 thread tiles, P shuffled, swizzled tiles, no register prefetch */
 const BASE: ForwardTiles = { BM: 128, BN: 64, TY: 16, TX: 8, shuffle: true, pv: "shfl", swz: true, pf: false };
 
-export type BackwardTiles = Record<BackwardKind, TileShape>;
+export type BackwardTiles = Record<BackwardKind, BackwardTile>;
+
+/** 64 own rows, 4 x 4 scores a thread, P and dS shuffled, swizzled tiles */
+const BWD: BackwardTile = { BM: 64, BN: 32, TY: 16, TX: 8, shfl: true, swz: true };
+/** dQ over 64-key steps through one streamed tile, 8 x 4 scores a thread */
+const Q64: BackwardTile = { ...BWD, BN: 64, TY: 8, TX: 16, st1: true };
+/** 32 own rows (twice the workgroups: T < 2k), 4 x 4 scores, heads first */
+const SHORT: BackwardTile = { ...BWD, BM: 32, BN: 64, TY: 8, TX: 16, hx: true };
 
 export const VARIANTS = {
   matmul: {
@@ -32,8 +38,19 @@ export const VARIANTS = {
       ] as ForwardTiles[]
     ).map((c) => [forwardName(c), c]),
   ) as Record<string, ForwardTiles>,
-  backward: {
-    "tx16 kv32x32 q32x32": { dkv: { BM: 32, BN: 32, TY: 8, TX: 16 }, dq: { BM: 32, BN: 32, TY: 8, TX: 16 } },
-    "tx8 kv32x32 q32x32": { dkv: { BM: 32, BN: 32, TY: 8, TX: 8 }, dq: { BM: 32, BN: 32, TY: 8, TX: 8 } },
-  } as Record<string, BackwardTiles>,
+  // named "bwd kv <dkv tile> | q <dq tile>" (backwardName): the tiles of the default before the
+  // backward round (32 x 32, 16 threads a row, P and dS through workgroup memory; the fallback)
+  backward: Object.fromEntries(
+    (
+      [
+        { dkv: { BM: 32, BN: 32, TY: 8, TX: 16 }, dq: { BM: 32, BN: 32, TY: 8, TX: 16 } },
+        // 2026-11-27 backward round: the default from 2k rows (heads first up to 4k), below 2k
+        // rows, and dQ over two 32-key tiles (bench/notes/gpu-tuning.md, "Attention backward")
+        { dkv: BWD, dq: Q64 },
+        { dkv: { ...BWD, hx: true }, dq: { ...Q64, hx: true } },
+        { dkv: SHORT, dq: SHORT },
+        { dkv: BWD, dq: BWD },
+      ] as BackwardTiles[]
+    ).map((t) => [`bwd kv ${backwardName(t.dkv)} | q ${backwardName(t.dq)}`, t]),
+  ) as Record<string, BackwardTiles>,
 };
