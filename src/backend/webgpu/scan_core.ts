@@ -88,8 +88,12 @@ export interface ScanShape {
 }
 
 const WG = 256;
-/** steps recomputed into registers at a time by the backward pass */
-const SUB = 32;
+/**
+ * steps recomputed into registers at a time by the backward pass: the checkpoint interval
+ * (SCAN_CHECKPOINT_EVERY), so that each state is recomputed once; 32 recomputed half of the chunk
+ * twice and was 7% slower at T = 64k (H200), 16 slower still
+ */
+const SUB = 64;
 /**
  * steps whose (dB, dC) terms the backward collects in workgroup memory before summing them over
  * the block's channels: two barriers every BC_FLUSH steps instead of 2 + log2(DB) every step
