@@ -114,7 +114,9 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const chosen = {
       matmul: chooseMatmulTile(4096, 4096, 1, limits),
       forward: Object.fromEntries([1024, 4096, 16384, 65536].map((T) => [T, forwardName(chooseForwardTiles(64, limits, ctx.acquired.subgroupMinSize, T))])),
-      backward: { dkv: chooseBackwardTiles("dkv", 64, limits), dq: chooseBackwardTiles("dq", 64, limits) },
+      backward: Object.fromEntries(
+        [1024, 4096, 16384, 65536].map((T) => [T, { dkv: chooseBackwardTiles("dkv", 64, limits, ctx.acquired.subgroupMinSize, T), dq: chooseBackwardTiles("dq", 64, limits, ctx.acquired.subgroupMinSize, T) }]),
+      ),
       scanForward: new ScanCore(ctx).forwardPlan(16),
       scanBlock: new ScanCore(ctx).blockPlan(16),
     };
