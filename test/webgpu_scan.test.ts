@@ -56,6 +56,8 @@ test("selective scan forward, backward and step: ragged T over chunks, optional 
     { B: 2, T: 13, D: 5, N: 3, chunk: 4 },
     { B: 1, T: 70, D: 33, N: 16, chunk: 64 },
     { B: 2, T: 9, D: 3, N: 40, chunk: 9 },
+    // N > 64: the backward sums (dB, dC) every 2 steps (128 states a channel, 2 channels a block)
+    { B: 1, T: 11, D: 3, N: 100, chunk: 8 },
     // T >= BLOCK_MIN_T: the default plan is scan_lookback.ts, chunks of 64 (ragged last chunk
     // and group of U steps, N % 4 != 0)
     { B: 1, T: 1030, D: 6, N: 7, chunk: 100 },

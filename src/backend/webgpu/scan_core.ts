@@ -99,6 +99,55 @@ const SUB = 64;
  * the block's channels: two barriers every BC_FLUSH steps instead of 2 + log2(DB) every step
  */
 const BC_FLUSH = 4;
+/** steps a loop iteration in the backward's walks without workgroup sums */
+const UNROLL = 4;
+const unrolled = (step: (j: number) => string, count = UNROLL) => Array.from({ length: count }, (_, j) => step(j)).join("\n    ");
+
+/** WGSL: the loads of `count` steps of the backward's adjoint walk, tt_j = t - 1 - j. */
+function reverseLoads(count: number, tVar = "t"): string {
+  return unrolled(
+    (j) => `let tt${j} = ${tVar} - ${j + 1}u;
+      let q${j} = stepAt(rows, tt${j}, n, vd, valid);
+      let i${j} = rows.c + tt${j} * u.Dc;
+      let hPrev${j} = hs[tt${j} - ts];
+      let hNow${j} = hs[tt${j} - ts + 1u];
+      var cn${j} = 0.0;
+      var dy${j} = 0.0;
+      var dzz${j} = 0.0;
+      if (valid) { cn${j} = Cm[rows.bc + tt${j} * rows.sBC + n]; }
+      if (vd) { dy${j} = dyg[i${j}]; if (HAS_Z) { dzz${j} = dzf[i${j}]; } }`,
+    count,
+  );
+}
+
+/**
+ * WGSL: the adjoint through those steps (gs = dL/dh after the step), their gradients, and their
+ * (dB, dC) terms into workgroup slots `slot + j` (slot: a WGSL expression).
+ */
+function reverseSteps(count: number, slot = "0u"): string {
+  return unrolled(
+    (j) => `{
+      let delta = q${j}.x;
+      let x = q${j}.y;
+      let bn = q${j}.z;
+      let decay = exp_(delta * a);
+      var y = 0.0;
+      if (HAS_Z) { y = nsum(cn${j} * hNow${j}, lid) + ds * x; }
+      gs = gs + dy${j} * cn${j};
+      let r = nsum2(vec2<f32>(gs * (hPrev${j} * decay * a + bn * x), gs * delta * bn), lid);
+      dAacc += gs * hPrev${j} * decay * delta;
+      xbc[(${slot} + ${j}u) * ${WG}u + lid] = vec2<f32>(gs * delta * x, dy${j} * hNow${j});
+      if (vd && n == 0u) {
+        grads[i${j}] = r.y + ds * dy${j};
+        grads[u.B * u.T * u.Dc + i${j}] = r.x;
+        if (HAS_Z) { grads[2u * u.B * u.T * u.Dc + i${j}] = dzz${j} * y; }
+        dDacc += dy${j} * x;
+      }
+      gs = gs * decay;
+    }`,
+    count,
+  );
+}
 
 export interface ScanInputs {
   u: S;
@@ -130,6 +179,10 @@ const SUB: u32 = ${SUB}u;
 fn chanIdx(b: u32, t: u32, d: u32) -> u32 { return (b * u.T + t) * u.Dc + d; }
 fn dtIdx(b: u32, t: u32, d: u32) -> u32 { return (b * u.T + t) * (u.Dc / u.R) + d / u.R; }
 fn bcIdx(b: u32, t: u32, d: u32) -> u32 { return ((b * u.T + t) * u.G + d / (u.Dc / u.G)) * u.N; }
+// where (b, t = 0, d) sits in the channel, step and B/C layouts, and what one step adds to each:
+// the walks below index by t * stride + offset, with the divisions done once per thread
+struct Rows { c: u32, s: u32, bc: u32, sS: u32, sBC: u32 }
+fn rowsOf(b: u32, d: u32) -> Rows { return Rows(chanIdx(b, 0u, d), dtIdx(b, 0u, d), bcIdx(b, 0u, d), u.Dc / u.R, u.G * u.N); }
 fn aOf(d: u32, n: u32) -> f32 { if (A_PER_N) { return params[d * u.N + n]; } return params[d / u.R]; }
 fn dskipOf(d: u32) -> f32 { if (HAS_D) { return params[u.offD + d / u.R]; } return 0.0; }
 fn biasOf(d: u32) -> f32 { if (HAS_BIAS) { return params[u.offBias + d / u.R]; } return 0.0; }
@@ -344,12 +397,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   ${ELEMENT}
+  let rows = rowsOf(b, d);
   var gs = 0.0;
   var prod = 1.0;
-  for (var t = t1; t > t0; t--) {
+  // UNROLL steps a loop iteration, their loads issued before the chain of updates uses them
+  var t = t1;
+  for (; t >= t0 + ${UNROLL}u; t -= ${UNROLL}u) {
+    ${unrolled((j) => `let s${j} = steps[rows.s + (t - ${j + 1}u) * rows.sS];
+    let g${j} = dyg[rows.c + (t - ${j + 1}u) * u.Dc] * Cm[rows.bc + (t - ${j + 1}u) * rows.sBC + n];`)}
+    ${unrolled((j) => `let decay${j} = exp_(s${j} * a);
+    gs = decay${j} * (gs + g${j});
+    prod = prod * decay${j};`)}
+  }
+  for (; t > t0; t--) {
     let tt = t - 1u;
-    let decay = exp_(steps[dtIdx(b, tt, d)] * a);
-    gs = decay * (gs + dyg[chanIdx(b, tt, d)] * Cm[bcIdx(b, tt, d) + n]);
+    let decay = exp_(steps[rows.s + tt * rows.sS] * a);
+    gs = decay * (gs + dyg[rows.c + tt * u.Dc] * Cm[rows.bc + tt * rows.sBC + n]);
     prod = prod * decay;
   }
   work[e] = gs;
@@ -424,16 +487,17 @@ fn flushBC(slots: u32, tFirst: u32, blk: u32, b: u32, lid: u32) {
   grads[o] = s.x;
   grads[o + 1u] = s.y;
 }
-fn stepAt(b: u32, t: u32, d: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
+fn stepAt(rows: Rows, t: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
   // (step, u, B[n]) of one channel and time
   var r = vec3<f32>(0.0);
-  if (vd) { r.x = steps[dtIdx(b, t, d)]; r.y = uu[chanIdx(b, t, d)]; }
-  if (valid) { r.z = Bm[bcIdx(b, t, d) + n]; }
+  if (vd) { r.x = steps[rows.s + t * rows.sS]; r.y = uu[rows.c + t * u.Dc]; }
+  if (valid) { r.z = Bm[rows.bc + t * rows.sBC + n]; }
   return r;
 }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${BLOCK}
+  let rows = rowsOf(b, d);
   var a = 0.0;
   var gs = 0.0;
   var h0 = 0.0;
@@ -448,54 +512,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let te = min(t1, ts + SUB);
     var h = h0;
     for (var t = t0; t < ts; t++) {
-      let q = stepAt(b, t, d, n, vd, valid);
+      let q = stepAt(rows, t, n, vd, valid);
       h = exp_(q.x * a) * h + q.x * q.z * q.y;
     }
     hs[0] = h;
-    for (var t = ts; t < te; t++) {
-      let q = stepAt(b, t, d, n, vd, valid);
+    var t = ts;
+    for (; t + ${UNROLL}u <= te; t += ${UNROLL}u) {
+      ${unrolled((j) => `let q${j} = stepAt(rows, t + ${j}u, n, vd, valid);`)}
+      ${unrolled((j) => `h = exp_(q${j}.x * a) * h + q${j}.x * q${j}.z * q${j}.y;
+      hs[t - ts + ${j + 1}u] = h;`)}
+    }
+    for (; t < te; t++) {
+      let q = stepAt(rows, t, n, vd, valid);
       h = exp_(q.x * a) * h + q.x * q.z * q.y;
       hs[t - ts + 1u] = h;
     }
+    // the adjoint backward through the interval, FLUSH steps a group: the group's loads first,
+    // then its chain of updates, then one sum of its (dB, dC) terms over the block's channels
+    t = te;
+    for (; t >= ts + FLUSH; t -= FLUSH) {
+      ${reverseLoads(flush)}
+      ${reverseSteps(flush)}
+      workgroupBarrier();
+      flushBC(FLUSH, t - 1u, blk, b, lid);
+      workgroupBarrier();
+    }
+    // the interval's first t - ts < FLUSH steps, one at a time
     var slot = 0u;
-    var tFirst = 0u;
-    for (var t = te; t > ts; t--) {
-      let tt = t - 1u;
-      let q = stepAt(b, tt, d, n, vd, valid);
-      let delta = q.x;
-      let x = q.y;
-      let bn = q.z;
-      let hPrev = hs[tt - ts];
-      let hNow = hs[tt - ts + 1u];
-      var cn = 0.0;
-      var dy = 0.0;
-      var dzz = 0.0;
-      if (valid) { cn = Cm[bcIdx(b, tt, d) + n]; }
-      if (vd) { dy = dyg[chanIdx(b, tt, d)]; if (HAS_Z) { dzz = dzf[chanIdx(b, tt, d)]; } }
-      let decay = exp_(delta * a);
-      var y = 0.0;
-      if (HAS_Z) { y = nsum(cn * hNow, lid) + ds * x; }
-      let gC = dy * hNow;
-      gs = gs + dy * cn;
-      let r = nsum2(vec2<f32>(gs * (hPrev * decay * a + bn * x), gs * delta * bn), lid);
-      dAacc += gs * hPrev * decay * delta;
-      if (slot == 0u) { tFirst = tt; }
-      xbc[slot * ${WG}u + lid] = vec2<f32>(gs * delta * x, gC);
+    for (; t > ts; t--) {
+      ${reverseLoads(1, "t")}
+      ${reverseSteps(1, "slot")}
       slot++;
-      if (slot == FLUSH || tt == ts) {
-        workgroupBarrier();
-        flushBC(slot, tFirst, blk, b, lid);
-        workgroupBarrier();
-        slot = 0u;
-      }
-      let i = chanIdx(b, tt, d);
-      if (vd && n == 0u) {
-        grads[i] = r.y + ds * dy;
-        grads[u.B * u.T * u.Dc + i] = r.x;
-        if (HAS_Z) { grads[2u * u.B * u.T * u.Dc + i] = dzz * y; }
-        dDacc += dy * x;
-      }
-      gs = gs * decay;
+    }
+    if (slot > 0u) {
+      workgroupBarrier();
+      flushBC(slot, ts + slot - 1u, blk, b, lid);
+      workgroupBarrier();
     }
   }
   if (valid) { grads[u.offA + e] = dAacc; }
