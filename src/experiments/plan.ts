@@ -7,8 +7,12 @@
  * a 2-3 layer model learns passkey at T = 32-64 in about 1000 steps of 32 sequences, selective
  * copying (8 tokens in 64) in about 1500 (86% after 800); MQAR with 4 pairs is learned by the hybrid in about
  * 1000 steps, while the Transformer and Mamba plateau near 50% for 3000 steps (the calibration's
- * PyTorch Llama reached 42% on 8 pairs in 3000). Mixed-length passkey batches hold the tokens of
- * one shortest-length batch, so training on [32, 64] costs what [32] does.
+ * PyTorch Llama reached 42% on 8 pairs in 3000). That plateau is recalling nothing: answering each
+ * query with one of the context's values not yet asked scores 52-54% on 4 pairs (loss ~0.79), and
+ * no Transformer setting escaped it in a sweep of 33 runs (bench/results/mqar-sweep-2026-11-27.jsonl:
+ * 1, 2 or 4 heads, lr 1e-3 / 3e-3, init 0.02 / 0.1, weight decay 0 / 0.01 / 0.1, 3 layers, 6000
+ * steps, 8 pairs at length 64), while the hybrid reached 100% in every run. Mixed-length passkey
+ * batches hold the tokens of one shortest-length batch, so training on [32, 64] costs what [32] does.
  */
 import type { PresetOptions } from "../models/presets.js";
 
