@@ -142,7 +142,7 @@ export function dispatchScanLookback(
   key: string,
   tag: string,
   decl: string,
-  shape: ChunkedScanShape,
+  shape: ChunkedScanShape & { chunk: number },
   bufs: ScanForwardBuffers,
   uniforms: ScanUniforms,
   uniformValues: (bps: number) => number[],
@@ -186,7 +186,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   // input are 0 (so h is unchanged: exp2(0) = 1, and B is zeroed so that no Inf or NaN of a row
   // outside the chunk leaks in) and they store nothing. Loads past the end of a buffer are
   // clamped by WGSL's bounds rules, harmlessly.
-  const walk = (withZ: boolean, step: (i: number) => string) => /* wgsl */ `{
+  // Checkpoints fall every `chunk` steps; where U divides both chunk and CH they fall at the end
+  // of a group (groups start at multiples of U), so one test after the group does, and the
+  // group's U steps stay one branch-free block the compiler can schedule as a whole
+  const groupCkpt = shape.chunk % U === 0 && CH % U === 0;
+  const walk = (withZ: boolean, step: (i: number) => string, after = "") => /* wgsl */ `{
   ic = ic0;
   idt = idt0;
   ibc = ibc0;
@@ -202,6 +206,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       let o = ic + ${i}u * u.Dc;${withZ ? `\n      let zz = pz${i};` : ""}
       ${step(i)}
     }`).join("\n    ")}
+    ${after}
     ${idx.map((i) => `pd${i} = nd${i};\n    px${i} = nx${i};${withZ ? `\n    pz${i} = nz${i};` : ""}`).join("\n    ")}
     ic += ${U}u * u.Dc;
     idt += ${U}u * dts;
@@ -214,23 +219,29 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   const walk1 = walk(false, () => `sum += dl;
       ${quads(0, PX, "exp2p")}
       ${quads(PX, NQ, "exp2")}`);
-  const walk2 = walk(true, (i) => `var y = ds * x;
-      for (var q = 0u; q < NQ; q++) {
-        h[q] = exp2(dl * a[q]) * h[q] + du * ${bLive};
-        y += dot(cq(r, q), h[q]);
-      }
-      if (HAS_CKPT && live && t + ${i + 1}u == kk * u.chunk) {
-        if (t + ${i + 1}u < u.T) {
+  // the state after `after` steps of this group is checkpoint kk when t + after is kk chunks
+  const ckpt = (after: string, live: string) => `if (HAS_CKPT && ${live}t + ${after} == kk * u.chunk) {
+        if (t + ${after} < u.T) {
           let cb = ((b * u.K + kk) * u.Dc + d) * u.N;
           for (var q = 0u; q < NQ; q++) { for (var k = 0u; k < 4u; k++) { if (q * 4u + k < u.N) { ckpt[cb + q * 4u + k] = h[q][k]; } } }
         }
         kk += 1u;
+      }`;
+  const walk2 = walk(
+    true,
+    (i) => `var y = ds * x;
+      for (var q = 0u; q < NQ; q++) {
+        h[q] = exp2(dl * a[q]) * h[q] + du * ${bLive};
+        y += dot(cq(r, q), h[q]);
       }
+      ${groupCkpt ? "" : ckpt(`${i + 1}u`, "live && ")}
       if (HAS_Z) { y = y * silu_(zz); }
-      if (live) { out[o] = y; }`);
+      if (live) { out[o] = y; }`,
+    groupCkpt ? ckpt(`${U}u`, "") : "",
+  );
   launch(
     ctx,
-    `${tag}:fwdlb:${key}:${CH}:${WD}:${PX}:${U}:${+vecBC}`,
+    `${tag}:fwdlb:${key}:${CH}:${WD}:${PX}:${U}:${+vecBC}:${+groupCkpt}`,
     () => ({
       label: `${tag}:fwdlb`,
       uniforms: uni,
