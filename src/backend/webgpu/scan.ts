@@ -1,7 +1,7 @@
 /**
  * WGSL state-space kernels (semantics of backend/ref/scan.ts and ssd.ts): the causal depthwise
  * conv1d, the Mamba selective scan and Mamba-2's SSD. Both scans run on the chunk-parallel
- * linear scan of scan_core.ts; the one-token steps are one thread per channel (Mamba) or per
+ * linear scan of scan_core.ts (backward: scan_backward.ts); the one-token steps are one thread per channel (Mamba) or per
  * (head, row of the state) (SSD), each owning its slice of the state.
  *
  * conv1d: one thread per output element; the filter gradients, sums over (b, t), are one
@@ -13,6 +13,7 @@ import { grid1d } from "./context.js";
 import { LINEAR_INDEX, MATH } from "./wgsl.js";
 import { flags, launch, Temps, type S } from "./kit.js";
 import { ScanCore, type ScanShape } from "./scan_core.js";
+import { scanBackward } from "./scan_backward.js";
 
 const WG = 256;
 
@@ -217,7 +218,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     },
 
     selectiveScanBackward(du, ddt, dA, dB, dC, dDskip, dz, ddtBias, dstateIn, dout, u, dt, A, Bmat, Cmat, Dskip, z, dtBias, checkpoints, d) {
-      core.backward({ du, ddt, dA, dB, dC, dDskip, dz, ddtBias, dstateIn }, dout, { u, dt, A, Bmat, Cmat, Dskip, z, dtBias }, checkpoints, mambaShape(d), "sscan");
+      scanBackward(ctx, { du, ddt, dA, dB, dC, dDskip, dz, ddtBias, dstateIn }, dout, { u, dt, A, Bmat, Cmat, Dskip, z, dtBias }, checkpoints, mambaShape(d), "sscan");
     },
 
     selectiveScanStep(out, state, u, dt, A, Bmat, Cmat, Dskip, z, dtBias, d) {
@@ -229,7 +230,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     },
 
     ssdBackward(dx, ddt, dA, dB, dC, dDskip, ddtBias, dstateIn, dy, x, dt, A, Bmat, Cmat, Dskip, dtBias, checkpoints, d) {
-      core.backward({ du: dx, ddt, dA, dB, dC, dDskip, dz: null, ddtBias, dstateIn }, dy, { u: x, dt, A, Bmat, Cmat, Dskip, z: null, dtBias }, checkpoints, ssdShape(d), "ssd");
+      scanBackward(ctx, { du: dx, ddt, dA, dB, dC, dDskip, dz: null, ddtBias, dstateIn }, dy, { u: x, dt, A, Bmat, Cmat, Dskip, z: null, dtBias }, checkpoints, ssdShape(d), "ssd");
     },
 
     ssdStep(y, state, x, dt, A, Bmat, Cmat, Dskip, dtBias, d) {

@@ -10,21 +10,15 @@
  * (many threads a channel along time), scan_chunks.ts (chunk partials, carries
  * h_in(k + 1) = prod_k h_in(k) + part_k over chunks, then each chunk re-run from its carry) or
  * scan_lookback.ts (the same in one dispatch, carries passed by a decoupled look-back); each
- * writes the state every `chunk` steps (the checkpoints the backward starts from).
- * Backward, parallel across T in chunks of `chunk` steps: the adjoint
- * g_{t-1} = a_t (g_t + dy_t C_t) is linear, so (1) its chunk partials and (2) reverse carries come first; then (3) every chunk in parallel
- * recomputes its states from its checkpoint, SUB steps at a time in registers, and runs the
- * adjoint through them. Sums over n (du, dstep) and over the channels of a block (dB, dC) are
- * tree reductions in workgroup memory; sums over blocks, chunks and batch are ordered loops in
- * small follow-up kernels. Atomics appear only in scan_lookback.ts, to pass carries between
- * chunks; it applies them in chunk order, so results are deterministic there too.
+ * writes the state every `chunk` steps (the checkpoints the backward, scan_backward.ts, starts
+ * from). Atomics appear only in scan_lookback.ts, to pass carries between chunks; it applies them
+ * in chunk order, so results are deterministic there too. This file holds what the forward and
+ * the backward share: the shape, the uniforms, the WGSL index functions and the step function.
  */
 import { SeqlabError } from "../../util/errors.js";
 import type { GpuContext } from "./context.js";
-import { grid1d } from "./context.js";
-import { LINEAR_INDEX, MATH } from "./wgsl.js";
-import { COLSUM_CHUNK, columnSum } from "./elementwise.js";
-import { flags, launch, pow2, segmentLanes, segmentSumLanes, Temps, type Buf, type S } from "./kit.js";
+import { MATH } from "./wgsl.js";
+import { flags, pow2, Temps, type S } from "./kit.js";
 import { chooseScanForward, dispatchScanForward, type ScanForwardPlan } from "./scan_forward.js";
 import { chooseScanBlock, dispatchScanBlock, fitScanBlock, scanBlockName, type ScanBlockPlan } from "./scan_block.js";
 import { dispatchScanChunks, scanChunksName, type ScanChunksPlan } from "./scan_chunks.js";
@@ -87,68 +81,9 @@ export interface ScanShape {
   dtMax: number;
 }
 
-const WG = 256;
-/**
- * steps recomputed into registers at a time by the backward pass: the checkpoint interval
- * (SCAN_CHECKPOINT_EVERY), so that each state is recomputed once; 32 recomputed half of the chunk
- * twice and was 7% slower at T = 64k (H200), 16 slower still
- */
-const SUB = 64;
-/**
- * steps whose (dB, dC) terms the backward collects in workgroup memory before summing them over
- * the block's channels: two barriers every BC_FLUSH steps instead of 2 + log2(DB) every step
- */
-const BC_FLUSH = 4;
-/** steps a loop iteration in the backward's walks without workgroup sums */
-const UNROLL = 4;
-const unrolled = (step: (j: number) => string, count = UNROLL) => Array.from({ length: count }, (_, j) => step(j)).join("\n    ");
-
-/** WGSL: the loads of `count` steps of the backward's adjoint walk, tt_j = t - 1 - j. */
-function reverseLoads(count: number, tVar = "t"): string {
-  return unrolled(
-    (j) => `let tt${j} = ${tVar} - ${j + 1}u;
-      let q${j} = stepAt(rows, tt${j}, n, vd, valid);
-      let i${j} = rows.c + tt${j} * u.Dc;
-      let hPrev${j} = hs[tt${j} - ts];
-      let hNow${j} = hs[tt${j} - ts + 1u];
-      var cn${j} = 0.0;
-      var dy${j} = 0.0;
-      var dzz${j} = 0.0;
-      if (valid) { cn${j} = Cm[rows.bc + tt${j} * rows.sBC + n]; }
-      if (vd) { dy${j} = dyg[i${j}]; if (HAS_Z) { dzz${j} = dzf[i${j}]; } }`,
-    count,
-  );
-}
-
-/**
- * WGSL: the adjoint through those steps (gs = dL/dh after the step), their gradients, and their
- * (dB, dC) terms into workgroup slots `slot + j` (slot: a WGSL expression).
- */
-function reverseSteps(count: number, slot = "0u"): string {
-  return unrolled(
-    (j) => `{
-      let delta = q${j}.x;
-      let x = q${j}.y;
-      let bn = q${j}.z;
-      let decay = exp_(delta * a);
-      var y = 0.0;
-      if (HAS_Z) { y = nsum(cn${j} * hNow${j}, lid) + ds * x; }
-      gs = gs + dy${j} * cn${j};
-      let r = nsum2(vec2<f32>(gs * (hPrev${j} * decay * a + bn * x), gs * delta * bn), lid);
-      dAacc += gs * hPrev${j} * decay * delta;
-      xbc[(${slot} + ${j}u) * ${WG}u + lid] = vec2<f32>(gs * delta * x, dy${j} * hNow${j});
-      if (vd && n == 0u) {
-        grads[i${j}] = r.y + ds * dy${j};
-        grads[u.B * u.T * u.Dc + i${j}] = r.x;
-        if (HAS_Z) { grads[2u * u.B * u.T * u.Dc + i${j}] = dzz${j} * y; }
-        dDacc += dy${j} * x;
-      }
-      gs = gs * decay;
-    }`,
-    count,
-  );
-}
-
+/** threads of a workgroup of the backward kernels (and NP x DB of its blocks) */
+export const SCAN_WG = 256;
+const WG = SCAN_WG;
 export interface ScanInputs {
   u: S;
   dt: S;
@@ -160,13 +95,13 @@ export interface ScanInputs {
   dtBias: S | null;
 }
 
-const UNIFORMS: [string, "u32" | "f32"][] = [
+export const SCAN_UNIFORMS: [string, "u32" | "f32"][] = [
   ["B", "u32"], ["T", "u32"], ["Dc", "u32"], ["N", "u32"], ["chunk", "u32"], ["K", "u32"], ["R", "u32"], ["G", "u32"],
   ["bps", "u32"], ["offD", "u32"], ["offBias", "u32"], ["dtMin", "f32"], ["dtMax", "f32"],
 ];
 
 /** WGSL shared by every pass: the flags, index functions and the step nonlinearity. */
-function common(s: ScanShape, f: Record<string, boolean>): { wgsl: string; key: string } {
+export function scanCommon(s: ScanShape, f: Record<string, boolean>): { wgsl: string; key: string } {
   const fl = flags({ ...f, SOFTPLUS: s.softplus, CLAMP: s.clamp, A_PER_N: s.aPerState });
   const NP = pow2(s.N);
   return {
@@ -174,7 +109,6 @@ function common(s: ScanShape, f: Record<string, boolean>): { wgsl: string; key: 
     wgsl: `${fl.wgsl}${MATH}
 const NP: u32 = ${NP}u;
 const DB: u32 = ${WG / NP}u;
-const SUB: u32 = ${SUB}u;
 // (b, t, d) rows of u, z, out; the step, Dskip and dtBias of channel d; the B/C row of (b, t, d)
 fn chanIdx(b: u32, t: u32, d: u32) -> u32 { return (b * u.T + t) * u.Dc + d; }
 fn dtIdx(b: u32, t: u32, d: u32) -> u32 { return (b * u.T + t) * (u.Dc / u.R) + d / u.R; }
@@ -207,35 +141,32 @@ fn siluGrad_(v: f32) -> f32 { let s = sigmoid_(v); return s * (1.0 + v * (1.0 - 
   };
 }
 
-/** The channel block a workgroup owns: blocks never cross a B/C group. */
-const BLOCK = /* wgsl */ `
-  let blk = wid.x;
-  let kc = wid.y;
-  let b = wid.z;
-  let seg = u.Dc / u.G;
-  let dl = lid / NP;
-  let n = lid % NP;
-  let dLocal = (blk % u.bps) * DB + dl;
-  let d = (blk / u.bps) * seg + dLocal;
-  let vd = dLocal < seg;
-  let valid = vd && n < u.N;
-  let t0 = kc * u.chunk;
-  let t1 = min(u.T, t0 + u.chunk);
-  let e = ((b * u.K + kc) * u.Dc + d) * u.N + n;
-`;
+/** Backward geometry: chunks K, states padded to NP, channels DB a workgroup, blocks per group. */
+export function scanGeometry(s: ScanShape) {
+  if (s.N > WG) throw new SeqlabError(`webgpu: scan state size ${s.N} exceeds ${WG}`);
+  const K = Math.ceil(s.T / s.chunk);
+  const NP = pow2(s.N);
+  const DB = WG / NP;
+  const seg = s.Dc / s.G;
+  const bps = Math.ceil(seg / DB);
+  return { K, NP, DB, bps, nblk: s.G * bps };
+}
 
-/** Decode a thread per (b, chunk, d, n). */
-const ELEMENT = /* wgsl */ `
-  let e = linearIndex(gid, nwg);
-  if (e >= u.B * u.K * u.Dc * u.N) { return; }
-  let n = e % u.N;
-  let d = (e / u.N) % u.Dc;
-  let kc = (e / (u.N * u.Dc)) % u.K;
-  let b = e / (u.N * u.Dc * u.K);
-  let t0 = kc * u.chunk;
-  let t1 = min(u.T, t0 + u.chunk);
-  let a = aOf(d, n);
-`;
+/** [A | Dskip | dtBias] in one buffer (the kernels have a limited number of bindings). */
+export function scanParams(ctx: GpuContext, temps: Temps, s: ScanShape, x: ScanInputs): { buf: GPUBuffer; offD: number; offBias: number } {
+  const aLen = s.aPerState ? s.Dc * s.N : s.Dc / s.R;
+  const pLen = s.Dc / s.R;
+  const buf = temps.get(aLen + 2 * pLen);
+  ctx.copy(x.A.buffer, 0, buf, 0, aLen * 4);
+  if (x.Dskip) ctx.copy(x.Dskip.buffer, 0, buf, aLen * 4, pLen * 4);
+  if (x.dtBias) ctx.copy(x.dtBias.buffer, 0, buf, (aLen + pLen) * 4, pLen * 4);
+  return { buf, offD: aLen, offBias: aLen + pLen };
+}
+
+/** The values of SCAN_UNIFORMS. */
+export function scanUniformValues(s: ScanShape, K: number, bps: number, offD: number, offBias: number): number[] {
+  return [s.B, s.T, s.Dc, s.N, s.chunk, K, s.R, s.G, bps, offD, offBias, s.clamp ? s.dtMin : 0, s.clamp ? s.dtMax : 0];
+}
 
 export class ScanCore {
   constructor(private ctx: GpuContext) {}
@@ -274,31 +205,6 @@ export class ScanCore {
     return block ?? this.forwardPlan(s.N);
   }
 
-  private geometry(s: ScanShape) {
-    if (s.N > WG) throw new SeqlabError(`webgpu: scan state size ${s.N} exceeds ${WG}`);
-    const K = Math.ceil(s.T / s.chunk);
-    const NP = pow2(s.N);
-    const DB = WG / NP;
-    const seg = s.Dc / s.G;
-    const bps = Math.ceil(seg / DB);
-    return { K, NP, DB, bps, nblk: s.G * bps };
-  }
-
-  /** [A | Dskip | dtBias] in one buffer (the kernels have a limited number of bindings). */
-  private params(temps: Temps, s: ScanShape, x: ScanInputs): { buf: GPUBuffer; offD: number; offBias: number } {
-    const aLen = s.aPerState ? s.Dc * s.N : s.Dc / s.R;
-    const pLen = s.Dc / s.R;
-    const buf = temps.get(aLen + 2 * pLen);
-    this.ctx.copy(x.A.buffer, 0, buf, 0, aLen * 4);
-    if (x.Dskip) this.ctx.copy(x.Dskip.buffer, 0, buf, aLen * 4, pLen * 4);
-    if (x.dtBias) this.ctx.copy(x.dtBias.buffer, 0, buf, (aLen + pLen) * 4, pLen * 4);
-    return { buf, offD: aLen, offBias: aLen + pLen };
-  }
-
-  private uniforms(s: ScanShape, K: number, bps: number, offD: number, offBias: number): number[] {
-    return [s.B, s.T, s.Dc, s.N, s.chunk, K, s.R, s.G, bps, offD, offBias, s.clamp ? s.dtMin : 0, s.clamp ? s.dtMax : 0];
-  }
-
   /**
    * The forward (scan_forward.ts, scan_block.ts or scan_chunks.ts, as planFor says). `plan`
    * overrides the choice (benchmarks and tests).
@@ -310,355 +216,20 @@ export class ScanCore {
     const K = Math.ceil(s.T / s.chunk);
     const seg = s.Dc / s.G;
     const temps = new Temps(ctx);
-    const prm = this.params(temps, s, x);
-    const c = common(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_IN: !!stateIn, HAS_OUT: !!stateOut, HAS_CKPT: !!checkpoints });
+    const prm = scanParams(ctx, temps, s, x);
+    const c = scanCommon(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_IN: !!stateIn, HAS_OUT: !!stateOut, HAS_CKPT: !!checkpoints });
     const bufs = { out, ckpt: temps.or(checkpoints), stateOut: temps.or(stateOut), u: x.u, dt: x.dt, Bm: x.Bmat, Cm: x.Cmat, z: temps.or(x.z), stateIn: temps.or(stateIn), params: prm.buf };
-    const uni = (bps: number) => this.uniforms(s, K, bps, prm.offD, prm.offBias);
+    const uni = (bps: number) => scanUniformValues(s, K, bps, prm.offD, prm.offBias);
     if ("kind" in p && p.kind === "chunks") {
-      dispatchScanChunks(ctx, p, c.key, tag, c.wgsl, s, bufs, UNIFORMS, uni);
+      dispatchScanChunks(ctx, p, c.key, tag, c.wgsl, s, bufs, SCAN_UNIFORMS, uni);
     } else if ("kind" in p && p.kind === "lookback") {
-      dispatchScanLookback(ctx, p, c.key, tag, c.wgsl, s, bufs, UNIFORMS, uni);
+      dispatchScanLookback(ctx, p, c.key, tag, c.wgsl, s, bufs, SCAN_UNIFORMS, uni);
     } else {
       const bps = Math.ceil(seg / p.DB);
       const shape = { B: s.B, N: s.N, nblk: s.G * bps };
-      if ("kind" in p) dispatchScanBlock(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni(bps));
-      else dispatchScanForward(ctx, p, c.key, tag, c.wgsl, shape, bufs, UNIFORMS, uni(bps));
+      if ("kind" in p) dispatchScanBlock(ctx, p, c.key, tag, c.wgsl, shape, bufs, SCAN_UNIFORMS, uni(bps));
+      else dispatchScanForward(ctx, p, c.key, tag, c.wgsl, shape, bufs, SCAN_UNIFORMS, uni(bps));
     }
     temps.release();
   }
-
-  backward(
-    g: { du: S; ddt: S; dA: S; dB: S; dC: S; dDskip: S | null; dz: S | null; ddtBias: S | null; dstateIn: S | null },
-    dout: S,
-    x: ScanInputs,
-    checkpoints: S,
-    s: ScanShape,
-    tag: string,
-  ): void {
-    const { ctx } = this;
-    const { K, bps, nblk } = this.geometry(s);
-    const temps = new Temps(ctx);
-    const p = this.params(temps, s, x);
-    const uni = this.uniforms(s, K, bps, p.offD, p.offBias);
-    const { B, T, Dc, N } = s;
-    const BKDN = B * K * Dc * N;
-    const BTD = B * T * Dc;
-    const c = common(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_OUT: !!g.dstateIn });
-    const decl = `${c.wgsl}${LINEAR_INDEX(WG)}`;
-    const work = temps.get(2 * BKDN);
-    const gEnd = temps.get(BKDN);
-    // grads: du | ddelta | dz (B, T, Dc each), dA partials (B*K, Dc*N), Dskip partials (B*K, Dc), dB/dC partials (nblk, B, T, N, 2)
-    const offA = 3 * BTD;
-    const offDs = offA + B * K * Dc * N;
-    const offBC = offDs + B * K * Dc;
-    const grads = temps.get(offBC + nblk * B * T * N * 2);
-
-    // 0. what depends on (b, t, d) alone, once rather than once per state in each walk below:
-    // the steps, the gated output gradient dy = dout silu(z), and dout silu'(z) for dz
-    const steps = temps.get(B * T * (Dc / s.R));
-    const dyg = x.z ? temps.get(BTD) : dout;
-    const dzf = temps.get(x.z ? BTD : 4);
-    launch(
-      ctx,
-      `${tag}:bwd0:${c.key}`,
-      () => ({
-        label: `${tag}:bwd0`,
-        uniforms: UNIFORMS,
-        bindings: [["steps", "write", "array<f32>"], ["dyg", "write", "array<f32>"], ["dzf", "write", "array<f32>"], ["dout", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["z", "read", "array<f32>"], ["params", "read", "array<f32>"]],
-        body: `${decl}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  if (i >= u.B * u.T * u.Dc) { return; }
-  let d = i % u.Dc;
-  let bt = i / u.Dc;
-  if (d % u.R == 0u) { steps[bt * (u.Dc / u.R) + d / u.R] = stepOf(dt[bt * (u.Dc / u.R) + d / u.R] + biasOf(d)); }
-  if (HAS_Z) {
-    let zz = z[i];
-    dyg[i] = dout[i] * silu_(zz);
-    dzf[i] = dout[i] * siluGrad_(zz);
-  }
-}`,
-      }),
-      [steps, x.z ? dyg : temps.get(4), dzf, dout, x.dt, temps.or(x.z), p.buf],
-      uni,
-      grid1d(BTD, WG),
-    );
-
-    // 1. the adjoint's chunk partials from zero at each chunk's end, and the decay products
-    launch(
-      ctx,
-      `${tag}:bwd1:${c.key}`,
-      () => ({
-        label: `${tag}:bwd1`,
-        uniforms: UNIFORMS,
-        bindings: [["work", "write", "array<f32>"], ["dyg", "read", "array<f32>"], ["steps", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["params", "read", "array<f32>"]],
-        body: `${decl}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  ${ELEMENT}
-  let rows = rowsOf(b, d);
-  var gs = 0.0;
-  var prod = 1.0;
-  // UNROLL steps a loop iteration, their loads issued before the chain of updates uses them
-  var t = t1;
-  for (; t >= t0 + ${UNROLL}u; t -= ${UNROLL}u) {
-    ${unrolled((j) => `let s${j} = steps[rows.s + (t - ${j + 1}u) * rows.sS];
-    let g${j} = dyg[rows.c + (t - ${j + 1}u) * u.Dc] * Cm[rows.bc + (t - ${j + 1}u) * rows.sBC + n];`)}
-    ${unrolled((j) => `let decay${j} = exp_(s${j} * a);
-    gs = decay${j} * (gs + g${j});
-    prod = prod * decay${j};`)}
-  }
-  for (; t > t0; t--) {
-    let tt = t - 1u;
-    let decay = exp_(steps[rows.s + tt * rows.sS] * a);
-    gs = decay * (gs + dyg[rows.c + tt * u.Dc] * Cm[rows.bc + tt * rows.sBC + n]);
-    prod = prod * decay;
-  }
-  work[e] = gs;
-  work[u.B * u.K * u.Dc * u.N + e] = prod;
-}`,
-      }),
-      [work, dyg, steps, x.Cmat, p.buf],
-      uni,
-      grid1d(BKDN, WG),
-    );
-
-    // 2. reverse carries of the adjoint: dL/dh at each chunk's end, and at the initial state
-    launch(
-      ctx,
-      `${tag}:bwd2:${c.key}`,
-      () => ({
-        label: `${tag}:bwd2`,
-        uniforms: UNIFORMS,
-        bindings: [["gEnd", "write", "array<f32>"], ["dstate", "write", "array<f32>"], ["work", "read", "array<f32>"], ["params", "read", "array<f32>"]],
-        body: `${decl}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  if (i >= u.B * u.Dc * u.N) { return; }
-  let b = i / (u.Dc * u.N);
-  let dn = i % (u.Dc * u.N);
-  let BKDN = u.B * u.K * u.Dc * u.N;
-  var gs = 0.0;
-  for (var k = u.K; k > 0u; k--) {
-    let e = (b * u.K + k - 1u) * u.Dc * u.N + dn;
-    gEnd[e] = gs;
-    gs = work[BKDN + e] * gs + work[e];
-  }
-  if (HAS_OUT) { dstate[i] = gs; }
-}`,
-      }),
-      [gEnd, temps.or(g.dstateIn), work, p.buf],
-      uni,
-      grid1d(B * Dc * N, WG),
-    );
-
-    // 3. every chunk: states recomputed from its checkpoint, the adjoint run through them; sums
-    // over n by subgroup shuffles where a subgroup holds the NP states of a channel
-    const sg = ctx.acquired.subgroupMinSize;
-    const NP = pow2(N);
-    const flush = Math.min(BC_FLUSH, WG / NP);
-    launch(
-      ctx,
-      `${tag}:bwd3:${c.key}:${segmentLanes(NP, sg)}`,
-      () => ({
-        label: `${tag}:bwd3`,
-        enables: segmentLanes(NP, sg) > 1 ? ["subgroups"] : [],
-        uniforms: [...UNIFORMS, ["offA", "u32"], ["offDs", "u32"], ["offBC", "u32"]],
-        bindings: [
-          ["grads", "write", "array<f32>"], ["gEnd", "read", "array<f32>"], ["ckpt", "read", "array<f32>"], ["dyg", "read", "array<f32>"],
-          ["uu", "read", "array<f32>"], ["steps", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"],
-          ["dzf", "read", "array<f32>"], ["params", "read", "array<f32>"],
-        ],
-        body: `${decl}${segmentSumLanes("nsum", WG, "f32", NP, sg)}${segmentSumLanes("nsum2", WG, "vec2<f32>", NP, sg)}
-const FLUSH: u32 = ${flush}u;
-// (dB, dC) terms of the last FLUSH steps, one slot of WG threads a step, summed over the block's
-// channels (threads with equal n) once every FLUSH steps rather than with barriers every step
-var<workgroup> xbc: array<vec2<f32>, ${flush * WG}>;
-fn flushBC(slots: u32, tFirst: u32, blk: u32, b: u32, lid: u32) {
-  let j = lid / NP;
-  let n = lid % NP;
-  if (j >= slots || n >= u.N) { return; }
-  var s = vec2<f32>(0.0);
-  for (var dl = 0u; dl < DB; dl++) { s += xbc[j * ${WG}u + dl * NP + n]; }
-  // slot j holds step tFirst - j: the adjoint walks backward in time
-  let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tFirst - j) * u.N + n);
-  grads[o] = s.x;
-  grads[o + 1u] = s.y;
-}
-fn stepAt(rows: Rows, t: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
-  // (step, u, B[n]) of one channel and time
-  var r = vec3<f32>(0.0);
-  if (vd) { r.x = steps[rows.s + t * rows.sS]; r.y = uu[rows.c + t * u.Dc]; }
-  if (valid) { r.z = Bm[rows.bc + t * rows.sBC + n]; }
-  return r;
-}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  ${BLOCK}
-  let rows = rowsOf(b, d);
-  var a = 0.0;
-  var gs = 0.0;
-  var h0 = 0.0;
-  if (valid) { a = aOf(d, n); gs = gEnd[e]; h0 = ckpt[e]; }
-  let ds = dskipOf(d);
-  var dAacc = 0.0;
-  var dDacc = 0.0;
-  var hs: array<f32, ${SUB + 1}>;
-  let nsub = (t1 - t0 + SUB - 1u) / SUB;
-  for (var sc = nsub; sc > 0u; sc--) {
-    let ts = t0 + (sc - 1u) * SUB;
-    let te = min(t1, ts + SUB);
-    var h = h0;
-    for (var t = t0; t < ts; t++) {
-      let q = stepAt(rows, t, n, vd, valid);
-      h = exp_(q.x * a) * h + q.x * q.z * q.y;
-    }
-    hs[0] = h;
-    var t = ts;
-    for (; t + ${UNROLL}u <= te; t += ${UNROLL}u) {
-      ${unrolled((j) => `let q${j} = stepAt(rows, t + ${j}u, n, vd, valid);`)}
-      ${unrolled((j) => `h = exp_(q${j}.x * a) * h + q${j}.x * q${j}.z * q${j}.y;
-      hs[t - ts + ${j + 1}u] = h;`)}
-    }
-    for (; t < te; t++) {
-      let q = stepAt(rows, t, n, vd, valid);
-      h = exp_(q.x * a) * h + q.x * q.z * q.y;
-      hs[t - ts + 1u] = h;
-    }
-    // the adjoint backward through the interval, FLUSH steps a group: the group's loads first,
-    // then its chain of updates, then one sum of its (dB, dC) terms over the block's channels
-    t = te;
-    for (; t >= ts + FLUSH; t -= FLUSH) {
-      ${reverseLoads(flush)}
-      ${reverseSteps(flush)}
-      workgroupBarrier();
-      flushBC(FLUSH, t - 1u, blk, b, lid);
-      workgroupBarrier();
-    }
-    // the interval's first t - ts < FLUSH steps, one at a time
-    var slot = 0u;
-    for (; t > ts; t--) {
-      ${reverseLoads(1, "t")}
-      ${reverseSteps(1, "slot")}
-      slot++;
-    }
-    if (slot > 0u) {
-      workgroupBarrier();
-      flushBC(slot, ts + slot - 1u, blk, b, lid);
-      workgroupBarrier();
-    }
-  }
-  if (valid) { grads[u.offA + e] = dAacc; }
-  if (vd && n == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
-}`,
-      }),
-      [grads, gEnd, checkpoints, dyg, x.u, steps, x.Bmat, x.Cmat, dzf, p.buf],
-      [...uni, offA, offDs, offBC],
-      [nblk, K, B],
-    );
-
-    // finishing sums, each an ordered loop
-    ctx.copy(grads, 0, g.du.buffer, 0, BTD * 4);
-    if (g.dz) ctx.copy(grads, 2 * BTD * 4, g.dz.buffer, 0, BTD * 4);
-    const nPar = Dc / s.R;
-    launch(
-      ctx,
-      `${tag}:ddt:${c.key}`,
-      () => ({
-        label: `${tag}:ddt`,
-        uniforms: UNIFORMS,
-        bindings: [["ddt", "write", "array<f32>"], ["grads", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["params", "read", "array<f32>"]],
-        body: `${decl}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  let per = u.Dc / u.R;
-  if (i >= u.B * u.T * per) { return; }
-  let row = i / per;
-  let d0 = (i % per) * u.R;
-  var s = 0.0;
-  for (var r = 0u; r < u.R; r++) { s += grads[u.B * u.T * u.Dc + row * u.Dc + d0 + r]; }
-  ddt[i] = s * stepGrad(dt[i] + biasOf(d0));
-}`,
-      }),
-      [g.ddt, grads, x.dt, p.buf],
-      uni,
-      grid1d(B * T * nPar, WG),
-    );
-    if (g.ddtBias) sumRows(ctx, g.ddtBias, g.ddt, 0, B * T, nPar, 1);
-    sumRows(ctx, g.dA, grads, offA, B * K, s.aPerState ? Dc * N : nPar, s.aPerState ? 1 : s.R * N);
-    if (g.dDskip) sumRows(ctx, g.dDskip, grads, offDs, B * K, nPar, s.R);
-    launch(
-      ctx,
-      `${tag}:dbc:${c.key}`,
-      () => ({
-        label: `${tag}:dbc`,
-        uniforms: [...UNIFORMS, ["offBC", "u32"]],
-        bindings: [["dB", "write", "array<f32>"], ["dC", "write", "array<f32>"], ["grads", "read", "array<f32>"], ["params", "read", "array<f32>"]],
-        body: `${decl}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  if (i >= u.B * u.T * u.G * u.N) { return; }
-  let n = i % u.N;
-  let g = (i / u.N) % u.G;
-  let bt = i / (u.N * u.G);
-  let b = bt / u.T;
-  let t = bt % u.T;
-  var s = vec2<f32>(0.0);
-  for (var blk = g * u.bps; blk < (g + 1u) * u.bps; blk++) {
-    let o = u.offBC + 2u * (((blk * u.B + b) * u.T + t) * u.N + n);
-    s += vec2<f32>(grads[o], grads[o + 1u]);
-  }
-  dB[i] = s.x;
-  dC[i] = s.y;
-}`,
-      }),
-      [g.dB, g.dC, grads, p.buf],
-      [...uni, offBC],
-      grid1d(B * T * s.G * N, WG),
-    );
-    temps.release();
-  }
-}
-
-/**
- * out[c] = sum over r < rows, j < seg of x[off + (r * cols + c) * seg + j]: ordered sums of
- * partials (over batch and chunks, and over the channels and states of a head; dtBias sums over
- * every (b, t)). Rows are summed COLSUM_CHUNK at a time by separate threads, then the partials by
- * columnSum: one thread walking all of B * T rows took 30 ms at T = 64k (H200).
- */
-export function sumRows(ctx: GpuContext, out: S, x: Buf, off: number, rows: number, cols: number, seg: number): void {
-  if (cols === 0) return;
-  const chunks = Math.ceil(rows / COLSUM_CHUNK);
-  const pipe = ctx.pipeline("scan:sumrows", () => ({
-    label: "scan:sumrows",
-    uniforms: [["rows", "u32"], ["cols", "u32"], ["seg", "u32"], ["off", "u32"]],
-    bindings: [["out", "write", "array<f32>"], ["x", "read", "array<f32>"]],
-    body: `
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let c = gid.x;
-  if (c >= u.cols) { return; }
-  let r0 = gid.y * ${COLSUM_CHUNK}u;
-  let r1 = min(u.rows, r0 + ${COLSUM_CHUNK}u);
-  var s = 0.0;
-  for (var r = r0; r < r1; r++) {
-    let base = u.off + (r * u.cols + c) * u.seg;
-    for (var j = 0u; j < u.seg; j++) { s += x[base + j]; }
-  }
-  out[gid.y * u.cols + c] = s;
-}`,
-  }));
-  const gx = Math.ceil(cols / 64);
-  if (chunks <= 1) {
-    ctx.dispatch(pipe, [out, x], [rows, cols, seg, off], [gx, 1]);
-    return;
-  }
-  const partial = ctx.pool.acquire(chunks * cols * 4);
-  ctx.dispatch(pipe, [partial, x], [rows, cols, seg, off], [gx, chunks]);
-  columnSum(ctx, out, partial, chunks, cols, false);
-  ctx.pool.release(partial);
 }
