@@ -256,13 +256,15 @@ export const COLSUM_CHUNK = 256;
 /**
  * out[c] (+)= sum over r of x[r, c], deterministically: each pass sums chunks of COLSUM_CHUNK
  * rows (one thread per column and chunk) into a partial (chunks, cols) that the next pass sums.
+ * With `seg` > 1 each (r, c) is itself `seg` consecutive floats summed in order, and x starts at
+ * float `off` (the scan backward's partials).
  */
-export function columnSum(ctx: GpuContext, out: S | GPUBuffer, x: S | GPUBuffer, rows: number, cols: number, accumulate: boolean): void {
+export function columnSum(ctx: GpuContext, out: S | GPUBuffer, x: S | GPUBuffer, rows: number, cols: number, accumulate: boolean, off = 0, seg = 1): void {
   if (cols === 0) return;
   const chunks = Math.ceil(rows / COLSUM_CHUNK);
   const p = ctx.pipeline("colsum", () => ({
     label: "colsum",
-    uniforms: [["rows", "u32"], ["cols", "u32"], ["accumulate", "u32"]],
+    uniforms: [["rows", "u32"], ["cols", "u32"], ["accumulate", "u32"], ["off", "u32"], ["seg", "u32"]],
     bindings: [["out", "write", "array<f32>"], ["x", "read", "array<f32>"]],
     body: `
 @compute @workgroup_size(64)
@@ -272,7 +274,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let r0 = gid.y * ${COLSUM_CHUNK}u;
   let r1 = min(u.rows, r0 + ${COLSUM_CHUNK}u);
   var s = 0.0;
-  for (var r = r0; r < r1; r++) { s += x[r * u.cols + c]; }
+  for (var r = r0; r < r1; r++) {
+    let base = u.off + (r * u.cols + c) * u.seg;
+    for (var j = 0u; j < u.seg; j++) { s += x[base + j]; }
+  }
   let o = gid.y * u.cols + c;
   if (u.accumulate != 0u) { s += out[o]; }
   out[o] = s;
@@ -283,15 +288,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (rows === 0) {
       if (!accumulate) {
         // an empty sum is zero
-        ctx.dispatch(p, [out, x], [0, cols, 0], [gx, 1]);
+        ctx.dispatch(p, [out, x], [0, cols, 0, 0, 1], [gx, 1]);
       }
       return;
     }
-    ctx.dispatch(p, [out, x], [rows, cols, accumulate ? 1 : 0], [gx, 1]);
+    ctx.dispatch(p, [out, x], [rows, cols, accumulate ? 1 : 0, off, seg], [gx, 1]);
     return;
   }
   const partial = ctx.pool.acquire(chunks * cols * 4);
-  ctx.dispatch(p, [partial, x], [rows, cols, 0], [gx, chunks]);
+  ctx.dispatch(p, [partial, x], [rows, cols, 0, off, seg], [gx, chunks]);
   columnSum(ctx, out, partial, chunks, cols, accumulate);
   ctx.pool.release(partial);
 }

@@ -15,8 +15,8 @@
 import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import { LINEAR_INDEX } from "./wgsl.js";
-import { COLSUM_CHUNK, columnSum } from "./elementwise.js";
-import { launch, pow2, segmentLanes, segmentSumLanes, Temps, type Buf, type S } from "./kit.js";
+import { columnSum } from "./elementwise.js";
+import { launch, pow2, segmentLanes, segmentSumLanes, Temps, type S } from "./kit.js";
 import { SCAN_UNIFORMS, SCAN_WG as WG, scanCommon, scanGeometry, scanParams, scanUniformValues, type ScanInputs, type ScanShape } from "./scan_core.js";
 
 /**
@@ -372,9 +372,12 @@ ddt[i] = s * stepGrad(dt[i] + biasOf(d0));
     uni,
     grid1d(B * T * nPar, WG),
   );
-  if (g.ddtBias) sumRows(ctx, g.ddtBias, g.ddt, 0, B * T, nPar, 1);
-  sumRows(ctx, g.dA, grads, offA, B * K, s.aPerState ? Dc * N : nPar, s.aPerState ? 1 : s.R * N);
-  if (g.dDskip) sumRows(ctx, g.dDskip, grads, offDs, B * K, nPar, s.R);
+  // ordered sums over every (b, t) (dtBias), and of the partials over batch and chunks and the
+  // channels and states of a head; COLSUM_CHUNK rows a thread (one thread walking all B * T rows
+  // of dtBias took 30 ms at T = 64k on an H200)
+  if (g.ddtBias) columnSum(ctx, g.ddtBias, g.ddt, B * T, nPar, false);
+  columnSum(ctx, g.dA, grads, B * K, s.aPerState ? Dc * N : nPar, false, offA, s.aPerState ? 1 : s.R * N);
+  if (g.dDskip) columnSum(ctx, g.dDskip, grads, B * K, nPar, false, offDs, s.R);
   launch(
     ctx,
     `${tag}:dbc:${c.key}`,
@@ -406,43 +409,4 @@ dC[i] = s.y;
     grid1d(B * T * s.G * N, WG),
   );
   temps.release();
-}
-
-/**
- * out[c] = sum over r < rows, j < seg of x[off + (r * cols + c) * seg + j]: ordered sums of
- * partials (over batch and chunks, and over the channels and states of a head; dtBias sums over
- * every (b, t)). Rows are summed COLSUM_CHUNK at a time by separate threads, then the partials by
- * columnSum: one thread walking all of B * T rows took 30 ms at T = 64k (H200).
- */
-export function sumRows(ctx: GpuContext, out: S, x: Buf, off: number, rows: number, cols: number, seg: number): void {
-  if (cols === 0) return;
-  const chunks = Math.ceil(rows / COLSUM_CHUNK);
-  const pipe = ctx.pipeline("scan:sumrows", () => ({
-    label: "scan:sumrows",
-    uniforms: [["rows", "u32"], ["cols", "u32"], ["seg", "u32"], ["off", "u32"]],
-    bindings: [["out", "write", "array<f32>"], ["x", "read", "array<f32>"]],
-    body: `
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let c = gid.x;
-  if (c >= u.cols) { return; }
-  let r0 = gid.y * ${COLSUM_CHUNK}u;
-  let r1 = min(u.rows, r0 + ${COLSUM_CHUNK}u);
-  var s = 0.0;
-  for (var r = r0; r < r1; r++) {
-    let base = u.off + (r * u.cols + c) * u.seg;
-    for (var j = 0u; j < u.seg; j++) { s += x[base + j]; }
-  }
-  out[gid.y * u.cols + c] = s;
-}`,
-  }));
-  const gx = Math.ceil(cols / 64);
-  if (chunks <= 1) {
-    ctx.dispatch(pipe, [out, x], [rows, cols, seg, off], [gx, 1]);
-    return;
-  }
-  const partial = ctx.pool.acquire(chunks * cols * 4);
-  ctx.dispatch(pipe, [partial, x], [rows, cols, seg, off], [gx, chunks]);
-  columnSum(ctx, out, partial, chunks, cols, false);
-  ctx.pool.release(partial);
 }
