@@ -153,16 +153,16 @@ ${LINEAR_INDEX(WG)}`;
       body: `${decl}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-let i = linearIndex(gid, nwg);
-if (i >= u.B * u.T * u.Dc) { return; }
-let d = i % u.Dc;
-let bt = i / u.Dc;
-if (d % u.R == 0u) { steps[bt * (u.Dc / u.R) + d / u.R] = stepOf(dt[bt * (u.Dc / u.R) + d / u.R] + biasOf(d)); }
-if (HAS_Z) {
-  let zz = z[i];
-  dyg[i] = dout[i] * silu_(zz);
-  dzf[i] = dout[i] * siluGrad_(zz);
-}
+  let i = linearIndex(gid, nwg);
+  if (i >= u.B * u.T * u.Dc) { return; }
+  let d = i % u.Dc;
+  let bt = i / u.Dc;
+  if (d % u.R == 0u) { steps[bt * (u.Dc / u.R) + d / u.R] = stepOf(dt[bt * (u.Dc / u.R) + d / u.R] + biasOf(d)); }
+  if (HAS_Z) {
+    let zz = z[i];
+    dyg[i] = dout[i] * silu_(zz);
+    dzf[i] = dout[i] * siluGrad_(zz);
+  }
 }`,
     }),
     [steps, x.z ? dyg : temps.get(4), dzf, dout, x.dt, temps.or(x.z), p.buf],
@@ -181,27 +181,27 @@ if (HAS_Z) {
       body: `${decl}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-${ELEMENT}
-let rows = rowsOf(b, d);
-var gs = 0.0;
-var prod = 1.0;
-// UNROLL steps a loop iteration, their loads issued before the chain of updates uses them
-var t = t1;
-for (; t >= t0 + ${UNROLL}u; t -= ${UNROLL}u) {
-  ${unrolled((j) => `let s${j} = steps[rows.s + (t - ${j + 1}u) * rows.sS];
-  let g${j} = dyg[rows.c + (t - ${j + 1}u) * u.Dc] * Cm[rows.bc + (t - ${j + 1}u) * rows.sBC + n];`)}
-  ${unrolled((j) => `let decay${j} = exp_(s${j} * a);
-  gs = decay${j} * (gs + g${j});
-  prod = prod * decay${j};`)}
-}
-for (; t > t0; t--) {
-  let tt = t - 1u;
-  let decay = exp_(steps[rows.s + tt * rows.sS] * a);
-  gs = decay * (gs + dyg[rows.c + tt * u.Dc] * Cm[rows.bc + tt * rows.sBC + n]);
-  prod = prod * decay;
-}
-work[e] = gs;
-work[u.B * u.K * u.Dc * u.N + e] = prod;
+  ${ELEMENT}
+  let rows = rowsOf(b, d);
+  var gs = 0.0;
+  var prod = 1.0;
+  // UNROLL steps a loop iteration, their loads issued before the chain of updates uses them
+  var t = t1;
+  for (; t >= t0 + ${UNROLL}u; t -= ${UNROLL}u) {
+    ${unrolled((j) => `let s${j} = steps[rows.s + (t - ${j + 1}u) * rows.sS];
+    let g${j} = dyg[rows.c + (t - ${j + 1}u) * u.Dc] * Cm[rows.bc + (t - ${j + 1}u) * rows.sBC + n];`)}
+    ${unrolled((j) => `let decay${j} = exp_(s${j} * a);
+    gs = decay${j} * (gs + g${j});
+    prod = prod * decay${j};`)}
+  }
+  for (; t > t0; t--) {
+    let tt = t - 1u;
+    let decay = exp_(steps[rows.s + tt * rows.sS] * a);
+    gs = decay * (gs + dyg[rows.c + tt * u.Dc] * Cm[rows.bc + tt * rows.sBC + n]);
+    prod = prod * decay;
+  }
+  work[e] = gs;
+  work[u.B * u.K * u.Dc * u.N + e] = prod;
 }`,
     }),
     [work, dyg, steps, x.Cmat, p.buf],
@@ -220,18 +220,18 @@ work[u.B * u.K * u.Dc * u.N + e] = prod;
       body: `${decl}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-let i = linearIndex(gid, nwg);
-if (i >= u.B * u.Dc * u.N) { return; }
-let b = i / (u.Dc * u.N);
-let dn = i % (u.Dc * u.N);
-let BKDN = u.B * u.K * u.Dc * u.N;
-var gs = 0.0;
-for (var k = u.K; k > 0u; k--) {
-  let e = (b * u.K + k - 1u) * u.Dc * u.N + dn;
-  gEnd[e] = gs;
-  gs = work[BKDN + e] * gs + work[e];
-}
-if (HAS_OUT) { dstate[i] = gs; }
+  let i = linearIndex(gid, nwg);
+  if (i >= u.B * u.Dc * u.N) { return; }
+  let b = i / (u.Dc * u.N);
+  let dn = i % (u.Dc * u.N);
+  let BKDN = u.B * u.K * u.Dc * u.N;
+  var gs = 0.0;
+  for (var k = u.K; k > 0u; k--) {
+    let e = (b * u.K + k - 1u) * u.Dc * u.N + dn;
+    gEnd[e] = gs;
+    gs = work[BKDN + e] * gs + work[e];
+  }
+  if (HAS_OUT) { dstate[i] = gs; }
 }`,
     }),
     [gEnd, temps.or(g.dstateIn), work, p.buf],
@@ -262,81 +262,81 @@ const FLUSH: u32 = ${flush}u;
 // channels (threads with equal n) once every FLUSH steps rather than with barriers every step
 var<workgroup> xbc: array<vec2<f32>, ${flush * WG}>;
 fn flushBC(slots: u32, tFirst: u32, blk: u32, b: u32, lid: u32) {
-let j = lid / NP;
-let n = lid % NP;
-if (j >= slots || n >= u.N) { return; }
-var s = vec2<f32>(0.0);
-for (var dl = 0u; dl < DB; dl++) { s += xbc[j * ${WG}u + dl * NP + n]; }
-// slot j holds step tFirst - j: the adjoint walks backward in time
-let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tFirst - j) * u.N + n);
-grads[o] = s.x;
-grads[o + 1u] = s.y;
+  let j = lid / NP;
+  let n = lid % NP;
+  if (j >= slots || n >= u.N) { return; }
+  var s = vec2<f32>(0.0);
+  for (var dl = 0u; dl < DB; dl++) { s += xbc[j * ${WG}u + dl * NP + n]; }
+  // slot j holds step tFirst - j: the adjoint walks backward in time
+  let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tFirst - j) * u.N + n);
+  grads[o] = s.x;
+  grads[o + 1u] = s.y;
 }
 fn stepAt(rows: Rows, t: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
-// (step, u, B[n]) of one channel and time
-var r = vec3<f32>(0.0);
-if (vd) { r.x = steps[rows.s + t * rows.sS]; r.y = uu[rows.c + t * u.Dc]; }
-if (valid) { r.z = Bm[rows.bc + t * rows.sBC + n]; }
-return r;
+  // (step, u, B[n]) of one channel and time
+  var r = vec3<f32>(0.0);
+  if (vd) { r.x = steps[rows.s + t * rows.sS]; r.y = uu[rows.c + t * u.Dc]; }
+  if (valid) { r.z = Bm[rows.bc + t * rows.sBC + n]; }
+  return r;
 }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${BLOCK}
-let rows = rowsOf(b, d);
-var a = 0.0;
-var gs = 0.0;
-var h0 = 0.0;
-if (valid) { a = aOf(d, n); gs = gEnd[e]; h0 = ckpt[e]; }
-let ds = dskipOf(d);
-var dAacc = 0.0;
-var dDacc = 0.0;
-var hs: array<f32, ${SUB + 1}>;
-let nsub = (t1 - t0 + SUB - 1u) / SUB;
-for (var sc = nsub; sc > 0u; sc--) {
-  let ts = t0 + (sc - 1u) * SUB;
-  let te = min(t1, ts + SUB);
-  var h = h0;
-  for (var t = t0; t < ts; t++) {
-    let q = stepAt(rows, t, n, vd, valid);
-    h = exp_(q.x * a) * h + q.x * q.z * q.y;
+  ${BLOCK}
+  let rows = rowsOf(b, d);
+  var a = 0.0;
+  var gs = 0.0;
+  var h0 = 0.0;
+  if (valid) { a = aOf(d, n); gs = gEnd[e]; h0 = ckpt[e]; }
+  let ds = dskipOf(d);
+  var dAacc = 0.0;
+  var dDacc = 0.0;
+  var hs: array<f32, ${SUB + 1}>;
+  let nsub = (t1 - t0 + SUB - 1u) / SUB;
+  for (var sc = nsub; sc > 0u; sc--) {
+    let ts = t0 + (sc - 1u) * SUB;
+    let te = min(t1, ts + SUB);
+    var h = h0;
+    for (var t = t0; t < ts; t++) {
+      let q = stepAt(rows, t, n, vd, valid);
+      h = exp_(q.x * a) * h + q.x * q.z * q.y;
+    }
+    hs[0] = h;
+    var t = ts;
+    for (; t + ${UNROLL}u <= te; t += ${UNROLL}u) {
+      ${unrolled((j) => `let q${j} = stepAt(rows, t + ${j}u, n, vd, valid);`)}
+      ${unrolled((j) => `h = exp_(q${j}.x * a) * h + q${j}.x * q${j}.z * q${j}.y;
+      hs[t - ts + ${j + 1}u] = h;`)}
+    }
+    for (; t < te; t++) {
+      let q = stepAt(rows, t, n, vd, valid);
+      h = exp_(q.x * a) * h + q.x * q.z * q.y;
+      hs[t - ts + 1u] = h;
+    }
+    // the adjoint backward through the interval, FLUSH steps a group: the group's loads first,
+    // then its chain of updates, then one sum of its (dB, dC) terms over the block's channels
+    t = te;
+    for (; t >= ts + FLUSH; t -= FLUSH) {
+      ${reverseLoads(flush)}
+      ${reverseSteps(flush)}
+      workgroupBarrier();
+      flushBC(FLUSH, t - 1u, blk, b, lid);
+      workgroupBarrier();
+    }
+    // the interval's first t - ts < FLUSH steps, one at a time
+    var slot = 0u;
+    for (; t > ts; t--) {
+      ${reverseLoads(1, "t")}
+      ${reverseSteps(1, "slot")}
+      slot++;
+    }
+    if (slot > 0u) {
+      workgroupBarrier();
+      flushBC(slot, ts + slot - 1u, blk, b, lid);
+      workgroupBarrier();
+    }
   }
-  hs[0] = h;
-  var t = ts;
-  for (; t + ${UNROLL}u <= te; t += ${UNROLL}u) {
-    ${unrolled((j) => `let q${j} = stepAt(rows, t + ${j}u, n, vd, valid);`)}
-    ${unrolled((j) => `h = exp_(q${j}.x * a) * h + q${j}.x * q${j}.z * q${j}.y;
-    hs[t - ts + ${j + 1}u] = h;`)}
-  }
-  for (; t < te; t++) {
-    let q = stepAt(rows, t, n, vd, valid);
-    h = exp_(q.x * a) * h + q.x * q.z * q.y;
-    hs[t - ts + 1u] = h;
-  }
-  // the adjoint backward through the interval, FLUSH steps a group: the group's loads first,
-  // then its chain of updates, then one sum of its (dB, dC) terms over the block's channels
-  t = te;
-  for (; t >= ts + FLUSH; t -= FLUSH) {
-    ${reverseLoads(flush)}
-    ${reverseSteps(flush)}
-    workgroupBarrier();
-    flushBC(FLUSH, t - 1u, blk, b, lid);
-    workgroupBarrier();
-  }
-  // the interval's first t - ts < FLUSH steps, one at a time
-  var slot = 0u;
-  for (; t > ts; t--) {
-    ${reverseLoads(1, "t")}
-    ${reverseSteps(1, "slot")}
-    slot++;
-  }
-  if (slot > 0u) {
-    workgroupBarrier();
-    flushBC(slot, ts + slot - 1u, blk, b, lid);
-    workgroupBarrier();
-  }
-}
-if (valid) { grads[u.offA + e] = dAacc; }
-if (vd && n == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
+  if (valid) { grads[u.offA + e] = dAacc; }
+  if (vd && n == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
 }`,
     }),
     [grads, gEnd, checkpoints, dyg, x.u, steps, x.Bmat, x.Cmat, dzf, p.buf],
@@ -358,14 +358,14 @@ if (vd && n == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
       body: `${decl}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-let i = linearIndex(gid, nwg);
-let per = u.Dc / u.R;
-if (i >= u.B * u.T * per) { return; }
-let row = i / per;
-let d0 = (i % per) * u.R;
-var s = 0.0;
-for (var r = 0u; r < u.R; r++) { s += grads[u.B * u.T * u.Dc + row * u.Dc + d0 + r]; }
-ddt[i] = s * stepGrad(dt[i] + biasOf(d0));
+  let i = linearIndex(gid, nwg);
+  let per = u.Dc / u.R;
+  if (i >= u.B * u.T * per) { return; }
+  let row = i / per;
+  let d0 = (i % per) * u.R;
+  var s = 0.0;
+  for (var r = 0u; r < u.R; r++) { s += grads[u.B * u.T * u.Dc + row * u.Dc + d0 + r]; }
+  ddt[i] = s * stepGrad(dt[i] + biasOf(d0));
 }`,
     }),
     [g.ddt, grads, x.dt, p.buf],
@@ -388,20 +388,20 @@ ddt[i] = s * stepGrad(dt[i] + biasOf(d0));
       body: `${decl}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-let i = linearIndex(gid, nwg);
-if (i >= u.B * u.T * u.G * u.N) { return; }
-let n = i % u.N;
-let g = (i / u.N) % u.G;
-let bt = i / (u.N * u.G);
-let b = bt / u.T;
-let t = bt % u.T;
-var s = vec2<f32>(0.0);
-for (var blk = g * u.bps; blk < (g + 1u) * u.bps; blk++) {
-  let o = u.offBC + 2u * (((blk * u.B + b) * u.T + t) * u.N + n);
-  s += vec2<f32>(grads[o], grads[o + 1u]);
-}
-dB[i] = s.x;
-dC[i] = s.y;
+  let i = linearIndex(gid, nwg);
+  if (i >= u.B * u.T * u.G * u.N) { return; }
+  let n = i % u.N;
+  let g = (i / u.N) % u.G;
+  let bt = i / (u.N * u.G);
+  let b = bt / u.T;
+  let t = bt % u.T;
+  var s = vec2<f32>(0.0);
+  for (var blk = g * u.bps; blk < (g + 1u) * u.bps; blk++) {
+    let o = u.offBC + 2u * (((blk * u.B + b) * u.T + t) * u.N + n);
+    s += vec2<f32>(grads[o], grads[o + 1u]);
+  }
+  dB[i] = s.x;
+  dC[i] = s.y;
 }`,
     }),
     [g.dB, g.dC, grads, p.buf],
