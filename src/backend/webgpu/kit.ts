@@ -66,7 +66,8 @@ export function pow2(n: number): number {
  * barriers, against 2 + log2(SEG) for segmentSum). Every thread gets its segment's sum, the same
  * bits in every thread (each butterfly level adds a + b in one lane and b + a in its partner).
  * Assumes subgroups are runs of consecutive local indices, as on the drivers this runs on (the
- * attention kernels assume it too). Without subgroups (subgroupWidth < 2), a shuffle-free tree.
+ * attention kernels assume it too). Without subgroups (subgroupWidth < 2), every thread sums its
+ * segment's SEG values from workgroup memory in order.
  * Every thread of the workgroup must call it; the kernel must enable "subgroups" when
  * segmentLanes(seg, subgroupWidth) > 1.
  */

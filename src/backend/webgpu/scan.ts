@@ -1,8 +1,8 @@
 /**
  * WGSL state-space kernels (semantics of backend/ref/scan.ts and ssd.ts): the causal depthwise
  * conv1d, the Mamba selective scan and Mamba-2's SSD. Both scans run on the chunk-parallel
- * linear scan of scan_core.ts (backward: scan_backward.ts); the one-token steps are one thread per channel (Mamba) or per
- * (head, row of the state) (SSD), each owning its slice of the state.
+ * linear scan of scan_core.ts (backward: scan_backward.ts); the one-token steps are one thread
+ * per channel (Mamba) or per (head, row of the state) (SSD), each owning its slice of the state.
  *
  * conv1d: one thread per output element; the filter gradients, sums over (b, t), are one
  * thread per (d, k) looping over time in order (deterministic, no atomics).

@@ -46,7 +46,7 @@ function reverseLoads(count: number, tVar = "t"): string {
       var dy${j} = 0.0;
       var dzz${j} = 0.0;
       if (valid) { cn${j} = Cm[rows.bc + tt${j} * rows.sBC + n]; }
-      if (vd) { dy${j} = dyg[i${j}]; if (HAS_Z) { dzz${j} = dzf[i${j}]; } }`,
+      if (vd) { dy${j} = dyg[i${j}]; if (HAS_Z) { dzz${j} = pre[offZ + i${j}]; } }`,
     count,
   );
 }
@@ -69,9 +69,9 @@ function reverseSteps(count: number, slot = "0u"): string {
       dAacc += gs * hPrev${j} * decay * delta;
       xbc[(${slot} + ${j}u) * ${WG}u + lid] = vec2<f32>(gs * delta * x, dy${j} * hNow${j});
       if (vd && n == 0u) {
-        grads[i${j}] = r.y + ds * dy${j};
-        grads[u.B * u.T * u.Dc + i${j}] = r.x;
-        if (HAS_Z) { grads[2u * u.B * u.T * u.Dc + i${j}] = dzz${j} * y; }
+        du[i${j}] = r.y + ds * dy${j};
+        grads[i${j}] = r.x;
+        if (HAS_Z) { dz[i${j}] = dzz${j} * y; }
         dDacc += dy${j} * x;
       }
       gs = gs * decay;
@@ -132,24 +132,25 @@ export function scanBackward(
 ${LINEAR_INDEX(WG)}`;
   const work = temps.get(2 * BKDN);
   const gEnd = temps.get(BKDN);
-  // grads: du | ddelta | dz (B, T, Dc each), dA partials (B*K, Dc*N), Dskip partials (B*K, Dc), dB/dC partials (nblk, B, T, N, 2)
-  const offA = 3 * BTD;
+  // grads: ddelta (B, T, Dc), dA partials (B*K, Dc*N), Dskip partials (B*K, Dc), dB/dC partials (nblk, B, T, N, 2)
+  const offA = BTD;
   const offDs = offA + B * K * Dc * N;
   const offBC = offDs + B * K * Dc;
   const grads = temps.get(offBC + nblk * B * T * N * 2);
 
   // 0. what depends on (b, t, d) alone, once rather than once per state in each walk below:
-  // the steps, the gated output gradient dy = dout silu(z), and dout silu'(z) for dz
-  const steps = temps.get(B * T * (Dc / s.R));
+  // the steps, the gated output gradient dy = dout silu(z), and dout silu'(z) for dz; the steps
+  // and dout silu'(z) share one buffer (pre: steps, then from offZ = B T Dc / R the BTD factors),
+  // which keeps the chunk re-run within 11 bindings with du and dz written in place
+  const pre = temps.get(B * T * (Dc / s.R) + (x.z ? BTD : 0));
   const dyg = x.z ? temps.get(BTD) : dout;
-  const dzf = temps.get(x.z ? BTD : 4);
   launch(
     ctx,
     `${tag}:bwd0:${c.key}`,
     () => ({
       label: `${tag}:bwd0`,
       uniforms: SCAN_UNIFORMS,
-      bindings: [["steps", "write", "array<f32>"], ["dyg", "write", "array<f32>"], ["dzf", "write", "array<f32>"], ["dout", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["z", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+      bindings: [["pre", "write", "array<f32>"], ["dyg", "write", "array<f32>"], ["dout", "read", "array<f32>"], ["dt", "read", "array<f32>"], ["z", "read", "array<f32>"], ["params", "read", "array<f32>"]],
       body: `${decl}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -157,15 +158,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= u.B * u.T * u.Dc) { return; }
   let d = i % u.Dc;
   let bt = i / u.Dc;
-  if (d % u.R == 0u) { steps[bt * (u.Dc / u.R) + d / u.R] = stepOf(dt[bt * (u.Dc / u.R) + d / u.R] + biasOf(d)); }
+  if (d % u.R == 0u) { pre[bt * (u.Dc / u.R) + d / u.R] = stepOf(dt[bt * (u.Dc / u.R) + d / u.R] + biasOf(d)); }
   if (HAS_Z) {
     let zz = z[i];
     dyg[i] = dout[i] * silu_(zz);
-    dzf[i] = dout[i] * siluGrad_(zz);
+    pre[u.B * u.T * (u.Dc / u.R) + i] = dout[i] * siluGrad_(zz);
   }
 }`,
     }),
-    [steps, x.z ? dyg : temps.get(4), dzf, dout, x.dt, temps.or(x.z), p.buf],
+    [pre, x.z ? dyg : temps.get(4), dout, x.dt, temps.or(x.z), p.buf],
     uni,
     grid1d(BTD, WG),
   );
@@ -177,7 +178,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     () => ({
       label: `${tag}:bwd1`,
       uniforms: SCAN_UNIFORMS,
-      bindings: [["work", "write", "array<f32>"], ["dyg", "read", "array<f32>"], ["steps", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["params", "read", "array<f32>"]],
+      bindings: [["work", "write", "array<f32>"], ["dyg", "read", "array<f32>"], ["pre", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["params", "read", "array<f32>"]],
       body: `${decl}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -188,7 +189,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   // UNROLL steps a loop iteration, their loads issued before the chain of updates uses them
   var t = t1;
   for (; t >= t0 + ${UNROLL}u; t -= ${UNROLL}u) {
-    ${unrolled((j) => `let s${j} = steps[rows.s + (t - ${j + 1}u) * rows.sS];
+    ${unrolled((j) => `let s${j} = pre[rows.s + (t - ${j + 1}u) * rows.sS];
     let g${j} = dyg[rows.c + (t - ${j + 1}u) * u.Dc] * Cm[rows.bc + (t - ${j + 1}u) * rows.sBC + n];`)}
     ${unrolled((j) => `let decay${j} = exp_(s${j} * a);
     gs = decay${j} * (gs + g${j});
@@ -196,7 +197,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   for (; t > t0; t--) {
     let tt = t - 1u;
-    let decay = exp_(steps[rows.s + tt * rows.sS] * a);
+    let decay = exp_(pre[rows.s + tt * rows.sS] * a);
     gs = decay * (gs + dyg[rows.c + tt * u.Dc] * Cm[rows.bc + tt * rows.sBC + n]);
     prod = prod * decay;
   }
@@ -204,7 +205,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   work[u.B * u.K * u.Dc * u.N + e] = prod;
 }`,
     }),
-    [work, dyg, steps, x.Cmat, p.buf],
+    [work, dyg, pre, x.Cmat, p.buf],
     uni,
     grid1d(BKDN, WG),
   );
@@ -253,8 +254,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       uniforms: [...SCAN_UNIFORMS, ["offA", "u32"], ["offDs", "u32"], ["offBC", "u32"]],
       bindings: [
         ["grads", "write", "array<f32>"], ["gEnd", "read", "array<f32>"], ["ckpt", "read", "array<f32>"], ["dyg", "read", "array<f32>"],
-        ["uu", "read", "array<f32>"], ["steps", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"],
-        ["dzf", "read", "array<f32>"], ["params", "read", "array<f32>"],
+        ["uu", "read", "array<f32>"], ["pre", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"],
+        ["params", "read", "array<f32>"], ["du", "write", "array<f32>"], ["dz", "write", "array<f32>"],
       ],
       body: `${decl}${segmentSumLanes("nsum", WG, "f32", NP, sg)}${segmentSumLanes("nsum2", WG, "vec2<f32>", NP, sg)}
 const FLUSH: u32 = ${flush}u;
@@ -275,7 +276,7 @@ fn flushBC(slots: u32, tFirst: u32, blk: u32, b: u32, lid: u32) {
 fn stepAt(rows: Rows, t: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
   // (step, u, B[n]) of one channel and time
   var r = vec3<f32>(0.0);
-  if (vd) { r.x = steps[rows.s + t * rows.sS]; r.y = uu[rows.c + t * u.Dc]; }
+  if (vd) { r.x = pre[rows.s + t * rows.sS]; r.y = uu[rows.c + t * u.Dc]; }
   if (valid) { r.z = Bm[rows.bc + t * rows.sBC + n]; }
   return r;
 }
@@ -283,6 +284,8 @@ fn stepAt(rows: Rows, t: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${BLOCK}
   let rows = rowsOf(b, d);
+  // where dout silu'(z) starts in pre (after the steps)
+  let offZ = u.B * u.T * rows.sS;
   var a = 0.0;
   var gs = 0.0;
   var h0 = 0.0;
@@ -339,14 +342,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (vd && n == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
 }`,
     }),
-    [grads, gEnd, checkpoints, dyg, x.u, steps, x.Bmat, x.Cmat, dzf, p.buf],
+    [grads, gEnd, checkpoints, dyg, x.u, pre, x.Bmat, x.Cmat, p.buf, g.du, temps.or(g.dz)],
     [...uni, offA, offDs, offBC],
     [nblk, K, B],
   );
 
   // finishing sums, each an ordered loop
-  ctx.copy(grads, 0, g.du.buffer, 0, BTD * 4);
-  if (g.dz) ctx.copy(grads, 2 * BTD * 4, g.dz.buffer, 0, BTD * 4);
   const nPar = Dc / s.R;
   launch(
     ctx,
@@ -364,7 +365,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let row = i / per;
   let d0 = (i % per) * u.R;
   var s = 0.0;
-  for (var r = 0u; r < u.R; r++) { s += grads[u.B * u.T * u.Dc + row * u.Dc + d0 + r]; }
+  for (var r = 0u; r < u.R; r++) { s += grads[row * u.Dc + d0 + r]; }
   ddt[i] = s * stepGrad(dt[i] + biasOf(d0));
 }`,
     }),
