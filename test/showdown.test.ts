@@ -39,7 +39,10 @@ test("showdown --quick measures every section and judges every claim from its nu
     assert.ok(s.points.length >= 3, `${s.arch}: ${s.points.length} lengths`);
     for (const p of s.points) assert.ok(p.seconds > 0 && p.peakBytes > 0, `${s.arch} at ${p.T}`);
     assert.ok(Number.isFinite(s.timeSlope) && Number.isFinite(s.memorySlope), s.arch);
+    assert.ok(s.fixedCostShare > 0 && s.fixedCostShare <= 1, `${s.arch}: fixed cost share ${s.fixedCostShare}`);
+    assert.ok(s.points.at(-1)!.T <= Math.max(plan.scaling.maxLength, plan.scaling.lengths.at(-1)!), s.arch);
   }
+  assert.equal(res.settings.memoryBudgetBytes, plan.scaling.memoryBudgetBytes, "the cpu budget");
   const naive = res.scaling.find((s) => s.arch === "attention-naive")!;
   const tiled = res.scaling.find((s) => s.arch === "attention-tiled")!;
   for (const p of naive.points) assert.ok(p.peakBytes <= plan.scaling.memoryBudgetBytes);
@@ -78,12 +81,25 @@ test("showdown --quick measures every section and judges every claim from its nu
   assert.match(html, /new Chart\(|Chart\(/);
 });
 
+test("showdown --memory-budget bounds the scaling section's peak memory", () => {
+  const out = path.join(tmp, "budget");
+  const r = seqlab("showdown", "--quick", "--only", "scaling", "--memory-budget", "4MiB", "--out", out);
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(fs.readFileSync(path.join(out, "results.json"), "utf8")) as ShowdownResults;
+  assert.equal(res.settings.memoryBudgetBytes, 4 * 2 ** 20);
+  const naive = res.scaling.find((s) => s.arch === "attention-naive")!;
+  for (const p of naive.points) assert.ok(p.peakBytes <= 4 * 2 ** 20, `naive at ${p.T}: ${p.peakBytes}`);
+  assert.match(naive.stop, /over the 4\.00 MiB memory budget/);
+});
+
 test("showdown answers bad flags with one line and writes nothing", () => {
   const cases: [string[], RegExp][] = [
     [["showdown", "--only", "nonsense"], /--only "nonsense" is not a section/],
     [["showdown", "--seed", "x"], /--seed/],
     [["showdown", "--backend", "nope"], /backend/],
     [["showdown", "--threads", "0"], /--threads/],
+    [["showdown", "--memory-budget", "lots"], /--memory-budget must be a size such as 8GiB/],
+    [["showdown", "--memory-budget", "0"], /--memory-budget must be a size/],
   ];
   for (const [args, pattern] of cases) {
     const out = path.join(tmp, "bad");

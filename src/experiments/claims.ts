@@ -16,6 +16,13 @@ function verdict(measured: boolean, ok: boolean): Verdict {
 }
 
 const series = (r: Partial, id: string): ScalingSeries | undefined => r.scaling.find((s) => s.arch === id);
+
+/** Where a slope was fitted, and how much of the time there the fixed cost can be. */
+function fitRange(s: ScalingSeries): string {
+  const w = s.points.slice(-3);
+  const share = s.fixedCostShare === undefined ? "" : `; the fixed cost at most ${pct(s.fixedCostShare)} of it`;
+  return w.length ? `fit over T = ${w[0].T}..${w.at(-1)!.T}${share}` : "no points";
+}
 const LINEAR = ["mamba", "mamba2", "rwkv"];
 
 function claim1(r: Partial): ClaimResult {
@@ -25,6 +32,7 @@ function claim1(r: Partial): ClaimResult {
   let ok = true;
   if (naive && tiled) {
     e.push(`time ~ T^k: naive k = ${f2(naive.timeSlope)}, tiled k = ${f2(tiled.timeSlope)} (threshold k >= 1.6 over the largest lengths)`);
+    e.push(`naive: ${fitRange(naive)}; tiled: ${fitRange(tiled)}`);
     e.push(`peak memory ~ T^k: naive k = ${f2(naive.memorySlope)} (needs >= 1.6), tiled k = ${f2(tiled.memorySlope)} (needs <= 1.3)`);
     e.push(`naive attention stops: ${naive.stop}; tiled reaches T = ${tiled.points.at(-1)?.T}`);
     const common = naive.points.at(-1);
@@ -58,7 +66,7 @@ function claim2(r: Partial): ClaimResult {
 
 function claim3(r: Partial): ClaimResult {
   const lin = r.scaling.filter((s) => LINEAR.includes(s.arch));
-  const e = lin.map((s) => `${s.label}: time ~ T^${f2(s.timeSlope)}, memory ~ T^${f2(s.memorySlope)} up to T = ${s.points.at(-1)?.T} (needs <= 1.25 each)`);
+  const e = lin.map((s) => `${s.label}: time ~ T^${f2(s.timeSlope)}, memory ~ T^${f2(s.memorySlope)} up to T = ${s.points.at(-1)?.T} (needs <= 1.25 each; ${fitRange(s)})`);
   const ok = lin.every((s) => s.timeSlope <= 1.25 && s.memorySlope <= 1.25);
   return { id: 3, title: "Training and prefill of Mamba and RWKV are O(T)", verdict: verdict(lin.length > 0, ok), evidence: e };
 }

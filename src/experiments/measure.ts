@@ -13,12 +13,17 @@ export interface Measurement {
   peakBytes: number;
 }
 
-export async function measure(be: Backend, run: () => void | Promise<void>, opts: { repeats?: number; maxSeconds?: number } = {}): Promise<Measurement> {
+/**
+ * At least `repeats` runs, more (up to `maxRepeats`) until `minSeconds` have passed, so that a
+ * millisecond-scale run is the best of several; none started after `maxSeconds`.
+ */
+export async function measure(be: Backend, run: () => void | Promise<void>, opts: { repeats?: number; maxRepeats?: number; minSeconds?: number; maxSeconds?: number } = {}): Promise<Measurement> {
   const repeats = opts.repeats ?? 3;
+  const maxRepeats = Math.max(repeats, opts.maxRepeats ?? repeats);
   let best = Infinity;
   let peak = 0;
   const start = performance.now();
-  for (let i = 0; i < repeats; i++) {
+  for (let i = 0; i < maxRepeats; i++) {
     const base = be.memory().bytesInUse;
     be.resetPeak();
     const t0 = performance.now();
@@ -31,7 +36,9 @@ export async function measure(be: Backend, run: () => void | Promise<void>, opts
     const s = (performance.now() - t0) / 1000;
     best = Math.min(best, s);
     peak = Math.max(peak, be.memory().peakBytes - base);
-    if ((performance.now() - start) / 1000 > (opts.maxSeconds ?? Infinity)) break;
+    const elapsed = (performance.now() - start) / 1000;
+    if (elapsed > (opts.maxSeconds ?? Infinity)) break;
+    if (i + 1 >= repeats && elapsed >= (opts.minSeconds ?? 0)) break;
   }
   return { seconds: best, peakBytes: peak };
 }

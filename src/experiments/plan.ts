@@ -24,7 +24,19 @@ export interface RecallBudget {
 
 export interface ShowdownPlan {
   model: PresetOptions;
-  scaling: { lengths: number[]; memoryBudgetBytes: number; secondsPerPoint: number };
+  scaling: {
+    lengths: number[];
+    /** past `lengths`, T doubles up to here while the fixed cost may be over fixedCostShare of the fit (see scaling.ts) */
+    maxLength: number;
+    fixedCostShare: number;
+    /** for the cpu and ref backends (host memory) */
+    memoryBudgetBytes: number;
+    /** for webgpu (device memory; --memory-budget overrides either) */
+    gpuMemoryBudgetBytes: number;
+    secondsPerPoint: number;
+    /** keep repeating a point (up to 10 runs) until this much time has passed */
+    minSecondsPerPoint: number;
+  };
   decode: { positions: number[]; steps: number; chunk: number };
   selectiveCopy: RecallBudget & { length: number; count: number };
   passkey: RecallBudget & { trainLengths: number[]; evalLengths: number[]; depths: number[]; smallState: number };
@@ -41,7 +53,7 @@ const pow2 = (from: number, to: number) => {
 export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
   quick: {
     model: { vocab: 64, width: 32, layers: 2 },
-    scaling: { lengths: pow2(256, 4096), memoryBudgetBytes: 64 * 2 ** 20, secondsPerPoint: 3 },
+    scaling: { lengths: pow2(256, 4096), maxLength: 4096, fixedCostShare: 0.1, memoryBudgetBytes: 64 * 2 ** 20, gpuMemoryBudgetBytes: 256 * 2 ** 20, secondsPerPoint: 3, minSecondsPerPoint: 0 },
     decode: { positions: [128, 512, 2048], steps: 8, chunk: 512 },
     selectiveCopy: { steps: 400, batch: 16, lr: 3e-3, length: 32, count: 4 },
     passkey: { steps: 400, batch: 16, lr: 3e-3, trainLengths: [32], evalLengths: [32, 64, 128], depths: [0.1, 0.9], smallState: 4 },
@@ -50,7 +62,7 @@ export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
   },
   default: {
     model: { vocab: 64, width: 64, layers: 2 },
-    scaling: { lengths: pow2(256, 65536), memoryBudgetBytes: 2 ** 30, secondsPerPoint: 20 },
+    scaling: { lengths: pow2(256, 65536), maxLength: 2 ** 20, fixedCostShare: 0.1, memoryBudgetBytes: 2 ** 30, gpuMemoryBudgetBytes: 4 * 2 ** 30, secondsPerPoint: 20, minSecondsPerPoint: 0.3 },
     decode: { positions: [256, 1024, 4096, 16384], steps: 16, chunk: 1024 },
     selectiveCopy: { steps: 1600, batch: 32, lr: 3e-3, length: 64, count: 8 },
     passkey: { steps: 2000, batch: 32, lr: 3e-3, trainLengths: [32, 64], evalLengths: [32, 64, 128, 256, 512], depths: [0.1, 0.5, 0.9], smallState: 4 },

@@ -3,6 +3,14 @@
  * an inference forward of one sequence at T = 256, 512, ... until the next length would exceed
  * the memory budget (naive attention's (T, T) scores) or the time allowed for one point; the
  * log-log slope of the largest lengths estimates the exponent of time and memory in T.
+ *
+ * An exponent is only what the slope says where the work that grows with T dominates the time.
+ * Every forward also pays a fixed cost (on a GPU, the dispatches and the wait for the queue:
+ * about a millisecond for these models, as long as the whole T-dependent work up to many
+ * thousands of tokens). So past the planned lengths T keeps doubling, up to `maxLength` and
+ * within the same budgets, while the fit's smallest point is still under 1 / fixedCostShare
+ * times the smallest length's time (which bounds the fixed cost from above). On a CPU the
+ * planned lengths are already far past that; each series records the share it reached.
  */
 import type { Backend } from "../backend/backend.js";
 import type { PresetOptions } from "../models/presets.js";
@@ -24,14 +32,21 @@ export interface ScalingSeries {
   points: ScalingPoint[];
   /** why the series ends where it does */
   stop: string;
+  /** time at the smallest length over time at the fit's smallest length (the fixed cost's share there, at most) */
+  fixedCostShare: number;
   timeSlope: number;
   memorySlope: number;
 }
 
 export interface ScalingOptions {
   lengths: number[];
+  /** how far T may keep doubling past `lengths` while the fixed cost is a large share */
+  maxLength: number;
+  /** the fixed cost's largest acceptable share of the fit's smallest time */
+  fixedCostShare: number;
   memoryBudgetBytes: number;
   secondsPerPoint: number;
+  minSecondsPerPoint: number;
   model: PresetOptions;
   seed: number;
   log?: (line: string) => void;
@@ -46,39 +61,65 @@ function predict(points: ScalingPoint[], T: number, key: "seconds" | "peakBytes"
   return last[key] * (T / last.T) ** k;
 }
 
+/** The points the slopes are fitted over: the three largest lengths. */
+const fitWindow = (points: ScalingPoint[]) => points.slice(-3);
+
+/** The smallest length's time as a share of the fit window's smallest time (1 with one point). */
+function fixedShare(points: ScalingPoint[]): number {
+  if (points.length < 2) return 1;
+  return points[0].seconds / fitWindow(points)[0].seconds;
+}
+
+/**
+ * The length to measure after `points`, or why the series ends there: the planned lengths, then
+ * doublings up to maxLength while the fixed cost may still weigh in the fit, each within the
+ * memory budget and the time per point (both extrapolated from the last two points).
+ */
+export function nextLength(o: Omit<ScalingOptions, "model" | "seed" | "log" | "minSecondsPerPoint">, points: ScalingPoint[]): { T: number } | { stop: string } {
+  const planned = o.lengths.length;
+  const i = points.length;
+  const T = i < planned ? o.lengths[i] : o.lengths[planned - 1] * 2 ** (i - planned + 1);
+  if (i >= planned) {
+    const last = points[i - 1].T;
+    if (fixedShare(points) <= o.fixedCostShare) {
+      return { stop: i === planned ? `reached the largest length, ${last}` : `reached T = ${last}, where the fixed cost is at most ${(100 * fixedShare(points)).toFixed(1)}% of the fit's smallest time` };
+    }
+    if (T > o.maxLength) return { stop: `reached the largest length allowed, ${last}` };
+  }
+  const mem = predict(points, T, "peakBytes");
+  if (mem > o.memoryBudgetBytes) return { stop: `T=${T} would need ~${formatBytes(mem)}, over the ${formatBytes(o.memoryBudgetBytes)} memory budget` };
+  const secs = predict(points, T, "seconds");
+  if (secs > o.secondsPerPoint) return { stop: `T=${T} would take ~${secs.toFixed(0)} s, over the ${o.secondsPerPoint} s allowed per point` };
+  return { T };
+}
+
 export async function runScaling(be: Backend, archs: Arch[], o: ScalingOptions): Promise<ScalingSeries[]> {
   const out: ScalingSeries[] = [];
   for (const a of archs) {
     const model = buildArch(be, a, o.model, o.seed);
     const points: ScalingPoint[] = [];
-    let stop = `reached the largest length, ${o.lengths.at(-1)}`;
     // one unmeasured forward first, so JIT compilation and first-touch allocation stay out of the numbers
     const warm = Array.from({ length: o.lengths[0] }, (_, i) => i % model.config.V);
     await measure(be, () => void model.forward(model.tokens(warm, 1, warm.length)), { repeats: 1 });
-    for (const T of o.lengths) {
-      const mem = predict(points, T, "peakBytes");
-      if (mem > o.memoryBudgetBytes) {
-        stop = `T=${T} would need ~${formatBytes(mem)}, over the ${formatBytes(o.memoryBudgetBytes)} memory budget`;
-        break;
-      }
-      const secs = predict(points, T, "seconds");
-      if (secs > o.secondsPerPoint) {
-        stop = `T=${T} would take ~${secs.toFixed(0)} s, over the ${o.secondsPerPoint} s allowed per point`;
-        break;
-      }
+    let next = nextLength(o, points);
+    while ("T" in next) {
+      const T = next.T;
       const rng = new Rng(o.seed + T);
       const ids = Array.from({ length: T }, () => rng.int(0, model.config.V));
-      const m = await measure(be, () => void model.forward(model.tokens(ids, 1, T)), { repeats: 3, maxSeconds: o.secondsPerPoint });
+      const m = await measure(be, () => void model.forward(model.tokens(ids, 1, T)), { repeats: 3, minSeconds: o.minSecondsPerPoint, maxRepeats: 10, maxSeconds: o.secondsPerPoint });
       points.push({ T, seconds: m.seconds, peakBytes: m.peakBytes });
       o.log?.(`scaling ${a.id} T=${T}: ${(m.seconds * 1000).toFixed(1)} ms, peak ${(m.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+      next = nextLength(o, points);
     }
-    const tail = points.slice(-3);
+    const stop = next.stop;
+    const tail = fitWindow(points);
     out.push({
       arch: a.id,
       label: a.label,
       params: model.parameterCount(),
       points,
       stop,
+      fixedCostShare: fixedShare(points),
       timeSlope: tail.length >= 2 ? logLogSlope(tail.map((p) => p.T), tail.map((p) => p.seconds)) : NaN,
       memorySlope: tail.length >= 2 ? logLogSlope(tail.map((p) => p.T), tail.map((p) => p.peakBytes)) : NaN,
     });

@@ -24,6 +24,8 @@ export interface ShowdownOptions {
   mode: "quick" | "default";
   seed: number;
   sections: Section[];
+  /** the scaling section's memory budget (default: the plan's, for host or GPU memory by backend) */
+  memoryBudgetBytes?: number;
   versions: Record<string, string>;
   log: (line: string) => void;
 }
@@ -68,13 +70,14 @@ export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<Show
   const p = PLANS[o.mode];
   const log = o.log;
   const ARCHS = matchedArchs(be, p.model);
+  const memoryBudget = o.memoryBudgetBytes ?? (be.name === "webgpu" ? p.scaling.gpuMemoryBudgetBytes : p.scaling.memoryBudgetBytes);
   let scaling: ScalingSeries[] = [];
   let decode: DecodeSeries[] = [];
   const recall: RecallRun[] = [];
   if (o.sections.includes("scaling")) {
     log(`(a) forward time and peak memory against T, backend ${be.describe()}`);
     const archs = ["attention-naive", "attention-tiled", "mamba", "mamba2", "rwkv", "hybrid"].map((id) => ARCHS[id]);
-    scaling = await runScaling(be, archs, { ...p.scaling, model: p.model, seed: o.seed, log });
+    scaling = await runScaling(be, archs, { ...p.scaling, memoryBudgetBytes: memoryBudget, model: p.model, seed: o.seed, log });
   }
   if (o.sections.includes("decode")) {
     log(`(b) per-token decode cost and state bytes against position`);
@@ -105,7 +108,7 @@ export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<Show
     backend: be.describe(),
     seed: o.seed,
     versions: o.versions,
-    settings: { plan: p, sections: o.sections },
+    settings: { plan: p, sections: o.sections, memoryBudgetBytes: memoryBudget },
     units: UNITS,
     architectures,
     scaling,

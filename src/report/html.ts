@@ -36,10 +36,10 @@ function slopeTable(r: ShowdownResults): string {
   const rows = r.scaling
     .map(
       (s) =>
-        `<tr><td>${esc(s.label)}</td><td>${s.params.toLocaleString("en-US")}</td><td>${s.points.at(-1)?.T ?? "-"}</td><td>${fmt(s.timeSlope)}</td><td>${fmt(s.memorySlope)}</td><td>${esc(s.stop)}</td></tr>`,
+        `<tr><td>${esc(s.label)}</td><td>${s.params.toLocaleString("en-US")}</td><td>${s.points.at(-1)?.T ?? "-"}</td><td>${fmt(s.timeSlope)}</td><td>${fmt(s.memorySlope)}</td><td>${s.fixedCostShare === undefined ? "-" : `${(100 * s.fixedCostShare).toFixed(1)}%`}</td><td>${esc(s.stop)}</td></tr>`,
     )
     .join("");
-  return `<table><tr><th>architecture</th><th>params</th><th>largest T</th><th>time slope</th><th>memory slope</th><th>why it stops</th></tr>${rows}</table>`;
+  return `<table><tr><th>architecture</th><th>params</th><th>largest T</th><th>time slope</th><th>memory slope</th><th title="time at the smallest length over time at the smallest length of the fit: the most the fixed cost of a forward can weigh in the slope">fixed cost share</th><th>why it stops</th></tr>${rows}</table>`;
 }
 
 function decodeTable(r: ShowdownResults): string {

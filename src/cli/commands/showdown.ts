@@ -12,6 +12,7 @@ import type { ShowdownResults } from "../../experiments/results.js";
 import { SeqlabError } from "../../util/errors.js";
 import { formatBytes, formatSeconds, table } from "../../util/format.js";
 import { intFlag } from "../args.js";
+import { parseByteSize } from "../../util/memory.js";
 import { TRAINING_BACKEND_OPTIONS, threadsFlag, type Command } from "../command.js";
 
 declare const SEQLAB_VERSION: string | undefined;
@@ -63,12 +64,13 @@ function summary(r: ShowdownResults): string {
 export const showdownCommand: Command = {
   name: "showdown",
   summary: "measure the Transformer vs Mamba vs RWKV vs hybrid trade-offs on this machine (tables, results.json, report.html)",
-  usage: "[--quick] [--out DIR] [--backend NAME] [--only scaling,decode,recall]",
+  usage: "[--quick] [--out DIR] [--backend NAME] [--only scaling,decode,recall] [--memory-budget SIZE]",
   options: {
     quick: { type: "boolean", help: "a 2-minute run at smaller sizes (recall numbers are a smoke test)" },
     out: { type: "string", default: "showdown-results", help: "directory for results.json and report.html" },
     only: { type: "string", help: `comma-separated sections to run (${SECTIONS.join(", ")})` },
     seed: { type: "string", default: "0", help: "seed for weights and data" },
+    "memory-budget": { type: "string", help: "largest peak memory a forward of the scaling section may need, e.g. 8GiB (default: 1GiB on cpu, 4GiB on webgpu; quick: 64MiB / 256MiB)" },
     ...TRAINING_BACKEND_OPTIONS,
   },
   async run(v) {
@@ -76,6 +78,7 @@ export const showdownCommand: Command = {
     const sections = v.only === undefined ? SECTIONS : String(v.only).split(",").map((s) => s.trim());
     for (const s of sections) if (!SECTIONS.includes(s as Section)) throw new SeqlabError(`showdown: --only "${s}" is not a section (${SECTIONS.join(", ")})`);
     const seed = intFlag(c, "seed", v.seed, 0);
+    const memoryBudgetBytes = v["memory-budget"] === undefined ? undefined : parseByteSize("showdown: --memory-budget", String(v["memory-budget"]));
     const out = path.resolve(v.out as string);
     if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new SeqlabError(`${out}: exists and is not a directory`);
     const be = await createBackend(v.backend as string, { threads: threadsFlag(c, v.threads) });
@@ -87,12 +90,15 @@ export const showdownCommand: Command = {
       mode,
       seed,
       sections: sections as Section[],
+      memoryBudgetBytes,
       versions: { seqlab: typeof SEQLAB_VERSION === "string" ? SEQLAB_VERSION : "dev", node: process.version },
       log: (l) => console.log(`[${formatSeconds((performance.now() - t0) / 1000).padStart(8)}] ${l}`),
     });
+    // rendered before anything is written: a failure leaves no results.json without its report
+    const report = renderReport(results);
     fs.mkdirSync(out, { recursive: true });
     writeAtomic(path.join(out, "results.json"), JSON.stringify(results, null, 1));
-    writeAtomic(path.join(out, "report.html"), renderReport(results));
+    writeAtomic(path.join(out, "report.html"), report);
     console.log("\n" + summary(results));
     console.log(`\nwrote ${path.join(out, "results.json")} and ${path.join(out, "report.html")} (${formatSeconds(results.elapsedSeconds)})`);
     return 0;
