@@ -12,6 +12,7 @@ const plan = {
   lengths: [256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536], // the default plan's
   maxLength: 1 << 20,
   fixedCostShare: 0.1,
+  minSecondsAtLargest: 0.5,
   memoryBudgetBytes: 2 ** 30,
   secondsPerPoint: 20,
 };
@@ -28,7 +29,7 @@ function simulate(o: typeof plan, seconds: (T: number) => number, bytes: (T: num
 }
 
 test("scaling lengths: a cost far above the fixed cost keeps the planned lengths", () => {
-  const { points, stop } = simulate(plan, (T) => 1e-4 + 1e-6 * T, (T) => 1000 * T);
+  const { points, stop } = simulate(plan, (T) => 1e-4 + 1e-5 * T, (T) => 1000 * T);
   assert.deepEqual(points.map((p) => p.T), plan.lengths);
   assert.equal(stop, "reached the largest length, 65536");
 });
@@ -36,7 +37,7 @@ test("scaling lengths: a cost far above the fixed cost keeps the planned lengths
 test("scaling lengths: a 1 ms fixed cost (a GPU's dispatches) pushes T on until it weighs under 10%", () => {
   const fixed = 1e-3;
   const perToken = 1e-7; // 6.6 ms of T-dependent work at 64k tokens
-  const { points, stop } = simulate(plan, (T) => fixed + perToken * T, (T) => 1000 * T);
+  const { points, stop } = simulate({ ...plan, minSecondsAtLargest: 0 }, (T) => fixed + perToken * T, (T) => 1000 * T);
   const window = points.slice(-3);
   assert.ok(points.length > plan.lengths.length, "extended past the plan");
   assert.ok(points[0].seconds / window[0].seconds <= 0.1, "fixed cost under 10% of the fit's smallest point");
@@ -45,6 +46,19 @@ test("scaling lengths: a 1 ms fixed cost (a GPU's dispatches) pushes T on until 
   assert.match(stop, /^reached T = \d+, where the fixed cost is at most/);
   const k = logLogSlope(window.map((p) => p.T), window.map((p) => p.seconds));
   assert.ok(k > 0.9 && k <= 1, `slope over the window ${k} is near the true exponent 1`);
+});
+
+test("scaling lengths: a quadratic with a large linear term goes on until its largest point takes long enough", () => {
+  // tiled attention on a GPU: the linear work (projections, MLP) still weighs at 32k
+  const seconds = (T: number) => 1.3e-3 + 1.5e-7 * T + 8e-12 * T * T;
+  const { points, stop } = simulate({ ...plan, memoryBudgetBytes: 4 * 2 ** 30 }, seconds, (T) => 2800 * T);
+  const last = points.at(-1)!;
+  assert.ok(last.seconds >= 0.5 && last.T > 65536, `stopped at ${last.T}, ${last.seconds} s`);
+  assert.ok(points.at(-2)!.seconds < 0.5, "one doubling past half a second, no more");
+  assert.match(stop, /^reached T = /);
+  const w = points.slice(-3);
+  const k = logLogSlope(w.map((p) => p.T), w.map((p) => p.seconds));
+  assert.ok(k > 1.6, `slope ${k} over ${w.map((p) => p.T)}`);
 });
 
 test("scaling lengths: the memory budget, the time per point and maxLength still bound the extension", () => {
@@ -61,7 +75,7 @@ test("scaling lengths: the memory budget, the time per point and maxLength still
 });
 
 test("scaling lengths: quick mode's maxLength equal to the last planned length never extends", () => {
-  const quick = { ...plan, lengths: [256, 512, 1024, 2048, 4096], maxLength: 4096 };
+  const quick = { ...plan, lengths: [256, 512, 1024, 2048, 4096], maxLength: 4096, minSecondsAtLargest: 0 };
   const { points, stop } = simulate(quick, (T) => 1e-3 + 1e-9 * T, (T) => T);
   assert.deepEqual(points.map((p) => p.T), quick.lengths);
   assert.equal(stop, "reached the largest length allowed, 4096");

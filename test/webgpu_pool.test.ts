@@ -42,7 +42,7 @@ test("pool: a released buffer comes back for the same size class, oldest first",
 test("pool: over the cap, the buffers released longest ago are destroyed, not the newest", () => {
   const { device, made } = fakeDevice();
   const cls = sizeClass(4096);
-  const pool = new BufferPool(device, 3 * cls);
+  const pool = new BufferPool(device, 3 * cls); // never more than 3 classes live below
   // a workload at one length fills the pool with its size class ...
   const old = [pool.acquire(4096), pool.acquire(4096), pool.acquire(4096)];
   for (const b of old) pool.release(b);
@@ -64,17 +64,20 @@ test("pool: over the cap, the buffers released longest ago are destroyed, not th
   assert.equal(pool.acquire(4096), old[2]);
 });
 
-test("pool: a buffer larger than the whole cap is destroyed after the next submit", () => {
-  const { device } = fakeDevice();
+test("pool: the cap grows to the most bytes ever live at once", () => {
+  const { device, made } = fakeDevice();
   const pool = new BufferPool(device, 4096);
-  const small = pool.acquire(1024);
-  pool.release(small);
-  const huge = pool.acquire(1 << 20) as unknown as FakeBuffer;
-  pool.release(huge as unknown as GPUBuffer);
-  assert.equal(huge.destroyed, false, "not before the recorded work is submitted");
+  const a = pool.acquire(1 << 20);
+  const b = pool.acquire(1 << 20);
+  assert.equal(pool.peakLiveBytes, 2 << 20);
+  pool.release(a);
+  pool.release(b);
   pool.afterSubmit();
-  assert.equal(huge.destroyed, true);
-  assert.equal(pool.acquire(1024), small, "the pool kept what fits");
+  assert.equal(pool.pooledBytes, 2 << 20, "both kept: that much was live");
+  assert.ok(made.every((x) => !x.destroyed));
+  pool.acquire(1 << 20);
+  pool.acquire(1 << 20);
+  assert.equal(made.length, 2, "the second round reuses them");
 });
 
 test("pool: trim gives every free buffer back", () => {
@@ -87,4 +90,23 @@ test("pool: trim gives every free buffer back", () => {
   assert.ok(made.every((b) => b.destroyed));
   pool.acquire(100);
   assert.equal(made.length, 4, "a new buffer after trim");
+});
+
+test("pool: live plus free bytes never exceed the peak live bytes (or live plus the floor)", () => {
+  const { device, made } = fakeDevice();
+  const floor = 64 * 1024;
+  const pool = new BufferPool(device, floor);
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const live: GPUBuffer[] = [];
+  for (let step = 0; step < 3000; step++) {
+    // phases of different sizes, like forwards at growing lengths
+    const scale = 256 << Math.floor(step / 500);
+    if (live.length > 0 && rand() < 0.5) pool.release(live.splice(Math.floor(rand() * live.length), 1)[0]);
+    else live.push(pool.acquire(Math.ceil(rand() * scale)));
+    pool.afterSubmit();
+    const held = made.filter((b) => !b.destroyed).reduce((a, b) => a + b.size, 0);
+    assert.equal(held, pool.liveBytes + pool.pooledBytes, "the accounting matches the buffers alive");
+    assert.ok(held <= Math.max(pool.peakLiveBytes, pool.liveBytes + floor), `step ${step}: ${held} held`);
+  }
 });

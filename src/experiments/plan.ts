@@ -26,9 +26,10 @@ export interface ShowdownPlan {
   model: PresetOptions;
   scaling: {
     lengths: number[];
-    /** past `lengths`, T doubles up to here while the fixed cost may be over fixedCostShare of the fit (see scaling.ts) */
+    /** past `lengths`, T doubles up to here while the fixed cost may be over fixedCostShare of the fit or the largest point is under minSecondsAtLargest (see scaling.ts) */
     maxLength: number;
     fixedCostShare: number;
+    minSecondsAtLargest: number;
     /** for the cpu and ref backends (host memory) */
     memoryBudgetBytes: number;
     /** for webgpu (device memory; --memory-budget overrides either) */
@@ -53,7 +54,7 @@ const pow2 = (from: number, to: number) => {
 export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
   quick: {
     model: { vocab: 64, width: 32, layers: 2 },
-    scaling: { lengths: pow2(256, 4096), maxLength: 4096, fixedCostShare: 0.1, memoryBudgetBytes: 64 * 2 ** 20, gpuMemoryBudgetBytes: 256 * 2 ** 20, secondsPerPoint: 3, minSecondsPerPoint: 0 },
+    scaling: { lengths: pow2(256, 4096), maxLength: 4096, fixedCostShare: 0.1, minSecondsAtLargest: 0, memoryBudgetBytes: 64 * 2 ** 20, gpuMemoryBudgetBytes: 256 * 2 ** 20, secondsPerPoint: 3, minSecondsPerPoint: 0 },
     decode: { positions: [128, 512, 2048], steps: 8, chunk: 512 },
     selectiveCopy: { steps: 400, batch: 16, lr: 3e-3, length: 32, count: 4 },
     passkey: { steps: 400, batch: 16, lr: 3e-3, trainLengths: [32], evalLengths: [32, 64, 128], depths: [0.1, 0.9], smallState: 4 },
@@ -62,7 +63,7 @@ export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
   },
   default: {
     model: { vocab: 64, width: 64, layers: 2 },
-    scaling: { lengths: pow2(256, 65536), maxLength: 2 ** 20, fixedCostShare: 0.1, memoryBudgetBytes: 2 ** 30, gpuMemoryBudgetBytes: 4 * 2 ** 30, secondsPerPoint: 20, minSecondsPerPoint: 0.3 },
+    scaling: { lengths: pow2(256, 65536), maxLength: 2 ** 20, fixedCostShare: 0.1, minSecondsAtLargest: 0.5, memoryBudgetBytes: 2 ** 30, gpuMemoryBudgetBytes: 4 * 2 ** 30, secondsPerPoint: 20, minSecondsPerPoint: 0.3 },
     decode: { positions: [256, 1024, 4096, 16384], steps: 16, chunk: 1024 },
     selectiveCopy: { steps: 1600, batch: 32, lr: 3e-3, length: 64, count: 8 },
     passkey: { steps: 2000, batch: 32, lr: 3e-3, trainLengths: [32, 64], evalLengths: [32, 64, 128, 256, 512], depths: [0.1, 0.5, 0.9], smallState: 4 },

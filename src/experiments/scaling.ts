@@ -7,10 +7,11 @@
  * An exponent is only what the slope says where the work that grows with T dominates the time.
  * Every forward also pays a fixed cost (on a GPU, the dispatches and the wait for the queue:
  * about a millisecond for these models, as long as the whole T-dependent work up to many
- * thousands of tokens). So past the planned lengths T keeps doubling, up to `maxLength` and
- * within the same budgets, while the fit's smallest point is still under 1 / fixedCostShare
- * times the smallest length's time (which bounds the fixed cost from above). On a CPU the
- * planned lengths are already far past that; each series records the share it reached.
+ * thousands of tokens), and terms linear in T bend a quadratic's slope until T is large. So past
+ * the planned lengths T keeps doubling, up to `maxLength` and within the same budgets, while the
+ * fit's smallest point is still under 1 / fixedCostShare times the smallest length's time (which
+ * bounds the fixed cost from above) or the largest point is under minSecondsAtLargest. On a CPU
+ * the planned lengths are mostly past both already; each series records the share it reached.
  */
 import type { Backend } from "../backend/backend.js";
 import type { PresetOptions } from "../models/presets.js";
@@ -44,6 +45,8 @@ export interface ScalingOptions {
   maxLength: number;
   /** the fixed cost's largest acceptable share of the fit's smallest time */
   fixedCostShare: number;
+  /** ... and the least time the largest length should take */
+  minSecondsAtLargest: number;
   memoryBudgetBytes: number;
   secondsPerPoint: number;
   minSecondsPerPoint: number;
@@ -80,11 +83,11 @@ export function nextLength(o: Omit<ScalingOptions, "model" | "seed" | "log" | "m
   const i = points.length;
   const T = i < planned ? o.lengths[i] : o.lengths[planned - 1] * 2 ** (i - planned + 1);
   if (i >= planned) {
-    const last = points[i - 1].T;
-    if (fixedShare(points) <= o.fixedCostShare) {
-      return { stop: i === planned ? `reached the largest length, ${last}` : `reached T = ${last}, where the fixed cost is at most ${(100 * fixedShare(points)).toFixed(1)}% of the fit's smallest time` };
+    const last = points[i - 1];
+    if (fixedShare(points) <= o.fixedCostShare && last.seconds >= o.minSecondsAtLargest) {
+      return { stop: i === planned ? `reached the largest length, ${last.T}` : `reached T = ${last.T}, where the fixed cost is at most ${(100 * fixedShare(points)).toFixed(1)}% of the fit's smallest time` };
     }
-    if (T > o.maxLength) return { stop: `reached the largest length allowed, ${last}` };
+    if (T > o.maxLength) return { stop: `reached the largest length allowed, ${last.T}` };
   }
   const mem = predict(points, T, "peakBytes");
   if (mem > o.memoryBudgetBytes) return { stop: `T=${T} would need ~${formatBytes(mem)}, over the ${formatBytes(o.memoryBudgetBytes)} memory budget` };

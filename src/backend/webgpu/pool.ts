@@ -44,11 +44,13 @@ export function sizeClass(bytes: number): number {
  * buffers every time, so the context's bind-group cache hits (with last-in-first-out reuse the
  * buffers of one step were a permutation of the previous step's).
  *
- * When the free buffers would exceed the cap, the ones released longest ago go first, whatever
- * their size class. (Destroying the buffer just released instead left the pool full of classes
- * an earlier workload used, e.g. shorter sequences, so that every call at a new length created
- * and destroyed its buffers: on an H200 a 256k-token forward of a small Mamba spent 80 of its
- * 103 ms creating buffers.)
+ * What the pool holds, live and free, stays within the most bytes ever live at once (or the live
+ * bytes plus a floor of free ones, if more): a workload that once needed X finds X again without
+ * new buffers, and memory never grows past the workload's own peak. To stay within it, the free
+ * buffers released longest ago go first, whatever their size class. (A fixed cap on free bytes
+ * that destroyed the buffer just released instead left the pool full of the size classes of an
+ * earlier, shorter workload: on an H200 every call of a 256k-token forward of a small Mamba then
+ * re-created its buffers, 80 of its 103 ms.)
  */
 export class BufferPool {
   /** per size class, free buffers sorted by decreasing creation number */
@@ -61,37 +63,42 @@ export class BufferPool {
   pooledBytes = 0;
   /** bytes of GPU memory held by buffers in use (size classes, not tensor bytes) */
   liveBytes = 0;
+  /** the most bytes ever live at once */
+  peakLiveBytes = 0;
   /** buffers to destroy once the work recorded so far has been submitted */
   private doomed: GPUBuffer[] = [];
 
   constructor(
     private device: GPUDevice,
-    /** free bytes kept for reuse beyond which released buffers are destroyed */
-    private maxPooledBytes: number,
+    /** free bytes kept for reuse beyond the live ones, whatever the peak */
+    private minPooledBytes: number,
   ) {}
 
   acquire(bytes: number): GPUBuffer {
     const cls = sizeClass(bytes);
     const list = this.free.get(cls);
     this.liveBytes += cls;
+    this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
     if (list && list.length > 0) {
       this.pooledBytes -= cls;
       const b = list.pop()!;
       this.released.delete(b);
       return b;
     }
+    this.evictOver();
     const b = this.device.createBuffer({ size: cls, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
     this.order.set(b, this.created++);
     return b;
   }
 
+  /** Free buffers, oldest first, until live + free bytes are within the bound above. */
+  private evictOver(): void {
+    const bound = Math.max(this.peakLiveBytes, this.liveBytes + this.minPooledBytes);
+    while (this.pooledBytes > 0 && this.liveBytes + this.pooledBytes > bound) this.evictOldest();
+  }
+
   release(buf: GPUBuffer): void {
     this.liveBytes -= buf.size;
-    if (buf.size > this.maxPooledBytes) {
-      this.doomed.push(buf);
-      return;
-    }
-    while (this.pooledBytes + buf.size > this.maxPooledBytes) this.evictOldest();
     const list = this.free.get(buf.size) ?? [];
     // insert keeping decreasing creation numbers (pop() takes the oldest buffer)
     const k = this.order.get(buf) ?? -1;
@@ -106,6 +113,7 @@ export class BufferPool {
     this.free.set(buf.size, list);
     this.released.set(buf, true);
     this.pooledBytes += buf.size;
+    this.evictOver();
   }
 
   private evictOldest(): void {
