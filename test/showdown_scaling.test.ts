@@ -80,3 +80,32 @@ test("scaling lengths: quick mode's maxLength equal to the last planned length n
   assert.deepEqual(points.map((p) => p.T), quick.lengths);
   assert.equal(stop, "reached the largest length allowed, 4096");
 });
+
+test("scaling: a tensor over the device's largest buffer ends the series with that reason", async () => {
+  const { RefBackend } = await import("../src/backend/ref/index.js");
+  const { TensorTooLargeError } = await import("../src/util/errors.js");
+  const { runScaling } = await import("../src/experiments/scaling.js");
+  const { ARCHS } = await import("../src/experiments/zoo.js");
+  const { DTYPE_BYTES } = await import("../src/tensor/dtype.js");
+  const be = new RefBackend();
+  const allocate = be.allocate.bind(be);
+  const limit = 256 * 1024;
+  be.allocate = ((dtype: keyof typeof DTYPE_BYTES, size: number) => {
+    if (size * DTYPE_BYTES[dtype] > limit) throw new TensorTooLargeError(`a tensor of ${size * DTYPE_BYTES[dtype]} bytes exceeds the test's largest buffer (${limit} bytes)`);
+    return allocate(dtype, size);
+  }) as typeof be.allocate;
+  const [s] = await runScaling(be, [ARCHS["attention-naive"]], {
+    lengths: [32, 64, 128, 256, 512],
+    maxLength: 512,
+    fixedCostShare: 0.1,
+    minSecondsAtLargest: 0,
+    memoryBudgetBytes: 2 ** 30,
+    secondsPerPoint: 20,
+    minSecondsPerPoint: 0,
+    model: { vocab: 32, width: 16, layers: 1 },
+    seed: 0,
+  });
+  // the (B, H, T, T) scores pass 256 KiB between T = 128 and T = 256 (heads of the preset)
+  assert.ok(s.points.length >= 2 && s.points.at(-1)!.T < 512, `points at ${s.points.map((p) => p.T)}`);
+  assert.match(s.stop, /^T=\d+: a tensor of \d+ bytes exceeds the test's largest buffer/);
+});

@@ -63,7 +63,7 @@ export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
   },
   default: {
     model: { vocab: 64, width: 64, layers: 2 },
-    scaling: { lengths: pow2(256, 65536), maxLength: 2 ** 20, fixedCostShare: 0.1, minSecondsAtLargest: 0.5, memoryBudgetBytes: 2 ** 30, gpuMemoryBudgetBytes: 4 * 2 ** 30, secondsPerPoint: 20, minSecondsPerPoint: 0.3 },
+    scaling: { lengths: pow2(256, 65536), maxLength: 2 ** 20, fixedCostShare: 0.1, minSecondsAtLargest: 0.5, memoryBudgetBytes: 2 ** 30, gpuMemoryBudgetBytes: 8 * 2 ** 30, secondsPerPoint: 20, minSecondsPerPoint: 0.3 },
     decode: { positions: [256, 1024, 4096, 16384], steps: 16, chunk: 1024 },
     selectiveCopy: { steps: 1600, batch: 32, lr: 3e-3, length: 64, count: 8 },
     passkey: { steps: 2000, batch: 32, lr: 3e-3, trainLengths: [32, 64], evalLengths: [32, 64, 128, 256, 512], depths: [0.1, 0.5, 0.9], smallState: 4 },

@@ -17,6 +17,7 @@ import type { Backend } from "../backend/backend.js";
 import type { PresetOptions } from "../models/presets.js";
 import { Rng } from "../util/rng.js";
 import { formatBytes } from "../util/format.js";
+import { TensorTooLargeError } from "../util/errors.js";
 import { logLogSlope, measure } from "./measure.js";
 import { buildArch, type Arch } from "./zoo.js";
 
@@ -109,7 +110,15 @@ export async function runScaling(be: Backend, archs: Arch[], o: ScalingOptions):
       const T = next.T;
       const rng = new Rng(o.seed + T);
       const ids = Array.from({ length: T }, () => rng.int(0, model.config.V));
-      const m = await measure(be, () => void model.forward(model.tokens(ids, 1, T)), { repeats: 3, minSeconds: o.minSecondsPerPoint, maxRepeats: 10, maxSeconds: o.secondsPerPoint });
+      let m;
+      try {
+        m = await measure(be, () => void model.forward(model.tokens(ids, 1, T)), { repeats: 3, minSeconds: o.minSecondsPerPoint, maxRepeats: 10, maxSeconds: o.secondsPerPoint });
+      } catch (e) {
+        // within the budget but over the device's largest buffer (naive attention's scores on a GPU)
+        if (!(e instanceof TensorTooLargeError)) throw e;
+        next = { stop: `T=${T}: ${e.message}` };
+        break;
+      }
       points.push({ T, seconds: m.seconds, peakBytes: m.peakBytes });
       o.log?.(`scaling ${a.id} T=${T}: ${(m.seconds * 1000).toFixed(1)} ms, peak ${(m.peakBytes / 2 ** 20).toFixed(1)} MiB`);
       next = nextLength(o, points);

@@ -10,6 +10,14 @@ export class SeqlabError extends Error {
   }
 }
 
+/** A tensor larger than the backend can hold in one buffer (webgpu: its largest storage binding). */
+export class TensorTooLargeError extends SeqlabError {
+  constructor(message: string) {
+    super(message);
+    this.name = "TensorTooLargeError";
+  }
+}
+
 /** Throws a SeqlabError unless `cond` holds. */
 export function check(cond: unknown, message: string | (() => string)): asserts cond {
   if (!cond) throw new SeqlabError(typeof message === "string" ? message : message());

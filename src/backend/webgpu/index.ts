@@ -12,7 +12,7 @@ import { MemoryMeter } from "../backend.js";
 import type { KernelName, Kernels } from "../kernels.js";
 import type { DType, HostArray } from "../../tensor/dtype.js";
 import { DTYPE_BYTES } from "../../tensor/dtype.js";
-import { SeqlabError } from "../../util/errors.js";
+import { SeqlabError, TensorTooLargeError } from "../../util/errors.js";
 import { acquireDevice, type DeviceOptions } from "./device.js";
 import { GpuContext } from "./context.js";
 import { GpuTensorBuffer } from "./pool.js";
@@ -95,7 +95,7 @@ export class WebGpuBackend implements Backend<S> {
     this.ctx.check();
     const bytes = size * DTYPE_BYTES[dtype];
     if (bytes > this.ctx.limits.maxStorageBufferBindingSize) {
-      throw new SeqlabError(`webgpu: a tensor of ${bytes} bytes exceeds this device's largest storage binding (${this.ctx.limits.maxStorageBufferBindingSize} bytes)`);
+      throw new TensorTooLargeError(`webgpu: a tensor of ${bytes} bytes exceeds this device's largest storage binding (${this.ctx.limits.maxStorageBufferBindingSize} bytes)`);
     }
     const h = new GpuTensorBuffer(this.ctx.pool.acquire(bytes), dtype, size);
     this.meter.add(h.bytes);

@@ -61,6 +61,16 @@ function summary(r: ShowdownResults): string {
   return lines.join("\n");
 }
 
+/** Out of GPU memory in the scaling section: say which flag bounds it. */
+async function withMemoryHint<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    if (e instanceof SeqlabError && /out of GPU memory/.test(e.message)) throw new SeqlabError(`${e.message}; a smaller --memory-budget keeps the scaling section within this GPU`);
+    throw e;
+  }
+}
+
 export const showdownCommand: Command = {
   name: "showdown",
   summary: "measure the Transformer vs Mamba vs RWKV vs hybrid trade-offs on this machine (tables, results.json, report.html)",
@@ -70,7 +80,7 @@ export const showdownCommand: Command = {
     out: { type: "string", default: "showdown-results", help: "directory for results.json and report.html" },
     only: { type: "string", help: `comma-separated sections to run (${SECTIONS.join(", ")})` },
     seed: { type: "string", default: "0", help: "seed for weights and data" },
-    "memory-budget": { type: "string", help: "largest peak memory a forward of the scaling section may need, e.g. 8GiB (default: 1GiB on cpu, 4GiB on webgpu; quick: 64MiB / 256MiB)" },
+    "memory-budget": { type: "string", help: "largest peak memory a forward of the scaling section may need, e.g. 8GiB (default: 1GiB on cpu, 8GiB on webgpu, lower on a smaller GPU; quick: 64MiB / 256MiB)" },
     ...TRAINING_BACKEND_OPTIONS,
   },
   async run(v) {
@@ -86,14 +96,16 @@ export const showdownCommand: Command = {
     const mode = v.quick ? "quick" : "default";
     console.log(`seqlab showdown (${mode}) on backend ${be.describe()}`);
     const t0 = performance.now();
-    const results = await runShowdown(be, {
-      mode,
-      seed,
-      sections: sections as Section[],
-      memoryBudgetBytes,
-      versions: { seqlab: typeof SEQLAB_VERSION === "string" ? SEQLAB_VERSION : "dev", node: process.version },
-      log: (l) => console.log(`[${formatSeconds((performance.now() - t0) / 1000).padStart(8)}] ${l}`),
-    });
+    const results = await withMemoryHint(() =>
+      runShowdown(be, {
+        mode,
+        seed,
+        sections: sections as Section[],
+        memoryBudgetBytes,
+        versions: { seqlab: typeof SEQLAB_VERSION === "string" ? SEQLAB_VERSION : "dev", node: process.version },
+        log: (l) => console.log(`[${formatSeconds((performance.now() - t0) / 1000).padStart(8)}] ${l}`),
+      }),
+    );
     // rendered before anything is written: a failure leaves no results.json without its report
     const report = renderReport(results);
     fs.mkdirSync(out, { recursive: true });
