@@ -9,6 +9,8 @@ import { fmtShape, lastDim, rows } from "../tensor/shape.js";
 import { backendOf, empty, fromArray, kernelsOf, zeros } from "../backend/alloc.js";
 import { needsGrad, record } from "../autograd/tape.js";
 import { assert } from "../util/errors.js";
+import { keep } from "../tensor/scope.js";
+import type { Backend } from "../backend/backend.js";
 import { layernorm, rmsnorm } from "./norm.js";
 import { add, mul } from "./elementwise.js";
 import { matmulKN } from "./linalg.js";
@@ -178,9 +180,24 @@ function assertInference(op: string, ...inputs: Tensor[]): void {
 
 // ---------------------------------------------------------------- per-head reductions
 
+/**
+ * Filled constants (unit weights, ones), made once per backend and value and kept: uploading
+ * them on every call also made the webgpu backend submit its recorded work before each upload,
+ * 8 extra submits in every RWKV-7 forward and decoding step.
+ */
+const constants = new WeakMap<Backend, Map<string, Tensor>>();
+
 function constant(like: Tensor, value: number, shape: number[]): Tensor {
+  const be = backendOf(like);
+  let cache = constants.get(be);
+  if (!cache) constants.set(be, (cache = new Map()));
+  const key = `${value} ${shape.join(",")}`;
+  const hit = cache.get(key);
+  if (hit && !hit.isDisposed) return hit;
   const n = shape.reduce((p, q) => p * q, 1);
-  return fromArray(backendOf(like), new Float32Array(n).fill(value), shape);
+  const t = keep(fromArray(be, new Float32Array(n).fill(value), shape));
+  cache.set(key, t);
+  return t;
 }
 
 /**
