@@ -44,13 +44,15 @@ export function sizeClass(bytes: number): number {
  * buffers every time, so the context's bind-group cache hits (with last-in-first-out reuse the
  * buffers of one step were a permutation of the previous step's).
  *
- * What the pool holds, live and free, stays within the most bytes ever live at once (or the live
- * bytes plus a floor of free ones, if more): a workload that once needed X finds X again without
- * new buffers, and memory never grows past the workload's own peak. To stay within it, the free
- * buffers released longest ago go first, whatever their size class. (A fixed cap on free bytes
- * that destroyed the buffer just released instead left the pool full of the size classes of an
- * earlier, shorter workload: on an H200 every call of a 256k-token forward of a small Mamba then
- * re-created its buffers, 80 of its 103 ms.)
+ * Free bytes are capped at the most bytes ever live at once (or a floor, if more): a workload
+ * that once needed X keeps up to X free for its next round. Over the cap, the free buffers
+ * released longest ago go first, whatever their size class. A request whose class has no free
+ * buffer takes the smallest free one of up to twice its size before a new one is made, since a
+ * forward's buffers come in more classes than are live at once. (A fixed 1 GiB cap that
+ * destroyed the buffer just released instead left the pool full of the classes of an earlier,
+ * shorter workload: on an H200 every call of a 256k-token forward of a small Mamba re-created
+ * its buffers, 80 of its 103 ms; bounding live + free bytes by the peak made a 1M-token
+ * Mamba-2 forward re-create buffers every call for the same reason.)
  */
 export class BufferPool {
   /** per size class, free buffers sorted by decreasing creation number */
@@ -70,31 +72,36 @@ export class BufferPool {
 
   constructor(
     private device: GPUDevice,
-    /** free bytes kept for reuse beyond the live ones, whatever the peak */
+    /** free bytes kept for reuse whatever the peak */
     private minPooledBytes: number,
   ) {}
 
   acquire(bytes: number): GPUBuffer {
     const cls = sizeClass(bytes);
-    const list = this.free.get(cls);
-    this.liveBytes += cls;
+    const reuse = this.takeFree(cls) ?? this.takeFree(this.smallestFreeAbove(cls));
+    const b = reuse ?? this.device.createBuffer({ size: cls, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+    if (!reuse) this.order.set(b, this.created++);
+    this.liveBytes += b.size;
     this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
-    if (list && list.length > 0) {
-      this.pooledBytes -= cls;
-      const b = list.pop()!;
-      this.released.delete(b);
-      return b;
-    }
-    this.evictOver();
-    const b = this.device.createBuffer({ size: cls, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
-    this.order.set(b, this.created++);
     return b;
   }
 
-  /** Free buffers, oldest first, until live + free bytes are within the bound above. */
-  private evictOver(): void {
-    const bound = Math.max(this.peakLiveBytes, this.liveBytes + this.minPooledBytes);
-    while (this.pooledBytes > 0 && this.liveBytes + this.pooledBytes > bound) this.evictOldest();
+  /** The oldest free buffer of class `cls`, taken out of the pool. */
+  private takeFree(cls: number | undefined): GPUBuffer | undefined {
+    const list = cls === undefined ? undefined : this.free.get(cls);
+    if (!list || list.length === 0) return undefined;
+    const b = list.pop()!;
+    if (list.length === 0) this.free.delete(cls!);
+    this.released.delete(b);
+    this.pooledBytes -= b.size;
+    return b;
+  }
+
+  /** The smallest class in (cls, 2 cls] with a free buffer. */
+  private smallestFreeAbove(cls: number): number | undefined {
+    let best: number | undefined;
+    for (const c of this.free.keys()) if (c > cls && c <= 2 * cls && (best === undefined || c < best)) best = c;
+    return best;
   }
 
   release(buf: GPUBuffer): void {
@@ -113,7 +120,8 @@ export class BufferPool {
     this.free.set(buf.size, list);
     this.released.set(buf, true);
     this.pooledBytes += buf.size;
-    this.evictOver();
+    const cap = Math.max(this.minPooledBytes, this.peakLiveBytes);
+    while (this.pooledBytes > cap) this.evictOldest();
   }
 
   private evictOldest(): void {
