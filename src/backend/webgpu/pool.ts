@@ -46,14 +46,21 @@ export function sizeClass(bytes: number): number {
  *
  * Free bytes are capped at the most bytes ever live at once (or a floor, if more): a workload
  * that once needed X keeps up to X free for its next round. Over the cap, the free buffers
- * released longest ago go first, whatever their size class. A request whose class has no free
- * buffer takes the smallest free one of up to twice its size before a new one is made, since a
- * forward's buffers come in more classes than are live at once. (A fixed 1 GiB cap that
+ * released longest ago go first, whatever their size class. A large request whose class has no
+ * free buffer takes the smallest free one of up to twice its size before a new one is made,
+ * since a long forward's buffers come in more classes than are live at once. (A fixed 1 GiB cap that
  * destroyed the buffer just released instead left the pool full of the classes of an earlier,
  * shorter workload: on an H200 every call of a 256k-token forward of a small Mamba re-created
  * its buffers, 80 of its 103 ms; bounding live + free bytes by the peak made a 1M-token
  * Mamba-2 forward re-create buffers every call for the same reason.)
  */
+/**
+ * Requests from this size may take a larger free buffer. Smaller ones keep to their class: a
+ * decoding step's many small buffers must come back the same every step for the bind-group
+ * cache, which borrowing across classes breaks (GPU decoding ran at half speed).
+ */
+const LARGER_FROM = 4 * 2 ** 20;
+
 export class BufferPool {
   /** per size class, free buffers sorted by decreasing creation number */
   private free = new Map<number, GPUBuffer[]>();
@@ -78,7 +85,7 @@ export class BufferPool {
 
   acquire(bytes: number): GPUBuffer {
     const cls = sizeClass(bytes);
-    const reuse = this.takeFree(cls) ?? this.takeFree(this.smallestFreeAbove(cls));
+    const reuse = this.takeFree(cls) ?? (cls >= LARGER_FROM ? this.takeFree(this.smallestFreeAbove(cls)) : undefined);
     const b = reuse ?? this.device.createBuffer({ size: cls, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
     if (!reuse) this.order.set(b, this.created++);
     this.liveBytes += b.size;
