@@ -44,15 +44,15 @@ export function sizeClass(bytes: number): number {
  * buffers every time, so the context's bind-group cache hits (with last-in-first-out reuse the
  * buffers of one step were a permutation of the previous step's).
  *
- * Free bytes are capped at the most bytes ever live at once (or a floor, if more): a workload
- * that once needed X keeps up to X free for its next round. Over the cap, the free buffers
- * released longest ago go first, whatever their size class. A large request whose class has no
- * free buffer takes the smallest free one of up to twice its size before a new one is made,
- * since a long forward's buffers come in more classes than are live at once. (A fixed 1 GiB cap that
- * destroyed the buffer just released instead left the pool full of the classes of an earlier,
- * shorter workload: on an H200 every call of a 256k-token forward of a small Mamba re-created
- * its buffers, 80 of its 103 ms; bounding live + free bytes by the peak made a 1M-token
- * Mamba-2 forward re-create buffers every call for the same reason.)
+ * Live plus free bytes are kept within twice the most bytes ever live at once (or the live
+ * bytes plus a floor, if more), so that a workload that once needed X finds its buffers again
+ * next round even where they come in more size classes than are live at once. Over the bound,
+ * the free buffers released longest ago go first, whatever their size class. A large request
+ * whose class has no free buffer takes the smallest free one of up to twice its size before a
+ * new one is made. (A fixed 1 GiB cap that destroyed the buffer just released instead left the
+ * pool full of an earlier, shorter workload's classes: on an H200 every call of a 256k-token
+ * forward of a small Mamba re-created its buffers, 80 of its 103 ms; with live + free bytes
+ * bounded by the peak alone, a 1M-token Mamba-2 forward still re-created some every call.)
  */
 /**
  * Requests from this size may take a larger free buffer. Smaller ones keep to their class: a
@@ -90,6 +90,7 @@ export class BufferPool {
     if (!reuse) this.order.set(b, this.created++);
     this.liveBytes += b.size;
     this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
+    if (!reuse) this.evictOverBound();
     return b;
   }
 
@@ -127,8 +128,17 @@ export class BufferPool {
     this.free.set(buf.size, list);
     this.released.set(buf, true);
     this.pooledBytes += buf.size;
-    const cap = Math.max(this.minPooledBytes, this.peakLiveBytes);
-    while (this.pooledBytes > cap) this.evictOldest();
+    this.evictOverBound();
+  }
+
+  /**
+   * Oldest free buffers out until live + free bytes are within twice the peak live bytes (or the
+   * live ones plus the floor): room for a forward whose buffers, by class, add up to more than
+   * its peak, and a bound on what the pool holds.
+   */
+  private evictOverBound(): void {
+    const bound = Math.max(2 * this.peakLiveBytes, this.liveBytes + this.minPooledBytes);
+    while (this.pooledBytes > 0 && this.liveBytes + this.pooledBytes > bound) this.evictOldest();
   }
 
   private evictOldest(): void {
