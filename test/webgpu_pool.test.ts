@@ -80,9 +80,11 @@ test("pool: trim gives every free buffer back", () => {
   const { device, made } = fakeDevice();
   const pool = new BufferPool(device, 1 << 20);
   for (const n of [100, 5000, 70000]) pool.release(pool.acquire(n));
+  const peak = pool.peakLiveBytes;
   pool.trim();
   pool.afterSubmit();
   assert.equal(pool.pooledBytes, 0);
+  assert.ok(peak > 0 && pool.peakLiveBytes === 0, "the peak starts afresh");
   assert.ok(made.every((b) => b.destroyed));
   pool.acquire(100);
   assert.equal(made.length, 4, "a new buffer after trim");

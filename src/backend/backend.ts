@@ -42,6 +42,11 @@ export interface Backend<S = unknown> extends Device {
   sync(): Promise<void>;
   memory(): MemoryStats;
   resetPeak(): void;
+  /**
+   * Give cached free storage back (webgpu: its buffer pool, and the pool's memory of the peak):
+   * between workloads that share nothing, such as the showdown's architectures and sections.
+   */
+  releaseCached?(): void;
 }
 
 /** Bookkeeping shared by backends: exact byte counts of live storage and the peak. */

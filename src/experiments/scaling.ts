@@ -136,6 +136,8 @@ export async function runScaling(be: Backend, archs: Arch[], o: ScalingOptions):
       memorySlope: tail.length >= 2 ? logLogSlope(tail.map((p) => p.T), tail.map((p) => p.peakBytes)) : NaN,
     });
     for (const t of model.parameters()) t.dispose();
+    // the next architecture starts from an empty pool, not this one's buffers
+    be.releaseCached?.();
   }
   return out;
 }

@@ -80,11 +80,13 @@ export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<Show
     scaling = await runScaling(be, archs, { ...p.scaling, memoryBudgetBytes: memoryBudget, model: p.model, seed: o.seed, log });
   }
   if (o.sections.includes("decode")) {
+    be.releaseCached?.();
     log(`(b) per-token decode cost and state bytes against position`);
     const archs = ["transformer", "mamba", "mamba2", "rwkv", "hybrid"].map((id) => ARCHS[id]);
     decode = await runDecode(be, archs, { ...p.decode, model: p.model, seed: o.seed, log });
   }
   if (o.sections.includes("recall")) {
+    be.releaseCached?.();
     log(`(c) recall: selective copying, passkey, MQAR`);
     for (const plan of recallPlans(p, o.seed, ARCHS)) {
       const run = await runRecall(be, plan, o.seed, log);

@@ -138,6 +138,10 @@ export class WebGpuBackend implements Backend<S> {
     return this.meter.stats();
   }
 
+  releaseCached(): void {
+    this.ctx.trim();
+  }
+
   resetPeak(): void {
     this.meter.resetPeak();
   }

@@ -157,8 +157,9 @@ export class BufferPool {
     this.doomed = [];
   }
 
-  /** Give every pooled buffer back to the driver (after a submit). */
+  /** Give every pooled buffer back to the driver (after a submit), and start the peak afresh. */
   trim(): void {
+    this.peakLiveBytes = this.liveBytes;
     for (const list of this.free.values()) this.doomed.push(...list);
     this.free.clear();
     this.released.clear();
