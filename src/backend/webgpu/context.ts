@@ -102,6 +102,8 @@ export class GpuContext {
   bindGroupsCreated = 0;
   /** submit once this many commands are recorded (0: only at reads, host writes, sync; see FLUSH_EVERY) */
   flushEvery = FLUSH_EVERY;
+  /** called with the kernel's label before each dispatch is recorded (bench gpu's profile section) */
+  beforeDispatch: ((label: string) => void) | null = null;
 
   constructor(readonly acquired: AcquiredDevice) {
     this.device = acquired.device;
@@ -173,6 +175,7 @@ export class GpuContext {
     const [gx, gy = 1, gz = 1] = grid;
     if (gx === 0 || gy === 0 || gz === 0) return;
     if (gx > MAX_GRID || gy > MAX_GRID || gz > MAX_GRID) throw new Error(`internal: webgpu: grid ${grid} of ${p.def.label} is too large`);
+    if (this.beforeDispatch) this.beforeDispatch(p.def.label);
     if (this.slots === UNIFORM_SLOTS) this.flush();
     // the host work of a dispatch is most of a decoding step's cost: no closures or per-call arrays beyond bufs
     const bufs: GPUBuffer[] = new Array(buffers.length);

@@ -67,7 +67,8 @@ export class BufferPool {
   /** every free buffer, least recently released first (Map keeps insertion order) */
   private released = new Map<GPUBuffer, true>();
   private order = new WeakMap<GPUBuffer, number>();
-  private created = 0;
+  /** buffers created so far */
+  created = 0;
   /** bytes of GPU memory held by pooled (free) buffers */
   pooledBytes = 0;
   /** bytes of GPU memory held by buffers in use (size classes, not tensor bytes) */

@@ -3,8 +3,8 @@
  * this machine's GPU, joined with PyTorch's numbers from the same card
  * (scripts/bench_gpu_torch.py writes them) into one JSON with the ratios.
  *
- * Sections: copy (the bandwidth ceiling, measured first), scan, matvec, decode, matmul,
- * attention. --check compares every kernel timed against the CPU reference on random inputs
+ * Sections: copy (the bandwidth ceiling, measured first), scan, matvec, decode, profile (the
+ * decode models' prefill forward, per kernel: profile.ts), matmul, attention. --check compares every kernel timed against the CPU reference on random inputs
  * first; --variants also times the candidate tiles of variants.ts and the scan plans below.
  */
 import { WebGpuBackend } from "../../backend/webgpu/index.js";
@@ -23,8 +23,12 @@ import { fmt, warmUp, type Check, type Result } from "./timing.js";
 import { ATTENTION_CHECKS, MATMUL_CHECKS, benchAttention, benchMatmul, checkAttention, checkMatmul, type AttentionVariant } from "./dense.js";
 import { benchCopy, benchMatvec, benchScan, checkMatvec, checkScan, type ScanVariant } from "./scan.js";
 import { benchDecode, DECODE_MODELS, QUICK_MODELS } from "./decode.js";
+import { benchProfile } from "./profile.js";
+import { buildModel } from "../../models/registry.js";
+import { RawConfig } from "../../io/config.js";
+import { ModuleContext } from "../../nn/module.js";
 
-export const SECTIONS = ["copy", "scan", "matvec", "decode", "matmul", "attention"] as const;
+export const SECTIONS = ["copy", "scan", "matvec", "decode", "profile", "matmul", "attention"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface GpuBenchOptions {
@@ -201,6 +205,15 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
         log,
       });
       for (const r of decode) report(r);
+    }
+    if (has("profile")) {
+      const configs = quick ? QUICK_MODELS : DECODE_MODELS;
+      for (const [name, cfg] of Object.entries(configs)) {
+        const model = buildModel(new RawConfig(`bench ${name}`, cfg), ModuleContext.seeded(be, 0));
+        for (const r of await benchProfile(be, { [name]: model }, quick ? [64] : [2048, 16384], log)) report(r);
+        for (const t of model.parameters()) t.dispose();
+        be.releaseCached();
+      }
     }
     if (has("matmul")) {
       if (o.variants) for (const n of quick ? [512] : [4096, 8192]) for (const e of matmulVariants) await attempt(`matmul ${n} ${e[0]}`, () => benchMatmul(be, n, e));

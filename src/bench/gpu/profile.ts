@@ -1,0 +1,112 @@
+/**
+ * Where a model's forward spends its time on the GPU: a timestamp before every dispatch of one
+ * prefill forward (the context's beforeDispatch hook), summed per kernel, beside the wall-clock
+ * time of the same forward and the buffers the pool had to create for it. The difference between
+ * wall and GPU time is host work the GPU did not hide: recording, submits, new buffers.
+ *
+ * Each dispatch then sits in a compute pass of its own (a timestamp ends the pass), so the
+ * per-kernel times carry a little more overhead than an unprofiled forward; the GPU total is
+ * from the first dispatch to the end of the last.
+ */
+import type { WebGpuBackend } from "../../backend/webgpu/index.js";
+import type { CausalLM } from "../../models/causal_lm.js";
+import { BufferUsage } from "../../backend/webgpu/device.js";
+import { noGradAsync } from "../../autograd/tape.js";
+import { tidyAsync } from "../../tensor/scope.js";
+import type { Result } from "./timing.js";
+import { promptTokens } from "./decode.js";
+
+/** One forward, profiled. */
+export interface ForwardProfile {
+  wallMs: number;
+  gpuMs: number;
+  dispatches: number;
+  submits: number;
+  buffersCreated: number;
+  /** per kernel label: dispatches and GPU milliseconds, slowest first */
+  kernels: { kernel: string; dispatches: number; ms: number }[];
+}
+
+/** The most dispatches one profiled forward may have (one timestamp each, plus the last). */
+const MAX_DISPATCHES = 4095;
+
+export async function profileForward(be: WebGpuBackend, model: CausalLM, T: number): Promise<ForwardProfile> {
+  const ctx = be.ctx;
+  if (!ctx.acquired.timestamps) throw new Error("internal: profileForward needs the timestamp-query feature");
+  const querySet = ctx.device.createQuerySet({ type: "timestamp", count: MAX_DISPATCHES + 1 });
+  const resolved = ctx.device.createBuffer({ size: (MAX_DISPATCHES + 1) * 8, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+  const ids = promptTokens(T, model.config.V);
+  const labels: string[] = [];
+  ctx.beforeDispatch = (label) => {
+    if (labels.length === MAX_DISPATCHES) throw new Error(`internal: profileForward: more than ${MAX_DISPATCHES} dispatches`);
+    ctx.timestamp(querySet, labels.length);
+    labels.push(label);
+  };
+  const [d0, s0, b0] = [ctx.dispatches, ctx.submits, ctx.pool.created];
+  const t0 = performance.now();
+  let ticks: BigUint64Array;
+  try {
+    ticks = await noGradAsync(() =>
+      tidyAsync(async () => {
+        model.forward(model.tokens(ids, 1, T));
+        ctx.beforeDispatch = null;
+        ctx.timestamp(querySet, labels.length);
+        ctx.resolveTimestamps(querySet, labels.length + 1, resolved);
+        return new BigUint64Array(await ctx.read(resolved, (labels.length + 1) * 8));
+      }),
+    );
+  } finally {
+    ctx.beforeDispatch = null;
+  }
+  const wallMs = performance.now() - t0;
+  querySet.destroy();
+  resolved.destroy();
+  const per = new Map<string, { dispatches: number; ms: number }>();
+  for (let i = 0; i < labels.length; i++) {
+    const k = per.get(labels[i]) ?? { dispatches: 0, ms: 0 };
+    k.dispatches++;
+    k.ms += Number(ticks[i + 1] - ticks[i]) / 1e6;
+    per.set(labels[i], k);
+  }
+  return {
+    wallMs,
+    gpuMs: labels.length ? Number(ticks[labels.length] - ticks[0]) / 1e6 : 0,
+    dispatches: ctx.dispatches - d0,
+    submits: ctx.submits - s0,
+    buffersCreated: ctx.pool.created - b0,
+    kernels: [...per.entries()].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms),
+  };
+}
+
+/**
+ * The profile section: each model's prefill forward at each length, profiled after two
+ * unprofiled forwards (pipelines compiled, buffers pooled). Reported as wall ms with the GPU
+ * time, its share of the wall time and the five slowest kernels.
+ */
+export async function benchProfile(be: WebGpuBackend, models: Record<string, CausalLM>, lengths: number[], log: (line: string) => void): Promise<Result[]> {
+  const out: Result[] = [];
+  for (const [name, model] of Object.entries(models)) {
+    for (const T of lengths) {
+      for (let i = 0; i < 2; i++) {
+        const ids = promptTokens(T, model.config.V);
+        await noGradAsync(() => tidyAsync(async () => void model.forward(model.tokens(ids, 1, T))));
+        await be.sync();
+      }
+      const p = await profileForward(be, model, T);
+      const top = p.kernels.slice(0, 5).map((k) => `${k.kernel} ${k.ms.toFixed(2)} ms (${k.dispatches})`).join(", ");
+      out.push({
+        section: "profile",
+        name: `profile ${name}`,
+        shape: `T${T}`,
+        ms: p.wallMs,
+        rate: (100 * p.gpuMs) / p.wallMs,
+        unit: "% GPU",
+        iterations: 1,
+        timing: "timestamp",
+        extra: { gpuMs: p.gpuMs, dispatches: p.dispatches, submits: p.submits, buffersCreated: p.buffersCreated, top },
+      });
+      log(`# profile ${name} T=${T}: wall ${p.wallMs.toFixed(2)} ms, GPU ${p.gpuMs.toFixed(2)} ms over ${p.dispatches} dispatches (${p.submits} submits, ${p.buffersCreated} new buffers); ${top}`);
+    }
+  }
+  return out;
+}
