@@ -4,7 +4,7 @@
  * support is reported as not reproduced, and one whose measurements are missing as not measured.
  */
 import type { ClaimResult, RecallRun, ShowdownResults, Verdict } from "./results.js";
-import type { ScalingSeries } from "./scaling.js";
+import { fitWindow, type ScalingSeries } from "./scaling.js";
 
 type Partial = Pick<ShowdownResults, "scaling" | "decode" | "recall">;
 
@@ -19,7 +19,7 @@ const series = (r: Partial, id: string): ScalingSeries | undefined => r.scaling.
 
 /** Where a slope was fitted, and how much of the time there the fixed cost can be. */
 function fitRange(s: ScalingSeries): string {
-  const w = s.points.slice(-3);
+  const w = fitWindow(s.points);
   const share = s.fixedCostShare === undefined ? "" : `; the fixed cost at most ${pct(s.fixedCostShare)} of it`;
   return w.length ? `fit over T = ${w[0].T}..${w.at(-1)!.T}${share}` : "no points";
 }

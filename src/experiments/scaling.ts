@@ -66,7 +66,7 @@ function predict(points: ScalingPoint[], T: number, key: "seconds" | "peakBytes"
 }
 
 /** The points the slopes are fitted over: the three largest lengths. */
-const fitWindow = (points: ScalingPoint[]) => points.slice(-3);
+export const fitWindow = (points: ScalingPoint[]) => points.slice(-3);
 
 /** The smallest length's time as a share of the fit window's smallest time (1 with one point). */
 function fixedShare(points: ScalingPoint[]): number {

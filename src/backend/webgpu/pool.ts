@@ -39,6 +39,13 @@ export function sizeClass(bytes: number): number {
 }
 
 /**
+ * Requests from this size may take a larger free buffer. Smaller ones keep to their class: a
+ * decoding step's many small buffers must come back the same every step for the bind-group
+ * cache, which borrowing across classes would break.
+ */
+const LARGER_FROM = 4 * 2 ** 20;
+
+/**
  * Free buffers are handed out lowest creation number first (not last-released first): a
  * sequence of acquires and releases that repeats, like a decoding step, then gets the very same
  * buffers every time, so the context's bind-group cache hits (with last-in-first-out reuse the
@@ -54,13 +61,6 @@ export function sizeClass(bytes: number): number {
  * forward of a small Mamba re-created its buffers, 80 of its 103 ms; with live + free bytes
  * bounded by the peak alone, a 1M-token Mamba-2 forward still re-created some every call.)
  */
-/**
- * Requests from this size may take a larger free buffer. Smaller ones keep to their class: a
- * decoding step's many small buffers must come back the same every step for the bind-group
- * cache, which borrowing across classes breaks (GPU decoding ran at half speed).
- */
-const LARGER_FROM = 4 * 2 ** 20;
-
 export class BufferPool {
   /** per size class, free buffers sorted by decreasing creation number */
   private free = new Map<number, GPUBuffer[]>();

@@ -79,34 +79,32 @@ export async function profileForward(be: WebGpuBackend, model: CausalLM, T: numb
 }
 
 /**
- * The profile section: each model's prefill forward at each length, profiled after two
+ * The profile section for one model: its prefill forward at each length, profiled after two
  * unprofiled forwards (pipelines compiled, buffers pooled). Reported as wall ms with the GPU
  * time, its share of the wall time and the five slowest kernels.
  */
-export async function benchProfile(be: WebGpuBackend, models: Record<string, CausalLM>, lengths: number[], log: (line: string) => void): Promise<Result[]> {
+export async function benchProfile(be: WebGpuBackend, name: string, model: CausalLM, lengths: number[], log: (line: string) => void): Promise<Result[]> {
   const out: Result[] = [];
-  for (const [name, model] of Object.entries(models)) {
-    for (const T of lengths) {
-      for (let i = 0; i < 2; i++) {
-        const ids = promptTokens(T, model.config.V);
-        await noGradAsync(() => tidyAsync(async () => void model.forward(model.tokens(ids, 1, T))));
-        await be.sync();
-      }
-      const p = await profileForward(be, model, T);
-      const top = p.kernels.slice(0, 5).map((k) => `${k.kernel} ${k.ms.toFixed(2)} ms (${k.dispatches})`).join(", ");
-      out.push({
-        section: "profile",
-        name: `profile ${name}`,
-        shape: `T${T}`,
-        ms: p.wallMs,
-        rate: (100 * p.gpuMs) / p.wallMs,
-        unit: "% GPU",
-        iterations: 1,
-        timing: "timestamp",
-        extra: { gpuMs: p.gpuMs, dispatches: p.dispatches, submits: p.submits, buffersCreated: p.buffersCreated, top },
-      });
-      log(`# profile ${name} T=${T}: wall ${p.wallMs.toFixed(2)} ms, GPU ${p.gpuMs.toFixed(2)} ms over ${p.dispatches} dispatches (${p.submits} submits, ${p.buffersCreated} new buffers); ${top}`);
+  for (const T of lengths) {
+    const ids = promptTokens(T, model.config.V);
+    for (let i = 0; i < 2; i++) {
+      await noGradAsync(() => tidyAsync(async () => void model.forward(model.tokens(ids, 1, T))));
+      await be.sync();
     }
+    const p = await profileForward(be, model, T);
+    const top = p.kernels.slice(0, 5).map((k) => `${k.kernel} ${k.ms.toFixed(2)} ms (${k.dispatches})`).join(", ");
+    out.push({
+      section: "profile",
+      name: `profile ${name}`,
+      shape: `T${T}`,
+      ms: p.wallMs,
+      rate: (100 * p.gpuMs) / p.wallMs,
+      unit: "% GPU",
+      iterations: 1,
+      timing: "timestamp",
+      extra: { gpuMs: p.gpuMs, dispatches: p.dispatches, submits: p.submits, buffersCreated: p.buffersCreated, top },
+    });
+    log(`# profile ${name} T=${T}: wall ${p.wallMs.toFixed(2)} ms, GPU ${p.gpuMs.toFixed(2)} ms over ${p.dispatches} dispatches (${p.submits} submits, ${p.buffersCreated} new buffers); ${top}`);
   }
   return out;
 }

@@ -4,8 +4,9 @@
  * (scripts/bench_gpu_torch.py writes them) into one JSON with the ratios.
  *
  * Sections: copy (the bandwidth ceiling, measured first), scan, matvec, decode, profile (the
- * decode models' prefill forward, per kernel: profile.ts), matmul, attention. --check compares every kernel timed against the CPU reference on random inputs
- * first; --variants also times the candidate tiles of variants.ts and the scan plans below.
+ * decode models' prefill forward, per kernel: profile.ts), matmul, attention. --check compares
+ * every kernel timed against the CPU reference on random inputs first; --variants also times the
+ * candidate tiles of variants.ts and the scan plans below.
  */
 import { WebGpuBackend } from "../../backend/webgpu/index.js";
 import { chooseMatmulTile, tileBytes } from "../../backend/webgpu/matmul.js";
@@ -210,7 +211,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       const configs = quick ? QUICK_MODELS : DECODE_MODELS;
       for (const [name, cfg] of Object.entries(configs)) {
         const model = buildModel(new RawConfig(`bench ${name}`, cfg), ModuleContext.seeded(be, 0));
-        for (const r of await benchProfile(be, { [name]: model }, quick ? [64] : [2048, 16384], log)) report(r);
+        for (const r of await benchProfile(be, name, model, quick ? [64] : [2048, 16384], log)) report(r);
         for (const t of model.parameters()) t.dispose();
         be.releaseCached();
       }
