@@ -7,7 +7,7 @@
  *
  * Usage: npx tsx scripts/mqar-sweep.ts SETTINGS.json OUT.jsonl [PROCESSES]
  * SETTINGS.json: [{ "arch": "transformer" | "mamba" | "hybrid" | ..., "lr": 0.003, "steps": 2000,
- *   "pairs": 4, "length": 32, and optionally "batch", "seed", "state", "heads", "init", "wd",
+ *   "pairs": 4, "length": 32, and optionally "alphabet", "batch", "seed", "state", "heads", "init", "wd",
  *   "warmup", "layers", "width", "evals": [lengths], "tag" }, ...]
  */
 import { spawn } from "node:child_process";
@@ -29,6 +29,7 @@ interface Setting {
   steps: number;
   pairs: number;
   length: number;
+  alphabet?: number;
   batch?: number;
   seed?: number;
   state?: number;
@@ -48,7 +49,7 @@ async function runOne(c: Setting): Promise<void> {
   const width = c.width ?? PLANS.default.model.width;
   const options = { ...PLANS.default.model, width };
   const seed = c.seed ?? 0;
-  const spec = { name: "mqar", length: c.length, pairs: c.pairs, seed };
+  const spec = { name: "mqar", length: c.length, pairs: c.pairs, alphabet: c.alphabet, seed };
   const task = makeTask(spec);
   const arch = { ...matchedArchs(be, options)[c.arch] };
   if (c.layers) arch.layers = c.layers;

@@ -151,5 +151,7 @@ test("train and eval refuse bad input in one line", () => {
   expectOneLineError(["train", "--task", "text"], /task text needs --data FILE/);
   expectOneLineError(["train", "--task", "text", "--data", path.join(tmp, "missing.txt")], /missing\.txt: cannot read \(ENOENT\)/);
   expectOneLineError(["train", "--task", "passkey", "--length", "10"], /passkey: length 10 is too short/);
+  expectOneLineError(["train", "--task", "mqar", "--alphabet", "0"], /--alphabet must be an integer in \[1, /);
+  expectOneLineError(["train", "--task", "mqar", "--pairs", "9", "--alphabet", "8"], /mqar: 9 pairs need at least as many keys \(alphabet 8\)/);
   expectOneLineError(["eval", path.join(tmp, "nowhere")], /nowhere: no such model directory/);
 });

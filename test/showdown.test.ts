@@ -79,6 +79,10 @@ test("showdown --quick measures every section and judges every claim from its nu
   for (const c of res.claims) assert.ok(html.includes(c.title.replace(/&/g, "&amp;").slice(0, 40)), `report heading for claim ${c.id}`);
   assert.ok(!/<script[^>]+src=/.test(html) && !/<link[^>]+href="http/.test(html), "the report loads nothing from the network");
   assert.match(html, /new Chart\(|Chart\(/);
+  // MQAR against Mamba's state size: one Mamba run per planned state, charted
+  const states = res.recall.filter((x) => x.task === "mqar" && x.arch === "mamba").map((x) => x.stateSize);
+  assert.deepEqual(states, plan.mqar.states);
+  assert.match(html, /<canvas id="mqar-state"/);
 });
 
 test("showdown --memory-budget bounds the scaling section's peak memory", () => {

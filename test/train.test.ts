@@ -14,6 +14,7 @@ import { fromArray, toArraySync } from "../src/backend/alloc.js";
 import { InductionTask } from "../src/tasks/induction.js";
 import { PasskeyTask } from "../src/tasks/passkey.js";
 import { MqarTask } from "../src/tasks/mqar.js";
+import { makeTask } from "../src/tasks/registry.js";
 import { SelectiveCopyTask } from "../src/tasks/selective_copy.js";
 import { TextTask } from "../src/tasks/text.js";
 import { score } from "../src/tasks/task.js";
@@ -82,6 +83,24 @@ test("tasks are deterministic per (seed, split, index), splits differ, answers a
   const pk = new PasskeyTask(48, 2, 0.5).batch("heldout", 0, 1);
   assert.equal(pk.ids[Math.floor(0.5 * (48 - 12 - 1))], 62, "needle at the requested depth");
   assert.equal(pk.ids[48 - 6], 63);
+});
+
+test("MQAR's alphabet: keys, values and filler from disjoint ranges of a vocabulary of 2A + 16, keys distinct, every query answered by its pair's value", () => {
+  for (const alphabet of [3, 8, 32]) {
+    const t = makeTask({ name: "mqar", length: 40, pairs: 3, alphabet, seed: 5 });
+    assert.equal(t.vocabSize, 2 * alphabet + 16);
+    const b = t.batch("train", 0, 8);
+    for (let r = 0; r < b.B; r++) {
+      const row = Array.from(b.ids.subarray(r * b.T, (r + 1) * b.T));
+      const keys = [0, 2, 4].map((i) => row[i]);
+      const values = [1, 3, 5].map((i) => row[i]);
+      assert.equal(new Set(keys).size, 3);
+      for (const k of keys) assert.ok(k >= 0 && k < alphabet);
+      for (const v of values) assert.ok(v >= alphabet && v < 2 * alphabet);
+      for (const x of row.slice(6)) assert.ok(x < alphabet ? keys.includes(x) : x >= 2 * alphabet || values.includes(x));
+      for (const p of b.answers[r]) assert.equal(b.targets[p], values[keys.indexOf(b.ids[p])]);
+    }
+  }
 });
 
 test("MQAR's no-recall accuracy: exact expectation of guessing among the values not yet asked, against simulating that guesser", () => {

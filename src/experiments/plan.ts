@@ -5,14 +5,20 @@
  *
  * Sizing (2-core CPU, cpu backend, initializer_range 0.1, see ../shared/calibration): at width 64
  * a 2-3 layer model learns passkey at T = 32-64 in about 1000 steps of 32 sequences, selective
- * copying (8 tokens in 64) in about 1500 (86% after 800); MQAR with 4 pairs is learned by the hybrid in about
- * 1000 steps, while the Transformer and Mamba plateau near 50% for 3000 steps (the calibration's
- * PyTorch Llama reached 42% on 8 pairs in 3000). That plateau is recalling nothing: answering each
- * query with one of the context's values not yet asked scores 52-54% on 4 pairs (loss ~0.79), and
- * no Transformer setting escaped it in a sweep of 33 runs (bench/results/mqar-sweep-2026-11-27.jsonl:
- * 1, 2 or 4 heads, lr 1e-3 / 3e-3, init 0.02 / 0.1, weight decay 0 / 0.01 / 0.1, 3 layers, 6000
- * steps, 8 pairs at length 64), while the hybrid reached 100% in every run. Mixed-length passkey
- * batches hold the tokens of one shortest-length batch, so training on [32, 64] costs what [32] does.
+ * copying (8 tokens in 64) in about 1500 (86% after 800). MQAR is sized by its key alphabet: a
+ * 2-layer Transformer learns 8 pairs drawn from 8 keys and 8 values at T = 64 within 250-500
+ * steps (every seed and learning rate tried), while with more keys it sits longer on the plateau
+ * of recalling nothing (answering each query with one of the context's values not yet asked):
+ * 12 and 16 keys only at some settings, 32 keys never within 3000-8000 steps. PyTorch's Llama
+ * behaves the same (scripts/mqar_torch_sweep.py, bench/results/mqar-torch-h200-2026-11-27.jsonl:
+ * lr 3e-4 to 1e-2, 1-8 heads, width 128, 3 layers, batch 128), as does seqlab's
+ * (mqar-sweep-2026-11-27.jsonl, which sized the first version at 32 keys, and
+ * mqar-sweep-2026-11-27b.jsonl). With 8 keys Mamba reaches 47% / 83% / 100% with states 1 / 2 / 4
+ * after 1000 steps, the hybrid 100% with state 1; with state 16 Mamba learns more slowly (42% after
+ * 1000 steps; PyTorch's Mamba 45% against 57% with state 4 after 1500), and the showdown reports
+ * that run as it comes out.
+ * Mixed-length passkey batches hold the tokens of one shortest-length batch, so training on
+ * [32, 64] costs what [32] does.
  */
 import type { PresetOptions } from "../models/presets.js";
 
@@ -41,7 +47,7 @@ export interface ShowdownPlan {
   decode: { positions: number[]; steps: number; chunk: number };
   selectiveCopy: RecallBudget & { length: number; count: number };
   passkey: RecallBudget & { trainLengths: number[]; evalLengths: number[]; depths: number[]; smallState: number };
-  mqar: RecallBudget & { length: number; pairs: number; states: number[] };
+  mqar: RecallBudget & { length: number; pairs: number; alphabet: number; states: number[] };
   evalExamples: number;
 }
 
@@ -58,7 +64,7 @@ export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
     decode: { positions: [128, 512, 2048], steps: 8, chunk: 512 },
     selectiveCopy: { steps: 400, batch: 16, lr: 3e-3, length: 32, count: 4 },
     passkey: { steps: 400, batch: 16, lr: 3e-3, trainLengths: [32], evalLengths: [32, 64, 128], depths: [0.1, 0.9], smallState: 4 },
-    mqar: { steps: 300, batch: 16, lr: 3e-3, length: 32, pairs: 4, states: [4, 16] },
+    mqar: { steps: 300, batch: 16, lr: 3e-3, length: 32, pairs: 4, alphabet: 8, states: [1, 4] },
     evalExamples: 16,
   },
   default: {
@@ -67,7 +73,7 @@ export const PLANS: Record<"quick" | "default", ShowdownPlan> = {
     decode: { positions: [256, 1024, 4096, 16384], steps: 16, chunk: 1024 },
     selectiveCopy: { steps: 1600, batch: 32, lr: 3e-3, length: 64, count: 8 },
     passkey: { steps: 2000, batch: 32, lr: 3e-3, trainLengths: [32, 64], evalLengths: [32, 64, 128, 256, 512], depths: [0.1, 0.5, 0.9], smallState: 4 },
-    mqar: { steps: 2000, batch: 32, lr: 3e-3, length: 32, pairs: 4, states: [4, 16] },
+    mqar: { steps: 1000, batch: 32, lr: 3e-3, length: 64, pairs: 8, alphabet: 8, states: [1, 2, 4, 16] },
     evalExamples: 64,
   },
 };

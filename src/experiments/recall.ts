@@ -58,6 +58,7 @@ export async function runRecall(be: Backend, plan: RecallPlan, seed: number, log
     params: model.parameterCount(),
     task: task.name,
     variant: plan.variant,
+    ...(plan.variant && plan.model.state !== undefined ? { stateSize: plan.model.state } : {}),
     trainLengths: plan.train.map((t) => t.length),
     steps: plan.steps,
     trainSeconds: result.seconds,

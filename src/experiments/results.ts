@@ -13,6 +13,8 @@ export interface RecallRun {
   task: string;
   /** what varies across runs of one architecture (state size, width), if anything */
   variant?: string;
+  /** the SSM state size N, where the variant is one */
+  stateSize?: number;
   trainLengths: number[];
   steps: number;
   trainSeconds: number;

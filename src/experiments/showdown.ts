@@ -54,7 +54,7 @@ function recallPlans(p: ShowdownPlan, seed: number, ARCHS: Record<string, Arch>)
   });
   plans.push(passkeyRun("transformer"), passkeyRun("mamba"), passkeyRun("mamba", pk.smallState), passkeyRun("mamba2"), passkeyRun("rwkv"), passkeyRun("hybrid"));
   const mq = p.mqar;
-  const mqar: TaskSpec = { name: "mqar", length: mq.length, pairs: mq.pairs, seed };
+  const mqar: TaskSpec = { name: "mqar", length: mq.length, pairs: mq.pairs, alphabet: mq.alphabet, seed };
   for (const state of mq.states) {
     plans.push({ arch: ARCHS.mamba, variant: `state ${state}`, model: { ...p.model, state }, train: [mqar], steps: mq.steps, batch: mq.batch, lr: mq.lr, evals: { [`L${mq.length}`]: mqar }, evalExamples: p.evalExamples });
   }

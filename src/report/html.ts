@@ -85,19 +85,46 @@ function recallTable(runs: RecallRun[]): string {
   return `<table><tr><th>model</th><th>params</th><th>steps</th>${keys.map((k) => `<th>${esc(k)}</th>`).join("")}</tr>${rows}${guessRow}</table>`;
 }
 
+/**
+ * MQAR accuracy against Mamba's state size, with the Transformer, the hybrid and recalling
+ * nothing as flat lines across the same range: the series for the chart "mqar-state".
+ */
+function mqarByState(runs: RecallRun[]): { label: string; points: { state: number; accuracy: number }[] }[] {
+  const mq = runs.filter((x) => x.task === "mqar");
+  const mamba = mq.filter((x) => x.arch === "mamba" && x.stateSize !== undefined).sort((a, b) => a.stateSize! - b.stateSize!);
+  if (mamba.length < 2) return [];
+  const key = Object.keys(mamba[0].accuracy)[0];
+  const [lo, hi] = [mamba[0].stateSize!, mamba.at(-1)!.stateSize!];
+  const flat = (label: string, accuracy: number | undefined) => (accuracy === undefined ? [] : [{ label, points: [lo, hi].map((state) => ({ state, accuracy })) }]);
+  const tf = mq.find((x) => x.arch === "transformer");
+  const hy = mq.find((x) => x.arch === "hybrid");
+  return [
+    { label: `Mamba (${key})`, points: mamba.map((m) => ({ state: m.stateSize!, accuracy: m.accuracy[key] })) },
+    ...flat("Transformer", tf?.accuracy[key]),
+    ...flat(`Hybrid${hy?.variant ? ` (${hy.variant})` : ""}`, hy?.accuracy[key]),
+    ...flat("recalling nothing", mamba[0].guessAccuracy?.[key]),
+  ];
+}
+
 export function renderReport(r: ShowdownResults): string {
   const claim = (id: number) => r.claims.find((c) => c.id === id)!;
   const passkey = r.recall.filter((x) => x.task === "passkey");
+  const mqar = mqarByState(r.recall);
   const sections = [
     claimSection(claim(1), chart("scaling-time", "Forward time against sequence length (log-log)") + chart("scaling-memory", "Peak memory against sequence length (log-log)") + slopeTable(r)),
     claimSection(claim(2), chart("decode-time", "Per-token decode latency against position") + chart("decode-bytes", "KV cache / recurrent state bytes against position (log-log)") + decodeTable(r)),
     claimSection(claim(3), "<p>Time slopes of the linear-time models are in the table under claim 1.</p>"),
     claimSection(claim(4), recallTable(r.recall.filter((x) => x.task === "selective-copy"))),
-    claimSection(claim(5), `<div class="heats">${passkey.map(heatmap).join("")}</div>` + recallTable(r.recall.filter((x) => x.task === "mqar"))),
+    claimSection(
+      claim(5),
+      `<div class="heats">${passkey.map(heatmap).join("")}</div>` +
+        (mqar.length ? chart("mqar-state", "MQAR accuracy against Mamba's state size (log scale), the other models as flat lines") : "") +
+        recallTable(r.recall.filter((x) => x.task === "mqar")),
+    ),
     claimSection(claim(6), recallTable([...passkey, ...r.recall.filter((x) => x.task === "mqar")].filter((x) => ["transformer", "mamba", "hybrid"].includes(x.arch)))),
   ];
   const summary = r.claims.map((c) => `<tr><td>${c.id}</td><td>${esc(c.title)}</td><td><span class="badge ${BADGE[c.verdict]}">${esc(c.verdict)}</span></td></tr>`).join("");
-  const data = JSON.stringify({ scaling: r.scaling, decode: r.decode }).replace(/</g, "\\u003c");
+  const data = JSON.stringify({ scaling: r.scaling, decode: r.decode, mqar }).replace(/</g, "\\u003c");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>seqlab showdown</title>
 <style>
@@ -129,6 +156,7 @@ function line(id, series, x, y, ylabel, logY, logX) {
 line("scaling-time", DATA.scaling, "T", (p) => p.seconds, "seconds", true, true);
 line("scaling-memory", DATA.scaling, "T", (p) => p.peakBytes / 1048576, "peak MiB", true, true);
 line("decode-time", DATA.decode, "position", (p) => p.msPerToken, "ms / token", false, true);
+line("mqar-state", DATA.mqar, "state", (p) => 100 * p.accuracy, "accuracy %", false, true);
 line("decode-bytes", DATA.decode, "position", (p) => Math.max(1, p.kvCacheBytes + p.recurrentBytes) / 1024, "state KiB", true, true);
 </script>
 </body></html>

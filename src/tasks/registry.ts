@@ -15,6 +15,8 @@ export interface TaskSpec {
   depth?: number;
   /** mqar: key-value pairs */
   pairs?: number;
+  /** mqar: how many distinct keys (and values) there are to draw from */
+  alphabet?: number;
   /** selective-copy: tokens to copy */
   count?: number;
   /** induction: vocabulary size */
@@ -30,7 +32,7 @@ export function makeTask(s: TaskSpec): Task {
     case "passkey":
       return new PasskeyTask(s.length, s.seed, s.depth ?? null);
     case "mqar":
-      return new MqarTask({ length: s.length, pairs: s.pairs ?? 8, seed: s.seed });
+      return new MqarTask({ length: s.length, pairs: s.pairs ?? 8, seed: s.seed, alphabet: s.alphabet });
     case "selective-copy":
       return new SelectiveCopyTask({ length: s.length, count: s.count ?? 16, seed: s.seed });
     case "induction":

@@ -27,6 +27,7 @@ const TASK_OPTIONS = {
   length: { type: "string" as const, default: "64", help: "sequence length" },
   depth: { type: "string" as const, help: "passkey: needle depth in [0, 1] (default: random)" },
   pairs: { type: "string" as const, help: "mqar: key-value pairs (default 8)" },
+  alphabet: { type: "string" as const, help: "mqar: distinct keys and values to draw from (default 32)" },
   count: { type: "string" as const, help: "selective-copy: tokens to copy (default 16)" },
   data: { type: "string" as const, help: "text: the text file to model" },
   seed: { type: "string" as const, default: "0", help: "seed for data and initialisation" },
@@ -39,6 +40,7 @@ function taskSpec(cmd: string, v: Values): TaskSpec {
     seed: intFlag(cmd, "seed", v.seed, 0),
     depth: v.depth === undefined ? undefined : numFlag(cmd, "depth", v.depth, 0, 0, 1),
     pairs: v.pairs === undefined ? undefined : intFlag(cmd, "pairs", v.pairs, 8, 1, 1024),
+    alphabet: v.alphabet === undefined ? undefined : intFlag(cmd, "alphabet", v.alphabet, 32, 1, 1 << 15),
     count: v.count === undefined ? undefined : intFlag(cmd, "count", v.count, 16, 1, 1 << 16),
     data: v.data as string | undefined,
   };
