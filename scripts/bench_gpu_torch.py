@@ -14,7 +14,7 @@ Sections (--only takes a comma-separated subset; default all):
              with the model's cache after a prompt of 16, 2k and 16k tokens: tokens/s over 64
              steps, each step one forward of one token and one host read of the argmax (as
              generate() and bench-gpu.ts do). The greedy tokens go into the JSON for comparison;
-  matmul     4096^3 and 8192^3;
+  matmul     4096^3 and 8192^3, and transposed operands (LINEAR_SHAPES);
   attention  causal F.scaled_dot_product_attention B=1 H=16 K=64 at T = 1k, 4k, 16k, 64k,
              forward and forward+backward.
 CUDA events time the kernels after a warm-up; decode is timed with torch.cuda.synchronize and the
@@ -95,14 +95,27 @@ def bench_scan(T):
     }
 
 
-def bench_matmul(n):
-    a = torch.randn(n, n, device="cuda")
-    b = torch.randn(n, n, device="cuda")
-    out = torch.empty(n, n, device="cuda")
-    iterations = 10 if n <= 4096 else 3
-    s = time_it(lambda: torch.mm(a, b, out=out), iterations)
-    tflops = 2 * n**3 / s / 1e12
-    return {"section": "matmul", "name": "matmul", "shape": f"{n}x{n}x{n}", "ms": s * 1e3, "rate": tflops, "unit": "TFLOP/s", "tflops": tflops, "iterations": iterations}
+# (M, N, K, transA, transB): a transposed operand is stored transposed, as seqlab's are (a Linear
+# layer's forward x W^T is NT, its weight gradient dy^T x is TN); the NT shapes are the Linear
+# layers of a 2048-token prefill of the decode section's 130M Mamba, the TN ones two of its weight
+# gradients (src/bench/gpu/dense.ts)
+LINEAR_SHAPES = [(4096, 4096, 4096, False, True), (4096, 4096, 4096, True, False),
+                 (2048, 3072, 768, False, True), (2048, 768, 1536, False, True), (2048, 80, 1536, False, True),
+                 (2048, 50280, 768, False, True), (80, 1536, 2048, True, False), (768, 1536, 2048, True, False)]
+
+
+def bench_matmul(M, N, K, transA=False, transB=False):
+    a = torch.randn(K, M, device="cuda") if transA else torch.randn(M, K, device="cuda")
+    b = torch.randn(N, K, device="cuda") if transB else torch.randn(K, N, device="cuda")
+    out = torch.empty(M, N, device="cuda")
+    a_ = a.t() if transA else a
+    b_ = b.t() if transB else b
+    flops = 2 * M * N * K
+    iterations = 10 if flops <= 2 * 4096**3 else 3
+    s = time_it(lambda: torch.mm(a_, b_, out=out), iterations)
+    tflops = flops / s / 1e12
+    layout = f" {'T' if transA else 'N'}{'T' if transB else 'N'}" if transA or transB else ""
+    return {"section": "matmul", "name": "matmul", "shape": f"{M}x{N}x{K}{layout}", "ms": s * 1e3, "rate": tflops, "unit": "TFLOP/s", "tflops": tflops, "iterations": iterations}
 
 
 def bench_attention(T, backward):
@@ -230,8 +243,8 @@ def main():
             del model
             torch.cuda.empty_cache()
     if "matmul" in only:
-        for n in [256, 512] if args.quick else [4096, 8192]:
-            add(bench_matmul(n))
+        for shape in [(256, 256, 256), (512, 512, 512)] if args.quick else [(4096, 4096, 4096), (8192, 8192, 8192), *LINEAR_SHAPES]:
+            add(bench_matmul(*shape))
     if "attention" in only:
         for T in [128, 256] if args.quick else [1024, 4096, 16384, 65536]:
             for backward in (False, True):

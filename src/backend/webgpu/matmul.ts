@@ -25,7 +25,7 @@
  */
 import type { CoreKernels, MatmulDims } from "../kernels.js";
 import { routeMatmul } from "./matmul_half.js";
-import type { GpuContext, KernelDef } from "./context.js";
+import { grid1d, type GpuContext, type KernelDef } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 
 type S = GpuTensorBuffer;
@@ -39,6 +39,14 @@ export interface MatmulTile {
   TN: number;
   /** lanes of each 32-wide warp cover a 4 x 8 patch of threads (fewer distinct addresses per read) */
   warpPatch: boolean;
+  /**
+   * An operand whose rows run along K (a not transposed, b transposed: a Linear's weight) is
+   * transposed on its way into workgroup memory, four scalar stores per vec4 loaded, and the lanes
+   * that share a row write the same bank. With swz, k-row k of the tile keeps its vec4 column c at
+   * c ^ swizzle(k) (swizzleOf), which spreads a warp's stores over all 32 banks; reads XOR the same
+   * constant (k is unrolled), a permutation of the columns that keeps them conflict-free.
+   */
+  swz?: boolean;
 }
 
 
@@ -54,13 +62,20 @@ export interface MatmulConfig extends MatmulTile {
 }
 
 /** Large products: 128 x 256 tiles, 8 x 16 per thread, 256 threads, 48 KiB of workgroup memory. */
-export const TILE_WIDE: MatmulTile = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, warpPatch: false };
+export const TILE_WIDE: MatmulTile = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, warpPatch: false, swz: true };
 /** Large products where 48 KiB of workgroup memory is not available: 128 x 128 tiles, 8 x 8 per thread. */
 export const TILE_LARGE: MatmulTile = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, warpPatch: true };
 /** Small products (too few large tiles to fill a GPU): 64 x 64 tiles, 4 x 4 per thread. */
-export const TILE_SMALL: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, warpPatch: false };
+export const TILE_SMALL: MatmulTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, warpPatch: false, swz: true };
 
 const threadsOf = (t: MatmulTile) => (t.BM / t.TM) * (t.BN / t.TN);
+
+/**
+ * The column swizzle of k-row k: a warp's transposing store covers 32 / (BK/4) tile rows, i.e.
+ * 32 / BK vec4 columns, and its lanes cover the BK/4 k-quads; XOR by quad * 32/BK sends each
+ * (column, quad) to its own column of an aligned group of 8, so to its own banks.
+ */
+const swizzleOf = (BK: number, k: number) => (k >> 2) * (32 / BK);
 
 /**
  * WGSL of `fn load_<name>(base, outer, contig, outerLim, contigLim, ld) -> vec4<f32>`: four
@@ -119,7 +134,8 @@ function operandCopy(op: "a" | "b", c: MatmulConfig): { loads: (k0: string) => s
         const { outer, inner } = coords(i);
         if (!contigK) return `${at(buf, outer, `(${inner}) >> 2u`)} = r${op}${i};`;
         // transpose on the way in: four k rows, one component each
-        return `{ let o_ = ${outer}; let k_ = ${inner};\n      ${[0, 1, 2, 3].map((e) => `${at(buf, `k_ + ${e}u`, "o_ >> 2u")}[o_ & 3u] = r${op}${i}[${e}];`).join(" ")} }`;
+        const col = c.swz ? `(o_ >> 2u) ^ ((k_ >> 2u) * ${32 / c.BK}u)` : "o_ >> 2u";
+        return `{ let o_ = ${outer}; let k_ = ${inner};\n      ${[0, 1, 2, 3].map((e) => `${at(buf, `k_ + ${e}u`, col)}[o_ & 3u] = r${op}${i}[${e}];`).join(" ")} }`;
       })
       .join("\n    ");
   const regs = idx.map((i) => `var r${op}${i} = vec4<f32>(0.0);`).join(" ");
@@ -134,6 +150,7 @@ export function matmulDef(c: MatmulConfig): KernelDef {
   const RM = TM / 4; // 4-row sub-blocks per thread
   const RN = TN / 4;
   if ((BM * BK) % (4 * NT) !== 0 || (BN * BK) % (4 * NT) !== 0) throw new Error(`internal: matmul tile ${JSON.stringify(c)} does not split over its threads`);
+  if (c.swz && (BM % 32 !== 0 || BN % 32 !== 0 || (BK !== 8 && BK !== 16))) throw new Error(`internal: matmul tile ${JSON.stringify(c)} cannot be swizzled`);
   const A = operandCopy("a", c);
   const B = operandCopy("b", c);
 
@@ -150,10 +167,14 @@ export function matmulDef(c: MatmulConfig): KernelDef {
   const es = [0, 1, 2, 3];
   const acc = (r: number, i: number, q: number) => `acc_${r}_${i}_${q}`;
   const accs = rs.flatMap((r) => es.flatMap((i) => qs.map((q) => acc(r, i, q))));
+  // the operands stored transposed on the way in (rows along K), swizzled when c.swz
+  const swzA = !!c.swz && !c.transA;
+  const swzB = !!c.swz && c.transB;
+  const col = (base: string, swz: boolean, k: number) => (swz && swizzleOf(BK, k) ? `(${base}) ^ ${swizzleOf(BK, k)}u` : base);
   const compute: string[] = [];
   for (let k = 0; k < BK; k++) {
-    for (const r of rs) compute.push(`let a${r}_${k} = As[cur][${k}][ty + ${TY * r}u];`);
-    for (const q of qs) compute.push(`let b${q}_${k} = Bs[cur][${k}][tx + ${TX * q}u];`);
+    for (const r of rs) compute.push(`let a${r}_${k} = As[cur][${k}][${col(`ty + ${TY * r}u`, swzA, k)}];`);
+    for (const q of qs) compute.push(`let b${q}_${k} = Bs[cur][${k}][${col(`tx + ${TX * q}u`, swzB, k)}];`);
     for (const r of rs) for (const i of es) for (const q of qs) compute.push(`${acc(r, i, q)} = ${acc(r, i, q)} + b${q}_${k} * a${r}_${k}[${i}];`);
   }
   const stores: string[] = [];
@@ -178,7 +199,7 @@ export function matmulDef(c: MatmulConfig): KernelDef {
   }
 
   return {
-    label: `matmul${BM}x${BN}x${BK}${c.transA ? "T" : "N"}${c.transB ? "T" : "N"}`,
+    label: `matmul${BM}x${BN}x${BK}${c.swz ? "s" : ""}${c.transA ? "T" : "N"}${c.transB ? "T" : "N"}`,
     uniforms: [
       ["M", "u32"],
       ["N", "u32"],
@@ -187,6 +208,9 @@ export function matmulDef(c: MatmulConfig): KernelDef {
       ["sB", "u32"],
       ["sO", "u32"],
       ["accumulate", "u32"],
+      ["kPer", "u32"],
+      ["splits", "u32"],
+      ["sSplit", "u32"],
     ],
     bindings: [
       ["out", "write", c.vecOut ? "array<vec4<f32>>" : "array<f32>"],
@@ -203,15 +227,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${thread}
   let m0 = wid.y * ${BM}u;
   let n0 = wid.x * ${BN}u;
-  let aBase = wid.z * u.sA;
-  let bBase = wid.z * u.sB;
-  let oBase = wid.z * u.sO;
+  // wid.z = batch index x splits + split: split s sums k in [s kPer, (s + 1) kPer) into its own
+  // slice of the output (a partial that matmulSplitReduce adds up)
+  let split = wid.z % u.splits;
+  let bz = wid.z / u.splits;
+  let aBase = bz * u.sA;
+  let bBase = bz * u.sB;
+  let oBase = bz * u.sO + split * u.sSplit;
+  let kBegin = split * u.kPer;
+  let kEnd = min(u.K, kBegin + u.kPer);
   ${accs.map((a) => `var ${a} = vec4<f32>(0.0);`).join(" ")}
-  let nTiles = (u.K + ${BK - 1}u) / ${BK}u;
+  let nTiles = select(0u, (kEnd - kBegin + ${BK - 1}u) / ${BK}u, kEnd > kBegin);
   ${A.regs}
   ${B.regs}
   if (nTiles > 0u) {
-    let k0 = 0u;
+    let k0 = kBegin;
     ${A.loads("k0")}
     ${B.loads("k0")}
     ${A.stores("0u")}
@@ -222,7 +252,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let cur = t & 1u;
     let more = t + 1u < nTiles;
     if (more) {
-      let k0 = (t + 1u) * ${BK}u;
+      let k0 = kBegin + (t + 1u) * ${BK}u;
       ${A.loads("k0")}
       ${B.loads("k0")}
     }
@@ -244,26 +274,84 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export const tileBytes = (t: MatmulTile) => 2 * 4 * (t.BM + t.BN) * t.BK;
 
 /**
- * The tile for a product: the largest that fits the device and still makes about one
- * workgroup per multiprocessor of a large GPU (128 tiles).
+ * The tile and K slices for a product: the largest tile that fits the device and still makes
+ * about one workgroup per multiprocessor of a large GPU (128), with split-K counted in; else the
+ * small tile, split where that helps. Measured on an H200 (bench/notes/gpu-tuning.md): a weight
+ * gradient 768 x 1536 over 2048 tokens ran 27 TFLOP/s as 128 x 256 tiles in 8 slices against 17
+ * as 64 x 64 tiles; 2048 x 768 x 1536 25.6 against 24.7.
  */
-export function chooseMatmulTile(M: number, N: number, batch: number, limits: { bytes: number; invocations: number }): MatmulTile {
-  for (const t of [TILE_WIDE, TILE_LARGE]) {
-    const tiles = Math.ceil(M / t.BM) * Math.ceil(N / t.BN) * batch;
-    const fits = tileBytes(t) <= limits.bytes && threadsOf(t) <= limits.invocations;
-    if (fits && M > t.BM / 2 && N > t.BN / 2 && tiles >= 128) return t;
+export function chooseMatmulPlan(M: number, N: number, K: number, batch: number, limits: { bytes: number; invocations: number }): { tile: MatmulTile; splits: number } {
+  for (const tile of [TILE_WIDE, TILE_LARGE]) {
+    const tiles = Math.ceil(M / tile.BM) * Math.ceil(N / tile.BN) * batch;
+    const fits = tileBytes(tile) <= limits.bytes && threadsOf(tile) <= limits.invocations;
+    if (!fits || M <= tile.BM / 2 || N <= tile.BN / 2) continue;
+    if (tiles >= 128) return { tile, splits: 1 };
+    const splits = chooseSplits(tile, M, N, K, batch);
+    if (tiles * splits >= 128) return { tile, splits };
   }
-  return TILE_SMALL;
+  return { tile: TILE_SMALL, splits: chooseSplits(TILE_SMALL, M, N, K, batch) };
 }
 
-/** Record one matmul with a given tile (the kernel table's entry, and benchmarks of other tiles). */
-export function dispatchMatmul(ctx: GpuContext, tile: MatmulTile, out: S, a: S, b: S, d: MatmulDims): void {
+/** Split-K aims at this many workgroups (two a multiprocessor of a large GPU)... */
+const SPLIT_TARGET = 256;
+/** ...giving each slice at least this much of K, */
+const SPLIT_MIN_K = 256;
+/** ...in products whose K is at least this long (a Llama's 768 x 768 projections over 2k tokens lost 5% split in 3). */
+const SPLIT_FROM_K = 1024;
+
+/**
+ * Split-K: how many slices of K a product's workgroups share out, 1 for none. A product with
+ * few output tiles and a long K (a Linear layer with few outputs, x_proj's 80 over K = 1536; a
+ * weight gradient, whose K is every token of the batch) leaves most of a GPU idle with one
+ * workgroup a tile walking all of K; with S slices each tile's workgroups run in parallel into
+ * S partial outputs, which one more pass adds up in slice order (so the result does not depend
+ * on timing). As in CUTLASS's split-K GEMMs. Slices x tiles stay under 2 SPLIT_TARGET, so the
+ * partials are at most 512 tiles' worth (64 MiB with the widest tile).
+ */
+export function chooseSplits(tile: MatmulTile, M: number, N: number, K: number, batch: number): number {
+  const tiles = Math.ceil(M / tile.BM) * Math.ceil(N / tile.BN) * batch;
+  if (2 * tiles >= SPLIT_TARGET || K < SPLIT_FROM_K) return 1;
+  return Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(K / SPLIT_MIN_K)));
+}
+
+/** out[b, i] (+)= the sum over slices s of part[s, b, i], in slice order. */
+const SPLIT_REDUCE: KernelDef = {
+  label: "matmulSplitReduce",
+  uniforms: [
+    ["total", "u32"],
+    ["MN", "u32"],
+    ["sO", "u32"],
+    ["splits", "u32"],
+    ["accumulate", "u32"],
+  ],
+  bindings: [
+    ["out", "write", "array<f32>"],
+    ["part", "read", "array<f32>"],
+  ],
+  body: `
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = gid.x + gid.y * nw.x * 256u;
+  if (i >= u.total) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < u.splits; k++) { s += part[k * u.total + i]; }
+  let o = (i / u.MN) * u.sO + i % u.MN;
+  if (u.accumulate != 0u) { out[o] = out[o] + s; } else { out[o] = s; }
+}`,
+};
+
+/**
+ * Record one matmul with a given tile and number of K slices (the kernel table's entry, and
+ * benchmarks of other tiles).
+ */
+export function dispatchMatmul(ctx: GpuContext, tile: MatmulTile, out: S, a: S, b: S, d: MatmulDims, splits = 1): void {
   const { M, N, K, transA, transB } = d;
   const batch = d.batch ?? 1;
   if (M === 0 || N === 0 || batch === 0) return;
   const sA = d.strideA ?? M * K;
   const sB = d.strideB ?? K * N;
-  const sO = d.strideOut ?? M * N;
+  // with slices, the product goes to S partials of (batch, M, N), contiguous
+  const sO = splits > 1 ? M * N : (d.strideOut ?? M * N);
   const aligned = (dim: number, stride: number) => dim % 4 === 0 && (batch === 1 || stride % 4 === 0);
   const c: MatmulConfig = {
     ...tile,
@@ -274,9 +362,20 @@ export function dispatchMatmul(ctx: GpuContext, tile: MatmulTile, out: S, a: S, 
     vecOut: aligned(N, sO),
     check: M % tile.BM !== 0 || N % tile.BN !== 0 || K % tile.BK !== 0,
   };
-  const key = `matmul:${tile.BM}:${tile.BN}:${tile.BK}:${tile.TM}:${tile.TN}:${+tile.warpPatch}:${+transA}${+transB}:${+c.vecA}${+c.vecB}${+c.vecOut}:${+c.check}`;
+  const key = `matmul:${tile.BM}:${tile.BN}:${tile.BK}:${tile.TM}:${tile.TN}:${+tile.warpPatch}:${+!!tile.swz}:${+transA}${+transB}:${+c.vecA}${+c.vecB}${+c.vecOut}:${+c.check}`;
   const p = ctx.pipeline(key, () => matmulDef(c));
-  ctx.dispatch(p, [out, a, b], [M, N, K, sA, sB, sO, d.accumulate ? 1 : 0], [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), batch]);
+  const kPer = Math.ceil(Math.ceil(K / splits) / tile.BK) * tile.BK;
+  const grid: [number, number, number] = [Math.ceil(N / tile.BN), Math.ceil(M / tile.BM), batch * splits];
+  if (splits === 1) {
+    ctx.dispatch(p, [out, a, b], [M, N, K, sA, sB, sO, d.accumulate ? 1 : 0, kPer, 1, 0], grid);
+    return;
+  }
+  const total = batch * M * N;
+  const part = ctx.pool.acquire(splits * total * 4);
+  ctx.dispatch(p, [part, a, b], [M, N, K, sA, sB, sO, 0, kPer, splits, total], grid);
+  const reduce = ctx.pipeline("matmulSplitReduce", () => SPLIT_REDUCE);
+  ctx.dispatch(reduce, [out, part], [total, M * N, d.strideOut ?? M * N, splits, d.accumulate ? 1 : 0], grid1d(total, 256));
+  ctx.pool.release(part);
 }
 
 export function matmulKernels(ctx: GpuContext): Pick<CoreKernels<S>, "matmul"> {
@@ -284,7 +383,8 @@ export function matmulKernels(ctx: GpuContext): Pick<CoreKernels<S>, "matmul"> {
     matmul(out, a, b, d: MatmulDims) {
       if (routeMatmul(ctx, out, a, b, d)) return; // half-precision weights and M = 1: matmul_half.ts
       const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
-      dispatchMatmul(ctx, chooseMatmulTile(d.M, d.N, d.batch ?? 1, limits), out, a, b, d);
+      const { tile, splits } = chooseMatmulPlan(d.M, d.N, d.K, d.batch ?? 1, limits);
+      dispatchMatmul(ctx, tile, out, a, b, d, splits);
     },
   };
 }

@@ -7,22 +7,57 @@
 import type { WebGpuBackend } from "../../backend/webgpu/index.js";
 import type { AttentionDims, MatmulDims } from "../../backend/kernels.js";
 import { refKernels } from "../../backend/ref/index.js";
-import { dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
+import { chooseSplits, dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
 import { chooseForwardTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
 import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_forward.js";
 import type { BackwardTiles } from "./variants.js";
 import { compare, filled, patterned, randn, timeIt, type Check, type Result } from "./timing.js";
 
-export async function benchMatmul(be: WebGpuBackend, n: number, tile?: [string, MatmulTile]): Promise<Result> {
-  const a = patterned(be, n * n, 1);
-  const b = patterned(be, n * n, 1);
-  const out = filled(be, n * n, 0);
-  const d: MatmulDims = { M: n, N: n, K: n, transA: false, transB: false, accumulate: false };
-  const iterations = n <= 4096 ? 10 : 3;
-  const record = tile ? () => dispatchMatmul(be.ctx, tile[1], out, a, b, d) : () => be.kernels.matmul(out, a, b, d);
+/** A product out (M, N) = a (M, K) b (K, N), either operand stored transposed. */
+export interface MatmulShape {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+export const square = (n: number): MatmulShape => ({ M: n, N: n, K: n, transA: false, transB: false });
+
+/**
+ * Products with transposed operands: a Linear layer's forward is x W^T (NT, W stored (out, in)),
+ * its weight gradient dy^T x (TN). The NT shapes are the Linear layers of a 2048-token prefill
+ * of the decode section's 130M Mamba (in_proj, out_proj, x_proj, the 50280-word LM head), the TN
+ * shapes the weight gradients of x_proj and out_proj over the same 2048 tokens (few output
+ * tiles over a long K: what split-K is for).
+ */
+export const LINEAR_SHAPES: MatmulShape[] = [
+  { M: 4096, N: 4096, K: 4096, transA: false, transB: true },
+  { M: 4096, N: 4096, K: 4096, transA: true, transB: false },
+  { M: 2048, N: 3072, K: 768, transA: false, transB: true },
+  { M: 2048, N: 768, K: 1536, transA: false, transB: true },
+  { M: 2048, N: 80, K: 1536, transA: false, transB: true },
+  { M: 2048, N: 50280, K: 768, transA: false, transB: true },
+  { M: 80, N: 1536, K: 2048, transA: true, transB: false },
+  { M: 768, N: 1536, K: 2048, transA: true, transB: false },
+];
+
+/** "MxNxK", with the operands' layout when one is transposed: the key both sides report. */
+export const matmulShapeName = (s: MatmulShape) => `${s.M}x${s.N}x${s.K}${s.transA || s.transB ? ` ${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}` : ""}`;
+
+/** A product timed with the default plan, or with a variant's tile (in `splits` K slices: "auto" = chooseSplits's). */
+export async function benchMatmul(be: WebGpuBackend, s: MatmulShape, tile?: [string, MatmulTile], splits: number | "auto" = 1): Promise<Result> {
+  const a = patterned(be, s.M * s.K, 1);
+  const b = patterned(be, s.K * s.N, 1);
+  const out = filled(be, s.M * s.N, 0);
+  const d: MatmulDims = { ...s, accumulate: false };
+  const flops = 2 * s.M * s.N * s.K;
+  const iterations = flops <= 2 * 4096 ** 3 ? 10 : 3;
+  const S = splits !== "auto" ? splits : tile ? chooseSplits(tile[1], s.M, s.N, s.K, 1) : 1;
+  const record = tile ? () => dispatchMatmul(be.ctx, tile[1], out, a, b, d, S) : () => be.kernels.matmul(out, a, b, d);
   const { seconds, timing } = await timeIt(be, record, iterations);
   for (const h of [a, b, out]) be.release(h);
-  return { section: "matmul", name: "matmul", shape: `${n}x${n}x${n}`, variant: tile?.[0], ms: seconds * 1e3, rate: (2 * n ** 3) / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
+  return { section: "matmul", name: "matmul", shape: matmulShapeName(s), variant: tile ? `${tile[0]}${S > 1 ? ` split${S}` : ""}` : undefined, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
 }
 
 export interface AttentionVariant {

@@ -1,6 +1,6 @@
 /**
  * Where a model's forward spends its time on the GPU: a timestamp before every dispatch of one
- * prefill forward (the context's beforeDispatch hook), summed per kernel, beside the wall-clock
+ * prefill forward (the last position's logits only, as generation prefills) (the context's beforeDispatch hook), summed per kernel, beside the wall-clock
  * time of the same forward and the buffers the pool had to create for it. The difference between
  * wall and GPU time is host work the GPU did not hide: recording, submits, new buffers.
  *
@@ -27,6 +27,8 @@ export interface ForwardProfile {
   kernels: { kernel: string; dispatches: number; ms: number }[];
 }
 
+const WARM_UP_MS = 2000;
+
 /** The most dispatches one profiled forward may have (one timestamp each, plus the last). */
 const MAX_DISPATCHES = 4095;
 
@@ -48,7 +50,7 @@ export async function profileForward(be: WebGpuBackend, model: CausalLM, T: numb
   try {
     ticks = await noGradAsync(() =>
       tidyAsync(async () => {
-        model.forward(model.tokens(ids, 1, T));
+        model.forward(model.tokens(ids, 1, T), { lastOnly: true });
         ctx.beforeDispatch = null;
         ctx.timestamp(querySet, labels.length);
         ctx.resolveTimestamps(querySet, labels.length + 1, resolved);
@@ -79,16 +81,19 @@ export async function profileForward(be: WebGpuBackend, model: CausalLM, T: numb
 }
 
 /**
- * The profile section for one model: its prefill forward at each length, profiled after two
- * unprofiled forwards (pipelines compiled, buffers pooled). Reported as wall ms with the GPU
- * time, its share of the wall time and the five slowest kernels.
+ * The profile section for one model: its prefill forward at each length, profiled after
+ * unprofiled forwards for at least two seconds (pipelines compiled, buffers pooled, and the clocks
+ * up: building the model leaves the GPU idle, and a profile after only two forwards of a 2k
+ * prefill measured its matmuls at a third of their speed). Reported as wall ms with the GPU time,
+ * its share of the wall time and the five slowest kernels.
  */
 export async function benchProfile(be: WebGpuBackend, name: string, model: CausalLM, lengths: number[], log: (line: string) => void): Promise<Result[]> {
   const out: Result[] = [];
   for (const T of lengths) {
     const ids = promptTokens(T, model.config.V);
-    for (let i = 0; i < 2; i++) {
-      await noGradAsync(() => tidyAsync(async () => void model.forward(model.tokens(ids, 1, T))));
+    const t0 = performance.now();
+    for (let i = 0; i < 2 || performance.now() - t0 < WARM_UP_MS; i++) {
+      await noGradAsync(() => tidyAsync(async () => void model.forward(model.tokens(ids, 1, T), { lastOnly: true })));
       await be.sync();
     }
     const p = await profileForward(be, model, T);

@@ -9,7 +9,7 @@
  * candidate tiles of variants.ts and the scan plans below.
  */
 import { WebGpuBackend } from "../../backend/webgpu/index.js";
-import { chooseMatmulTile, tileBytes } from "../../backend/webgpu/matmul.js";
+import { chooseMatmulPlan, chooseSplits, tileBytes } from "../../backend/webgpu/matmul.js";
 import { chooseBackwardTiles, chooseForwardTiles } from "../../backend/webgpu/attention.js";
 import { forwardBytes, forwardName } from "../../backend/webgpu/attention_forward.js";
 import { threadsOf } from "../../backend/webgpu/attention_tiles.js";
@@ -21,7 +21,7 @@ import type { ScanChunksPlan } from "../../backend/webgpu/scan_chunks.js";
 import type { ScanLookbackPlan } from "../../backend/webgpu/scan_lookback.js";
 import { VARIANTS } from "./variants.js";
 import { fmt, warmUp, type Check, type Result } from "./timing.js";
-import { ATTENTION_CHECKS, MATMUL_CHECKS, benchAttention, benchMatmul, checkAttention, checkMatmul, type AttentionVariant } from "./dense.js";
+import { ATTENTION_CHECKS, LINEAR_SHAPES, MATMUL_CHECKS, benchAttention, benchMatmul, checkAttention, checkMatmul, matmulShapeName, square, type AttentionVariant } from "./dense.js";
 import { benchCopy, benchMatvec, benchScan, checkMatvec, checkScan, type ScanVariant } from "./scan.js";
 import { benchDecode, DECODE_MODELS, QUICK_MODELS } from "./decode.js";
 import { benchProfile } from "./profile.js";
@@ -117,7 +117,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const ctx = be.ctx;
     const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
     const chosen = {
-      matmul: chooseMatmulTile(4096, 4096, 1, limits),
+      matmul: chooseMatmulPlan(4096, 4096, 4096, 1, limits).tile,
       forward: Object.fromEntries([1024, 4096, 16384, 65536].map((T) => [T, forwardName(chooseForwardTiles(64, limits, ctx.acquired.subgroupMinSize, T))])),
       backward: Object.fromEntries(
         [1024, 4096, 16384, 65536].map((T) => [T, { dkv: chooseBackwardTiles("dkv", 64, limits, ctx.acquired.subgroupMinSize, T), dq: chooseBackwardTiles("dq", 64, limits, ctx.acquired.subgroupMinSize, T) }]),
@@ -147,7 +147,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       if (has("matvec") || has("decode")) checks.push(...(await checkMatvec(be)));
       if (has("matmul")) {
         for (const d of MATMUL_CHECKS) checks.push(await checkMatmul(be, "default", null, d));
-        if (o.variants) for (const [name, tile] of matmulVariants) checks.push(await checkMatmul(be, name, tile, MATMUL_CHECKS[0]));
+        if (o.variants) for (const [name, tile] of matmulVariants) for (const d of [MATMUL_CHECKS[0], MATMUL_CHECKS[1]]) checks.push(await checkMatmul(be, name, tile, d));
       }
       if (has("attention") || has("decode")) {
         for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: "default" }, d)));
@@ -217,8 +217,17 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       }
     }
     if (has("matmul")) {
-      if (o.variants) for (const n of quick ? [512] : [4096, 8192]) for (const e of matmulVariants) await attempt(`matmul ${n} ${e[0]}`, () => benchMatmul(be, n, e));
-      for (const n of quick ? [256, 512] : [4096, 8192]) report(await benchMatmul(be, n));
+      const shapes = quick ? [square(256), square(512), { ...square(512), transB: true }, { ...square(512), transA: true }] : [square(4096), square(8192), ...LINEAR_SHAPES];
+      if (o.variants) {
+        for (const s of quick ? shapes.slice(1) : shapes) {
+          for (const e of matmulVariants) {
+            await attempt(`matmul ${matmulShapeName(s)} ${e[0]}`, () => benchMatmul(be, s, e));
+            // and in K slices where split-K would take some
+            if (chooseSplits(e[1], s.M, s.N, s.K, 1) > 1) await attempt(`matmul ${matmulShapeName(s)} ${e[0]} split`, () => benchMatmul(be, s, e, "auto"));
+          }
+        }
+      }
+      for (const s of shapes) report(await benchMatmul(be, s));
     }
     if (has("attention")) {
       if (o.variants) {

@@ -2,7 +2,7 @@
  * Tile variants that `seqlab bench gpu --variants` (and scripts/bench-gpu.ts) times (names are what its tables
  * print), and that scripts/wgsl-validate.ts compiles: the candidates of the current tuning round.
  */
-import { TILE_LARGE, TILE_WIDE, type MatmulTile } from "../../backend/webgpu/matmul.js";
+import { TILE_LARGE, TILE_SMALL, TILE_WIDE, type MatmulTile } from "../../backend/webgpu/matmul.js";
 import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_forward.js";
 import { backwardName, type BackwardKind, type BackwardTile } from "../../backend/webgpu/attention_backward.js";
 
@@ -20,9 +20,13 @@ const SHORT: BackwardTile = { ...BWD, BM: 32, BN: 64, TY: 8, TX: 16, hx: true };
 
 export const VARIANTS = {
   matmul: {
-    "128x256x16 rows": { ...TILE_WIDE },
-    "256x128x16 rows": { ...TILE_WIDE, BM: 256, BN: 128, TM: 16, TN: 8 },
+    // swz: swizzled transposing stores, the default of the wide and small tiles since 2026-11-27c
+    "128x256x16 rows swz": { ...TILE_WIDE, swz: true },
+    "128x256x16 rows": { ...TILE_WIDE, swz: false },
+    "256x128x16 rows swz": { ...TILE_WIDE, BM: 256, BN: 128, TM: 16, TN: 8, swz: true },
     "128x128x8 warp4x8": { ...TILE_LARGE },
+    "64x64x16 swz": { ...TILE_SMALL, swz: true },
+    "64x64x16": { ...TILE_SMALL, swz: false },
   } as Record<string, MatmulTile>,
   // named by forwardName: the 2026-11-26 default (64x32, P through workgroup memory), the 2026-11-27
   // default (128x64 ... kv1 swz nopf, still the one from 16k rows) and the 2026-11-27b round's
