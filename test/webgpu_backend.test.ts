@@ -1,6 +1,6 @@
 /**
  * The webgpu backend as a whole on SwiftShader: registry, memory accounting, buffer reuse,
- * batching into few submits, refusal of kernels without WGSL, device loss, and
+ * batching into few submits, refusal of kernels without WGSL, device loss, out of GPU memory, and
  * `seqlab verify --backend webgpu` on the Hugging Face fixtures.
  */
 import { test } from "node:test";
@@ -9,7 +9,8 @@ import * as path from "node:path";
 import { createBackend } from "../src/backend/registry.js";
 import { WebGpuBackend } from "../src/backend/webgpu/index.js";
 import { verify } from "../src/cli/verify.js";
-import { SeqlabError } from "../src/util/errors.js";
+import { GpuOutOfMemoryError, SeqlabError } from "../src/util/errors.js";
+import { withMemoryHint } from "../src/cli/commands/showdown.js";
 import { refKernels } from "../src/backend/ref/index.js";
 import type { KernelName } from "../src/backend/kernels.js";
 import { gpuBackend, useSwiftShader } from "./webgpu_helpers.js";
@@ -110,6 +111,26 @@ test("device loss is reported on the next call", async () => {
   await new Promise((r) => setTimeout(r, 50));
   await be.ctx.device.lost;
   assert.throws(() => be.kernels.fill(x, 1, 4), (e: Error) => e instanceof SeqlabError && /device was lost \(destroyed/.test(e.message));
+});
+
+test("an out-of-memory error from the device is a GpuOutOfMemoryError on the next call, and the showdown names the flag that bounds it", async () => {
+  useSwiftShader();
+  const be = await WebGpuBackend.create();
+  const x = be.allocate("f32", 4);
+  // what Dawn delivers when an allocation fails (the error's class, whatever its text)
+  class GPUOutOfMemoryError extends Error {}
+  const raise = be.ctx.device.onuncapturederror as unknown as (ev: { error: Error }) => void;
+  raise({ error: new GPUOutOfMemoryError("Allocation failed\nsecond line") });
+  assert.throws(() => be.kernels.fill(x, 1, 4), (e: Error) => e instanceof GpuOutOfMemoryError && e.message === "webgpu: out of GPU memory (Allocation failed | second line)");
+  be.kernels.fill(x, 1, 4); // reported once
+  raise({ error: new GPUOutOfMemoryError("Allocation failed") });
+  await assert.rejects(
+    withMemoryHint(async () => be.kernels.fill(x, 1, 4)),
+    (e: Error) => e instanceof GpuOutOfMemoryError && /; a smaller --memory-budget keeps the scaling section within this GPU$/.test(e.message),
+  );
+  raise({ error: new Error("Some validation error") });
+  assert.throws(() => be.kernels.fill(x, 1, 4), (e: Error) => !(e instanceof SeqlabError) && /^internal: webgpu: Some validation error/.test(e.message));
+  be.destroy();
 });
 
 for (const arch of ["llama", "gpt2"]) {

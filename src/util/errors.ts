@@ -18,6 +18,14 @@ export class TensorTooLargeError extends SeqlabError {
   }
 }
 
+/** The GPU ran out of memory (webgpu: a GPUOutOfMemoryError from the device). */
+export class GpuOutOfMemoryError extends SeqlabError {
+  constructor(message: string) {
+    super(message);
+    this.name = "GpuOutOfMemoryError";
+  }
+}
+
 /** Throws a SeqlabError unless `cond` holds. */
 export function check(cond: unknown, message: string | (() => string)): asserts cond {
   if (!cond) throw new SeqlabError(typeof message === "string" ? message : message());

@@ -14,7 +14,7 @@
  * which replays the same kernels on the same pooled buffers token after token, creates none
  * after the first few tokens (creating one cost 20-35 us of CPU, most of a dispatch's cost).
  */
-import { SeqlabError } from "../../util/errors.js";
+import { GpuOutOfMemoryError, SeqlabError } from "../../util/errors.js";
 import type { AcquiredDevice } from "./device.js";
 import { BufferUsage, MapMode, ShaderStage } from "./device.js";
 import { BufferPool, sizeClass, GpuTensorBuffer } from "./pool.js";
@@ -94,7 +94,8 @@ export class GpuContext {
   private bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 0;
   private lostInfo: string | null = null;
-  private firstError: string | null = null;
+  /** the first uncaptured device error since the last check: its text, and whether it was an out-of-memory one */
+  private firstError: { message: string; outOfMemory: boolean } | null = null;
   /** dispatches recorded since creation (tests and benchmarks read it) */
   dispatches = 0;
   submits = 0;
@@ -115,7 +116,9 @@ export class GpuContext {
       this.lostInfo = `${info.reason}${info.message ? `: ${info.message.split("\n")[0]}` : ""}`;
     });
     this.device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
-      this.firstError ??= ev.error.message.split("\n").slice(0, 3).join(" | ");
+      const message = ev.error.message.split("\n").slice(0, 3).join(" | ");
+      // Dawn for Node may not define the GPUOutOfMemoryError global; its class name still tells
+      this.firstError ??= { message, outOfMemory: ev.error.constructor?.name === "GPUOutOfMemoryError" || /out of memory/i.test(message) };
     };
   }
 
@@ -123,10 +126,10 @@ export class GpuContext {
   check(): void {
     if (this.lostInfo !== null) throw new SeqlabError(`webgpu: the device was lost (${this.lostInfo})`);
     if (this.firstError !== null) {
-      const msg = this.firstError;
+      const { message, outOfMemory } = this.firstError;
       this.firstError = null;
-      if (/out of memory/i.test(msg)) throw new SeqlabError(`webgpu: out of GPU memory (${msg})`);
-      throw new Error(`internal: webgpu: ${msg}`);
+      if (outOfMemory) throw new GpuOutOfMemoryError(`webgpu: out of GPU memory (${message})`);
+      throw new Error(`internal: webgpu: ${message}`);
     }
   }
 

@@ -9,7 +9,7 @@ import { createBackend, setDefaultBackend } from "../../backend/registry.js";
 import { runShowdown, SECTIONS, type Section } from "../../experiments/showdown.js";
 import { renderReport } from "../../report/html.js";
 import type { ShowdownResults } from "../../experiments/results.js";
-import { SeqlabError } from "../../util/errors.js";
+import { GpuOutOfMemoryError, SeqlabError } from "../../util/errors.js";
 import { formatBytes, formatSeconds, table } from "../../util/format.js";
 import { intFlag } from "../args.js";
 import { parseByteSize } from "../../util/memory.js";
@@ -62,11 +62,11 @@ function summary(r: ShowdownResults): string {
 }
 
 /** Out of GPU memory in the scaling section: say which flag bounds it. */
-async function withMemoryHint<T>(run: () => Promise<T>): Promise<T> {
+export async function withMemoryHint<T>(run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (e) {
-    if (e instanceof SeqlabError && /out of GPU memory/.test(e.message)) throw new SeqlabError(`${e.message}; a smaller --memory-budget keeps the scaling section within this GPU`);
+    if (e instanceof GpuOutOfMemoryError) throw new GpuOutOfMemoryError(`${e.message}; a smaller --memory-budget keeps the scaling section within this GPU`);
     throw e;
   }
 }
