@@ -89,20 +89,22 @@ function recallTable(runs: RecallRun[]): string {
  * MQAR accuracy against Mamba's state size, with the Transformer, the hybrid and recalling
  * nothing as flat lines across the same range: the series for the chart "mqar-state".
  */
-function mqarByState(runs: RecallRun[]): { label: string; points: { state: number; accuracy: number }[] }[] {
+function mqarByState(runs: RecallRun[]): { label: string; points: { state: number; accuracy: number }[]; dash?: number[]; width?: number }[] {
   const mq = runs.filter((x) => x.task === "mqar");
   const mamba = mq.filter((x) => x.arch === "mamba" && x.stateSize !== undefined).sort((a, b) => a.stateSize! - b.stateSize!);
   if (mamba.length < 2) return [];
   const key = Object.keys(mamba[0].accuracy)[0];
   const [lo, hi] = [mamba[0].stateSize!, mamba.at(-1)!.stateSize!];
-  const flat = (label: string, accuracy: number | undefined) => (accuracy === undefined ? [] : [{ label, points: [lo, hi].map((state) => ({ state, accuracy })) }]);
+  // the Transformer's line wide and the hybrid's dashed, so that both show at the same accuracy (100%)
+  const flat = (label: string, accuracy: number | undefined, style: { dash?: number[]; width?: number }) =>
+    accuracy === undefined ? [] : [{ label, points: [lo, hi].map((state) => ({ state, accuracy })), ...style }];
   const tf = mq.find((x) => x.arch === "transformer");
   const hy = mq.find((x) => x.arch === "hybrid");
   return [
     { label: `Mamba (${key})`, points: mamba.map((m) => ({ state: m.stateSize!, accuracy: m.accuracy[key] })) },
-    ...flat("Transformer", tf?.accuracy[key]),
-    ...flat(`Hybrid${hy?.variant ? ` (${hy.variant})` : ""}`, hy?.accuracy[key]),
-    ...flat("recalling nothing", mamba[0].guessAccuracy?.[key]),
+    ...flat("Transformer", tf?.accuracy[key], { width: 7 }),
+    ...flat(`Hybrid${hy?.variant ? ` (${hy.variant})` : ""}`, hy?.accuracy[key], { dash: [8, 6] }),
+    ...flat("recalling nothing", mamba[0].guessAccuracy?.[key], { dash: [2, 4] }),
   ];
 }
 
@@ -150,7 +152,7 @@ const DATA = ${data};
 const COLORS = ["#1f77b4","#d62728","#2ca02c","#ff7f0e","#9467bd","#8c564b","#e377c2","#17becf"];
 function line(id, series, x, y, ylabel, logY, logX) {
   const el = document.getElementById(id); if (!el) return;
-  new Chart(el, { type: "line", data: { datasets: series.map((s, i) => ({ label: s.label, data: s.points.map((p) => ({ x: p[x], y: y(p) })), borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length], tension: 0 })) },
+  new Chart(el, { type: "line", data: { datasets: series.map((s, i) => ({ label: s.label, data: s.points.map((p) => ({ x: p[x], y: y(p) })), borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length], borderDash: s.dash, borderWidth: s.width ?? 3, order: s.width ? 1 : 0, tension: 0 })) },
     options: { animation: false, parsing: false, scales: { x: { type: logX ? "logarithmic" : "linear", title: { display: true, text: x } }, y: { type: logY ? "logarithmic" : "linear", title: { display: true, text: ylabel } } } } });
 }
 line("scaling-time", DATA.scaling, "T", (p) => p.seconds, "seconds", true, true);
