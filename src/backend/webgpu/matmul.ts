@@ -22,6 +22,8 @@
  *
  * Global loads are vec4 when the operand's contiguous dim (and batch stride) is a multiple of
  * 4, scalar otherwise; bounds checks are compiled in only when M, N, K do not divide the tile.
+ * A product with few output tiles over a long K runs split-K (chooseSplits): its workgroups
+ * share K out in slices, each writing a partial, and a second pass adds them up.
  */
 import type { CoreKernels, MatmulDims } from "../kernels.js";
 import { routeMatmul } from "./matmul_half.js";
