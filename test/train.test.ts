@@ -153,6 +153,8 @@ test("a run killed after a checkpoint resumes with the same loss curve", async (
   assert.equal(resumed.resumedFrom, 3);
   assert.deepEqual(resumed.losses, full.losses);
   assert.ok(fs.existsSync(path.join(dir, "config.json")) && !fs.readdirSync(path.dirname(dir)).some((f) => f.includes(".tmp-")));
+  // the end of the run is saved too, though 8 is not a multiple of 3
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir, "trainer.json"), "utf8")).step, 8);
 });
 
 test("a NaN stops training with the step and what went bad", async () => {

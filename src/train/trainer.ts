@@ -91,7 +91,8 @@ export async function train(model: CausalLM, task: Task, o: TrainOptions): Promi
       state.losses.push(loss);
       state.step++;
       o.onStep?.({ step: state.step, loss, lr, gradNorm: gradNorm / acc, tokens, seconds: (performance.now() - t0) / 1000 });
-      if (o.checkpointDir && o.checkpointEvery && state.step % o.checkpointEvery === 0) {
+      // every checkpointEvery steps, and at the end of the run (the trained model is what --out is for)
+      if (o.checkpointDir && ((o.checkpointEvery && state.step % o.checkpointEvery === 0) || state.step === o.steps)) {
         await saveCheckpoint(o.checkpointDir, o.config ?? {}, params, opt, state);
       }
     }

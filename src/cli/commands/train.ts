@@ -122,7 +122,8 @@ export const trainCommand: Command = {
     const ev = await evaluate(model, task, { batches: 4, batch });
     console.log(
       `train: ${result.losses.length} steps in ${formatSeconds(result.seconds)}, final loss ${result.losses.at(-1)?.toFixed(4)}, ` +
-        `${Math.round(result.tokensPerSecond)} tok/s; held-out loss ${ev.loss.toFixed(4)}, accuracy ${(100 * ev.accuracy).toFixed(1)}%`,
+        `${Math.round(result.tokensPerSecond)} tok/s; held-out loss ${ev.loss.toFixed(4)}, accuracy ${(100 * ev.accuracy).toFixed(1)}%` +
+        (out ? `; checkpoint in ${out}` : ""),
     );
     return 0;
   },
