@@ -17,17 +17,24 @@ export interface Command {
   run(values: Values, positionals: string[]): Promise<number>;
 }
 
-/** Options every compute command takes. */
+/**
+ * Options every compute command takes. The cpu backend (WebAssembly SIMD on every core) is the
+ * engine by default; the reference loops are the oracle, the default where the output is
+ * reference numbers (ORACLE_BACKEND_OPTIONS).
+ */
 export const BACKEND_OPTIONS: OptionSpec = {
-  backend: { type: "string", default: "ref", help: `compute backend (${backendNames().join(", ")})` },
+  backend: { type: "string", default: "cpu", help: `compute backend (${backendNames().join(", ")})` },
   threads: { type: "string", help: "worker threads for the cpu backend (default: all cores)" },
   help: { type: "boolean", short: "h", help: "show this help" },
 };
 
-/** For the commands that train: the cpu backend by default (the reference loops are the oracle, not a trainer). */
-export const TRAINING_BACKEND_OPTIONS: OptionSpec = {
+/**
+ * For `verify` (the model code against PyTorch's numbers) and `export` (whose --reference writes
+ * seqlab's logits for PyTorch to match): the reference loops, unless --backend names an engine.
+ */
+export const ORACLE_BACKEND_OPTIONS: OptionSpec = {
   ...BACKEND_OPTIONS,
-  backend: { ...BACKEND_OPTIONS.backend, default: "cpu" },
+  backend: { ...BACKEND_OPTIONS.backend, default: "ref" },
 };
 
 export function threadsFlag(command: string, v: string | boolean | undefined): number | undefined {

@@ -25,7 +25,7 @@ import { Rng } from "../../util/rng.js";
 import { SeqlabError } from "../../util/errors.js";
 import { formatBytes } from "../../util/format.js";
 import { intFlag } from "../args.js";
-import { BACKEND_OPTIONS, threadsFlag, type Command, type Values } from "../command.js";
+import { ORACLE_BACKEND_OPTIONS, threadsFlag, type Command, type Values } from "../command.js";
 import { modelSource, PRESET_OPTIONS } from "../model_source.js";
 import { modelDir } from "../inference.js";
 
@@ -44,7 +44,7 @@ export const exportCommand: Command = {
     force: { type: "boolean", help: "--hf: overwrite an existing config.json / model.safetensors in DIR" },
     type: { type: "string", default: "auto", help: "--gguf: precision of the weight matrices: f32, f16, or auto (f16 when the checkpoint is half precision)" },
     ...PRESET_OPTIONS,
-    ...BACKEND_OPTIONS,
+    ...ORACLE_BACKEND_OPTIONS,
   },
   async run(v, pos) {
     const c = "export";

@@ -13,7 +13,7 @@ import { GpuOutOfMemoryError, SeqlabError } from "../../util/errors.js";
 import { formatBytes, formatSeconds, table } from "../../util/format.js";
 import { intFlag } from "../args.js";
 import { parseByteSize } from "../../util/memory.js";
-import { TRAINING_BACKEND_OPTIONS, threadsFlag, type Command } from "../command.js";
+import { BACKEND_OPTIONS, threadsFlag, type Command } from "../command.js";
 
 declare const SEQLAB_VERSION: string | undefined;
 
@@ -81,7 +81,7 @@ export const showdownCommand: Command = {
     only: { type: "string", help: `comma-separated sections to run (${SECTIONS.join(", ")})` },
     seed: { type: "string", default: "0", help: "seed for weights and data" },
     "memory-budget": { type: "string", help: "largest peak memory a forward of the scaling section may need, e.g. 8GiB (default: 1GiB on cpu, 8GiB on webgpu, lower on a smaller GPU; quick: 64MiB / 256MiB)" },
-    ...TRAINING_BACKEND_OPTIONS,
+    ...BACKEND_OPTIONS,
   },
   async run(v) {
     const c = "showdown";

@@ -20,7 +20,7 @@ import { makeTask, TASK_NAMES, type TaskSpec } from "../../tasks/registry.js";
 import { SeqlabError } from "../../util/errors.js";
 import { formatSeconds } from "../../util/format.js";
 import { intFlag, numFlag } from "../args.js";
-import { TRAINING_BACKEND_OPTIONS, threadsFlag, type Command, type Values } from "../command.js";
+import { BACKEND_OPTIONS, threadsFlag, type Command, type Values } from "../command.js";
 
 const TASK_OPTIONS = {
   task: { type: "string" as const, default: "passkey", help: `task (${TASK_NAMES.join(", ")})` },
@@ -83,7 +83,7 @@ export const trainCommand: Command = {
     out: { type: "string", help: "checkpoint directory (resumes if it holds a checkpoint)" },
     "checkpoint-every": { type: "string", default: "100", help: "steps between checkpoints" },
     ...TASK_OPTIONS,
-    ...TRAINING_BACKEND_OPTIONS,
+    ...BACKEND_OPTIONS,
   },
   async run(v) {
     const c = "train";
@@ -138,7 +138,7 @@ export const evalCommand: Command = {
     batch: { type: "string", default: "16", help: "sequences per batch" },
     // no defaults: what is not given comes from the checkpoint's task
     ...Object.fromEntries(Object.entries(TASK_OPTIONS).map(([k, o]) => [k, { type: o.type, help: o.help }])),
-    ...TRAINING_BACKEND_OPTIONS,
+    ...BACKEND_OPTIONS,
   },
   async run(v, pos) {
     const c = "eval";
