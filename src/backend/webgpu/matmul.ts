@@ -136,6 +136,7 @@ function operandCopy(op: "a" | "b", c: MatmulConfig): { loads: (k0: string) => s
         const { outer, inner } = coords(i);
         if (!contigK) return `${at(buf, outer, `(${inner}) >> 2u`)} = r${op}${i};`;
         // transpose on the way in: four k rows, one component each
+        // swizzleOf(BK, k) at run time: k_ is the quad's first k row
         const col = c.swz ? `(o_ >> 2u) ^ ((k_ >> 2u) * ${32 / c.BK}u)` : "o_ >> 2u";
         return `{ let o_ = ${outer}; let k_ = ${inner};\n      ${[0, 1, 2, 3].map((e) => `${at(buf, `k_ + ${e}u`, col)}[o_ & 3u] = r${op}${i}[${e}];`).join(" ")} }`;
       })
@@ -313,7 +314,7 @@ const SPLIT_FROM_K = 1024;
 export function chooseSplits(tile: MatmulTile, M: number, N: number, K: number, batch: number): number {
   const tiles = Math.ceil(M / tile.BM) * Math.ceil(N / tile.BN) * batch;
   if (2 * tiles >= SPLIT_TARGET || K < SPLIT_FROM_K) return 1;
-  return Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(K / SPLIT_MIN_K)));
+  return Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(K / SPLIT_MIN_K));
 }
 
 /** out[b, i] (+)= the sum over slices s of part[s, b, i], in slice order. */

@@ -1,8 +1,9 @@
 /**
- * Where a model's forward spends its time on the GPU: a timestamp before every dispatch of one
- * prefill forward (the last position's logits only, as generation prefills) (the context's beforeDispatch hook), summed per kernel, beside the wall-clock
- * time of the same forward and the buffers the pool had to create for it. The difference between
- * wall and GPU time is host work the GPU did not hide: recording, submits, new buffers.
+ * Where a model's forward spends its time on the GPU: a timestamp before every dispatch (the
+ * context's beforeDispatch hook) of one prefill forward, which asks for the last position's
+ * logits only as generation does, summed per kernel, beside the wall-clock time of the same
+ * forward and the buffers the pool had to create for it. The difference between wall and GPU
+ * time is host work the GPU did not hide: recording, submits, new buffers.
  *
  * Each dispatch then sits in a compute pass of its own (a timestamp ends the pass), so the
  * per-kernel times carry a little more overhead than an unprofiled forward; the GPU total is
