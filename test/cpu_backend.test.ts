@@ -7,6 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { WasmHeap, ALIGN, PAGE } from "../src/backend/cpu/heap.js";
 import { CpuBackend } from "../src/backend/cpu/backend.js";
+import { relaxedSimdAvailable } from "../src/backend/cpu/wasm_module.js";
 import { createBackend } from "../src/backend/registry.js";
 import { refKernels } from "../src/backend/ref/index.js";
 import { fromArray, toArraySync } from "../src/backend/alloc.js";
@@ -88,7 +89,7 @@ test("heap: a request past the 4 GiB wasm32 limit is a clear SeqlabError", () =>
 test("backend: exact memory accounting, typed views, ref kernels on the same handles", async () => {
   const be = await CpuBackend.create({ threads: 2 });
   try {
-    assert.equal(be.describe(), "cpu (wasm simd128, 2 threads)");
+    assert.equal(be.describe(), (await relaxedSimdAvailable()) ? "cpu (wasm simd128 + relaxed FMA, 2 threads)" : "cpu (wasm simd128, 2 threads)");
     assert.equal(be.memory().bytesInUse, 0);
     const f = be.allocate("f32", 10);
     const i = be.allocate("i32", 3);
@@ -146,4 +147,19 @@ test("backend: registry, thread option, and shutdown", async () => {
   assert.throws(() => be.kernels.fill(a, 2, a.length), /after dispose/);
   await assert.rejects(createBackend("cpu", { threads: 0 }), SeqlabError);
   await assert.rejects(createBackend("cpu", { precision: "f64" }), SeqlabError);
+});
+
+test("backend: the instruction set is chosen, named, and refused when unknown", async () => {
+  const plain = await CpuBackend.create({ threads: 1, isa: "simd128" });
+  assert.equal(plain.describe(), "cpu (wasm simd128, 1 thread)");
+  await plain.dispose();
+  if (await relaxedSimdAvailable()) {
+    const fused = (await createBackend("cpu", { threads: 1, cpuIsa: "relaxed" })) as CpuBackend;
+    assert.equal(fused.describe(), "cpu (wasm simd128 + relaxed FMA, 1 thread)");
+    await fused.dispose();
+  }
+  await assert.rejects(
+    CpuBackend.create({ threads: 1, isa: "avx512" as never }),
+    (e: unknown) => e instanceof SeqlabError && e.message === "cpu backend: isa must be one of simd128, relaxed, got avx512",
+  );
 });

@@ -1,6 +1,8 @@
 /**
  * Helpers for the cpu backend tests: backends with 1, 2 and 3 threads (the multi-thread ones
- * split every kernel however small, so partition edges are exercised on small sizes), random
+ * split every kernel however small, so partition edges are exercised on small sizes) on the
+ * default instruction set, and one on plain simd128 (wasm_module.ts: the default is relaxed SIMD
+ * wherever the engine runs it, so both builds of every kernel meet the reference), random
  * views in the wasm memory, and comparison with the reference kernels on the same handles.
  */
 import { after, before } from "node:test";
@@ -21,6 +23,7 @@ export function cpuBackends(): Cpu[] {
     list.push({ be: await CpuBackend.create({ threads: 1 }), label: "1 thread" });
     list.push({ be: await CpuBackend.create({ threads: 2, forceThreads: true }), label: "2 threads" });
     list.push({ be: await CpuBackend.create({ threads: 3, forceThreads: true }), label: "3 threads" });
+    list.push({ be: await CpuBackend.create({ threads: 2, forceThreads: true, isa: "simd128" }), label: "2 threads, simd128" });
   });
   after(async () => {
     for (const c of list) await c.be.dispose();

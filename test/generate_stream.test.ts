@@ -86,7 +86,7 @@ test("seqlab generate streams the same text as an in-process generation, then a 
   assert.equal(r.stdout, streamedText(prompt, plain.tokens.slice(prompt.length)) + "\n");
   const lines = r.stderr.trim().split("\n");
   assert.equal(lines.length, 2, r.stderr);
-  assert.match(lines[0], /^generate: .*tiny-chat: llama, [\d,]+ parameters, f32 weights; backend cpu \(wasm simd128, \d+ threads?\)$/, "the cpu backend by default");
+  assert.match(lines[0], /^generate: .*tiny-chat: llama, [\d,]+ parameters, f32 weights; backend cpu \(wasm simd128( \+ relaxed FMA)?, \d+ threads?\)$/, "the cpu backend by default");
   assert.match(lines[1], /^generate: prefill 4 tokens in [\d.]+ s \([\d.]+ tok\/s\), decode 12 tokens in [\d.]+ s \([\d.]+ tok\/s\), KV cache [\d.]+ KiB \(allocated [\d.]+ KiB\)$/);
   const sampled = seqlab(["generate", "--model", DIR, "--prompt", "hello", "--max-new-tokens", "6", "--temperature", "0.8", "--top-p", "0.9", "--seed", "5", "--ignore-eos"]);
   assert.equal(sampled.code, 0, sampled.stderr);
@@ -98,9 +98,12 @@ test("seqlab generate --kv-cache f16: the backend says so and the KV cache takes
   const f32 = seqlab(["generate", "--model", DIR, "--prompt", "hello world", "--max-new-tokens", "8", "--ignore-eos"]);
   const f16 = seqlab(["generate", "--model", DIR, "--prompt", "hello world", "--max-new-tokens", "8", "--ignore-eos", "--kv-cache", "f16"]);
   assert.equal(f16.code, 0, f16.stderr);
-  assert.match(f16.stderr, /backend cpu \(wasm simd128, \d+ threads?, f16 KV cache\)/);
+  assert.match(f16.stderr, /backend cpu \(wasm simd128( \+ relaxed FMA)?, \d+ threads?, f16 KV cache\)/);
   assert.ok(f16.stdout.length > 1, "text was generated");
   assert.ok(Math.abs(kib(f16.stderr) * 2 - kib(f32.stderr)) <= 0.02, `half the KiB (printed to 0.01):\n${f16.stderr}\n${f32.stderr}`);
+  const plain = seqlab(["generate", "--model", DIR, "--prompt", "hello world", "--max-new-tokens", "8", "--ignore-eos", "--cpu-isa", "simd128"]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stderr, /backend cpu \(wasm simd128, \d+ threads?\)/, "--cpu-isa simd128 runs (and names) the plain build");
 });
 
 test("seqlab chat with stdin piped: one reply per line, the state kept across turns", async () => {
@@ -137,6 +140,7 @@ test("generate and chat refuse bad input with one line", () => {
   one(["generate", "--model", DIR, "--prompt", "x", "--frobnicate"], /generate: Unknown option '--frobnicate'/);
   one(["generate", "--model", DIR, "--prompt", "x", "--kv-cache", "f8"], /^seqlab: generate: --kv-cache takes f32 or f16, got "f8"$/);
   one(["generate", "--model", DIR, "--prompt", "x", "--backend", "webgpu", "--kv-cache", "f16"], /webgpu keeps its KV cache in f32/);
+  one(["generate", "--model", DIR, "--prompt", "x", "--cpu-isa", "avx2"], /^seqlab: generate: --cpu-isa takes simd128 or relaxed, got "avx2"$/);
   one(["generate", "--model", noTok, "--prompt", "x"], /llama_rope_linear: no tokenizer found/);
   one(["generate", "--model", path.join(tmp, "absent"), "--prompt", "x"], /absent: no such model directory$/);
   one(["generate", "--model", "hf:not a repo", "--prompt", "x"], /hf:not a repo: not a model id/);

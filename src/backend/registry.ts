@@ -5,6 +5,7 @@
 import type { Backend } from "./backend.js";
 import { RefBackend } from "./ref/index.js";
 import { SeqlabError } from "../util/errors.js";
+import type { CpuIsa } from "./cpu/isa.js";
 
 export interface BackendOptions {
   /** worker threads for the cpu backend (default: available cores) */
@@ -12,6 +13,8 @@ export interface BackendOptions {
   precision?: "f32" | "f64";
   /** storage of decoding's KV caches (Backend.kvCache): f32 (default) or f16 (ref and cpu backends) */
   kvCache?: "f32" | "f16";
+  /** instruction set of the cpu backend's kernels (default: relaxed where the engine runs it) */
+  cpuIsa?: CpuIsa;
 }
 
 type Factory = (opts: BackendOptions) => Promise<Backend>;
@@ -32,7 +35,7 @@ const factories = new Map<string, Factory>([
     "cpu",
     async (opts) => {
       if (opts.precision === "f64") throw new SeqlabError('backend "cpu" stores float32 only (use --backend ref for float64)');
-      return (await import("./cpu/backend.js")).CpuBackend.create({ threads: opts.threads, kvCache: opts.kvCache });
+      return (await import("./cpu/backend.js")).CpuBackend.create({ threads: opts.threads, kvCache: opts.kvCache, isa: opts.cpuIsa });
     },
   ],
 ]);

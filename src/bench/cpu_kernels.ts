@@ -29,7 +29,7 @@ function randomView(be: CpuBackend, n: number): Float32Array {
 }
 
 /**
- * GFLOP/s of the f32x4 mul+add micro-kernel on L1-resident operands, on every thread at once
+ * GFLOP/s of the f32x4 multiply-add micro-kernel (fused in the relaxed build) on L1-resident operands, on every thread at once
  * (assembly/peak.ts): 2 * 4 * 8 * 256 flops per call.
  */
 export function simdPeakGflops(be: CpuBackend, iters = 3000, reps = 25): number {

@@ -8,7 +8,7 @@ export function cpuBenchTable(r: CpuBenchResult): string {
   out.push(`${r.machine.cpu}, ${r.machine.cores} cores, ${r.threads} thread${r.threads === 1 ? "" : "s"}; load average ${load(r.machine.load_average_start)} at start, ${load(r.machine.load_average_end)} at end`);
   out.push(`seqlab ${r.versions.seqlab} (${r.seqlab_backend}); llama.cpp ${r.versions.llama_cpp} via node-llama-cpp ${r.versions.node_llama_cpp}; node ${r.versions.node}`);
   out.push("");
-  out.push(`matmul (measured f32x4 mul+add peak ${r.matmul.peak_gflop_s.toFixed(1)} GFLOP/s)`);
+  out.push(`matmul (measured f32x4 multiply-add peak ${r.matmul.peak_gflop_s.toFixed(1)} GFLOP/s)`);
   out.push(
     table(
       ["shape", "weights", "ms", "GFLOP/s", "of peak", "GB/s"],

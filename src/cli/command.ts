@@ -5,6 +5,7 @@ import { backendNames } from "../backend/registry.js";
 import { DTYPE_CHOICES, type DtypeChoice, type LoadOptions } from "../models/load.js";
 import { parseByteSize } from "../util/memory.js";
 import { SeqlabError } from "../util/errors.js";
+import { CPU_ISAS, type CpuIsa } from "../backend/cpu/isa.js";
 
 export type Values = Record<string, string | boolean | undefined>;
 
@@ -25,6 +26,7 @@ export interface Command {
 export const BACKEND_OPTIONS: OptionSpec = {
   backend: { type: "string", default: "cpu", help: `compute backend (${backendNames().join(", ")})` },
   threads: { type: "string", help: "worker threads for the cpu backend (default: all cores)" },
+  "cpu-isa": { type: "string", help: `instruction set of the cpu backend's kernels: ${CPU_ISAS.join(" or ")} (default: relaxed, simd128 with fused multiply-add, where the WebAssembly engine runs it)` },
   help: { type: "boolean", short: "h", help: "show this help" },
 };
 
@@ -39,6 +41,18 @@ export const ORACLE_BACKEND_OPTIONS: OptionSpec = {
 
 export function threadsFlag(command: string, v: string | boolean | undefined): number | undefined {
   return v === undefined ? undefined : intFlag(command, "threads", v, 0, 1, 256);
+}
+
+/** --cpu-isa simd128|relaxed (CpuOptions.isa); undefined when not given. */
+export function cpuIsaFlag(command: string, v: string | boolean | undefined): CpuIsa | undefined {
+  if (v === undefined) return undefined;
+  if (!CPU_ISAS.includes(v as CpuIsa)) throw new SeqlabError(`${command}: --cpu-isa takes ${CPU_ISAS.join(" or ")}, got "${v}"`);
+  return v as CpuIsa;
+}
+
+/** The cpu backend's flags (--threads, --cpu-isa) as BackendOptions. */
+export function cpuFlags(command: string, v: Values): { threads?: number; cpuIsa?: CpuIsa } {
+  return { threads: threadsFlag(command, v.threads), cpuIsa: cpuIsaFlag(command, v["cpu-isa"]) };
 }
 
 /** For the commands that decode with a KV cache (generate, chat, passkey, bench). */

@@ -15,7 +15,7 @@ import type { SamplingOptions } from "../generate/sampling.js";
 import { SeqlabError } from "../util/errors.js";
 import { formatBytes } from "../util/format.js";
 import { intFlag, numFlag, type OptionSpec } from "./args.js";
-import { kvCacheFlag, loadFlags, threadsFlag, type Values } from "./command.js";
+import { cpuFlags, kvCacheFlag, loadFlags, type Values } from "./command.js";
 
 export const MODEL_OPTION: OptionSpec = {
   model: { type: "string", help: "model directory, or hf:owner/name[@revision] from the Hugging Face hub (cached in SEQLAB_CACHE or ~/.cache/seqlab/hub)" },
@@ -49,7 +49,7 @@ export interface Loaded {
 /** Backend, then the model (weights checked against the memory budget first). */
 export async function loadForInference(command: string, v: Values, dir: string): Promise<Loaded> {
   const load = loadFlags(command, v, "auto");
-  const backend = await createBackend(v.backend as string, { threads: threadsFlag(command, v.threads), kvCache: kvCacheFlag(command, v["kv-cache"]) });
+  const backend = await createBackend(v.backend as string, { ...cpuFlags(command, v), kvCache: kvCacheFlag(command, v["kv-cache"]) });
   const model = loadModel(dir, backend, load);
   const weightDtype = model.parameters().find((p) => p.dtype !== "f32")?.dtype ?? "f32";
   console.error(

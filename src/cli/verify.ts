@@ -6,6 +6,7 @@
 import * as path from "node:path";
 import * as fs from "node:fs";
 import { createBackend } from "../backend/registry.js";
+import type { CpuIsa } from "../backend/cpu/isa.js";
 import { fromArray, toFloat32 } from "../backend/alloc.js";
 import { backward } from "../autograd/tape.js";
 import { tidy } from "../tensor/scope.js";
@@ -182,6 +183,7 @@ export interface VerifyOptions extends LoadOptions {
   reference?: string;
   backend: string;
   threads?: number;
+  cpuIsa?: CpuIsa;
 }
 
 /** The tolerances for a model's weights: the float32 ones, or those of its half-precision weights. */
@@ -191,7 +193,7 @@ export function toleranceFor(model: CausalLM): Tolerance {
 }
 
 export async function verify(dir: string, opts: VerifyOptions, print: (line: string) => void): Promise<boolean> {
-  const be = await createBackend(opts.backend, { threads: opts.threads });
+  const be = await createBackend(opts.backend, { threads: opts.threads, cpuIsa: opts.cpuIsa });
   const model = loadModel(dir, be, { dtype: opts.dtype, memoryBudget: opts.memoryBudget });
   const refPath = opts.reference ?? path.join(dir, "reference.safetensors");
   if (!fs.existsSync(refPath)) throw new SeqlabError(`${refPath}: no such file (the reference to compare with)`);

@@ -14,7 +14,8 @@ import { DTYPE_BYTES } from "../../tensor/dtype.js";
 import { refKernels } from "../ref/index.js";
 import * as refElementwise from "../ref/elementwise.js";
 import { SeqlabError } from "../../util/errors.js";
-import { kernelModule, instantiate } from "./wasm_module.js";
+import { kernelModule, instantiate, chooseIsa } from "./wasm_module.js";
+import type { CpuIsa } from "./isa.js";
 import { WasmHeap, type HeapStats } from "./heap.js";
 import { ThreadPool, type WorkerFactory } from "./pool.js";
 import { CTRL } from "./control.js";
@@ -33,6 +34,8 @@ export interface CpuOptions {
   forceThreads?: boolean;
   /** storage of decoding's KV caches (Backend.kvCache; default f32) */
   kvCache?: "f32" | "f16";
+  /** instruction set of the kernels (wasm_module.ts): relaxed where the engine runs it, else simd128 */
+  isa?: CpuIsa;
 }
 
 /** Address space the module's static data may use; the allocator starts above it. */
@@ -51,6 +54,7 @@ export class CpuBackend implements Backend<HostArray> {
     readonly runtime: CpuRuntime,
     private readonly heap: WasmHeap,
     readonly kvCache: "f32" | "f16",
+    readonly isa: CpuIsa,
   ) {
     const coreKernels = cpuCoreKernels(runtime);
     const core = { ...coreKernels, ...cpuMixerKernels(runtime, coreKernels) };
@@ -66,7 +70,8 @@ export class CpuBackend implements Backend<HostArray> {
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
       throw new SeqlabError(`cpu backend: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
     }
-    const module = await kernelModule();
+    const isa = await chooseIsa(opts.isa);
+    const module = await kernelModule(isa);
     const heap = new WasmHeap(STATIC_RESERVE, opts.initialBytes);
     const exports = instantiate(module, heap.memory);
     if (exports.heapBase() > STATIC_RESERVE) throw new Error(`internal: wasm static data ends at ${exports.heapBase()}, past the reserved ${STATIC_RESERVE}`);
@@ -74,7 +79,7 @@ export class CpuBackend implements Backend<HostArray> {
     const ctrl = heap.alloc(CTRL.BYTES, "the thread control block");
     const spawn = opts.workers ?? (threads > 1 ? (await import("./node_workers.js")).nodeWorkers : noWorkers);
     const pool = await ThreadPool.start(threads, module, heap.memory, ctrl, names, spawn);
-    return new CpuBackend(new CpuRuntime(heap, exports, pool, names, opts.forceThreads), heap, opts.kvCache ?? "f32");
+    return new CpuBackend(new CpuRuntime(heap, exports, pool, names, opts.forceThreads), heap, opts.kvCache ?? "f32", isa);
   }
 
   get threads(): number {
@@ -85,7 +90,8 @@ export class CpuBackend implements Backend<HostArray> {
     const onRef = this.refKernels();
     const fallback = onRef.length === 0 ? "" : `; ${onRef.length} kernels on ref: ${onRef.join(", ")}`;
     const kv = this.kvCache === "f16" ? ", f16 KV cache" : "";
-    return `cpu (wasm simd128, ${this.threads} thread${this.threads === 1 ? "" : "s"}${kv}${fallback})`;
+    const isa = this.isa === "relaxed" ? "simd128 + relaxed FMA" : "simd128";
+    return `cpu (wasm ${isa}, ${this.threads} thread${this.threads === 1 ? "" : "s"}${kv}${fallback})`;
   }
 
   /** Kernels that run as WebAssembly. */

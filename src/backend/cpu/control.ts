@@ -8,22 +8,27 @@
  * descheduled never holds the call up; the main thread then computes its share too.
  */
 export const CTRL = {
-  /** job sequence number: sleeping workers wait for it to change */
+  /** job sequence number: sleeping workers wait for it to change. Alone on its cache line: a
+   * spinning worker polls it, and every write the main thread makes while setting up a call
+   * (arguments, claim word, counter) would otherwise pull the line away from the poller and back
+   * (a Llama decode step: 0.84 -> ? ms of call setup a token). */
   SEQ: 0,
-  /** shares finished in the current job */
-  DONE: 1,
+  /** shares finished in the current job (its own line: the main thread polls it while shares run) */
+  DONE: 16,
   /** kernel index into the name list, or EXIT */
-  FN: 2,
+  FN: 32,
   /** (nth << 16) | next share to claim; the job is fully claimed when next >= nth */
-  CLAIM: 3,
+  CLAIM: 33,
   /** 1 + share of a kernel that threw */
-  ERROR: 4,
-  /** work-stealing counter the kernels claim items from (Int32 slot; byte offset COUNTER * 4) */
-  COUNTER: 8,
+  ERROR: 34,
+  /** work-stealing counter the kernels claim items from (Int32 slot; byte offset COUNTER * 4; its own line) */
+  COUNTER: 48,
+  /** Int32 slots before the arguments */
+  INTS: 64,
   /** byte offset of the Float64 argument slots */
-  ARGS_BYTE: 128,
+  ARGS_BYTE: 256,
   MAX_ARGS: 32,
-  BYTES: 128 + 32 * 8,
+  BYTES: 256 + 32 * 8,
   EXIT: -1,
   /** bits of CLAIM below the share count */
   SHARE_BITS: 16,

@@ -45,7 +45,7 @@ export class ThreadPool {
     memory: WebAssembly.Memory,
     private readonly ctrl: number,
   ) {
-    this.ctl = new Int32Array(memory.buffer, ctrl, 32);
+    this.ctl = new Int32Array(memory.buffer, ctrl, CTRL.INTS);
     this.args = new Float64Array(memory.buffer, ctrl + CTRL.ARGS_BYTE, CTRL.MAX_ARGS);
   }
 

@@ -25,7 +25,7 @@ function onInit(msg) {
     return;
   }
   const fns = names.map((n) => inst.exports[n]);
-  const ctl = new Int32Array(memory.buffer, ctrl, 32);
+  const ctl = new Int32Array(memory.buffer, ctrl, C.INTS);
   const a = new Float64Array(memory.buffer, ctrl + C.ARGS_BYTE, C.MAX_ARGS);
   // read the sequence number before announcing readiness: the first job may follow at once
   let seen = Atomics.load(ctl, C.SEQ);

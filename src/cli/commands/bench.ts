@@ -17,7 +17,7 @@ import { BENCH_MODELS, BENCH_TYPES, type BenchModelName, type BenchWeightType } 
 import { SeqlabError } from "../../util/errors.js";
 import { table } from "../../util/format.js";
 import { intFlag } from "../args.js";
-import { BACKEND_OPTIONS, KV_CACHE_OPTION, kvCacheFlag, threadsFlag, type Command, type Values } from "../command.js";
+import { BACKEND_OPTIONS, KV_CACHE_OPTION, cpuIsaFlag, kvCacheFlag, threadsFlag, type Command, type Values } from "../command.js";
 import { parseSections, runGpuBench, SECTIONS, type TorchFile } from "../../bench/gpu/run.js";
 
 export const benchCommand: Command = {
@@ -61,7 +61,7 @@ async function runDecode(v: Values): Promise<number> {
   const promptTokens = intFlag(c, "prompt-tokens", v["prompt-tokens"], 128, 1, 1 << 20);
   const newTokens = intFlag(c, "new-tokens", v["new-tokens"], 64, 1, 1 << 20);
   const threads = threadsFlag(c, v.threads) ?? null;
-  const be = await createBackend(v.backend as string, { threads: threads ?? undefined, kvCache: kvCacheFlag(c, v["kv-cache"]) });
+  const be = await createBackend(v.backend as string, { threads: threads ?? undefined, kvCache: kvCacheFlag(c, v["kv-cache"]), cpuIsa: cpuIsaFlag(c, v["cpu-isa"]) });
   setDefaultBackend(be);
   const model = loadModel(v.model as string, be);
   const { tokens: _tokens, ...r } = await benchDecode(model, { promptTokens, newTokens, seed: intFlag(c, "seed", v.seed, 0), threads });
@@ -97,7 +97,7 @@ async function runCpu(v: Values): Promise<number> {
   // the Llama lines after 2048 tokens measured the same within noise (decode attention is bound
   // by the f16 widening as much as by the halved bytes), and f32 keeps the exact keys
   const kvCache = kvCacheFlag(c, v["kv-cache"]);
-  const be = (await createBackend("cpu", { threads, kvCache })) as CpuBackend;
+  const be = (await createBackend("cpu", { threads, kvCache, cpuIsa: cpuIsaFlag(c, v["cpu-isa"]) })) as CpuBackend;
   try {
     setDefaultBackend(be);
     const r = await benchCpu(be, { threads, quick: !!v.quick, models, types, repeats, cacheDir, seed: intFlag(c, "seed", v.seed, 0), log: (l) => (v.json ? undefined : console.log(l)) });

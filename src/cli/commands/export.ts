@@ -25,7 +25,7 @@ import { Rng } from "../../util/rng.js";
 import { SeqlabError } from "../../util/errors.js";
 import { formatBytes } from "../../util/format.js";
 import { intFlag } from "../args.js";
-import { ORACLE_BACKEND_OPTIONS, threadsFlag, type Command, type Values } from "../command.js";
+import { ORACLE_BACKEND_OPTIONS, cpuFlags, type Command, type Values } from "../command.js";
 import { modelSource, PRESET_OPTIONS } from "../model_source.js";
 import { modelDir } from "../inference.js";
 
@@ -74,7 +74,7 @@ async function exportToHf(c: string, v: Values): Promise<number> {
   for (const f of ["config.json", "model.safetensors"]) {
     if (!v.force && fs.existsSync(path.join(out, f))) throw new SeqlabError(`export: ${path.join(out, f)} exists (give --force to overwrite)`);
   }
-  const be = await createBackend(v.backend as string, { threads: threadsFlag(c, v.threads) });
+  const be = await createBackend(v.backend as string, cpuFlags(c, v));
   const model = src.dir ? loadModel(src.dir, be) : buildModel(src.raw, ModuleContext.seeded(be, intFlag(c, "seed", v.seed, 0)));
   const hf = await asTransformers(model, src.raw);
   await writeTransformersDir(out, hf);

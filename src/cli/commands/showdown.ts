@@ -13,7 +13,7 @@ import { GpuOutOfMemoryError, SeqlabError } from "../../util/errors.js";
 import { formatBytes, formatSeconds, table } from "../../util/format.js";
 import { intFlag } from "../args.js";
 import { parseByteSize } from "../../util/memory.js";
-import { BACKEND_OPTIONS, threadsFlag, type Command } from "../command.js";
+import { BACKEND_OPTIONS, cpuFlags, type Command } from "../command.js";
 
 declare const SEQLAB_VERSION: string | undefined;
 
@@ -91,7 +91,7 @@ export const showdownCommand: Command = {
     const memoryBudgetBytes = v["memory-budget"] === undefined ? undefined : parseByteSize("showdown: --memory-budget", String(v["memory-budget"]));
     const out = path.resolve(v.out as string);
     if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new SeqlabError(`${out}: exists and is not a directory`);
-    const be = await createBackend(v.backend as string, { threads: threadsFlag(c, v.threads) });
+    const be = await createBackend(v.backend as string, cpuFlags(c, v));
     setDefaultBackend(be);
     const mode = v.quick ? "quick" : "default";
     console.log(`seqlab showdown (${mode}) on backend ${be.describe()}`);

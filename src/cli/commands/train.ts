@@ -20,7 +20,7 @@ import { makeTask, TASK_NAMES, type TaskSpec } from "../../tasks/registry.js";
 import { SeqlabError } from "../../util/errors.js";
 import { formatSeconds } from "../../util/format.js";
 import { intFlag, numFlag } from "../args.js";
-import { BACKEND_OPTIONS, threadsFlag, type Command, type Values } from "../command.js";
+import { BACKEND_OPTIONS, cpuFlags, type Command, type Values } from "../command.js";
 
 const TASK_OPTIONS = {
   task: { type: "string" as const, default: "passkey", help: `task (${TASK_NAMES.join(", ")})` },
@@ -104,7 +104,7 @@ export const trainCommand: Command = {
       checkpointEvery: intFlag(c, "checkpoint-every", v["checkpoint-every"], 100, 1, 1e9),
     };
     const config = modelConfig(c, v, task.vocabSize);
-    const be = await createBackend(v.backend as string, { threads: threadsFlag(c, v.threads) });
+    const be = await createBackend(v.backend as string, cpuFlags(c, v));
     setDefaultBackend(be);
     const model = buildModel(new RawConfig(String(v.model), config), ModuleContext.seeded(be, spec.seed));
     console.error(`train: ${v.model} (${model.parameterCount().toLocaleString("en-US")} parameters) on ${task.name} T=${task.length}, backend ${be.describe()}`);
@@ -144,7 +144,7 @@ export const evalCommand: Command = {
     const c = "eval";
     if (pos.length !== 1) throw new SeqlabError("eval: give exactly one checkpoint or model directory");
     const dir = pos[0];
-    const be = await createBackend(v.backend as string, { threads: threadsFlag(c, v.threads) });
+    const be = await createBackend(v.backend as string, cpuFlags(c, v));
     const model = loadModel(dir, be);
     const stored = readStoredTask(dir);
     const given = Object.fromEntries(Object.entries(v).filter(([k, x]) => x !== undefined && k in TASK_OPTIONS));

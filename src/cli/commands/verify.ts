@@ -1,6 +1,6 @@
 /** `seqlab verify <model-dir>` */
 import { SeqlabError } from "../../util/errors.js";
-import { LOAD_OPTIONS, ORACLE_BACKEND_OPTIONS, loadFlags, threadsFlag, type Command } from "../command.js";
+import { LOAD_OPTIONS, ORACLE_BACKEND_OPTIONS, loadFlags, cpuFlags, type Command } from "../command.js";
 import { verify } from "../verify.js";
 
 export const verifyCommand: Command = {
@@ -12,7 +12,7 @@ export const verifyCommand: Command = {
     if (pos.length !== 1) throw new SeqlabError("verify: give exactly one model directory");
     const ok = await verify(
       pos[0],
-      { reference: v.reference as string | undefined, backend: v.backend as string, threads: threadsFlag("verify", v.threads), ...loadFlags("verify", v, "f32") },
+      { reference: v.reference as string | undefined, backend: v.backend as string, ...cpuFlags("verify", v), ...loadFlags("verify", v, "f32") },
       (l) => console.log(l),
     );
     return ok ? 0 : 1;

@@ -22,7 +22,7 @@
  * Partials: for sequence b and range r, H maxima, H sums, then H rows of Kp outputs
  * (attentionDecodePartialFloats per (b, r)).
  */
-import { claim, splitLo, splitHi, hsum, hmax, at32 } from "./common";
+import { claim, splitLo, splitHi, hsum, hmax, at32, madd } from "./common";
 import { expNegv } from "./simd_math";
 import { H, G, K, Kp, scale, B, kvShift, setDims, setKvHalf, qRow, kvRow, visible, scratchBegin, take, hsum4 } from "./attention_common";
 import { F16, loadHalf4, loadHalf1 } from "./half";
@@ -151,10 +151,10 @@ export function attentionDecode(
   for (let c = 0; c < K4; c += 4) {
     const o = <usize>c << 2;
     const e = <usize>c << es;
-    s0 = f32x4.add(s0, f32x4.mul(v128.load(qh + o), kv4(mode, k0 + e)));
-    s1 = f32x4.add(s1, f32x4.mul(v128.load(q1 + o), kv4(mode, k1 + e)));
-    s2 = f32x4.add(s2, f32x4.mul(v128.load(q2 + o), kv4(mode, k2 + e)));
-    s3 = f32x4.add(s3, f32x4.mul(v128.load(q3 + o), kv4(mode, k3 + e)));
+    s0 = madd(v128.load(qh + o), kv4(mode, k0 + e), s0);
+    s1 = madd(v128.load(q1 + o), kv4(mode, k1 + e), s1);
+    s2 = madd(v128.load(q2 + o), kv4(mode, k2 + e), s2);
+    s3 = madd(v128.load(q3 + o), kv4(mode, k3 + e), s3);
   }
   let s4 = hsum4(s0, s1, s2, s3);
   for (let c = K4; c < K; c++) {
@@ -172,7 +172,7 @@ export function attentionDecode(
   const K4 = K & ~3;
   let s = f32x4.splat(0);
   let c = 0;
-  for (; c < K4; c += 4) s = f32x4.add(s, f32x4.mul(v128.load(at32(x, c)), kv4(mode, y + (<usize>c << es))));
+  for (; c < K4; c += 4) s = madd(v128.load(at32(x, c)), kv4(mode, y + (<usize>c << es)), s);
   let t = hsum(s);
   for (; c < K; c++) t += load<f32>(at32(x, c)) * kv1(mode, y + (<usize>c << es));
   return t;
@@ -271,8 +271,8 @@ function softmaxBlock(row: usize, jn: i32, m: usize, l: usize, o: usize): void {
       for (; c < K4; c += 4) {
         const d = oh + (<usize>c << 2);
         const w = v0 + (<usize>c << es);
-        const a = f32x4.add(f32x4.mul(pv0, kv4(mode, w)), f32x4.mul(pv1, kv4(mode, w + rs)));
-        const e = f32x4.add(f32x4.mul(pv2, kv4(mode, w + 2 * rs)), f32x4.mul(pv3, kv4(mode, w + 3 * rs)));
+        const a = madd(pv1, kv4(mode, w + rs), f32x4.mul(pv0, kv4(mode, w)));
+        const e = madd(pv3, kv4(mode, w + 3 * rs), f32x4.mul(pv2, kv4(mode, w + 2 * rs)));
         v128.store(d, f32x4.add(v128.load(d), f32x4.add(a, e)));
       }
       for (; c < K; c++) {
@@ -289,7 +289,7 @@ function softmaxBlock(row: usize, jn: i32, m: usize, l: usize, o: usize): void {
       const vr = row + ((<usize>(h / group) * K) << es);
       const oh = at32(o, h * Kp);
       let c = 0;
-      for (; c < K4; c += 4) v128.store(at32(oh, c), f32x4.add(v128.load(at32(oh, c)), f32x4.mul(pv, kv4(mode, vr + (<usize>c << es)))));
+      for (; c < K4; c += 4) v128.store(at32(oh, c), madd(pv, kv4(mode, vr + (<usize>c << es)), v128.load(at32(oh, c))));
       for (; c < K; c++) store<f32>(at32(oh, c), load<f32>(at32(oh, c)) + pj * kv1(mode, vr + (<usize>c << es)));
     }
   }

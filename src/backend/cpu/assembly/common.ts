@@ -17,6 +17,18 @@ export function splitHi(n: i32, tid: i32, nth: i32, align: i32): i32 {
   return splitLo(n, tid + 1, nth, align);
 }
 
+/**
+ * c + a b, lane by lane: one fused multiply-add in the relaxed build (RELAXED, a compile-time
+ * constant from scripts/build-wasm.mjs; f32x4.relaxed_madd rounds once where the CPU fuses, twice
+ * where it does not), a multiply and an add in the simd128 build. Each chain of them waits on
+ * the latency of the one before: callers keep several accumulators.
+ */
+@inline
+export function madd(a: v128, b: v128, c: v128): v128 {
+  if (RELAXED) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
 /** Sum of the four lanes. */
 @inline
 export function hsum(v: v128): f32 {

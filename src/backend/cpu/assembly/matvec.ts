@@ -12,14 +12,14 @@
  * and its other 15 bits at 27..13 is, read as f32, the value times 2^-112 exactly (the exponent
  * lands rebiased by 112; f16 subnormals become f32 subnormals). Multiplying the activations by
  * 2^112 instead, once per call, makes every product x w bit for bit what it would be (both
- * scalings are exact), so eight weights cost 5 integer ops and no float op to widen (f16Step).
+ * scalings are exact), so eight weights cost 5 integer ops and no float op to widen (f16Even, f16Odd).
  * Activations of magnitude 2^16 or more would overflow when scaled: then each weight is
  * multiplied by 2^112 instead. Exponent 31 (Inf, NaN) comes out wrong (finite) either way; each
  * weight row (or group of rows) ORs its weights' bits and is recomputed exactly when that shows
  * an exponent field of all ones.
  */
 import { F16, BF16, loadHalf4, loadHalf1 } from "./half";
-import { hsum, at32 } from "./common";
+import { hsum, at32, madd } from "./common";
 
 /** Rows of a handled here rather than by the blocked GEMM. */
 export const SMALL_M = 4;
@@ -29,7 +29,7 @@ export const MATVEC_PIECE = 32;
 
 /**
  * Make the M rows of op(a) contiguous at `rows` (element (r, k) at a + r*ars + k*aks, byte
- * strides) and, for f16 weights, a copy in f16Step's order right after them (M * K floats on),
+ * strides) and, for f16 weights, a copy in f16Even/f16Odd's order right after them (M * K floats on),
  * scaled by 2^112 where that is safe; returns whether it is scaled (see f16Activations). Once per
  * thread and product.
  */
@@ -53,7 +53,7 @@ export function matvec(
 ): void {
   const transposed = bks == (bkind == 0 ? 4 : 2);
   if (transposed) {
-    const xs = rows + <usize>M * K * 4; // f16: the activations in f16Step's order
+    const xs = rows + <usize>M * K * 4; // f16: the activations in f16Even/f16Odd's order
     if (M == 1) {
       if (bkind == 0) rowDots(0, out, rows, b, bjs, K, n0, n1, accumulate);
       else if (bkind == F16) {
@@ -105,12 +105,12 @@ export function matvec(
   for (; k + 16 <= K; k += 16) {
     const px = x + (<usize>k << 2);
     const pw = w + (<usize>k << wsh);
-    s0 = f32x4.add(s0, f32x4.mul(v128.load(px), weights4(kind, pw)));
-    s1 = f32x4.add(s1, f32x4.mul(v128.load(px, 16), weights4(kind, pw + (4 << wsh))));
-    s2 = f32x4.add(s2, f32x4.mul(v128.load(px, 32), weights4(kind, pw + (8 << wsh))));
-    s3 = f32x4.add(s3, f32x4.mul(v128.load(px, 48), weights4(kind, pw + (12 << wsh))));
+    s0 = madd(v128.load(px), weights4(kind, pw), s0);
+    s1 = madd(v128.load(px, 16), weights4(kind, pw + (4 << wsh)), s1);
+    s2 = madd(v128.load(px, 32), weights4(kind, pw + (8 << wsh)), s2);
+    s3 = madd(v128.load(px, 48), weights4(kind, pw + (12 << wsh)), s3);
   }
-  for (; k + 4 <= K; k += 4) s0 = f32x4.add(s0, f32x4.mul(v128.load(x + (<usize>k << 2)), weights4(kind, w + (<usize>k << wsh))));
+  for (; k + 4 <= K; k += 4) s0 = madd(v128.load(x + (<usize>k << 2)), weights4(kind, w + (<usize>k << wsh)), s0);
   let t = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
   for (; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * weight1(kind, w + (<usize>k << wsh));
   return t;
@@ -132,10 +132,10 @@ export function matvec(
     for (; k + 4 <= K; k += 4) {
       const wv = weights4(kind, w + (<usize>k << wsh));
       const o = <usize>k << 2;
-      s0 = f32x4.add(s0, f32x4.mul(v128.load(x0 + o), wv));
-      s1 = f32x4.add(s1, f32x4.mul(v128.load(x1 + o), wv));
-      s2 = f32x4.add(s2, f32x4.mul(v128.load(x2 + o), wv));
-      s3 = f32x4.add(s3, f32x4.mul(v128.load(x3 + o), wv));
+      s0 = madd(v128.load(x0 + o), wv, s0);
+      s1 = madd(v128.load(x1 + o), wv, s1);
+      s2 = madd(v128.load(x2 + o), wv, s2);
+      s3 = madd(v128.load(x3 + o), wv, s3);
     }
     let t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
     for (; k < K; k++) {
@@ -163,7 +163,7 @@ export function matvec(
   const wsh: usize = kind == 0 ? 2 : 1;
   let s = f32x4.splat(0);
   let k = k0;
-  for (; k + 4 <= K; k += 4) s = f32x4.add(s, f32x4.mul(v128.load(x + (<usize>k << 2)), weights4(kind, w + (<usize>k << wsh))));
+  for (; k + 4 <= K; k += 4) s = madd(v128.load(x + (<usize>k << 2)), weights4(kind, w + (<usize>k << wsh)), s);
   let t = hsum(s);
   for (; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * weight1(kind, w + (<usize>k << wsh));
   return t;
@@ -183,25 +183,25 @@ const F16_EXPONENT: i16 = 0x7c00;
 const F16_WORD_MASK: i32 = 0x8fffe000;
 
 /**
- * s + x . (8 f16 weights h), the weights as f32 words of their values times 2^-112 (exact unless
- * the exponent is 31). A 32-bit lane of h holds an even-indexed weight in its low half and the
- * next one in its high half: the high one is h >> 3 (arithmetic) masked, the low one the same
- * after h << 16, five ops for eight weights with no shuffle, the activations being stored in the
- * matching order (f16Activations): `xe` the even ones, `xo` the odd. `prescaled`: they are
- * multiplied by 2^112.
+ * Eight f16 weights h as f32 words of their values times 2^-112 (exact unless the exponent is
+ * 31). A 32-bit lane of h holds an even-indexed weight in its low half and the next one in its
+ * high half: the high one is h >> 3 (arithmetic) masked (f16Odd), the low one the same after
+ * h << 16 (f16Even), five ops for eight weights with no shuffle, the activations being stored in
+ * the matching order (f16Activations): the even ones, then the odd. `prescaled`: the activations
+ * are multiplied by 2^112; otherwise the weights are, here.
  */
-@inline function f16Step(prescaled: bool, s: v128, xe: v128, xo: v128, h: v128): v128 {
-  let even = v128.and(i32x4.shr_s(i32x4.shl(h, 16), 3), i32x4.splat(F16_WORD_MASK));
-  let odd = v128.and(i32x4.shr_s(h, 3), i32x4.splat(F16_WORD_MASK));
-  if (!prescaled) {
-    even = f32x4.mul(even, f32x4.splat(F16_SCALE));
-    odd = f32x4.mul(odd, f32x4.splat(F16_SCALE));
-  }
-  return f32x4.add(s, f32x4.add(f32x4.mul(xe, even), f32x4.mul(xo, odd)));
+@inline function f16Even(prescaled: bool, h: v128): v128 {
+  const even = v128.and(i32x4.shr_s(i32x4.shl(h, 16), 3), i32x4.splat(F16_WORD_MASK));
+  return prescaled ? even : f32x4.mul(even, f32x4.splat(F16_SCALE));
+}
+
+@inline function f16Odd(prescaled: bool, h: v128): v128 {
+  const odd = v128.and(i32x4.shr_s(h, 3), i32x4.splat(F16_WORD_MASK));
+  return prescaled ? odd : f32x4.mul(odd, f32x4.splat(F16_SCALE));
 }
 
 /**
- * dst = the M rows of src (M, K) in f16Step's order: each group of eight as its four even- then
+ * dst = the M rows of src (M, K) in f16Even/f16Odd's order: each group of eight as its four even- then
  * its four odd-indexed values (a last partial group is copied as it is; only the exact tails read
  * it, from src). Scaled by 2^112 when every |src| < 2^16 (so nothing overflows); returns whether
  * it is. NaN and Inf activations fail the test too.
@@ -238,17 +238,21 @@ function f16Activations(dst: usize, src: usize, M: i32, K: i32): bool {
 }
 
 /**
- * rowDots for f16 weights: `xs` the activations in f16Step's order (scaled when `prescaled`),
+ * rowDots for f16 weights: `xs` the activations in f16Even/f16Odd's order (scaled when `prescaled`),
  * `x` unscaled in natural order (the tails and the exact recomputation).
  */
 @inline function rowDotsF16(prescaled: bool, out: usize, x: usize, xs: usize, b: usize, bjs: usize, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   for (let n = n0; n < n1; n++) put(out + (<usize>n << 2), rowDotF16(prescaled, x, xs, b + <usize>n * bjs, K), accumulate);
 }
 
-/** x . w for one f16 weight row, sixteen weights a step in two accumulators. */
+/**
+ * x . w for one f16 weight row, sixteen weights a step in four accumulators (even and odd
+ * halves of two groups of eight: four independent chains of madd, so a fused multiply-add's
+ * latency never holds up the next step).
+ */
 @inline function rowDotF16(prescaled: bool, x: usize, xs: usize, w: usize, K: i32): f32 {
   const K8 = K & ~7;
-  let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let e = i16x8.splat(0);
   let k = 0;
   for (; k + 16 <= K; k += 16) {
@@ -256,17 +260,20 @@ function f16Activations(dst: usize, src: usize, M: i32, K: i32): bool {
     const h0 = v128.load(w + (<usize>k << 1));
     const h1 = v128.load(w + (<usize>k << 1), 16);
     e = v128.or(e, v128.or(h0, h1));
-    s0 = f16Step(prescaled, s0, v128.load(px), v128.load(px, 16), h0);
-    s1 = f16Step(prescaled, s1, v128.load(px, 32), v128.load(px, 48), h1);
+    a0 = madd(v128.load(px), f16Even(prescaled, h0), a0);
+    a1 = madd(v128.load(px, 16), f16Odd(prescaled, h0), a1);
+    a2 = madd(v128.load(px, 32), f16Even(prescaled, h1), a2);
+    a3 = madd(v128.load(px, 48), f16Odd(prescaled, h1), a3);
   }
   if (k < K8) {
     const px = xs + (<usize>k << 2);
     const h = v128.load(w + (<usize>k << 1));
     e = v128.or(e, h);
-    s0 = f16Step(prescaled, s0, v128.load(px), v128.load(px, 16), h);
+    a0 = madd(v128.load(px), f16Even(prescaled, h), a0);
+    a1 = madd(v128.load(px, 16), f16Odd(prescaled, h), a1);
   }
   if (maybeInfNaN(e)) return dot1(F16, x, w, 0, K);
-  let t = hsum(f32x4.add(s0, s1));
+  let t = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (k = K8; k < K; k++) t += load<f32>(x + (<usize>k << 2)) * loadHalf1(w + (<usize>k << 1), F16);
   return t;
 }
@@ -279,17 +286,26 @@ function f16Activations(dst: usize, src: usize, M: i32, K: i32): bool {
   const r3: usize = M > 3 ? 3 * rb : 0;
   for (let n = n0; n < n1; n++) {
     const w = b + <usize>n * bjs;
-    let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+    // an even and an odd accumulator per row of a: eight independent madd chains
+    let e0 = f32x4.splat(0), e1 = f32x4.splat(0), e2 = f32x4.splat(0), e3 = f32x4.splat(0);
+    let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
     let e = i16x8.splat(0);
     for (let k = 0; k < K8; k += 8) {
       const h = v128.load(w + (<usize>k << 1));
       e = v128.or(e, h);
+      const we = f16Even(prescaled, h);
+      const wo = f16Odd(prescaled, h);
       const p = xs + (<usize>k << 2);
-      s0 = f16Step(prescaled, s0, v128.load(p), v128.load(p, 16), h);
-      s1 = f16Step(prescaled, s1, v128.load(p + rb), v128.load(p + rb, 16), h);
-      s2 = f16Step(prescaled, s2, v128.load(p + r2), v128.load(p + r2, 16), h);
-      s3 = f16Step(prescaled, s3, v128.load(p + r3), v128.load(p + r3, 16), h);
+      e0 = madd(v128.load(p), we, e0);
+      o0 = madd(v128.load(p, 16), wo, o0);
+      e1 = madd(v128.load(p + rb), we, e1);
+      o1 = madd(v128.load(p + rb, 16), wo, o1);
+      e2 = madd(v128.load(p + r2), we, e2);
+      o2 = madd(v128.load(p + r2, 16), wo, o2);
+      e3 = madd(v128.load(p + r3), we, e3);
+      o3 = madd(v128.load(p + r3, 16), wo, o3);
     }
+    const s0 = f32x4.add(e0, o0), s1 = f32x4.add(e1, o1), s2 = f32x4.add(e2, o2), s3 = f32x4.add(e3, o3);
     const o = out + (<usize>n << 2);
     if (maybeInfNaN(e)) {
       // maybe an Inf or NaN weight in the row: exactly, from the unscaled activations

@@ -1,8 +1,10 @@
 /**
  * The machine's f32x4 arithmetic peak as wasm code reaches it: the 4x8 micro-kernel of gemm.ts
  * run over panels that stay in L1 (A 4 x 256, B 256 x 8: 12 KiB), so nothing but the mul+add
- * issue rate limits it. Wasm SIMD has no fused multiply-add: a multiply and an add per 4 lanes,
- * 8 flops. (Register-only loops are worse yardsticks here: a dependent acc = acc * m + c chain is
+ * issue rate limits it: 8 flops per 4 lanes, a fused multiply-add in the relaxed build and a
+ * multiply and an add in the simd128 build (common.ts madd; on this 2-core EPYC both peak alike,
+ * 92-99 GFLOP/s on two threads, since its separate add pipes match the fused ones).
+ * (Register-only loops are worse yardsticks here: a dependent acc = acc * m + c chain is
  * latency-bound, and V8 rematerialises v128 constants inside loops.)
  * Each thread runs `iters` micro-kernel calls (16384 flops each) on its own scratch.
  */
