@@ -116,7 +116,7 @@ for (const threads of threadList) {
   const attns = attn.filter(([, T]) => !(quick && T === 4096)).map(([name, T, backward, S]) => ({ name, T, backward, S: S ?? T, r: benchAttention(be, T, backward, S ?? T) }));
   const pk = Math.max(pkBefore, peak(be));
   log("");
-  log(`${be.describe()}: measured f32x4 mul+add peak ${pk.toFixed(1)} GFLOP/s (${(pk / threads).toFixed(1)} per thread; load average ${os.loadavg()[0].toFixed(1)})`);
+  log(`${be.describe()}: measured f32x4 multiply-add peak ${pk.toFixed(1)} GFLOP/s (${(pk / threads).toFixed(1)} per thread; load average ${os.loadavg()[0].toFixed(1)})`);
   log(`  ${"matmul".padEnd(40)} ${pad("ms", 9)} ${pad("GFLOP/s", 9)} ${pad("of peak", 8)} ${pad("GB/s", 7)}`);
   for (const { c, r } of matmuls) {
     const frac = r.gflops / pk;
