@@ -1,7 +1,8 @@
 /**
  * Helpers for the cpu mixer-kernel tests: run a native kernel and its reference twin on the
  * same inputs (the reference writes plain host arrays), compare every output, and check that
- * the native results are the same bit for bit on every thread count.
+ * the native results are the same bit for bit on every thread count (of one instruction set:
+ * the relaxed build's fused multiply-adds round differently from the simd128 build's).
  */
 import assert from "node:assert/strict";
 import type { CpuBackend } from "../src/backend/cpu/backend.js";
@@ -9,7 +10,7 @@ import type { KernelName, Kernels } from "../src/backend/kernels.js";
 import type { HostArray } from "../src/tensor/dtype.js";
 import { refKernels } from "../src/backend/ref/index.js";
 import { Rng } from "../src/util/rng.js";
-import { close } from "./cpu_helpers.js";
+import { close, type Cpu } from "./cpu_helpers.js";
 
 type AnyKernel = (...args: unknown[]) => void;
 
@@ -93,3 +94,21 @@ export function moveTo<T extends HostArray | null>(be: CpuBackend, a: T): T {
 }
 
 export type { Kernels };
+
+/**
+ * Runs `run` on every backend of `cpus` with its own copies of the inputs; the native outputs
+ * of backends with the same instruction set must agree bit for bit, whatever their thread count.
+ */
+export function onEveryThreadCount(
+  cpus: Cpu[],
+  label: string,
+  run: (be: CpuBackend, put: <T extends Float32Array | null>(a: T) => T, label: string) => (Float32Array | null)[],
+): void {
+  const first = new Map<string, { got: (Float32Array | null)[]; threads: string }>();
+  for (const { be, label: threads } of cpus) {
+    const got = run(be, (a) => moveTo(be, a), `${label} [${threads}]`);
+    const prev = first.get(be.isa);
+    if (prev) sameBits(got, prev.got, `${label}: ${threads} vs ${prev.threads}`);
+    else first.set(be.isa, { got: got.map((g) => (g ? g.slice() : null)), threads });
+  }
+}

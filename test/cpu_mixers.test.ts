@@ -10,7 +10,7 @@ import { refKernels as ref } from "../src/backend/ref/index.js";
 import type { Conv1dDims, SelectiveScanDims, SsdDims } from "../src/backend/kernels_scan.js";
 import { Rng } from "../src/util/rng.js";
 import { cpuBackends, close } from "./cpu_helpers.js";
-import { compare, sameBits, moveTo } from "./cpu_mixer_helpers.js";
+import { compare, moveTo, onEveryThreadCount } from "./cpu_mixer_helpers.js";
 
 const cpus = cpuBackends();
 const rng = new Rng(5);
@@ -23,15 +23,6 @@ function uniformIn(n: number, lo: number, hi: number): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.uniform());
 }
 
-/** Runs `run` on every backend with its own copies of the inputs; native outputs must agree bit for bit. */
-function onEveryThreadCount(label: string, run: (be: (typeof cpus)[number]["be"], put: <T extends Float32Array | null>(a: T) => T, label: string) => (Float32Array | null)[]): void {
-  let first: (Float32Array | null)[] | null = null;
-  for (const { be, label: threads } of cpus) {
-    const got = run(be, (a) => moveTo(be, a), `${label} [${threads}]`);
-    if (first) sameBits(got, first, `${label}: ${threads} vs 1 thread`);
-    else first = got.map((g) => (g ? g.slice() : null));
-  }
-}
 
 describe("cpu conv1d", () => {
   const shapes: [number, number, number, number][] = [[1, 1, 1, 1], [2, 3, 5, 4], [1, 31, 33, 4], [3, 9, 32, 3], [2, 33, 7, 2], [1, 2, 31, 4], [2, 257, 16, 4], [1, 5, 3, 6]];
@@ -48,7 +39,7 @@ describe("cpu conv1d", () => {
           const dout = normal(B * T * D);
           const st = s0 ?? normal(B * S * D);
           const label = `B${B} T${T} D${D} W${W} bias=${withBias} state=${withState}`;
-          onEveryThreadCount(label, (be, put, label) => {
+          onEveryThreadCount(cpus, label, (be, put, label) => {
             const ins = [put(x), put(w), put(bias), put(s0)] as const;
             const f = compare(be, "conv1dForward", [B * T * D, withState ? B * S * D : null], [...ins, d], 1e-6, label, { names: ["out", "stateOut"] });
             const g = compare(be, "conv1dBackward", [B * T * D, D * W, withBias ? D : null, withState ? B * S * D : null], [put(dout), ins[0], ins[1], ins[3], d], 1e-6, label, {
@@ -91,7 +82,7 @@ describe("cpu conv1d", () => {
         const s0 = withState ? normal(B * (W - 1) * D) : null;
         const dy = normal(B * T * D);
         const dw0 = normal(D * W);
-        onEveryThreadCount(`B${B} T${T} D${D} W${W} state=${withState}`, (be, put, label) => {
+        onEveryThreadCount(cpus, `B${B} T${T} D${D} W${W} state=${withState}`, (be, put, label) => {
           const f = compare(be, "deltanetConvForward", [B * T * D, W > 1 ? B * (W - 1) * D : null], [put(x), put(w), put(s0), d], 1e-6, label);
           const g = compare(be, "deltanetConvBackward", [B * T * D, D * W], [put(dy), put(x), put(w), put(s0), d], 1e-6, label, { init: [null, dw0] });
           return [...f.got, ...g.got];
@@ -148,7 +139,7 @@ describe("cpu selective scan", () => {
         ref.selectiveScanForward(new Float32Array(B * T * D), null, ckpt, u, dt, A, Bm, Cm, Dskip, z, dtBias, s0, d);
         const st = s0 ?? normal(B * D * N);
         const label = `B${B} T${T} D${D} N${N} chunk${chunk} ${JSON.stringify(o)}`;
-        onEveryThreadCount(label, (be, put, label) => {
+        onEveryThreadCount(cpus, label, (be, put, label) => {
           const ins = [put(u), put(dt), put(A), put(Bm), put(Cm), put(Dskip), put(z), put(dtBias)] as const;
           const f = compare(be, "selectiveScanForward", [B * T * D, B * D * N, B * chunks * D * N], [...ins, put(s0), d], 2e-6, label, {
             names: ["out", "stateOut", "checkpoints"],
@@ -245,7 +236,7 @@ describe("cpu SSD (Mamba-2)", () => {
         const ckpt = new Float32Array(B * chunks * H * P * N);
         ref.ssdForward(new Float32Array(B * T * H * P), null, ckpt, x, dt, A, Bm, Cm, Dskip, dtBias, s0, d);
         const label = `B${B} T${T} H${H} P${P} N${N} G${G} chunk${chunk} ${JSON.stringify(o)}`;
-        onEveryThreadCount(label, (be, put, label) => {
+        onEveryThreadCount(cpus, label, (be, put, label) => {
           const ins = [put(x), put(dt), put(A), put(Bm), put(Cm), put(Dskip), put(dtBias)] as const;
           const f = compare(be, "ssdForward", [B * T * H * P, B * H * P * N, B * chunks * H * P * N], [...ins, put(s0), d], 1e-5, label, {
             names: ["y", "stateOut", "checkpoints"],

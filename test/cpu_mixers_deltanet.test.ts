@@ -8,7 +8,7 @@ import { refKernels as ref } from "../src/backend/ref/index.js";
 import type { DeltaNetDims } from "../src/backend/kernels_deltanet.js";
 import { Rng } from "../src/util/rng.js";
 import { cpuBackends, close } from "./cpu_helpers.js";
-import { compare, sameBits, moveTo } from "./cpu_mixer_helpers.js";
+import { compare, moveTo, onEveryThreadCount } from "./cpu_mixer_helpers.js";
 
 const cpus = cpuBackends();
 const rng = new Rng(17);
@@ -32,14 +32,6 @@ function unitRows(rows: number, C: number): Float32Array {
   return x;
 }
 
-function onEveryThreadCount(label: string, run: (be: (typeof cpus)[number]["be"], put: <T extends Float32Array | null>(a: T) => T, label: string) => (Float32Array | null)[]): void {
-  let first: (Float32Array | null)[] | null = null;
-  for (const { be, label: threads } of cpus) {
-    const got = run(be, (a) => moveTo(be, a), `${label} [${threads}]`);
-    if (first) sameBits(got, first, `${label}: ${threads} vs 1 thread`);
-    else first = got.map((g) => (g ? g.slice() : null));
-  }
-}
 
 describe("cpu Gated DeltaNet", () => {
   test("l2normForward / l2normBackward vs ref on ragged rows", () => {
@@ -51,7 +43,7 @@ describe("cpu Gated DeltaNet", () => {
       // dx = rnorm dy - (its projection on x) cancels when C is tiny: compare against the size of rnorm dy
       let termSq = 0;
       for (let i = 0; i < rows * C; i++) termSq += (rnorm[Math.floor(i / C)] * dy[i]) ** 2;
-      onEveryThreadCount(`rows${rows} C${C}`, (be, put, label) => [
+      onEveryThreadCount(cpus, `rows${rows} C${C}`, (be, put, label) => [
         ...compare(be, "l2normForward", [rows * C, rows], [put(x), rows, C, 1e-6], 1e-6, label).got,
         ...compare(be, "l2normBackward", [rows * C], [put(dy), put(x), put(rnorm), rows, C], 1e-6, label, { floor: Math.sqrt(termSq) }).got,
       ]);
@@ -83,7 +75,7 @@ describe("cpu Gated DeltaNet", () => {
         ref.deltanetForward(new Float32Array(B * T * H * Dv), null, states, q, k, v, g, beta, s0, d);
         const dout = normal(B * T * H * Dv);
         const label = `B${B} T${T} H${H} G${G} Dk${Dk} Dv${Dv} chunk${chunk} state=${withState}`;
-        onEveryThreadCount(label, (be, put, label) => {
+        onEveryThreadCount(cpus, label, (be, put, label) => {
           const ins = [put(q), put(k), put(v), put(g), put(beta)] as const;
           const f = compare(be, "deltanetForward", [B * T * H * Dv, B * H * Dk * Dv, B * H * nChunks * Dk * Dv], [...ins, put(s0), d], 1e-5, label, {
             names: ["out", "finalState", "chunkStates"],

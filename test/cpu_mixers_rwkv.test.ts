@@ -8,7 +8,7 @@ import { refKernels as ref } from "../src/backend/ref/index.js";
 import type { Wkv4Dims, Wkv7Dims } from "../src/backend/kernels_rwkv.js";
 import { Rng } from "../src/util/rng.js";
 import { cpuBackends, close } from "./cpu_helpers.js";
-import { compare, sameBits, moveTo } from "./cpu_mixer_helpers.js";
+import { compare, moveTo, onEveryThreadCount } from "./cpu_mixer_helpers.js";
 
 const cpus = cpuBackends();
 const rng = new Rng(7);
@@ -21,14 +21,6 @@ function uniformIn(n: number, lo: number, hi: number): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.uniform());
 }
 
-function onEveryThreadCount(label: string, run: (be: (typeof cpus)[number]["be"], put: <T extends Float32Array | null>(a: T) => T, label: string) => (Float32Array | null)[]): void {
-  let first: (Float32Array | null)[] | null = null;
-  for (const { be, label: threads } of cpus) {
-    const got = run(be, (a) => moveTo(be, a), `${label} [${threads}]`);
-    if (first) sameBits(got, first, `${label}: ${threads} vs 1 thread`);
-    else first = got.map((g) => (g ? g.slice() : null));
-  }
-}
 
 /** A valid WKV-4 state (B, 3, D): numerator, positive denominator, exponent. */
 function wkv4State(B: number, D: number): Float32Array {
@@ -61,7 +53,7 @@ describe("cpu WKV-4", () => {
         const dT = withGradT ? normal(B * 3 * D) : null;
         const st = s0 ?? wkv4State(B, D);
         const label = `B${B} T${T} D${D} k~${kStd} state=${withState} dstateT=${withGradT}`;
-        onEveryThreadCount(label, (be, put, label) => {
+        onEveryThreadCount(cpus, label, (be, put, label) => {
           const ins = [put(w), put(u), put(k), put(v)] as const;
           const f = compare(be, "wkv4Forward", [B * T * D, B * 3 * D, B * T * 3 * D], [...ins, put(s0), d], 2e-6, label, { names: ["y", "stateOut", "saved"] });
           const g = compare(
@@ -118,7 +110,7 @@ describe("cpu WKV-7", () => {
         const st = s0 ?? normal(B * H * N * N);
         const m = B * T * H * N;
         const label = `B${B} T${T} H${H} N${N} chunk${chunk} state=${withState} dstateT=${withGradT}`;
-        onEveryThreadCount(label, (be, put, label) => {
+        onEveryThreadCount(cpus, label, (be, put, label) => {
           const ins = [put(x.r), put(x.w), put(x.k), put(x.v), put(x.a), put(x.b)] as const;
           const f = compare(be, "wkv7Forward", [m, B * H * N * N, B * chunks * H * N * N], [...ins, put(s0), d], 2e-6, label, { names: ["y", "stateOut", "checkpoints"] });
           const g = compare(

@@ -13,6 +13,8 @@
  *   Recipes (Press et al., sec. 6.2), fractional error < 1.2e-7 everywhere.
  */
 
+import { madd } from "./common";
+
 const LOG2E: f32 = 1.4426950408889634;
 const LN2_HI: f32 = 0.693359375; // few mantissa bits: n * LN2_HI is exact
 const LN2_LO: f32 = -2.12194440e-4;
@@ -22,9 +24,6 @@ const LN2: f32 = 0.6931471805599453;
   return f32x4.splat(x);
 }
 
-@inline function madd(a: v128, b: v128, c: v128): v128 {
-  return f32x4.add(f32x4.mul(a, b), c);
-}
 
 /** 2^n for integer lanes n in [-252, 254], as two normal factors. */
 @inline function pow2Parts(n: v128, p: v128): v128 {

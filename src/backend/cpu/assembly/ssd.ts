@@ -18,7 +18,7 @@
  * rows of a group are added in head order afterwards (written in place when G = H). dA, dDskip
  * and ddtBias are per-(sequence, head) partials added in sequence order by the host.
  */
-import { splitLo, splitHi } from "./common";
+import { splitLo, splitHi, madd } from "./common";
 import { expv, sigmoidSide } from "./simd_math";
 import { sp, vat, load4, store4, softplusv, lane, hsum4 } from "./mixer_common";
 
@@ -161,15 +161,25 @@ export function ssdStep(
       const row = state + ((<usize>(it * P + p) * N) << 2);
       const xp = load<f32>(xRow + (<usize>p << 2));
       const dtx = sp(step * xp);
-      let acc = sp(0);
+      // two sums over n: each is a chain of madd, whose latency a single chain would wait on
+      let acc = sp(0), acc1 = sp(0);
       let n = 0;
+      for (; n + 8 <= N; n += 8) {
+        const o = <usize>n << 2;
+        const v = madd(dtx, v128.load(bRow + o), f32x4.mul(dv, v128.load(row + o)));
+        const v1 = madd(dtx, v128.load(bRow + o, 16), f32x4.mul(dv, v128.load(row + o, 16)));
+        v128.store(row + o, v);
+        v128.store(row + o, v1, 16);
+        acc = madd(v, v128.load(cRow + o), acc);
+        acc1 = madd(v1, v128.load(cRow + o, 16), acc1);
+      }
       for (; n + 4 <= N; n += 4) {
         const o = <usize>n << 2;
-        const v = f32x4.add(f32x4.mul(dv, v128.load(row + o)), f32x4.mul(dtx, v128.load(bRow + o)));
+        const v = madd(dtx, v128.load(bRow + o), f32x4.mul(dv, v128.load(row + o)));
         v128.store(row + o, v);
-        acc = f32x4.add(acc, f32x4.mul(v, v128.load(cRow + o)));
+        acc = madd(v, v128.load(cRow + o), acc);
       }
-      let s = lane(hsum4(acc, sp(0), sp(0), sp(0)));
+      let s = lane(hsum4(f32x4.add(acc, acc1), sp(0), sp(0), sp(0)));
       for (; n < N; n++) {
         const o = <usize>n << 2;
         const v = decay * load<f32>(row + o) + step * xp * load<f32>(bRow + o);
