@@ -1,15 +1,15 @@
 /**
  * Attention for one query row per sequence (decoding) as split-K "flash decoding" (Dao et al.
- * 2023): the visible keys are cut into ranges of RANGE keys, which threads claim; each range
- * runs the online softmax for every head and writes unnormalised partial results (max m, sum l,
+ * 2023): the visible keys are cut into ranges (attentionDecodeRange), which threads claim; each
+ * range runs the softmax for every head and writes unnormalised partial results (max m, sum l,
  * output o per head), which attentionDecodeCombine merges in range order. The ranges depend on
  * the number of keys only, so the result does not depend on the thread count.
  *
  * Decoding reads the whole KV cache once per token, so the order of the reads is what counts.
  * A key row holds every KV head (G * K floats); a head's slice of consecutive rows is strided by
  * G * K * 4 bytes, a new 4 KiB page every row or two, where the hardware prefetchers stop.
- * So the keys are walked in blocks of BJ rows, each pass reading row after row with every head
- * of a row at once: memory sees one sequential stream per share. (Four rows at a time, a head
+ * So each range is one block whose passes (scores, then values) read row after row with every
+ * head of a row at once: memory sees one sequential stream per pass. (Four rows at a time, a head
  * at a time, was 1.3x slower: 2048 keys, 12 heads of 64, two threads, 582 -> 446 us a layer.)
  *
  * An f16 KV cache (Backend.kvCache) is read the way matvec.ts reads f16 weights: each value is
@@ -34,14 +34,31 @@ const F16_EXACT = 2;
 /** 2^112 (see the header) */
 const RAW_SCALE: f32 = 5.192296858534828e33;
 
-/** keys per block: their rows (BJ * G * K floats) stay in L2 while every head reads them */
-const BJ = 64;
-/** keys per claimed range */
-const RANGE = 128;
+/**
+ * Keys per claimed range, each range one block of the score and value passes: S / 8 rounded up
+ * to a power of two, 128 to 256. Long blocks read the keys, then the values, in long runs of
+ * rows (f32 cache, 2048 keys, 12 heads of 64, two threads, block sizes alternating in one
+ * process: 64-key blocks 394-409 us a layer, 128-key blocks 374-389, 256-key blocks 363-374; an
+ * f16 cache 319-331 us whatever the block). From 1024 keys on there are eight ranges or more,
+ * for up to eight threads. The size depends on S only, so the result does not depend on the
+ * thread count.
+ */
+const RANGE_MIN = 128;
+const RANGE_MAX = 256;
+
+/** keys per block (= per range) of the call in hand (attentionDecodeRange of its S) */
+let BJ = RANGE_MIN;
+
+export function attentionDecodeRange(s_: i32): i32 {
+  let r = RANGE_MIN;
+  while (r < RANGE_MAX && r * 8 < s_) r <<= 1;
+  return r;
+}
 
 /** Ranges of one sequence with `s_` keys (the partials hold B times as many). */
 export function attentionDecodeRanges(s_: i32): i32 {
-  return max(1, (s_ + RANGE - 1) / RANGE);
+  const r = attentionDecodeRange(s_);
+  return max(1, (s_ + r - 1) / r);
 }
 
 /** Floats of one share's partial results for one sequence. */
@@ -51,7 +68,7 @@ export function attentionDecodePartialFloats(h_: i32, k_: i32): i32 {
 
 /** Scratch floats per thread attentionDecode needs (a block's scores, the scaled query). */
 export function attentionDecodeScratchFloats(h_: i32, k_: i32): i32 {
-  return h_ * BJ + h_ * k_ + 64;
+  return h_ * RANGE_MAX + h_ * k_ + 64;
 }
 
 export function attentionDecode(
@@ -61,6 +78,7 @@ export function attentionDecode(
 ): void {
   setDims(b_, 1, s_, h_, g_, k_, scale_, causal_, qOffset_, kvRows_);
   setKvHalf(kvHalf);
+  BJ = attentionDecodeRange(s_);
   scratchBegin(scratch + <usize>tid * scratchStride);
   const sc = take(H * BJ);
   const qs = take(H * K); // the query of the sequence in hand, times 2^112 (F16_RAW)
@@ -85,18 +103,18 @@ export function attentionDecode(
       qScaled = scaleQuery(qs, qRow(q, b, 0, 0));
       qb = b;
     }
-    const hi = min(n, (r + 1) * RANGE);
-    for (let j0 = r * RANGE; j0 < hi; j0 += BJ) {
-      const jn = min(BJ, hi - j0);
-      const exact = kvHalf != 0 && hasInfNaN(k, v, b, j0, jn);
-      if (kvHalf == 0) scoreBlock(F32_KV, sc, qRow(q, b, 0, 0), k, b, j0, jn);
-      else if (qScaled && !exact) scoreBlock(F16_RAW, sc, qs, k, b, j0, jn);
-      else scoreBlock(F16_EXACT, sc, qRow(q, b, 0, 0), k, b, j0, jn);
-      for (let h = 0; h < H; h++) softmaxBlock(at32(sc, h * BJ), jn, at32(m, h), at32(l, h), at32(o, h * Kp));
-      if (kvHalf == 0) valueBlock(F32_KV, o, sc, v, b, j0, jn);
-      else if (!exact) valueBlock(F16_RAW, o, sc, v, b, j0, jn);
-      else valueBlock(F16_EXACT, o, sc, v, b, j0, jn);
-    }
+    // the range is one block: its keys, then its values, each read row after row
+    const j0 = r * BJ;
+    const jn = min(BJ, n - j0);
+    if (jn <= 0) continue;
+    const exact = kvHalf != 0 && hasInfNaN(k, v, b, j0, jn);
+    if (kvHalf == 0) scoreBlock(F32_KV, sc, qRow(q, b, 0, 0), k, b, j0, jn);
+    else if (qScaled && !exact) scoreBlock(F16_RAW, sc, qs, k, b, j0, jn);
+    else scoreBlock(F16_EXACT, sc, qRow(q, b, 0, 0), k, b, j0, jn);
+    for (let h = 0; h < H; h++) softmaxBlock(at32(sc, h * BJ), jn, at32(m, h), at32(l, h), at32(o, h * Kp));
+    if (kvHalf == 0) valueBlock(F32_KV, o, sc, v, b, j0, jn);
+    else if (!exact) valueBlock(F16_RAW, o, sc, v, b, j0, jn);
+    else valueBlock(F16_EXACT, o, sc, v, b, j0, jn);
   }
 }
 
