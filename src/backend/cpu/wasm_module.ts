@@ -66,9 +66,10 @@ export async function chooseIsa(requested?: CpuIsa): Promise<CpuIsa> {
   if (requested !== undefined && !CPU_ISAS.includes(requested)) {
     throw new SeqlabError(`cpu backend: isa must be one of ${CPU_ISAS.join(", ")}, got ${String(requested)}`);
   }
+  if (requested === "simd128") return requested; // runs wherever wasm SIMD does: no probe, no V8 flag
   const relaxed = await relaxedSimdAvailable();
   if (requested === "relaxed" && !relaxed) throw new SeqlabError("cpu backend: isa relaxed asked for, but this WebAssembly engine has no relaxed SIMD (use simd128)");
-  return requested ?? (relaxed ? "relaxed" : "simd128");
+  return relaxed ? "relaxed" : "simd128";
 }
 
 export function kernelModule(isa: CpuIsa): Promise<WebAssembly.Module> {

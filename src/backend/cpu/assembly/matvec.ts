@@ -12,8 +12,8 @@
  * and its other 15 bits at 27..13 is, read as f32, the value times 2^-112 exactly (the exponent
  * lands rebiased by 112; f16 subnormals become f32 subnormals). Multiplying the activations by
  * 2^112 instead, once per call, makes every product x w bit for bit what it would be (both
- * scalings are exact), so eight weights cost 5 integer ops and no float op to widen (f16Even, f16Odd).
- * Activations of magnitude 2^16 or more would overflow when scaled: then each weight is
+ * scalings are exact), so eight weights cost 5 integer ops and no float op to widen (f16Even,
+ * f16Odd). Activations of magnitude 2^16 or more would overflow when scaled: then each weight is
  * multiplied by 2^112 instead. Exponent 31 (Inf, NaN) comes out wrong (finite) either way; each
  * weight row (or group of rows) ORs its weights' bits and is recomputed exactly when that shows
  * an exponent field of all ones.
@@ -29,9 +29,9 @@ export const MATVEC_PIECE = 32;
 
 /**
  * Make the M rows of op(a) contiguous at `rows` (element (r, k) at a + r*ars + k*aks, byte
- * strides) and, for f16 weights, a copy in f16Even/f16Odd's order right after them (M * K floats on),
- * scaled by 2^112 where that is safe; returns whether it is scaled (see f16Activations). Once per
- * thread and product.
+ * strides) and, for f16 weights, a copy in f16Even/f16Odd's order right after them (M * K
+ * floats on), scaled by 2^112 where that is safe; returns whether it is scaled (see
+ * f16Activations). Once per thread and product.
  */
 export function matvecRows(rows: usize, a: usize, ars: usize, aks: usize, M: i32, K: i32, bkind: i32): bool {
   for (let i = 0; i < M; i++) {

@@ -24,7 +24,6 @@ const LN2: f32 = 0.6931471805599453;
   return f32x4.splat(x);
 }
 
-
 /** 2^n for integer lanes n in [-252, 254], as two normal factors. */
 @inline function pow2Parts(n: v128, p: v128): v128 {
   const n1 = i32x4.shr_s(n, 1);
