@@ -57,19 +57,11 @@ const f16 = (x) => f16value(f16bits(x));
 const Half = (xs) => Uint16Array.from(xs, f16bits);
 const rnd = (n, s = 1) => Float32Array.from({ length: n }, () => (Math.random() * 2 - 1) * s);
 
-// 1. layouts: C(16x16) = A(16x16) B(16x16); A row-major, B given as B^T row-major (col-major load), C row-major.
-{
+// 1. layouts: C(16x16) = A(16x16) B(16x16), A row-major, B given as B^T row-major (a col-major
+// load), C row-major: straight from storage, and (1b) from workgroup memory with padded rows
+// (stride 24) at an offset, copied in by the threads.
+async function layoutCheck(label, code) {
   const A = rnd(256).map(f16), BT = rnd(256).map(f16);
-  const code = `enable f16; enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read_write> a: array<f16>;
-@group(0) @binding(1) var<storage, read_write> bt: array<f16>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@compute @workgroup_size(128) fn main() {
-  let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, 0, 16);
-  let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&bt, 0, 16);
-  let m = subgroupMatrixMultiplyAccumulate(l, r, subgroup_matrix_result<f32, 16, 16>());
-  subgroupMatrixStore<row_major>(&c, 0, m, 16);
-}`;
   const p = await pipeline(code);
   const C = buf(new Float32Array(256));
   run(p, [buf(Half(A)), buf(Half(BT)), C], 1);
@@ -79,17 +71,21 @@ const rnd = (n, s = 1) => Float32Array.from({ length: n }, () => (Math.random() 
     let s = 0; for (let k = 0; k < 16; k++) s += A[i * 16 + k] * BT[j * 16 + k];
     worst = Math.max(worst, Math.abs(s - got[i * 16 + j]));
   }
-  console.log("layout check (A row-major, B^T col-major load, C row-major): max abs err", worst.toExponential(2));
+  console.log(`layout check ${label}: max abs err`, worst.toExponential(2));
 }
-
-// 1b. the same from workgroup memory: A row-major and B^T column-major, padded rows (stride 24),
-// at an offset, copied in by the threads
-{
-  const A = rnd(256).map(f16), BT = rnd(256).map(f16);
-  const code = `enable f16; enable subgroups; enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read_write> a: array<f16>;
+const LAYOUT_BINDINGS = `@group(0) @binding(0) var<storage, read_write> a: array<f16>;
 @group(0) @binding(1) var<storage, read_write> bt: array<f16>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;`;
+await layoutCheck("(A row-major, B^T col-major load, C row-major)", `enable f16; enable chromium_experimental_subgroup_matrix;
+${LAYOUT_BINDINGS}
+@compute @workgroup_size(128) fn main() {
+  let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, 0, 16);
+  let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&bt, 0, 16);
+  let m = subgroupMatrixMultiplyAccumulate(l, r, subgroup_matrix_result<f32, 16, 16>());
+  subgroupMatrixStore<row_major>(&c, 0, m, 16);
+}`);
+await layoutCheck("from workgroup memory (stride 24, offset 32)", `enable f16; enable subgroups; enable chromium_experimental_subgroup_matrix;
+${LAYOUT_BINDINGS}
 var<workgroup> ta: array<f16, 1024>;
 var<workgroup> tb: array<f16, 1024>;
 @compute @workgroup_size(128) fn main(@builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
@@ -99,18 +95,7 @@ var<workgroup> tb: array<f16, 1024>;
   let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&tb, 32u, 24u);
   let m = subgroupMatrixMultiplyAccumulate(l, r, subgroup_matrix_result<f32, 16, 16>());
   if (sg == 0u) { subgroupMatrixStore<row_major>(&c, 0, m, 16); }
-}`;
-  const p = await pipeline(code);
-  const C = buf(new Float32Array(256));
-  run(p, [buf(Half(A)), buf(Half(BT)), C], 1);
-  const got = await read(C, 1024);
-  let worst = 0;
-  for (let i = 0; i < 16; i++) for (let j = 0; j < 16; j++) {
-    let s = 0; for (let k = 0; k < 16; k++) s += A[i * 16 + k] * BT[j * 16 + k];
-    worst = Math.max(worst, Math.abs(s - got[i * 16 + j]));
-  }
-  console.log("layout check from workgroup memory (stride 24, offset 32): max abs err", worst.toExponential(2), "C[0..3]", Array.from(got.slice(0, 4)).map((x) => x.toFixed(3)).join(" "));
-}
+}`);
 
 // 2. fp32 product from f16 halves, K = 64: errors against float64, and against plain f32 sums.
 {
@@ -173,191 +158,4 @@ var<workgroup> tb: array<f16, 1024>;
   console.log(`subnormal f16 MMA input 2^-20 x 1 summed over 16: ${got[0].toExponential(4)} (exact ${(16 * 2 ** -20).toExponential(4)}); shader f16(1e-6) = ${cv[0].toExponential(4)}, f16(3e-5) = ${cv[1].toExponential(4)}, f16(1e-6)*1024 = ${cv[2].toExponential(4)}`);
 }
 
-process.exit(0); }
-
-const U = { STORAGE: 0x80, COPY_SRC: 0x4, COPY_DST: 0x8, MAP_READ: 0x1 };
-function buf(data, usage = U.STORAGE | U.COPY_SRC | U.COPY_DST) {
-  const b = device.createBuffer({ size: Math.max(16, data.byteLength), usage });
-  device.queue.writeBuffer(b, 0, data);
-  return b;
-}
-async function read(b, bytes) {
-  const r = device.createBuffer({ size: bytes, usage: U.MAP_READ | U.COPY_DST });
-  const e = device.createCommandEncoder(); e.copyBufferToBuffer(b, 0, r, 0, bytes); device.queue.submit([e.finish()]);
-  await r.mapAsync(1); const out = new Float32Array(r.getMappedRange().slice(0)); r.unmap(); return out;
-}
-async function pipeline(code) {
-  device.pushErrorScope("validation");
-  const module = device.createShaderModule({ code });
-  const info = await module.getCompilationInfo();
-  for (const m of info.messages) if (m.type === "error") console.log("WGSL", m.lineNum, m.message);
-  const p = device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
-  const err = await device.popErrorScope(); if (err) console.log("pipeline error:", err.message);
-  return p;
-}
-function run(p, bufs, wg) {
-  const bg = device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: bufs.map((b, i) => ({ binding: i, resource: { buffer: b } })) });
-  const e = device.createCommandEncoder(); const pass = e.beginComputePass(); pass.setPipeline(p); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(wg); pass.end(); device.queue.submit([e.finish()]);
-}
-// f32 -> nearest f16 (ties to even) as a number, and arrays of f16 bits (Node 20 has no Float16Array)
-const F = new Float32Array(1), W = new Uint32Array(F.buffer);
-function f16bits(v) {
-  F[0] = v; const x = W[0], sign = (x >>> 16) & 0x8000, e = ((x >>> 23) & 0xff) - 112;
-  let m = x & 0x7fffff;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) { if (e < -10) return sign; m |= 0x800000; const sh = 14 - e, h = m >> sh, r = m & ((1 << sh) - 1), mid = 1 << (sh - 1); return sign | (h + (r > mid || (r === mid && h & 1) ? 1 : 0)); }
-  const h = (e << 10) | (m >> 13), r = m & 0x1fff;
-  return sign | (h + (r > 0x1000 || (r === 0x1000 && h & 1) ? 1 : 0));
-}
-function f16value(h) { const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff; return e === 0 ? s * f * 2 ** -24 : s * (1 + f / 1024) * 2 ** (e - 15); }
-const f16 = (x) => f16value(f16bits(x));
-const Half = (xs) => Uint16Array.from(xs, f16bits);
-const rnd = (n, s = 1) => Float32Array.from({ length: n }, () => (Math.random() * 2 - 1) * s);
-
-// 1. layouts: C(16x16) = A(16x16) B(16x16); A row-major, B given as B^T row-major (col-major load), C row-major.
-{
-  const A = rnd(256).map(f16), BT = rnd(256).map(f16);
-  const code = `enable f16; enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read_write> a: array<f16>;
-@group(0) @binding(1) var<storage, read_write> bt: array<f16>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@compute @workgroup_size(128) fn main() {
-  let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, 0, 16);
-  let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&bt, 0, 16);
-  let m = subgroupMatrixMultiplyAccumulate(l, r, subgroup_matrix_result<f32, 16, 16>());
-  subgroupMatrixStore<row_major>(&c, 0, m, 16);
-}`;
-  const p = await pipeline(code);
-  const C = buf(new Float32Array(256));
-  run(p, [buf(Half(A)), buf(Half(BT)), C], 1);
-  const got = await read(C, 1024);
-  let worst = 0;
-  for (let i = 0; i < 16; i++) for (let j = 0; j < 16; j++) {
-    let s = 0; for (let k = 0; k < 16; k++) s += A[i * 16 + k] * BT[j * 16 + k];
-    worst = Math.max(worst, Math.abs(s - got[i * 16 + j]));
-  }
-  console.log("layout check (A row-major, B^T col-major load, C row-major): max abs err", worst.toExponential(2));
-}
-
-// 1b. the same from workgroup memory: A row-major and B^T column-major, padded rows (stride 24),
-// at an offset, copied in by the threads
-{
-  const A = rnd(256).map(f16), BT = rnd(256).map(f16);
-  const code = `enable f16; enable subgroups; enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read_write> a: array<f16>;
-@group(0) @binding(1) var<storage, read_write> bt: array<f16>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-var<workgroup> ta: array<f16, 1024>;
-var<workgroup> tb: array<f16, 1024>;
-@compute @workgroup_size(128) fn main(@builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
-  for (var i = li; i < 256u; i += 128u) { ta[32u + (i / 16u) * 24u + i % 16u] = a[i]; tb[32u + (i / 16u) * 24u + i % 16u] = bt[i]; }
-  workgroupBarrier();
-  let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&ta, 32u, 24u);
-  let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&tb, 32u, 24u);
-  let m = subgroupMatrixMultiplyAccumulate(l, r, subgroup_matrix_result<f32, 16, 16>());
-  if (sg == 0u) { subgroupMatrixStore<row_major>(&c, 0, m, 16); }
-}`;
-  const p = await pipeline(code);
-  const C = buf(new Float32Array(256));
-  run(p, [buf(Half(A)), buf(Half(BT)), C], 1);
-  const got = await read(C, 1024);
-  let worst = 0;
-  for (let i = 0; i < 16; i++) for (let j = 0; j < 16; j++) {
-    let s = 0; for (let k = 0; k < 16; k++) s += A[i * 16 + k] * BT[j * 16 + k];
-    worst = Math.max(worst, Math.abs(s - got[i * 16 + j]));
-  }
-  console.log("layout check from workgroup memory (stride 24, offset 32): max abs err", worst.toExponential(2), "C[0..3]", Array.from(got.slice(0, 4)).map((x) => x.toFixed(3)).join(" "));
-}
-
-// 2. fp32 product from f16 halves, K = 64: errors against float64, and against plain f32 sums.
-{
-  const K = 64, M = 16, N = 16;
-  const A = rnd(M * K, 3), B = rnd(N * K, 3);
-  const split = (x) => { const hi = x.map(f16); const lo = x.map((v, i) => f16(v - hi[i])); return [Half(hi), Half(lo)]; };
-  const [ah, al] = split(A), [bh, bl] = split(B);
-  const code = `enable f16; enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read_write> ah: array<f16>;
-@group(0) @binding(1) var<storage, read_write> al: array<f16>;
-@group(0) @binding(2) var<storage, read_write> bh: array<f16>;
-@group(0) @binding(3) var<storage, read_write> bl: array<f16>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-@compute @workgroup_size(128) fn main() {
-  var m = subgroup_matrix_result<f32, 16, 16>();
-  for (var k = 0u; k < ${K}u; k += 16u) {
-    let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&ah, k, ${K});
-    let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&al, k, ${K});
-    let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&bh, k, ${K});
-    let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&bl, k, ${K});
-    m = subgroupMatrixMultiplyAccumulate(a1, b0, m);
-    m = subgroupMatrixMultiplyAccumulate(a0, b1, m);
-    m = subgroupMatrixMultiplyAccumulate(a0, b0, m);
-  }
-  subgroupMatrixStore<row_major>(&c, 0, m, 16);
-}`;
-  const p = await pipeline(code);
-  const C = buf(new Float32Array(256));
-  run(p, [buf(ah), buf(al), buf(bh), buf(bl), C], 1);
-  const got = await read(C, 1024);
-  let e3 = 0, e32 = 0, scale = 0;
-  for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
-    let s = 0, s32 = Math.fround(0), mag = 0;
-    for (let k = 0; k < K; k++) { s += A[i * K + k] * B[j * K + k]; s32 = Math.fround(s32 + Math.fround(A[i * K + k] * B[j * K + k])); mag += Math.abs(A[i * K + k] * B[j * K + k]); }
-    e3 = Math.max(e3, Math.abs(got[i * N + j] - s) / mag); e32 = Math.max(e32, Math.abs(s32 - s) / mag);
-  }
-  console.log(`3-product f16 split, K=${K}: max |err| / sum|a b| = ${e3.toExponential(2)} (sequential fp32: ${e32.toExponential(2)})`);
-}
-
-// 2b. f16 subnormals: converted in the shader (f32 -> f16), and as MMA inputs (raw bits from the host)
-{
-  const code = `enable f16; enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read_write> a: array<f16>;
-@group(0) @binding(1) var<storage, read_write> b: array<f16>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<storage, read_write> cv: array<f32>;
-@compute @workgroup_size(128) fn main(@builtin(local_invocation_index) li: u32) {
-  let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, 0, 16);
-  let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&b, 0, 16);
-  let m = subgroupMatrixMultiplyAccumulate(l, r, subgroup_matrix_result<f32, 16, 16>());
-  subgroupMatrixStore<row_major>(&c, 0, m, 16);
-  if (li == 0u) { cv[0] = f32(f16(cv[4])); cv[1] = f32(f16(cv[5])); cv[2] = f32(f16(cv[4]) * f16(1024.0)); }
-}`;
-  const p = await pipeline(code);
-  const A = new Uint16Array(256).fill(0x0010); // 2^-20, an f16 subnormal
-  const B = new Uint16Array(256).fill(0x3c00); // 1.0
-  const C = buf(new Float32Array(256)), CV = buf(Float32Array.from([0, 0, 0, 0, 1e-6, 3e-5, 0, 0]));
-  run(p, [buf(A), buf(B), C, CV], 1);
-  const got = await read(C, 1024), cv = await read(CV, 32);
-  console.log(`subnormal f16 MMA input 2^-20 x 1 summed over 16: ${got[0].toExponential(4)} (exact ${(16 * 2 ** -20).toExponential(4)}); shader f16(1e-6) = ${cv[0].toExponential(4)}, f16(3e-5) = ${cv[1].toExponential(4)}, f16(1e-6)*1024 = ${cv[2].toExponential(4)}`);
-}
-
-// 3. throughput: each subgroup keeps 2 left, 2 right and 4 result matrices and runs ITER x 4 MMAs.
-for (const [wgSize, acc] of [[128, 4], [256, 4], [128, 8]]) {
-  const ITER = 4096, groups = 132 * 16;
-  const accs = Array.from({ length: acc }, (_, i) => i);
-  const code = `enable f16; enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-var<workgroup> t: array<f16, 1024>;
-@compute @workgroup_size(${wgSize}) fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3u) {
-  for (var i = li; i < 1024u; i += ${wgSize}u) { t[i] = f16(f32(i % 7u) * 0.01); }
-  workgroupBarrier();
-  let l0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&t, 0, 16);
-  let l1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&t, 256, 16);
-  let r0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&t, 512, 16);
-  let r1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&t, 768, 16);
-  ${accs.map((i) => `var c${i} = subgroup_matrix_result<f32, 16, 16>();`).join("\n  ")}
-  for (var it = 0u; it < ${ITER}u; it++) {
-    ${accs.map((i) => `c${i} = subgroupMatrixMultiplyAccumulate(${i & 1 ? "l1" : "l0"}, ${i & 2 ? "r1" : "r0"}, c${i});`).join("\n    ")}
-  }
-  ${accs.map((i) => `subgroupMatrixStore<row_major>(&out, (wg.x * 8u + ${i}u) * 256u, c${i}, 16);`).join("\n  ")}
-}`;
-  const p = await pipeline(code);
-  const out = buf(new Float32Array(groups * 8 * 256));
-  run(p, [out], groups); await device.queue.onSubmittedWorkDone();
-  const t0 = performance.now();
-  for (let r = 0; r < 3; r++) run(p, [out], groups);
-  await device.queue.onSubmittedWorkDone();
-  const s = (performance.now() - t0) / 3 / 1e3;
-  const flops = groups * (wgSize / 32) * ITER * acc * 2 * 16 * 16 * 16;
-  console.log(`MMA f16->f32 16x16x16, workgroup ${wgSize}, ${acc} accumulators a subgroup: ${(flops / s / 1e12).toFixed(1)} TFLOP/s`);
-}
 process.exit(0);
