@@ -4,6 +4,8 @@
 // accuracy of an fp32 product split into two f16 halves (hi*hi + hi*lo + lo*hi), and f16
 // subnormals. Throughput: probe-tensor-f16-loads.mjs. Prints; writes nothing.
 //   source .device/prologue.sh && node scripts/probe-tensor-f16.mjs   (PROBE_NULL=1: compile only)
+// With the toggles "allow_unsafe_apis" alone it lists what Dawn offers without f16 (on an H200:
+// integer configurations only) and stops there.
 const { create, globals } = await import("webgpu");
 Object.assign(globalThis, globals);
 const toggles = process.argv[2] ?? "allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_workgroup_init";
@@ -11,6 +13,7 @@ const toggles = process.argv[2] ?? "allow_unsafe_apis,vulkan_enable_f16_on_nvidi
 const gpu = create([...(process.env.PROBE_NULL ? ["backend=null"] : []), `enable-dawn-features=${toggles}`]);
 const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
 console.log("adapter:", adapter.info.description, "| toggles:", toggles);
+console.log("features:", [...adapter.features].sort().join(", "));
 const cfgs = (adapter.info.subgroupMatrixConfigs ?? []).map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`);
 console.log("shader-f16:", adapter.features.has("shader-f16"), "| configs:", cfgs.join(", ") || "none");
 const want = ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix", "timestamp-query"].filter((f) => adapter.features.has(f));
@@ -42,7 +45,8 @@ function run(p, bufs, wg) {
   const bg = device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: bufs.map((b, i) => ({ binding: i, resource: { buffer: b } })) });
   const e = device.createCommandEncoder(); const pass = e.beginComputePass(); pass.setPipeline(p); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(wg); pass.end(); device.queue.submit([e.finish()]);
 }
-// f32 -> nearest f16 (ties to even) as a number, and arrays of f16 bits (Node 20 has no Float16Array)
+// f32 -> nearest f16 (ties to even) as a number, and arrays of f16 bits: src/util/half.ts's f32ToF16,
+// restated because the device runs plain node on this file (no TypeScript), and Node 20 has no Float16Array
 const F = new Float32Array(1), W = new Uint32Array(F.buffer);
 function f16bits(v) {
   F[0] = v; const x = W[0], sign = (x >>> 16) & 0x8000, e = ((x >>> 23) & 0xff) - 112;

@@ -23,7 +23,6 @@ function uniformIn(n: number, lo: number, hi: number): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.uniform());
 }
 
-
 describe("cpu conv1d", () => {
   const shapes: [number, number, number, number][] = [[1, 1, 1, 1], [2, 3, 5, 4], [1, 31, 33, 4], [3, 9, 32, 3], [2, 33, 7, 2], [1, 2, 31, 4], [2, 257, 16, 4], [1, 5, 3, 6]];
   test("conv1dForward / conv1dBackward / conv1dStep vs ref: bias and window state on and off", () => {

@@ -32,7 +32,6 @@ function unitRows(rows: number, C: number): Float32Array {
   return x;
 }
 
-
 describe("cpu Gated DeltaNet", () => {
   test("l2normForward / l2normBackward vs ref on ragged rows", () => {
     for (const [rows, C] of [[1, 1], [3, 31], [33, 32], [257, 33], [5, 128]]) {

@@ -21,7 +21,6 @@ function uniformIn(n: number, lo: number, hi: number): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.uniform());
 }
 
-
 /** A valid WKV-4 state (B, 3, D): numerator, positive denominator, exponent. */
 function wkv4State(B: number, D: number): Float32Array {
   const s = new Float32Array(B * 3 * D);
