@@ -3,9 +3,12 @@
 // else ("reg"), a right matrix loaded from workgroup memory or from a storage buffer (row- or
 // column-major), or the first accumulator stored to workgroup memory. Prints MMA TFLOP/s.
 //   source .device/prologue.sh && node scripts/probe-tensor-f16-loads.mjs   (PROBE_NULL=1: compile only)
+// PROBE_ONLY=name,... runs only those steps: one a process, with the driver's shader cache in a
+// folder of its own, gives each step's machine code to scripts/gpu-sass.mjs (how the driver
+// lowers each load form: LDSM or one LDS.U16 an element). PROBE_TOGGLES=a,b adds Dawn toggles.
 const { create, globals } = await import("webgpu");
 Object.assign(globalThis, globals);
-const gpu = create([...(process.env.PROBE_NULL ? ["backend=null"] : []), "enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_workgroup_init"]);
+const gpu = create([...(process.env.PROBE_NULL ? ["backend=null"] : []), `enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_workgroup_init${process.env.PROBE_TOGGLES ? `,${process.env.PROBE_TOGGLES}` : ""}`]);
 const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
 const device = await adapter.requestDevice({ requiredFeatures: ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"], requiredLimits: { maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize } });
 device.addEventListener?.("uncapturederror", (e) => console.log("uncaptured:", e.error.message.split("\n")[0]));
@@ -15,6 +18,11 @@ const step = {
   reg: "",
   wgRow: `r0 = subgroupMatrixLoad<${R}, row_major>(&t, sg * 2048u + (it & 7u) * 16u, 72u);`,
   wgCol: `r0 = subgroupMatrixLoad<${R}, col_major>(&t, sg * 2048u + (it & 7u) * 16u, 72u);`,
+  wgConst: `r0 = subgroupMatrixLoad<${R}, row_major>(&t, 1024u, 72u);`,
+  wgColConst: `r0 = subgroupMatrixLoad<${R}, col_major>(&t, 1024u, 72u);`,
+  wgSg: `r0 = subgroupMatrixLoad<${R}, row_major>(&t, sg * 2048u, 72u);`,
+  wgShift: `r0 = subgroupMatrixLoad<${R}, row_major>(&t, (sg * 256u + (it & 7u) * 2u) << 3u, 72u);`,
+  wgLeft: `r0 = subgroupMatrixLoad<${R}, row_major>(&t, 1024u, 72u); l0b = subgroupMatrixLoad<${L}, row_major>(&t, sg * 2048u + (it & 7u) * 16u, 72u);`,
   stRow: `r0 = subgroupMatrixLoad<${R}, row_major>(&src, ((wg.x * 4u + sg) * 64u + (it & 63u)) * 256u, 16u);`,
   stCol: `r0 = subgroupMatrixLoad<${R}, col_major>(&src, ((wg.x * 4u + sg) * 64u + (it & 63u)) * 256u, 16u);`,
   stRow64: `r0 = subgroupMatrixLoad<${R}, row_major>(&src, (wg.x * 4u + sg) * 16384u + (it & 63u) * 16u, 64u);`,
@@ -24,7 +32,8 @@ const step = {
 };
 const src = device.createBuffer({ size: groups * 4 * 16384 * 2, usage: 0x80 });
 const out = device.createBuffer({ size: groups * 4 * 1024 * 4, usage: 0x80 });
-for (const [name, body] of Object.entries(step)) {
+const only = process.env.PROBE_ONLY?.split(",");
+for (const [name, body] of Object.entries(step).filter(([n]) => !only || only.includes(n))) {
   const code = `enable f16; enable subgroups; enable chromium_experimental_subgroup_matrix;
 @group(0) @binding(0) var<storage, read_write> outb: array<f32>;
 @group(0) @binding(1) var<storage, read> src: array<f16>;
@@ -36,13 +45,14 @@ var<workgroup> o: array<f32, 4352>;
   if (li == 0u) { o[0] = f32(src[0]); }
   workgroupBarrier();
   let l0 = subgroupMatrixLoad<${L}, row_major>(&t, 0, 16);
+  var l0b = l0;
   let l1 = subgroupMatrixLoad<${L}, row_major>(&t, 256, 16);
   var r0 = subgroupMatrixLoad<${R}, row_major>(&t, 512, 16);
   let r1 = subgroupMatrixLoad<${R}, row_major>(&t, 768, 16);
   var c0 = ${C}(); var c1 = ${C}(); var c2 = ${C}(); var c3 = ${C}();
   for (var it = 0u; it < ${ITER}u; it++) {
     ${body}
-    c0 = subgroupMatrixMultiplyAccumulate(l0, r0, c0);
+    c0 = subgroupMatrixMultiplyAccumulate(l0b, r0, c0);
     c1 = subgroupMatrixMultiplyAccumulate(l1, r0, c1);
     c2 = subgroupMatrixMultiplyAccumulate(l0, r1, c2);
     c3 = subgroupMatrixMultiplyAccumulate(l1, r1, c3);
