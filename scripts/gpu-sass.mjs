@@ -66,19 +66,25 @@ function counts(sass) {
 }
 
 const lines = [];
+// zstd decodes on past one frame where the next follows directly: a pipeline may show up twice
+const seen = new Set();
 let n = 0;
 for (const file of filesUnder(cacheDir)) {
   for (const frame of framesOf(readFileSync(file))) {
     for (let at = frame.indexOf(CONTAINER); at >= 0; at = frame.indexOf(CONTAINER, at + CONTAINER.length)) {
-      // offsets count from the end of the 8-byte magic's second word
+      // the stored offsets count from byte 8 of the container
       const size = frame.readUInt32LE(at + 76);
       const offset = frame.readUInt32LE(at + 80) + 8;
       const regAt = frame.readUInt32LE(at + 48) + 8;
       if (!size || at + offset + size > frame.length) continue;
       const regs = at + regAt + 4 <= frame.length ? frame.readUInt32LE(at + regAt) : -1;
+      const code = frame.subarray(at + offset, at + offset + size);
+      const key = code.toString("base64");
+      if (seen.has(key)) continue;
+      seen.add(key);
       const id = String(n++).padStart(2, "0");
       const raw = join(outDir, `${id}.bin`);
-      writeFileSync(raw, frame.subarray(at + offset, at + offset + size));
+      writeFileSync(raw, code);
       let sass = "";
       try {
         sass = execFileSync(process.env.NVDISASM ?? "nvdisasm", ["-b", "SM90", "-hex", raw], { maxBuffer: 1 << 28 }).toString();
