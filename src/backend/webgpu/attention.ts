@@ -19,6 +19,7 @@ import { MAX_HEAD_SIZE, kv4, threadsOf, uniformValues, type TileShape } from "./
 import { forwardBytes, forwardDef, forwardValid, type ForwardTiles } from "./attention_forward.js";
 import { backwardBytes, backwardDef, backwardValid, rowDotDef, type BackwardKind, type BackwardTile } from "./attention_backward.js";
 import { dispatchAttentionDecode } from "./attention_decode.js";
+import { dispatchAttentionMma, mmaTilesFor, type MmaTiles } from "./attention_mma.js";
 
 type S = GpuTensorBuffer;
 
@@ -108,6 +109,20 @@ function choose<T extends Shape, C extends TileShape>(K: number, mostTX: number,
 }
 
 /**
+ * Query rows from which the forward runs on tensor cores (attention_mma.ts) where the device has
+ * them. On an H200 (B = 1, H = 16, K = 64, causal; bench/notes/gpu-tuning.md) the SIMT kernel was
+ * faster at 1k and 4k rows (15.4 / 30.6 TFLOP/s against 10.1 / 26.3: too few workgroups to fill
+ * the card, and the split copies' cost), the tensor cores from 8k (32.4 against 28.3 at 8k rows,
+ * 35.7 / 36.4 against 31.3 / 32.4 at 16k / 64k).
+ */
+export const MMA_MIN_ROWS = 8192;
+
+/** The tensor-core forward's tiles for T query rows, or null: no tensor cores, too few rows, or a head size it does not take. */
+export function chooseMmaTiles(K: number, tensorCores: boolean, T: number, bytes: number): MmaTiles | null {
+  return tensorCores && T >= MMA_MIN_ROWS ? mmaTilesFor(K, bytes, T) : null;
+}
+
+/**
  * The forward's tiles for head size K and T query rows (T picks among shapes measured best at
  * different lengths; absent, the shapes for long sequences).
  */
@@ -174,7 +189,9 @@ export function attentionKernels(ctx: GpuContext): Pick<CoreKernels<S>, "attenti
     attentionForward(out, lse, q, k, v, d) {
       checkDims(d);
       // one query row (decoding): split the keys over workgroups instead of one workgroup a head
+      const mma = chooseMmaTiles(d.K, ctx.acquired.tensorCores, d.T, limits().bytes);
       if (d.T === 1) dispatchAttentionDecode(ctx, out, lse, q, k, v, d);
+      else if (mma) dispatchAttentionMma(ctx, mma, out, lse, q, k, v, d);
       else dispatchAttentionForward(ctx, chooseForwardTiles(d.K, limits(), ctx.acquired.subgroupMinSize, d.T), out, lse, q, k, v, d);
     },
 

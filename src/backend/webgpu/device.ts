@@ -18,12 +18,20 @@ export interface AcquiredDevice {
   /** the narrowest subgroup the device may run (0 without the subgroups feature): kernels that
    * combine values across lanes with subgroup shuffles need it at least as wide as the lanes */
   subgroupMinSize: number;
+  /**
+   * f16 x f16 -> f32 16 x 16 x 16 subgroup matrices (tensor cores) on subgroups of exactly 32
+   * lanes: what attention_mma.ts needs (Dawn's chromium-experimental-subgroup-matrix with
+   * shader-f16)
+   */
+  tensorCores: boolean;
 }
 
 export interface DeviceOptions {
   powerPreference?: GPUPowerPreference;
   /** ask for timestamp queries when the adapter has them */
   timestamps?: boolean;
+  /** use f16 tensor cores where the adapter has them (default: yes, unless SEQLAB_WEBGPU_TENSOR_CORES=0) */
+  tensorCores?: boolean;
 }
 
 /** Limits seqlab raises to the adapter's maximum when it can. */
@@ -49,14 +57,20 @@ function gpuEntryPoint(): Promise<GPU> {
   return entryPoint;
 }
 
+const tensorCoresWanted = () => typeof process === "undefined" || process.env?.SEQLAB_WEBGPU_TENSOR_CORES !== "0";
+
 /**
  * Dawn toggles. Workgroup memory is zero-initialised by WebGPU unless told otherwise; every
  * kernel here writes its workgroup tiles before reading them, and the initialisation costs
- * time on every workgroup (and seconds of shader compilation on SwiftShader). Extra toggles
- * for experiments come from SEQLAB_DAWN_FLAGS (space-separated Dawn flags).
+ * time on every workgroup (and seconds of shader compilation on SwiftShader). Subgroup matrices
+ * (tensor cores) are an experimental feature (allow_unsafe_apis), and Dawn keeps shader-f16,
+ * hence f16 subgroup matrices, from NVIDIA GPUs under Vulkan unless vulkan_enable_f16_on_nvidia
+ * is on (a crash in its conformance tests, not in compute: crbug.com/tint/2164); both stay off
+ * with SEQLAB_WEBGPU_TENSOR_CORES=0. Extra toggles for experiments come from SEQLAB_DAWN_FLAGS
+ * (space-separated Dawn flags).
  */
 const DAWN_FLAGS = [
-  "enable-dawn-features=disable_workgroup_init",
+  `enable-dawn-features=disable_workgroup_init${tensorCoresWanted() ? ",allow_unsafe_apis,vulkan_enable_f16_on_nvidia" : ""}`,
   // timestamps are rounded (a browser's defence against timing attacks) unless this is off
   "disable-dawn-features=timestamp_quantization",
   ...(typeof process !== "undefined" && process.env?.SEQLAB_DAWN_FLAGS ? process.env.SEQLAB_DAWN_FLAGS.split(" ") : []),
@@ -102,10 +116,32 @@ export async function acquireDevice(opts: DeviceOptions = {}): Promise<AcquiredD
   }
   const timestamps = !!opts.timestamps && adapter.features.has("timestamp-query");
   const subgroups = adapter.features.has("subgroups");
-  const requiredFeatures: GPUFeatureName[] = [...(timestamps ? ["timestamp-query" as const] : []), ...(subgroups ? ["subgroups" as GPUFeatureName] : [])];
+  const tensorCores = subgroups && (opts.tensorCores ?? tensorCoresWanted()) && hasF16Matrices(adapter);
+  const requiredFeatures = [
+    ...(timestamps ? ["timestamp-query"] : []),
+    ...(subgroups ? ["subgroups"] : []),
+    ...(tensorCores ? ["shader-f16", "chromium-experimental-subgroup-matrix"] : []),
+  ] as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const subgroupMinSize = subgroups ? ((adapter.info as { subgroupMinSize?: number }).subgroupMinSize ?? 0) : 0;
-  return { device, adapter, adapterName: describeAdapter(adapter), timestamps, subgroupMinSize };
+  return { device, adapter, adapterName: describeAdapter(adapter), timestamps, subgroupMinSize, tensorCores };
+}
+
+/** One of the adapter's subgroup matrix shapes (GPUAdapterInfo.subgroupMatrixConfigs, Dawn's experimental feature). */
+interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
+/** f16 -> f32 16 x 16 x 16 subgroup matrices on subgroups of exactly 32 lanes. */
+function hasF16Matrices(adapter: GPUAdapter): boolean {
+  const info = adapter.info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number; subgroupMatrixConfigs?: SubgroupMatrixConfig[] };
+  if (!adapter.features.has("shader-f16") || !adapter.features.has("chromium-experimental-subgroup-matrix" as GPUFeatureName)) return false;
+  if (info.subgroupMinSize !== 32 || info.subgroupMaxSize !== 32) return false;
+  return (info.subgroupMatrixConfigs ?? []).some((c) => c.componentType === "f16" && c.resultComponentType === "f32" && c.M === 16 && c.N === 16 && c.K === 16);
 }
 
 /** WebGPU's flag constants (the GPUBufferUsage etc. globals do not exist in Node). */

@@ -19,7 +19,7 @@ import { GpuTensorBuffer } from "./pool.js";
 import { elementwiseKernels } from "./elementwise.js";
 import { matmulKernels } from "./matmul.js";
 import { normKernels } from "./norm.js";
-import { attentionKernels } from "./attention.js";
+import { MMA_MIN_ROWS, attentionKernels } from "./attention.js";
 import { naiveAttentionKernels } from "./attention_naive.js";
 import { lossKernels } from "./loss.js";
 import { scanKernels } from "./scan.js";
@@ -88,7 +88,8 @@ export class WebGpuBackend implements Backend<S> {
 
   describe(): string {
     const l = this.ctx.limits;
-    return `webgpu (${this.adapterName}, f32, ${Math.round(l.maxComputeWorkgroupStorageSize / 1024)} KiB workgroup memory)`;
+    const tc = this.ctx.acquired.tensorCores ? `, attention from ${MMA_MIN_ROWS} rows on f16 tensor cores (fp32 as 3 f16 products)` : "";
+    return `webgpu (${this.adapterName}, f32, ${Math.round(l.maxComputeWorkgroupStorageSize / 1024)} KiB workgroup memory${tc})`;
   }
 
   allocate(dtype: DType, size: number): S {

@@ -8,7 +8,8 @@ import type { WebGpuBackend } from "../../backend/webgpu/index.js";
 import type { AttentionDims, MatmulDims } from "../../backend/kernels.js";
 import { refKernels } from "../../backend/ref/index.js";
 import { chooseSplits, dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
-import { chooseForwardTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
+import { chooseForwardTiles, chooseMmaTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
+import { dispatchAttentionMma, mmaName, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
 import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_forward.js";
 import type { BackwardTiles } from "./variants.js";
 import { compare, filled, patterned, randn, timeIt, type Check, type Result } from "./timing.js";
@@ -63,6 +64,8 @@ export async function benchMatmul(be: WebGpuBackend, s: MatmulShape, tile?: [str
 export interface AttentionVariant {
   name: string;
   forward?: ForwardTiles;
+  /** the forward on tensor cores with these tiles */
+  mma?: MmaTiles;
   backward?: BackwardTiles;
 }
 
@@ -80,9 +83,11 @@ export async function benchAttention(be: WebGpuBackend, T: number, backward: boo
   const grads = backward ? [patterned(be, n, 1), filled(be, n, 0), filled(be, n, 0), filled(be, n, 0)] : [];
   // the forward's tiles: the variant's, else the default's for this T (printed as the plan)
   const limits = { bytes: be.ctx.limits.maxComputeWorkgroupStorageSize, invocations: be.ctx.limits.maxComputeInvocationsPerWorkgroup };
-  const plan = forwardName(variant?.forward ?? chooseForwardTiles(K, limits, be.ctx.acquired.subgroupMinSize, T));
+  const mma = variant ? variant.mma : chooseMmaTiles(K, be.ctx.acquired.tensorCores, T, limits.bytes);
+  const plan = mma ? mmaName(mma) : forwardName(variant?.forward ?? chooseForwardTiles(K, limits, be.ctx.acquired.subgroupMinSize, T));
   const record = () => {
-    if (variant?.forward) dispatchAttentionForward(be.ctx, variant.forward, out, lse, q, k, v, d);
+    if (variant?.mma) dispatchAttentionMma(be.ctx, variant.mma, out, lse, q, k, v, d);
+    else if (variant?.forward) dispatchAttentionForward(be.ctx, variant.forward, out, lse, q, k, v, d);
     else be.kernels.attentionForward(out, lse, q, k, v, d);
     if (backward) {
       const [dout, dq, dk, dv] = grads;
@@ -134,7 +139,7 @@ function attentionRef(d: AttentionDims, backward: boolean) {
 
 /** The forward (and, unless the variant has only forward tiles, the backward) against ref on shape d. */
 export async function checkAttention(be: WebGpuBackend, v: AttentionVariant, d: AttentionDims): Promise<Check[]> {
-  const backward = !v.forward || !!v.backward;
+  const backward = !(v.forward || v.mma) || !!v.backward;
   const r = attentionRef(d, backward);
   const checks: Check[] = [];
   const shape = JSON.stringify(d);
@@ -143,7 +148,8 @@ export async function checkAttention(be: WebGpuBackend, v: AttentionVariant, d: 
     [r.q, r.k, r.v],
     [r.out.length, r.lse.length],
     ([out, lse]) => (out.set(r.out), lse.set(r.lse)),
-    ([out, lse], [q_, k_, v_]) => (v.forward ? dispatchAttentionForward(be.ctx, v.forward, out, lse, q_, k_, v_, d) : be.kernels.attentionForward(out, lse, q_, k_, v_, d)),
+    ([out, lse], [q_, k_, v_]) =>
+      v.mma ? dispatchAttentionMma(be.ctx, v.mma, out, lse, q_, k_, v_, d) : v.forward ? dispatchAttentionForward(be.ctx, v.forward, out, lse, q_, k_, v_, d) : be.kernels.attentionForward(out, lse, q_, k_, v_, d),
   );
   checks.push({ kernel: "attentionForward", variant: v.name, shape, relErr: fwd, ok: fwd.every((e) => e < 1e-5) });
   if (!backward) return checks;
@@ -178,4 +184,9 @@ export const ATTENTION_CHECKS: AttentionDims[] = [
   { B: 1, T: 1100, S: 1100, H: 4, G: 2, K: 64, scale: 0.125, causal: true, qOffset: 0, kvRows: 1100 },
   // decoding: one query row over a long cache
   { B: 1, T: 1, S: 3000, H: 4, G: 4, K: 64, scale: 0.125, causal: true, qOffset: 2999, kvRows: 3100 },
+  // long rows (the tensor cores' f32 accumulation drifts with the number of steps): every query
+  // over 16k keys, a causal 4k square, 3000 keys
+  { B: 1, T: 64, S: 16384, H: 1, G: 1, K: 64, scale: 0.125, causal: false, qOffset: 0, kvRows: 16384 },
+  { B: 1, T: 4096, S: 4096, H: 2, G: 1, K: 64, scale: 0.125, causal: true, qOffset: 0, kvRows: 4096 },
+  { B: 1, T: 3000, S: 3000, H: 1, G: 1, K: 64, scale: 0.125, causal: false, qOffset: 0, kvRows: 3000 },
 ];

@@ -10,7 +10,8 @@
  */
 import { WebGpuBackend } from "../../backend/webgpu/index.js";
 import { chooseMatmulPlan, chooseSplits, tileBytes } from "../../backend/webgpu/matmul.js";
-import { chooseBackwardTiles, chooseForwardTiles } from "../../backend/webgpu/attention.js";
+import { chooseBackwardTiles, chooseForwardTiles, chooseMmaTiles } from "../../backend/webgpu/attention.js";
+import { mmaName, mmaTilesFor, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
 import { forwardBytes, forwardName } from "../../backend/webgpu/attention_forward.js";
 import { threadsOf } from "../../backend/webgpu/attention_tiles.js";
 import { backwardBytes } from "../../backend/webgpu/attention_backward.js";
@@ -118,7 +119,12 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
     const chosen = {
       matmul: chooseMatmulPlan(4096, 4096, 4096, 1, limits).tile,
-      forward: Object.fromEntries([1024, 4096, 16384, 65536].map((T) => [T, forwardName(chooseForwardTiles(64, limits, ctx.acquired.subgroupMinSize, T))])),
+      forward: Object.fromEntries(
+        [1024, 4096, 16384, 65536].map((T) => {
+          const mma = chooseMmaTiles(64, ctx.acquired.tensorCores, T, limits.bytes);
+          return [T, mma ? mmaName(mma) : forwardName(chooseForwardTiles(64, limits, ctx.acquired.subgroupMinSize, T))];
+        }),
+      ),
       backward: Object.fromEntries(
         [1024, 4096, 16384, 65536].map((T) => [T, { dkv: chooseBackwardTiles("dkv", 64, limits, ctx.acquired.subgroupMinSize, T), dq: chooseBackwardTiles("dq", 64, limits, ctx.acquired.subgroupMinSize, T) }]),
       ),
@@ -128,11 +134,15 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     log(`# ${be.describe()}; subgroups >= ${ctx.acquired.subgroupMinSize}; tiles ${JSON.stringify(chosen)}`);
     const fits = (bytes: number, threads: number) => bytes <= limits.bytes && threads <= limits.invocations;
     const matmulVariants = Object.entries(VARIANTS.matmul).filter(([, t]) => fits(tileBytes(t), (t.BM / t.TM) * (t.BN / t.TN)));
+    // the tensor-core forward's tiles, and the same with other fold intervals and query chunks
+    const mmaDefault = ctx.acquired.tensorCores ? mmaTilesFor(64, limits.bytes, 16384) : null;
+    const mmaVariants: MmaTiles[] = mmaDefault ? [...[8, 16, 32].map((fold) => ({ ...mmaDefault, fold })), ...[0, 32, 128].map((QC) => ({ ...mmaDefault, QC }))] : [];
     const attnVariants: AttentionVariant[] = o.variants
       ? [
           ...Object.entries(VARIANTS.forward)
             .filter(([, c]) => fits(forwardBytes(c, 64), threadsOf(c)) && (!c.shuffle || c.TX <= ctx.acquired.subgroupMinSize))
             .map(([name, forward]) => ({ name, forward })),
+          ...mmaVariants.map((mma) => ({ name: mmaName(mma), mma })),
           ...Object.entries(VARIANTS.backward)
             .filter(([, t]) => (["dq", "dkv"] as const).every((k) => fits(backwardBytes(k, t[k], 64), threadsOf(t[k]))))
             .map(([name, backward]) => ({ name, backward })),
@@ -151,6 +161,8 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       }
       if (has("attention") || has("decode")) {
         for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: "default" }, d)));
+        // the default routes only long sequences to tensor cores: check them on every shape
+        if (mmaDefault && !o.variants) for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: mmaName(mmaDefault), mma: mmaDefault }, d)));
         for (const v of attnVariants) for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, v, d)));
       }
       for (const c of checks) if (!c.ok) log(`CHECK FAILED ${c.kernel} ${c.variant} ${c.shape}: rel err ${c.relErr.map((e) => e.toExponential(2)).join(" ")}`);
@@ -231,7 +243,8 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     }
     if (has("attention")) {
       if (o.variants) {
-        for (const T of quick ? [256] : [1024, 4096, 16384, 65536]) {
+        // (8k: where the default moves to tensor cores)
+        for (const T of quick ? [256] : [1024, 4096, 8192, 16384, 65536]) {
           for (const v of attnVariants) {
             if (v.backward && (T === 1024 || T === 65536)) continue;
             await attempt(`attention ${T} ${v.name}`, () => benchAttention(be, T, !!v.backward, v));

@@ -1,0 +1,63 @@
+/**
+ * The tensor-core attention forward (attention_mma.ts) runs only where the adapter has f16
+ * subgroup matrices, which SwiftShader does not: its results are checked against the CPU
+ * reference on the GPU machine (`seqlab bench gpu --check`, long rows included). Here every one
+ * of its kernels, for each head size it takes and each fold interval, must compile as WGSL on
+ * Dawn's null backend (which accepts the features and runs nothing), and the chooser must route
+ * only what the kernel takes.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { wgslSource } from "../src/backend/webgpu/context.js";
+import { mmaBytes, mmaDefs, mmaHeadOk, mmaTilesFor } from "../src/backend/webgpu/attention_mma.js";
+import { MMA_MIN_ROWS, chooseMmaTiles } from "../src/backend/webgpu/attention.js";
+
+const FEATURES = ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"];
+
+/** kept for the life of the process: Dawn tears its instance down when the object is collected */
+let gpu: GPU | null = null;
+
+async function nullDevice(): Promise<GPUDevice> {
+  const name = "webgpu";
+  const { create } = (await import(name)) as { create: (flags: string[]) => GPU };
+  gpu ??= create(["backend=null", "enable-dawn-features=allow_unsafe_apis"]);
+  const adapter = await gpu.requestAdapter();
+  assert.ok(adapter, "Dawn's null backend offers an adapter");
+  for (const f of FEATURES) assert.ok(adapter.features.has(f as GPUFeatureName), `null adapter has ${f}`);
+  return adapter.requestDevice({ requiredFeatures: FEATURES as GPUFeatureName[] });
+}
+
+test("the tensor-core forward's kernels compile for every head size they take", async () => {
+  const device = await nullDevice();
+  // the null backend does parse and type-check: a result matrix added to a left one is an error
+  const bad = device.createShaderModule({
+    code: "enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\n@compute @workgroup_size(32) fn main() { let a = subgroup_matrix_left<f16, 16, 16>(); let c = subgroup_matrix_result<f32, 16, 16>(); let d = subgroupMatrixMultiplyAccumulate(a, a, c); }",
+  });
+  assert.ok((await bad.getCompilationInfo()).messages.some((m) => m.type === "error"), "a left matrix as the right operand is an error");
+  for (const K of [16, 32, 48, 64]) {
+    const tiles = mmaTilesFor(K, 48 * 1024, 16384);
+    assert.ok(tiles, `tiles for head size ${K}`);
+    for (const [fold, QC] of [[1, 0], [16, 0], [32, 64]]) {
+      for (const def of mmaDefs(K, { ...tiles, fold, QC })) {
+        const module = device.createShaderModule({ code: wgslSource(def) });
+        const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error");
+        assert.deepEqual(
+          errors.map((e) => `${e.lineNum}: ${e.message}`),
+          [],
+          `${def.label} (K ${K}, fold ${fold})`,
+        );
+      }
+    }
+  }
+  device.destroy();
+});
+
+test("the tensor-core forward takes only head sizes and rows it was built for", () => {
+  for (const K of [8, 24, 72, 80, 128, 256]) assert.equal(mmaHeadOk(K), false, `head size ${K}`);
+  assert.equal(mmaTilesFor(64, mmaBytes({ NW: 4, BN: 32, fold: 16, QC: 0 }, 64) - 1, 16384), null, "tiles larger than the workgroup memory");
+  assert.equal(chooseMmaTiles(64, false, 65536, 48 * 1024), null, "no tensor cores");
+  assert.equal(chooseMmaTiles(64, true, MMA_MIN_ROWS - 1, 48 * 1024), null, "short sequences stay on the SIMT kernel");
+  assert.deepEqual(chooseMmaTiles(64, true, MMA_MIN_ROWS, 48 * 1024), { NW: 4, BN: 32, fold: 16, QC: 64 });
+  assert.deepEqual(chooseMmaTiles(64, true, 65536, 48 * 1024), { NW: 4, BN: 32, fold: 16, QC: 128 });
+  assert.equal(chooseMmaTiles(128, true, 65536, 48 * 1024), null, "head size 128");
+});
