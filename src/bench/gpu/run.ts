@@ -161,8 +161,11 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       }
       if (has("attention") || has("decode")) {
         for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: "default" }, d)));
-        // the default routes only long sequences to tensor cores: check them on every shape
-        if (mmaDefault && !o.variants) for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: mmaName(mmaDefault), mma: mmaDefault }, d)));
+        // the default routes only long sequences to tensor cores: check them on every shape, and
+        // with one query block a chunk (several chunks a batch row even on the small shapes)
+        if (mmaDefault && !o.variants) {
+          for (const mma of [mmaDefault, { ...mmaDefault, QC: 1 }]) for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: mmaName(mma), mma }, d)));
+        }
         for (const v of attnVariants) for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, v, d)));
       }
       for (const c of checks) if (!c.ok) log(`CHECK FAILED ${c.kernel} ${c.variant} ${c.shape}: rel err ${c.relErr.map((e) => e.toExponential(2)).join(" ")}`);
