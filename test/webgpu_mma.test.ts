@@ -11,6 +11,8 @@ import assert from "node:assert/strict";
 import { wgslSource } from "../src/backend/webgpu/context.js";
 import { mmaBytes, mmaDefs, mmaHeadOk, mmaTilesFor } from "../src/backend/webgpu/attention_mma.js";
 import { MMA_MIN_ROWS, chooseMmaTiles } from "../src/backend/webgpu/attention.js";
+import { matmulMmaDefs } from "../src/backend/webgpu/matmul_mma.js";
+import type { KernelDef } from "../src/backend/webgpu/context.js";
 
 const FEATURES = ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"];
 
@@ -27,26 +29,28 @@ async function nullDevice(): Promise<GPUDevice> {
   return adapter.requestDevice({ requiredFeatures: FEATURES as GPUFeatureName[] });
 }
 
-test("the tensor-core forward's kernels compile for every head size they take", async () => {
+test("the tensor-core kernels compile: the attention forward for every head size it takes, the matmul", async () => {
   const device = await nullDevice();
   // the null backend does parse and type-check: a result matrix added to a left one is an error
   const bad = device.createShaderModule({
     code: "enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\n@compute @workgroup_size(32) fn main() { let a = subgroup_matrix_left<f16, 16, 16>(); let c = subgroup_matrix_result<f32, 16, 16>(); let d = subgroupMatrixMultiplyAccumulate(a, a, c); }",
   });
   assert.ok((await bad.getCompilationInfo()).messages.some((m) => m.type === "error"), "a left matrix as the right operand is an error");
+  const compile = async (def: KernelDef, what: string) => {
+    const module = device.createShaderModule({ code: wgslSource(def) });
+    const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error");
+    assert.deepEqual(
+      errors.map((e) => `${e.lineNum}: ${e.message}`),
+      [],
+      `${def.label} (${what})`,
+    );
+  };
+  for (const fold of [1, 16]) for (const def of matmulMmaDefs({ fold })) await compile(def, `matmul fold ${fold}`);
   for (const K of [16, 32, 48, 64]) {
     const tiles = mmaTilesFor(K, 48 * 1024, 16384);
     assert.ok(tiles, `tiles for head size ${K}`);
     for (const [fold, QC] of [[1, 0], [16, 0], [32, 64]]) {
-      for (const def of mmaDefs(K, { ...tiles, fold, QC })) {
-        const module = device.createShaderModule({ code: wgslSource(def) });
-        const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error");
-        assert.deepEqual(
-          errors.map((e) => `${e.lineNum}: ${e.message}`),
-          [],
-          `${def.label} (K ${K}, fold ${fold})`,
-        );
-      }
+      for (const def of mmaDefs(K, { ...tiles, fold, QC })) await compile(def, `K ${K}, fold ${fold}`);
     }
   }
   device.destroy();

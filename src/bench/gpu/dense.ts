@@ -10,6 +10,7 @@ import { refKernels } from "../../backend/ref/index.js";
 import { chooseSplits, dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
 import { chooseForwardTiles, chooseMmaTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
 import { dispatchAttentionMma, mmaName, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
+import { dispatchMatmulMma, matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
 import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_forward.js";
 import type { BackwardTiles } from "./variants.js";
 import { compare, filled, patterned, randn, timeIt, type Check, type Result } from "./timing.js";
@@ -46,8 +47,11 @@ export const LINEAR_SHAPES: MatmulShape[] = [
 /** "MxNxK", with the operands' layout when one is transposed: the key both sides report. */
 export const matmulShapeName = (s: MatmulShape) => `${s.M}x${s.N}x${s.K}${s.transA || s.transB ? ` ${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}` : ""}`;
 
-/** A product timed with the default plan, or with a variant's tile (in `splits` K slices: "auto" = chooseSplits's). */
-export async function benchMatmul(be: WebGpuBackend, s: MatmulShape, tile?: [string, MatmulTile], splits: number | "auto" = 1): Promise<Result> {
+/**
+ * A product timed with the default plan, or with a variant's tile (in `splits` K slices: "auto" =
+ * chooseSplits's), or on tensor cores with `mma`'s tiles.
+ */
+export async function benchMatmul(be: WebGpuBackend, s: MatmulShape, tile?: [string, MatmulTile], splits: number | "auto" = 1, mma?: MatmulMmaTiles): Promise<Result> {
   const a = patterned(be, s.M * s.K, 1);
   const b = patterned(be, s.K * s.N, 1);
   const out = filled(be, s.M * s.N, 0);
@@ -55,10 +59,10 @@ export async function benchMatmul(be: WebGpuBackend, s: MatmulShape, tile?: [str
   const flops = 2 * s.M * s.N * s.K;
   const iterations = flops <= 2 * 4096 ** 3 ? 10 : 3;
   const S = splits !== "auto" ? splits : tile ? chooseSplits(tile[1], s.M, s.N, s.K, 1) : 1;
-  const record = tile ? () => dispatchMatmul(be.ctx, tile[1], out, a, b, d, S) : () => be.kernels.matmul(out, a, b, d);
+  const record = mma ? () => dispatchMatmulMma(be.ctx, mma, out, a, b, d) : tile ? () => dispatchMatmul(be.ctx, tile[1], out, a, b, d, S) : () => be.kernels.matmul(out, a, b, d);
   const { seconds, timing } = await timeIt(be, record, iterations);
   for (const h of [a, b, out]) be.release(h);
-  return { section: "matmul", name: "matmul", shape: matmulShapeName(s), variant: tile ? `${tile[0]}${S > 1 ? ` split${S}` : ""}` : undefined, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
+  return { section: "matmul", name: "matmul", shape: matmulShapeName(s), variant: mma ? matmulMmaName(mma) : tile ? `${tile[0]}${S > 1 ? ` split${S}` : ""}` : undefined, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
 }
 
 export interface AttentionVariant {
@@ -105,14 +109,14 @@ export async function benchAttention(be: WebGpuBackend, T: number, backward: boo
   return { section: "attention", name, shape: `B${B} H${H} K${K} T${T} causal`, variant: variant?.name, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing, extra: { plan } };
 }
 
-export async function checkMatmul(be: WebGpuBackend, name: string, tile: MatmulTile | null, d: MatmulDims): Promise<Check> {
+export async function checkMatmul(be: WebGpuBackend, name: string, tile: MatmulTile | null, d: MatmulDims, mma?: MatmulMmaTiles): Promise<Check> {
   const { M, N, K } = d;
   const errs = await compare(
     be,
     [randn(M * K), randn(K * N)],
     [M * N],
     ([out], [a, b]) => refKernels.matmul(out, a, b, d),
-    ([out], [a, b]) => (tile ? dispatchMatmul(be.ctx, tile, out, a, b, d) : be.kernels.matmul(out, a, b, d)),
+    ([out], [a, b]) => (mma ? dispatchMatmulMma(be.ctx, mma, out, a, b, d) : tile ? dispatchMatmul(be.ctx, tile, out, a, b, d) : be.kernels.matmul(out, a, b, d)),
   );
   return { kernel: "matmul", variant: name, shape: JSON.stringify(d), relErr: errs, ok: errs.every((e) => e < 1e-5) };
 }
@@ -175,6 +179,8 @@ export const MATMUL_CHECKS: MatmulDims[] = [
   // large enough for the 128-wide tiles: aligned, and ragged with a transposed operand
   { M: 2048, N: 2048, K: 64, transA: false, transB: false, accumulate: false },
   { M: 1100, N: 2000, K: 36, transA: true, transB: false, accumulate: false },
+  // a long K (the tensor cores' f32 accumulation drifts with it), both operands transposed
+  { M: 256, N: 192, K: 4096, transA: true, transB: true, accumulate: false },
 ];
 export const ATTENTION_CHECKS: AttentionDims[] = [
   { B: 1, T: 300, S: 300, H: 2, G: 1, K: 64, scale: 0.125, causal: true, qOffset: 0, kvRows: 300 },

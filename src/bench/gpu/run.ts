@@ -12,6 +12,7 @@ import { WebGpuBackend } from "../../backend/webgpu/index.js";
 import { chooseMatmulPlan, chooseSplits, tileBytes } from "../../backend/webgpu/matmul.js";
 import { chooseBackwardTiles, chooseForwardTiles, chooseMmaTiles } from "../../backend/webgpu/attention.js";
 import { mmaName, mmaTilesFor, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
+import { matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
 import { forwardBytes, forwardName } from "../../backend/webgpu/attention_forward.js";
 import { threadsOf } from "../../backend/webgpu/attention_tiles.js";
 import { backwardBytes } from "../../backend/webgpu/attention_backward.js";
@@ -134,6 +135,8 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     log(`# ${be.describe()}; subgroups >= ${ctx.acquired.subgroupMinSize}; tiles ${JSON.stringify(chosen)}`);
     const fits = (bytes: number, threads: number) => bytes <= limits.bytes && threads <= limits.invocations;
     const matmulVariants = Object.entries(VARIANTS.matmul).filter(([, t]) => fits(tileBytes(t), (t.BM / t.TM) * (t.BN / t.TN)));
+    // the tensor-core matmul (checked wherever the adapter has tensor cores, timed with --variants)
+    const matmulMmaVariants: MatmulMmaTiles[] = ctx.acquired.tensorCores ? [8, 16, 32].map((fold) => ({ fold })).filter((c) => !o.variantNames || o.variantNames.some((n) => matmulMmaName(c).includes(n))) : [];
     // the tensor-core forward's tiles, and the same with other fold intervals and query chunks
     const mmaDefault = ctx.acquired.tensorCores ? mmaTilesFor(64, limits.bytes, 16384) : null;
     const mmaVariants: MmaTiles[] = mmaDefault ? [...[8, 16, 32].map((fold) => ({ ...mmaDefault, fold })), ...[0, 32, 128].map((QC) => ({ ...mmaDefault, QC }))] : [];
@@ -158,6 +161,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       if (has("matmul")) {
         for (const d of MATMUL_CHECKS) checks.push(await checkMatmul(be, "default", null, d));
         if (o.variants) for (const [name, tile] of matmulVariants) for (const d of [MATMUL_CHECKS[0], MATMUL_CHECKS[1]]) checks.push(await checkMatmul(be, name, tile, d));
+        for (const mma of matmulMmaVariants) for (const d of MATMUL_CHECKS) checks.push(await checkMatmul(be, matmulMmaName(mma), null, d, mma));
       }
       if (has("attention") || has("decode")) {
         for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: "default" }, d)));
@@ -235,11 +239,12 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       const shapes = quick ? [square(256), square(512), { ...square(512), transB: true }, { ...square(512), transA: true }] : [square(4096), square(8192), ...LINEAR_SHAPES];
       if (o.variants) {
         for (const s of quick ? shapes.slice(1) : shapes) {
-          for (const e of matmulVariants) {
+          for (const e of matmulVariants.filter(([name]) => !o.variantNames || o.variantNames.some((n) => name.includes(n)))) {
             await attempt(`matmul ${matmulShapeName(s)} ${e[0]}`, () => benchMatmul(be, s, e));
             // and in K slices where split-K would take some
             if (chooseSplits(e[1], s.M, s.N, s.K, 1) > 1) await attempt(`matmul ${matmulShapeName(s)} ${e[0]} split`, () => benchMatmul(be, s, e, "auto"));
           }
+          for (const mma of matmulMmaVariants) await attempt(`matmul ${matmulShapeName(s)} ${matmulMmaName(mma)}`, () => benchMatmul(be, s, undefined, 1, mma));
         }
       }
       for (const s of shapes) report(await benchMatmul(be, s));

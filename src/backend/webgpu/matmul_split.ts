@@ -1,0 +1,135 @@
+/**
+ * A matmul operand as rows of f16 halves for the tensor-core matmul (matmul_mma.ts): row r of
+ * the "row operand" is what one output row or column takes its dot products with, A's row r
+ * (M rows over K) or B's column r (N rows over K). Each row is scaled by the power of two that
+ * takes its largest magnitude into [2^14, 2^15) and split into hi and lo halves
+ * (attention_split.ts says why 22 of fp32's 24 bits survive), written (batch, Rp, Kp) row-major:
+ * rows past R and columns past K zero, so the kernel reads whole tiles without bounds tests.
+ *
+ * The source element (b, r, k) is at b sB + r sR + k sK: A is (sR, sK) = (K, 1), transposed
+ * (1, M); B is (1, N), transposed (K, 1). Two passes: each row's largest magnitude (atomicMax
+ * on the bits of non-negative floats, which order as their bits), then the split.
+ */
+import type { GpuContext, KernelDef } from "./context.js";
+import { grid1d } from "./context.js";
+import { EXP_OF } from "./attention_split.js";
+import { LINEAR_INDEX } from "./wgsl.js";
+import type { GpuTensorBuffer } from "./pool.js";
+
+/** k a thread of the row-maximum pass reads */
+const MAX_CHUNK = 64;
+
+const UNIFORMS: KernelDef["uniforms"] = [
+  ["batch", "u32"],
+  ["R", "u32"],
+  ["K", "u32"],
+  ["Rp", "u32"],
+  ["Kp", "u32"],
+  ["sB", "u32"],
+  ["sR", "u32"],
+  ["sK", "u32"],
+  ["n", "u32"],
+];
+
+/** Thread per (b, chunk of MAX_CHUNK k, r), r fastest: rows next to each other in memory are read together. */
+const rowmaxDef = (): KernelDef => ({
+  label: "matmulSplitRowmax",
+  uniforms: UNIFORMS,
+  bindings: [
+    ["rowmax", "write", "array<atomic<u32>>"],
+    ["x", "read", "array<f32>"],
+  ],
+  body: `${LINEAR_INDEX(256)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  if (i >= u.n) { return; }
+  let r = i % u.R;
+  let kq = (i / u.R) % ((u.K + ${MAX_CHUNK - 1}u) / ${MAX_CHUNK}u);
+  let b = i / u.R / ((u.K + ${MAX_CHUNK - 1}u) / ${MAX_CHUNK}u);
+  let k0 = kq * ${MAX_CHUNK}u;
+  let k1 = min(u.K, k0 + ${MAX_CHUNK}u);
+  let base = b * u.sB + r * u.sR;
+  var a = 0.0;
+  for (var k = k0; k < k1; k++) { a = max(a, abs(x[base + k * u.sK])); }
+  atomicMax(&rowmax[b * u.Rp + r], bitcast<u32>(a));
+}`,
+});
+
+/** Thread per (b, r, 4 k), k fastest: the halves are written in rows. */
+const splitDef = (): KernelDef => ({
+  label: "matmulSplit",
+  uniforms: UNIFORMS,
+  enables: ["f16"],
+  bindings: [
+    ["hi", "write", "array<f16>"],
+    ["lo", "write", "array<f16>"],
+    ["ex", "write", "array<i32>"],
+    ["rowmax", "read", "array<u32>"],
+    ["x", "read", "array<f32>"],
+  ],
+  body: `${LINEAR_INDEX(256)}${EXP_OF}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  if (i >= u.n) { return; }
+  let k4 = u.Kp / 4u;
+  let kq = i % k4;
+  let r = (i / k4) % u.Rp;
+  let b = i / k4 / u.Rp;
+  let e = select(0, expOf(bitcast<f32>(rowmax[b * u.Rp + r])), r < u.R);
+  if (kq == 0u) { ex[b * u.Rp + r] = e; }
+  // 2^e as a float built from its bits (e within [-100, 100]): exact, unlike a general ldexp
+  let scale = bitcast<f32>(u32(127 + e) << 23u);
+  let dst = (b * u.Rp + r) * u.Kp + kq * 4u;
+  for (var q = 0u; q < 4u; q++) {
+    let k = kq * 4u + q;
+    var y = 0.0;
+    if (r < u.R && k < u.K) { y = x[b * u.sB + r * u.sR + k * u.sK] * scale; }
+    let h = hiPart(y);
+    hi[dst + q] = f16(h);
+    lo[dst + q] = f16(y - h);
+  }
+}`,
+});
+
+const zeroDef = (): KernelDef => ({
+  label: "matmulSplitZero",
+  uniforms: [["n", "u32"]],
+  bindings: [["x", "write", "array<u32>"]],
+  body: `${LINEAR_INDEX(256)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  if (i < u.n) { x[i] = 0u; }
+}`,
+});
+
+/** A split operand: halves (batch, Rp, Kp) and row exponents (batch, Rp); release() returns them to the pool. */
+export interface SplitOperand {
+  hi: GPUBuffer;
+  lo: GPUBuffer;
+  ex: GPUBuffer;
+  release(): void;
+}
+
+/**
+ * Record the split of `batch` row operands of R rows over K (padded to Rp, Kp) whose element
+ * (b, r, k) sits at b sB + r sR + k sK of x.
+ */
+export function splitOperand(ctx: GpuContext, x: GpuTensorBuffer, batch: number, R: number, K: number, Rp: number, Kp: number, sB: number, sR: number, sK: number): SplitOperand {
+  const hi = ctx.pool.acquire(Math.max(16, batch * Rp * Kp * 2));
+  const lo = ctx.pool.acquire(Math.max(16, batch * Rp * Kp * 2));
+  const ex = ctx.pool.acquire(Math.max(16, batch * Rp * 4));
+  const rowmax = ctx.pool.acquire(Math.max(16, batch * Rp * 4));
+  ctx.dispatch(ctx.pipeline("matmulSplitZero", zeroDef), [rowmax], [batch * Rp], grid1d(batch * Rp, 256));
+  const nMax = batch * R * Math.ceil(K / MAX_CHUNK);
+  if (nMax > 0) ctx.dispatch(ctx.pipeline("matmulSplitRowmax", rowmaxDef), [rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nMax], grid1d(nMax, 256));
+  const nSplit = (batch * Rp * Kp) / 4;
+  ctx.dispatch(ctx.pipeline("matmulSplit", splitDef), [hi, lo, ex, rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nSplit], grid1d(nSplit, 256));
+  ctx.pool.release(rowmax);
+  return { hi, lo, ex, release: () => [hi, lo, ex].forEach((b) => ctx.pool.release(b)) };
+}
+
+/** The split's kernels (tests compile them where no GPU runs them). */
+export const matmulSplitDefs = (): KernelDef[] => [rowmaxDef(), splitDef(), zeroDef()];
