@@ -45,7 +45,12 @@ test("the tensor-core kernels compile: the attention forward for every head size
       `${def.label} (${what})`,
     );
   };
-  for (const fold of [1, 16]) for (const def of matmulMmaDefs({ fold })) await compile(def, `matmul fold ${fold}`);
+  const matmulTiles = [
+    { RG: 4, CG: 2, SI: 2, SJ: 2, fold: 1 },
+    { RG: 2, CG: 2, SI: 2, SJ: 4, fold: 16 },
+    { RG: 1, CG: 1, SI: 1, SJ: 1, fold: 16, CS: 16 },
+  ];
+  for (const c of matmulTiles) for (const def of matmulMmaDefs(c)) await compile(def, `matmul ${JSON.stringify(c)}`);
   for (const K of [16, 32, 48, 64]) {
     const tiles = mmaTilesFor(K, 48 * 1024, 16384);
     assert.ok(tiles, `tiles for head size ${K}`);

@@ -24,33 +24,42 @@ import { matmulSplitDefs, splitOperand } from "./matmul_split.js";
 type S = GpuTensorBuffer;
 
 export interface MatmulMmaTiles {
+  /** subgroups along rows and along columns */
+  RG: number;
+  CG: number;
+  /** 16 x 16 result matrices of a subgroup along rows and along columns */
+  SI: number;
+  SJ: number;
   /** the accumulators are folded into fp32 registers every this many K steps */
   fold: number;
+  /** floats a scratch row (16 + padding) */
+  CS?: number;
 }
 
-/** output tile rows and columns, K step */
-const BM = 128;
-const BN = 64;
+/** the K step */
 const BK = 32;
-/** subgroups: RG along rows x CG along columns, each a 32 x 32 block */
-const RG = 4;
-const CG = 2;
-const NW = RG * CG;
-const THREADS = 32 * NW;
 /** halves a staged row (BK + 8 of padding: rows 80 bytes apart) */
 const KS = BK + 8;
-/** floats a scratch row (16 + 4) */
-const CS = 20;
-/** vec4<u32> (8 halves) of one staged region: A's BM rows or B's BN rows of BK halves */
-const A_V4 = (BM * BK) / 8;
-const B_V4 = (BN * BK) / 8;
-/** regions of the staged halves: A hi, A lo, B hi, B lo */
-const REGION = [0, BM * KS, 2 * BM * KS, 2 * BM * KS + BN * KS];
 
-export const MATMUL_MMA_TILE = { BM, BN, BK };
+/** Output tile rows and columns, threads, and the staged regions' sizes. */
+export function matmulMmaGeometry(c: MatmulMmaTiles) {
+  const BM = 16 * c.RG * c.SI;
+  const BN = 16 * c.CG * c.SJ;
+  const NW = c.RG * c.CG;
+  const THREADS = 32 * NW;
+  const CS = c.CS ?? 20;
+  /** vec4<u32> (8 halves) of one staged region: A's BM rows or B's BN rows of BK halves */
+  const A_V4 = (BM * BK) / 8;
+  const B_V4 = (BN * BK) / 8;
+  /** regions of the staged halves: A hi, A lo, B hi, B lo */
+  const REGION = [0, BM * KS, 2 * BM * KS, 2 * BM * KS + BN * KS];
+  const bytes = 2 * 2 * (BM + BN) * KS + 4 * NW * 16 * CS;
+  return { BM, BN, NW, THREADS, CS, A_V4, B_V4, REGION, bytes };
+}
 
 export function matmulMmaName(c: MatmulMmaTiles): string {
-  return `mma f16x3 ${BM}x${BN}x${BK} fold${c.fold}`;
+  const { BM, BN } = matmulMmaGeometry(c);
+  return `mma f16x3 ${BM}x${BN}x${BK} w${c.RG}x${c.CG} fold${c.fold}${c.CS ? ` cs${c.CS}` : ""}`;
 }
 
 const LEFT = "subgroup_matrix_left<f16, 16, 16>";
@@ -59,7 +68,11 @@ const RESULT = "subgroup_matrix_result<f32, 16, 16>";
 const load = (type: string, major: string, off: number) => `subgroupMatrixLoad<${type}, ${major}>(&sH, ${off}u, ${KS}u)`;
 
 export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
-  if (A_V4 % THREADS !== 0 || B_V4 % THREADS !== 0) throw new Error("internal: matmul mma tile");
+  const { BN, NW, THREADS, CS, A_V4, B_V4, REGION } = matmulMmaGeometry(c);
+  const { RG, CG, SI, SJ } = c;
+  if (A_V4 % THREADS !== 0 || B_V4 % THREADS !== 0) throw new Error(`internal: matmul mma tiles ${JSON.stringify(c)}`);
+  const RI = range(SI);
+  const RJ = range(SJ);
   // a step's copies: thread lid moves vec4 number lid + off of region `region` (A hi, A lo, B hi,
   // B lo), each region a whole number of THREADS vec4s
   const copies = [0, 1, 2, 3].flatMap((region) => range((region < 2 ? A_V4 : B_V4) / THREADS).map((i) => ({ region, off: i * THREADS })));
@@ -80,28 +93,28 @@ export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
   const fragments = (kc: number) => `${range(RG)
     .map(
       (g) =>
-        `${g ? "else " : ""}if (rg == ${g}u) { ${range(2)
-          .map((i) => `aH${i} = ${load(LEFT, "row_major", REGION[0] + (g * 32 + 16 * i) * KS + 16 * kc)}; aL${i} = ${load(LEFT, "row_major", REGION[1] + (g * 32 + 16 * i) * KS + 16 * kc)};`)
+        `${g ? "else " : ""}if (rg == ${g}u) { ${RI
+          .map((i) => `aH${i} = ${load(LEFT, "row_major", REGION[0] + (g * 16 * SI + 16 * i) * KS + 16 * kc)}; aL${i} = ${load(LEFT, "row_major", REGION[1] + (g * 16 * SI + 16 * i) * KS + 16 * kc)};`)
           .join(" ")} }`,
     )
     .join("\n      ")}
       ${range(CG)
         .map(
           (g) =>
-            `${g ? "else " : ""}if (cg == ${g}u) { ${range(2)
-              .map((j) => `bH${j} = ${load(RIGHT, "col_major", REGION[2] + (g * 32 + 16 * j) * KS + 16 * kc)}; bL${j} = ${load(RIGHT, "col_major", REGION[3] + (g * 32 + 16 * j) * KS + 16 * kc)};`)
+            `${g ? "else " : ""}if (cg == ${g}u) { ${RJ
+              .map((j) => `bH${j} = ${load(RIGHT, "col_major", REGION[2] + (g * 16 * SJ + 16 * j) * KS + 16 * kc)}; bL${j} = ${load(RIGHT, "col_major", REGION[3] + (g * 16 * SJ + 16 * j) * KS + 16 * kc)};`)
               .join(" ")} }`,
         )
         .join("\n      ")}`;
   // acc += a b as three f16 products, the small ones first
-  const products = range(2)
-    .flatMap((i) => range(2).map((j) => `c${i}${j} = subgroupMatrixMultiplyAccumulate(aL${i}, bH${j}, c${i}${j}); c${i}${j} = subgroupMatrixMultiplyAccumulate(aH${i}, bL${j}, c${i}${j}); c${i}${j} = subgroupMatrixMultiplyAccumulate(aH${i}, bH${j}, c${i}${j});`))
+  const products = RI
+    .flatMap((i) => RJ.map((j) => `c${i}${j} = subgroupMatrixMultiplyAccumulate(aL${i}, bH${j}, c${i}${j}); c${i}${j} = subgroupMatrixMultiplyAccumulate(aH${i}, bL${j}, c${i}${j}); c${i}${j} = subgroupMatrixMultiplyAccumulate(aH${i}, bH${j}, c${i}${j});`))
     .join("\n      ");
   // each result matrix through the subgroup's scratch into the lane's fp32 registers: lane l takes
   // row l / 2, columns 8 (l % 2) .. + 8
-  const fold = range(2)
+  const fold = RI
     .flatMap((i) =>
-      range(2).map(
+      RJ.map(
         (j) => `subgroupMatrixStore<row_major>(&sC, sw, c${i}${j}, ${CS}u);
     workgroupBarrier();
     ${range(8)
@@ -112,16 +125,16 @@ export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
       ),
     )
     .join("\n    ");
-  const store = range(2)
+  const store = RI
     .flatMap((i) =>
-      range(2).map(
+      RJ.map(
         (j) => `{
-    let r = m0 + rg * 32u + ${16 * i}u + lr;
+    let r = m0 + rg * ${16 * SI}u + ${16 * i}u + lr;
     if (r < u.M) {
-      let sa = bitcast<f32>(u32(127 - ae[aRow0 + rg * 32u + ${16 * i}u + lr]) << 23u);
+      let sa = bitcast<f32>(u32(127 - ae[aRow0 + rg * ${16 * SI}u + ${16 * i}u + lr]) << 23u);
       let ob = bo + r * u.N;
       ${range(8)
-        .map((q) => `{ let cc = n0 + cg * 32u + ${16 * j}u + lc + ${q}u; if (cc < u.N) { let v = f${i}${j}_${q} * sa * bitcast<f32>(u32(127 - be[bRow0 + cg * 32u + ${16 * j}u + lc + ${q}u]) << 23u); if (u.accumulate != 0u) { out[ob + cc] = out[ob + cc] + v; } else { out[ob + cc] = v; } } }`)
+        .map((q) => `{ let cc = n0 + cg * ${16 * SJ}u + ${16 * j}u + lc + ${q}u; if (cc < u.N) { let v = f${i}${j}_${q} * sa * bitcast<f32>(u32(127 - be[bRow0 + cg * ${16 * SJ}u + ${16 * j}u + lc + ${q}u]) << 23u); if (u.accumulate != 0u) { out[ob + cc] = out[ob + cc] + v; } else { out[ob + cc] = v; } } }`)
         .join("\n      ")}
     }
   }`,
@@ -152,7 +165,7 @@ export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
       ["be", "read", "array<i32>"],
     ],
     body: `
-var<workgroup> sH: array<f16, ${2 * (BM + BN) * KS}>;
+var<workgroup> sH: array<f16, ${2 * (matmulMmaGeometry(c).BM + BN) * KS}>;
 var<workgroup> sC: array<f32, ${NW * 16 * CS}>;
 
 @compute @workgroup_size(${THREADS})
@@ -163,21 +176,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let lc = (lane % 2u) * 8u;
   let sw = sgid * ${16 * CS}u;
   let n0 = wid.x * ${BN}u;
-  let m0 = wid.y * ${BM}u;
+  let m0 = wid.y * ${matmulMmaGeometry(c).BM}u;
   let b = wid.z;
   let kp8 = u.Kp / 8u;
   // first rows of this tile in the split operands (a broadcast operand has one batch)
   let aRow0 = b * u.batchA * u.Mp + m0;
   let bRow0 = b * u.batchB * u.Np + n0;
   let bo = b * u.sO;
-  ${range(2)
-    .flatMap((i) => range(2).map((j) => `var c${i}${j} = ${RESULT}();`))
-    .join(" ")}
-  ${range(2)
-    .flatMap((i) => range(2).flatMap((j) => range(8).map((q) => `var f${i}${j}_${q} = 0.0;`)))
-    .join(" ")}
-  var aH0: ${LEFT}; var aL0: ${LEFT}; var aH1: ${LEFT}; var aL1: ${LEFT};
-  var bH0: ${RIGHT}; var bL0: ${RIGHT}; var bH1: ${RIGHT}; var bL1: ${RIGHT};
+  ${RI.flatMap((i) => RJ.map((j) => `var c${i}${j} = ${RESULT}();`)).join(" ")}
+  ${RI.flatMap((i) => RJ.flatMap((j) => range(8).map((q) => `var f${i}${j}_${q} = 0.0;`))).join(" ")}
+  ${RI.map((i) => `var aH${i}: ${LEFT}; var aL${i}: ${LEFT};`).join(" ")}
+  ${RJ.map((j) => `var bH${j}: ${RIGHT}; var bL${j}: ${RIGHT};`).join(" ")}
   ${copies
     .map((_, e) => `var pre${e}: vec4<u32>;`)
     .join(" ")}
@@ -217,6 +226,7 @@ export function dispatchMatmulMma(ctx: GpuContext, c: MatmulMmaTiles, out: S, a:
   const { M, N, K, transA, transB } = d;
   const batch = d.batch ?? 1;
   if (M === 0 || N === 0 || batch === 0) return;
+  const { BM, BN } = matmulMmaGeometry(c);
   const sA = d.strideA ?? M * K;
   const sB = d.strideB ?? K * N;
   const Mp = Math.ceil(M / BM) * BM;
@@ -227,7 +237,7 @@ export function dispatchMatmulMma(ctx: GpuContext, c: MatmulMmaTiles, out: S, a:
   const batchB = sB === 0 ? 1 : batch;
   const A = splitOperand(ctx, a, batchA, M, K, Mp, Kp, sA, transA ? 1 : K, transA ? M : 1);
   const B = splitOperand(ctx, b, batchB, N, K, Np, Kp, sB, transB ? K : 1, transB ? 1 : N);
-  const p = ctx.pipeline(`matmulMma:${c.fold}`, () => matmulMmaDef(c));
+  const p = ctx.pipeline(`matmulMma:${c.RG}:${c.CG}:${c.SI}:${c.SJ}:${c.fold}:${c.CS ?? 20}`, () => matmulMmaDef(c));
   const uniforms = [M, N, Mp, Np, Kp, d.strideOut ?? M * N, d.accumulate ? 1 : 0, sA === 0 ? 0 : 1, sB === 0 ? 0 : 1];
   ctx.dispatch(p, [out, A.hi, A.lo, A.ex, B.hi, B.lo, B.ex], uniforms, [Np / BN, Mp / BM, batch]);
   A.release();

@@ -12,7 +12,7 @@ import { WebGpuBackend } from "../../backend/webgpu/index.js";
 import { chooseMatmulPlan, chooseSplits, tileBytes } from "../../backend/webgpu/matmul.js";
 import { chooseBackwardTiles, chooseForwardTiles, chooseMmaTiles } from "../../backend/webgpu/attention.js";
 import { mmaName, mmaTilesFor, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
-import { matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
+import { matmulMmaGeometry, matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
 import { forwardBytes, forwardName } from "../../backend/webgpu/attention_forward.js";
 import { threadsOf } from "../../backend/webgpu/attention_tiles.js";
 import { backwardBytes } from "../../backend/webgpu/attention_backward.js";
@@ -136,7 +136,19 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const fits = (bytes: number, threads: number) => bytes <= limits.bytes && threads <= limits.invocations;
     const matmulVariants = Object.entries(VARIANTS.matmul).filter(([, t]) => fits(tileBytes(t), (t.BM / t.TM) * (t.BN / t.TN)));
     // the tensor-core matmul (checked wherever the adapter has tensor cores, timed with --variants)
-    const matmulMmaVariants: MatmulMmaTiles[] = ctx.acquired.tensorCores ? [8, 16, 32].map((fold) => ({ fold })).filter((c) => !o.variantNames || o.variantNames.some((n) => matmulMmaName(c).includes(n))) : [];
+    const matmulMmaVariants: MatmulMmaTiles[] = ctx.acquired.tensorCores
+      ? (
+          [
+            { RG: 4, CG: 2, SI: 2, SJ: 2, fold: 16 },
+            { RG: 4, CG: 2, SI: 2, SJ: 2, fold: 32 },
+            { RG: 4, CG: 2, SI: 2, SJ: 4, fold: 16, CS: 16 },
+            { RG: 2, CG: 2, SI: 2, SJ: 4, fold: 16 },
+            { RG: 4, CG: 1, SI: 2, SJ: 4, fold: 16 },
+            { RG: 2, CG: 4, SI: 2, SJ: 2, fold: 16 },
+            { RG: 2, CG: 2, SI: 4, SJ: 2, fold: 16 },
+          ] as MatmulMmaTiles[]
+        ).filter((c) => matmulMmaGeometry(c).bytes <= limits.bytes && (!o.variantNames || o.variantNames.some((n) => matmulMmaName(c).includes(n))))
+      : [];
     // the tensor-core forward's tiles, and the same with other fold intervals and query chunks
     const mmaDefault = ctx.acquired.tensorCores ? mmaTilesFor(64, limits.bytes, 16384) : null;
     const mmaVariants: MmaTiles[] = mmaDefault ? [...[8, 16, 32].map((fold) => ({ ...mmaDefault, fold })), ...[0, 32, 128].map((QC) => ({ ...mmaDefault, QC }))] : [];
