@@ -88,7 +88,7 @@ export class WebGpuBackend implements Backend<S> {
 
   describe(): string {
     const l = this.ctx.limits;
-    const tc = this.ctx.acquired.tensorCores ? `, attention from ${MMA_MIN_ROWS} rows on f16 tensor cores (fp32 as 3 f16 products)` : "";
+    const tc = this.ctx.acquired.tensorCores ? `, large matmuls and attention from ${MMA_MIN_ROWS} rows on f16 tensor cores (fp32 as 3 f16 products)` : "";
     return `webgpu (${this.adapterName}, f32, ${Math.round(l.maxComputeWorkgroupStorageSize / 1024)} KiB workgroup memory${tc})`;
   }
 

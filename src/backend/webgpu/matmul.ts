@@ -27,6 +27,7 @@
  */
 import type { CoreKernels, MatmulDims } from "../kernels.js";
 import { routeMatmul } from "./matmul_half.js";
+import { chooseMatmulMma, dispatchMatmulMma } from "./matmul_mma.js";
 import { grid1d, type GpuContext, type KernelDef } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 
@@ -386,6 +387,8 @@ export function matmulKernels(ctx: GpuContext): Pick<CoreKernels<S>, "matmul"> {
     matmul(out, a, b, d: MatmulDims) {
       if (routeMatmul(ctx, out, a, b, d)) return; // half-precision weights and M = 1: matmul_half.ts
       const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
+      const mma = chooseMatmulMma(ctx.acquired.tensorCores, d, limits.bytes);
+      if (mma) return dispatchMatmulMma(ctx, mma, out, a, b, d);
       const { tile, splits } = chooseMatmulPlan(d.M, d.N, d.K, d.batch ?? 1, limits);
       dispatchMatmul(ctx, tile, out, a, b, d, splits);
     },

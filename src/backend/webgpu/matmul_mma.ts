@@ -36,6 +36,28 @@ export interface MatmulMmaTiles {
   CS?: number;
 }
 
+/**
+ * The tiles measured best on an H200 (bench/notes/gpu-tuning.md): 8 subgroups in a 4 x 2 grid,
+ * each a 32 x 64 block (2 x 4 result matrices) of a 128 x 128 output tile, the scratch rows
+ * unpadded so that it all fits 48 KiB; fold 16 (1.8e-6 relative error at K = 4096; fold 32
+ * 3.6e-6 at 2% less time).
+ */
+export const MATMUL_MMA_TILES: MatmulMmaTiles = { RG: 4, CG: 2, SI: 2, SJ: 4, fold: 16, CS: 16 };
+
+/**
+ * The tensor-core matmul's tiles for a product, or null where it should not run: no tensor
+ * cores, half-precision weights, a batched product (not measured), a K too short to pay for the
+ * split, or fewer output tiles than a large GPU has multiprocessors (128; there split-K on the
+ * SIMT kernel wins: a 768 x 1536 weight gradient over 2048 tokens ran 26.8 TFLOP/s in 8 slices
+ * against 18.7 here).
+ */
+export function chooseMatmulMma(tensorCores: boolean, d: MatmulDims, bytes: number): MatmulMmaTiles | null {
+  const c = MATMUL_MMA_TILES;
+  const { BM, BN, bytes: need } = matmulMmaGeometry(c);
+  if (!tensorCores || need > bytes || (d.bDtype ?? "f32") !== "f32" || (d.batch ?? 1) !== 1 || d.K < 128) return null;
+  return Math.ceil(d.M / BM) * Math.ceil(d.N / BN) >= 128 ? c : null;
+}
+
 /** the K step */
 const BK = 32;
 /** halves a staged row (BK + 8 of padding: rows 80 bytes apart) */

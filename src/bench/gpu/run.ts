@@ -12,7 +12,7 @@ import { WebGpuBackend } from "../../backend/webgpu/index.js";
 import { chooseMatmulPlan, chooseSplits, tileBytes } from "../../backend/webgpu/matmul.js";
 import { chooseBackwardTiles, chooseForwardTiles, chooseMmaTiles } from "../../backend/webgpu/attention.js";
 import { mmaName, mmaTilesFor, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
-import { matmulMmaGeometry, matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
+import { chooseMatmulMma, matmulMmaGeometry, matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
 import { forwardBytes, forwardName } from "../../backend/webgpu/attention_forward.js";
 import { threadsOf } from "../../backend/webgpu/attention_tiles.js";
 import { backwardBytes } from "../../backend/webgpu/attention_backward.js";
@@ -119,7 +119,9 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const ctx = be.ctx;
     const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
     const chosen = {
-      matmul: chooseMatmulPlan(4096, 4096, 4096, 1, limits).tile,
+      matmul: ((mma) => (mma ? matmulMmaName(mma) : chooseMatmulPlan(4096, 4096, 4096, 1, limits).tile))(
+        chooseMatmulMma(ctx.acquired.tensorCores, { M: 4096, N: 4096, K: 4096, transA: false, transB: false, accumulate: false }, limits.bytes),
+      ),
       forward: Object.fromEntries(
         [1024, 4096, 16384, 65536].map((T) => {
           const mma = chooseMmaTiles(64, ctx.acquired.tensorCores, T, limits.bytes);
@@ -139,13 +141,10 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const matmulMmaVariants: MatmulMmaTiles[] = ctx.acquired.tensorCores
       ? (
           [
-            { RG: 4, CG: 2, SI: 2, SJ: 2, fold: 16 },
-            { RG: 4, CG: 2, SI: 2, SJ: 2, fold: 32 },
             { RG: 4, CG: 2, SI: 2, SJ: 4, fold: 16, CS: 16 },
-            { RG: 2, CG: 2, SI: 2, SJ: 4, fold: 16 },
-            { RG: 4, CG: 1, SI: 2, SJ: 4, fold: 16 },
-            { RG: 2, CG: 4, SI: 2, SJ: 2, fold: 16 },
-            { RG: 2, CG: 2, SI: 4, SJ: 2, fold: 16 },
+            { RG: 4, CG: 2, SI: 2, SJ: 4, fold: 32, CS: 16 },
+            { RG: 2, CG: 4, SI: 4, SJ: 2, fold: 16, CS: 16 },
+            { RG: 4, CG: 2, SI: 2, SJ: 2, fold: 16 },
           ] as MatmulMmaTiles[]
         ).filter((c) => matmulMmaGeometry(c).bytes <= limits.bytes && (!o.variantNames || o.variantNames.some((n) => matmulMmaName(c).includes(n))))
       : [];
