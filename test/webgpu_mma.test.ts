@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { wgslSource } from "../src/backend/webgpu/context.js";
 import { mmaBytes, mmaDefs, mmaHeadOk, mmaTilesFor } from "../src/backend/webgpu/attention_mma.js";
 import { MMA_MIN_ROWS, chooseMmaTiles } from "../src/backend/webgpu/attention.js";
-import { matmulMmaDefs } from "../src/backend/webgpu/matmul_mma.js";
+import { MATMUL_MMA_TILES, chooseMatmulMma, matmulMmaDefs } from "../src/backend/webgpu/matmul_mma.js";
 import type { KernelDef } from "../src/backend/webgpu/context.js";
 
 const FEATURES = ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"];
@@ -69,4 +69,15 @@ test("the tensor-core forward takes only head sizes and rows it was built for", 
   assert.deepEqual(chooseMmaTiles(64, true, MMA_MIN_ROWS, 48 * 1024), { NW: 4, BN: 32, fold: 16, QC: 64 });
   assert.deepEqual(chooseMmaTiles(64, true, 65536, 48 * 1024), { NW: 4, BN: 32, fold: 16, QC: 128 });
   assert.equal(chooseMmaTiles(128, true, 65536, 48 * 1024), null, "head size 128");
+});
+
+test("the tensor-core matmul takes only large unbatched f32 products", () => {
+  const big = { M: 2048, N: 3072, K: 768, transA: false, transB: true, accumulate: false };
+  assert.deepEqual(chooseMatmulMma(true, big, 48 * 1024), MATMUL_MMA_TILES);
+  assert.equal(chooseMatmulMma(false, big, 48 * 1024), null, "no tensor cores");
+  assert.equal(chooseMatmulMma(true, big, 32 * 1024), null, "tiles larger than the workgroup memory");
+  assert.equal(chooseMatmulMma(true, { ...big, bDtype: "f16" }, 48 * 1024), null, "half-precision weights");
+  assert.equal(chooseMatmulMma(true, { ...big, batch: 2 }, 48 * 1024), null, "batched");
+  assert.equal(chooseMatmulMma(true, { ...big, K: 64 }, 48 * 1024), null, "short K");
+  assert.equal(chooseMatmulMma(true, { ...big, M: 768, N: 1536 }, 48 * 1024), null, "72 output tiles: split-K on the SIMT kernel");
 });
