@@ -119,7 +119,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const ctx = be.ctx;
     const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
     const chosen = {
-      matmul: ((mma) => (mma ? matmulMmaName(mma) : chooseMatmulPlan(4096, 4096, 4096, 1, limits).tile))(
+      matmul: ((mma) => (mma ? matmulMmaName(mma.tiles) : chooseMatmulPlan(4096, 4096, 4096, 1, limits).tile))(
         chooseMatmulMma(ctx.acquired.tensorCores, { M: 4096, N: 4096, K: 4096, transA: false, transB: false, accumulate: false }, limits.bytes),
       ),
       forward: Object.fromEntries(
@@ -255,7 +255,10 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
             // and in K slices where split-K would take some
             if (chooseSplits(e[1], s.M, s.N, s.K, 1) > 1) await attempt(`matmul ${matmulShapeName(s)} ${e[0]} split`, () => benchMatmul(be, s, e, "auto"));
           }
-          for (const mma of matmulMmaVariants) await attempt(`matmul ${matmulShapeName(s)} ${matmulMmaName(mma)}`, () => benchMatmul(be, s, undefined, 1, mma));
+          for (const mma of matmulMmaVariants) {
+            await attempt(`matmul ${matmulShapeName(s)} ${matmulMmaName(mma)}`, () => benchMatmul(be, s, undefined, 1, mma));
+            if (chooseSplits(matmulMmaGeometry(mma), s.M, s.N, s.K, 1) > 1) await attempt(`matmul ${matmulShapeName(s)} ${matmulMmaName(mma)} split`, () => benchMatmul(be, s, undefined, "auto", mma));
+          }
         }
       }
       for (const s of shapes) report(await benchMatmul(be, s));
