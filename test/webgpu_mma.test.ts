@@ -76,7 +76,8 @@ test("the tensor-core matmul takes only large unbatched f32 products", () => {
   assert.deepEqual(chooseMatmulMma(true, big, 48 * 1024), { tiles: MATMUL_MMA_TILES, splits: 1 });
   assert.equal(chooseMatmulMma(false, big, 48 * 1024), null, "no tensor cores");
   assert.equal(chooseMatmulMma(true, big, 32 * 1024), null, "tiles larger than the workgroup memory");
-  assert.equal(chooseMatmulMma(true, { ...big, bDtype: "f16" }, 48 * 1024), null, "half-precision weights");
+  assert.deepEqual(chooseMatmulMma(true, { ...big, bDtype: "bf16" }, 48 * 1024), { tiles: MATMUL_MMA_TILES, splits: 1 }, "half-precision weights too");
+  assert.equal(chooseMatmulMma(true, { ...big, M: 1 }, 48 * 1024), null, "a matrix-vector product");
   assert.equal(chooseMatmulMma(true, { ...big, batch: 2 }, 48 * 1024), null, "batched");
   assert.equal(chooseMatmulMma(true, { ...big, K: 64 }, 48 * 1024), null, "short K");
   assert.equal(chooseMatmulMma(true, { ...big, N: 80 }, 48 * 1024), null, "an output narrower than two tiles");

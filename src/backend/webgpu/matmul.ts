@@ -339,10 +339,11 @@ export function dispatchMatmul(ctx: GpuContext, tile: MatmulTile, out: S, a: S, 
 export function matmulKernels(ctx: GpuContext): Pick<CoreKernels<S>, "matmul"> {
   return {
     matmul(out, a, b, d: MatmulDims) {
-      if (routeMatmul(ctx, out, a, b, d)) return; // half-precision weights and M = 1: matmul_half.ts
       const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
+      // large products on tensor cores (f32 or half weights), then half weights and M = 1 (matmul_half.ts)
       const mma = chooseMatmulMma(ctx.acquired.tensorCores, d, limits.bytes);
       if (mma) return dispatchMatmulMma(ctx, mma.tiles, out, a, b, d, mma.splits);
+      if (routeMatmul(ctx, out, a, b, d)) return;
       const { tile, splits } = chooseMatmulPlan(d.M, d.N, d.K, d.batch ?? 1, limits);
       dispatchMatmul(ctx, tile, out, a, b, d, splits);
     },

@@ -47,7 +47,7 @@ export const MATMUL_MMA_TILES: MatmulMmaTiles = { RG: 4, CG: 2, SI: 2, SJ: 4, fo
 
 /**
  * The tensor-core matmul's tiles (and K slices: none) for a product, or null where it should not
- * run: no tensor cores, half-precision weights, a batched product (not measured), a K too short
+ * run (half-precision weights run here too, widened by the split): no tensor cores, a batched product (not measured), a K too short
  * to pay for the split, an output narrower than two tiles either way (mostly padding), or fewer
  * output tiles than a large GPU has multiprocessors (128). There split-K on the SIMT kernel wins:
  * on an H200 a 768 x 1536 weight gradient over 2048 tokens ran 26.9 TFLOP/s in 8 K slices there
@@ -57,7 +57,7 @@ export const MATMUL_MMA_TILES: MatmulMmaTiles = { RG: 4, CG: 2, SI: 2, SJ: 4, fo
 export function chooseMatmulMma(tensorCores: boolean, d: MatmulDims, bytes: number): { tiles: MatmulMmaTiles; splits: number } | null {
   const c = MATMUL_MMA_TILES;
   const g = matmulMmaGeometry(c);
-  if (!tensorCores || g.bytes > bytes || (d.bDtype ?? "f32") !== "f32" || (d.batch ?? 1) !== 1 || d.K < 128) return null;
+  if (!tensorCores || g.bytes > bytes || (d.batch ?? 1) !== 1 || d.K < 128) return null;
   if (d.M < 2 * g.BM || d.N < 2 * g.BN) return null;
   return Math.ceil(d.M / g.BM) * Math.ceil(d.N / g.BN) >= 128 ? { tiles: c, splits: 1 } : null;
 }
@@ -271,7 +271,7 @@ export function dispatchMatmulMma(ctx: GpuContext, c: MatmulMmaTiles, out: S, a:
   const batchA = sA === 0 ? 1 : batch;
   const batchB = sB === 0 ? 1 : batch;
   const A = splitOperand(ctx, a, batchA, M, K, Mp, Kp, sA, transA ? 1 : K, transA ? M : 1);
-  const B = splitOperand(ctx, b, batchB, N, K, Np, Kp, sB, transB ? K : 1, transB ? 1 : N);
+  const B = splitOperand(ctx, b, batchB, N, K, Np, Kp, sB, transB ? K : 1, transB ? 1 : N, d.bDtype ?? "f32");
   const p = ctx.pipeline(`matmulMma:${c.RG}:${c.CG}:${c.SI}:${c.SJ}:${c.fold}:${c.CS ?? 20}`, () => matmulMmaDef(c));
   const kSteps = Math.ceil(Kp / BK / splits);
   const total = batch * M * N;

@@ -7,13 +7,16 @@
  * rows past R and columns past K zero, so the kernel reads whole tiles without bounds tests.
  *
  * The source element (b, r, k) is at b sB + r sR + k sK: A is (sR, sK) = (K, 1), transposed
- * (1, M); B is (1, N), transposed (K, 1). Two passes: each row's largest magnitude (atomicMax
+ * (1, M); B is (1, N), transposed (K, 1). B may hold half-precision weights (f16 or bf16 bits),
+ * widened exactly as they are read: a half weight then splits into itself (hi) and 0 (lo) up to
+ * the power-of-two scale. Two passes: each row's largest magnitude (atomicMax
  * on the bits of non-negative floats, which order as their bits), then the split.
  */
+import type { WeightDtype } from "../kernels.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import { grid1d } from "./context.js";
 import { EXP_OF } from "./attention_split.js";
-import { LINEAR_INDEX } from "./wgsl.js";
+import { HALF, LINEAR_INDEX } from "./wgsl.js";
 import type { GpuTensorBuffer } from "./pool.js";
 
 /** k a thread of the row-maximum pass reads */
@@ -31,15 +34,30 @@ const UNIFORMS: KernelDef["uniforms"] = [
   ["n", "u32"],
 ];
 
+/**
+ * The source as f32: `xAt(e)`, element e of x, stored as f32 or as half bits packed two to a u32
+ * word (element 0 in the low half: a half-precision weight, MatmulDims.bDtype), widened exactly.
+ */
+function source(dtype: WeightDtype): { binding: [string, "read", string]; wgsl: string } {
+  if (dtype === "f32") return { binding: ["x", "read", "array<f32>"], wgsl: "fn xAt(e: u32) -> f32 { return x[e]; }\n" };
+  const dec = dtype === "f16" ? "f16_bits_to_f32_bits" : "bf16_bits_to_f32_bits";
+  return {
+    binding: ["x", "read", "array<u32>"],
+    wgsl: `${HALF}
+fn xAt(e: u32) -> f32 {
+  let w = x[e >> 1u];
+  return bitcast<f32>(${dec}(select(w & 0xffffu, w >> 16u, (e & 1u) == 1u)));
+}
+`,
+  };
+}
+
 /** Thread per (b, chunk of MAX_CHUNK k, r), r fastest: rows next to each other in memory are read together. */
-const rowmaxDef = (): KernelDef => ({
+const rowmaxDef = (dtype: WeightDtype): KernelDef => ({
   label: "matmulSplitRowmax",
   uniforms: UNIFORMS,
-  bindings: [
-    ["rowmax", "write", "array<atomic<u32>>"],
-    ["x", "read", "array<f32>"],
-  ],
-  body: `${LINEAR_INDEX(256)}
+  bindings: [["rowmax", "write", "array<atomic<u32>>"], source(dtype).binding],
+  body: `${LINEAR_INDEX(256)}${source(dtype).wgsl}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linearIndex(gid, nwg);
@@ -51,24 +69,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let k1 = min(u.K, k0 + ${MAX_CHUNK}u);
   let base = b * u.sB + r * u.sR;
   var a = 0.0;
-  for (var k = k0; k < k1; k++) { a = max(a, abs(x[base + k * u.sK])); }
+  for (var k = k0; k < k1; k++) { a = max(a, abs(xAt(base + k * u.sK))); }
   atomicMax(&rowmax[b * u.Rp + r], bitcast<u32>(a));
 }`,
 });
 
 /** Thread per (b, r, 4 k), k fastest: the halves are written in rows. */
-const splitDef = (): KernelDef => ({
+const splitDef = (dtype: WeightDtype): KernelDef => ({
   label: "matmulSplit",
   uniforms: UNIFORMS,
   enables: ["f16"],
-  bindings: [
-    ["hi", "write", "array<f16>"],
-    ["lo", "write", "array<f16>"],
-    ["ex", "write", "array<i32>"],
-    ["rowmax", "read", "array<u32>"],
-    ["x", "read", "array<f32>"],
-  ],
-  body: `${LINEAR_INDEX(256)}${EXP_OF}
+  bindings: [["hi", "write", "array<f16>"], ["lo", "write", "array<f16>"], ["ex", "write", "array<i32>"], ["rowmax", "read", "array<u32>"], source(dtype).binding],
+  body: `${LINEAR_INDEX(256)}${EXP_OF}${source(dtype).wgsl}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linearIndex(gid, nwg);
@@ -85,7 +97,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var q = 0u; q < 4u; q++) {
     let k = kq * 4u + q;
     var y = 0.0;
-    if (r < u.R && k < u.K) { y = x[b * u.sB + r * u.sR + k * u.sK] * scale; }
+    if (r < u.R && k < u.K) { y = xAt(b * u.sB + r * u.sR + k * u.sK) * scale; }
     let h = hiPart(y);
     hi[dst + q] = f16(h);
     lo[dst + q] = f16(y - h);
@@ -115,21 +127,21 @@ export interface SplitOperand {
 
 /**
  * Record the split of `batch` row operands of R rows over K (padded to Rp, Kp) whose element
- * (b, r, k) sits at b sB + r sR + k sK of x.
+ * (b, r, k) sits at b sB + r sR + k sK of x (stored as `dtype`).
  */
-export function splitOperand(ctx: GpuContext, x: GpuTensorBuffer, batch: number, R: number, K: number, Rp: number, Kp: number, sB: number, sR: number, sK: number): SplitOperand {
+export function splitOperand(ctx: GpuContext, x: GpuTensorBuffer, batch: number, R: number, K: number, Rp: number, Kp: number, sB: number, sR: number, sK: number, dtype: WeightDtype = "f32"): SplitOperand {
   const hi = ctx.pool.acquire(Math.max(16, batch * Rp * Kp * 2));
   const lo = ctx.pool.acquire(Math.max(16, batch * Rp * Kp * 2));
   const ex = ctx.pool.acquire(Math.max(16, batch * Rp * 4));
   const rowmax = ctx.pool.acquire(Math.max(16, batch * Rp * 4));
   ctx.dispatch(ctx.pipeline("matmulSplitZero", zeroDef), [rowmax], [batch * Rp], grid1d(batch * Rp, 256));
   const nMax = batch * R * Math.ceil(K / MAX_CHUNK);
-  if (nMax > 0) ctx.dispatch(ctx.pipeline("matmulSplitRowmax", rowmaxDef), [rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nMax], grid1d(nMax, 256));
+  if (nMax > 0) ctx.dispatch(ctx.pipeline(`matmulSplitRowmax:${dtype}`, () => rowmaxDef(dtype)), [rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nMax], grid1d(nMax, 256));
   const nSplit = (batch * Rp * Kp) / 4;
-  ctx.dispatch(ctx.pipeline("matmulSplit", splitDef), [hi, lo, ex, rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nSplit], grid1d(nSplit, 256));
+  ctx.dispatch(ctx.pipeline(`matmulSplit:${dtype}`, () => splitDef(dtype)), [hi, lo, ex, rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nSplit], grid1d(nSplit, 256));
   ctx.pool.release(rowmax);
   return { hi, lo, ex, release: () => [hi, lo, ex].forEach((b) => ctx.pool.release(b)) };
 }
 
 /** The split's kernels (tests compile them where no GPU runs them). */
-export const matmulSplitDefs = (): KernelDef[] => [rowmaxDef(), splitDef(), zeroDef()];
+export const matmulSplitDefs = (): KernelDef[] => (["f32", "f16", "bf16"] as const).flatMap((t) => [rowmaxDef(t), splitDef(t)]).concat(zeroDef());

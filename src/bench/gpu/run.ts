@@ -26,6 +26,7 @@ import { fmt, warmUp, type Check, type Result } from "./timing.js";
 import { ATTENTION_CHECKS, LINEAR_SHAPES, MATMUL_CHECKS, benchAttention, benchMatmul, checkAttention, checkMatmul, matmulShapeName, square, type AttentionVariant } from "./dense.js";
 import { benchCopy, benchMatvec, benchScan, checkMatvec, checkScan, type ScanVariant } from "./scan.js";
 import { benchDecode, DECODE_MODELS, QUICK_MODELS } from "./decode.js";
+import { benchMatmulHalf, checkMatmulHalf } from "./half.js";
 import { benchProfile } from "./profile.js";
 import { buildModel } from "../../models/registry.js";
 import { RawConfig } from "../../io/config.js";
@@ -173,6 +174,10 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
         for (const d of MATMUL_CHECKS) checks.push(await checkMatmul(be, "default", null, d));
         if (o.variants) for (const [name, tile] of matmulVariants) for (const d of [MATMUL_CHECKS[0], MATMUL_CHECKS[1]]) checks.push(await checkMatmul(be, name, tile, d));
         for (const mma of matmulMmaVariants) for (const d of MATMUL_CHECKS) checks.push(await checkMatmul(be, matmulMmaName(mma), null, d, mma));
+        // half-precision weights on the default path: the tensor cores' tile (if any) and the half-weight kernel
+        for (const dtype of ["f16", "bf16"] as const) {
+          for (const d of [MATMUL_CHECKS[1], { M: 2048, N: 1024, K: 200, transA: false, transB: true, accumulate: false }]) checks.push(await checkMatmulHalf(be, d, dtype));
+        }
       }
       if (has("attention") || has("decode")) {
         for (const d of ATTENTION_CHECKS) checks.push(...(await checkAttention(be, { name: "default" }, d)));
@@ -262,6 +267,12 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
         }
       }
       for (const s of shapes) report(await benchMatmul(be, s));
+      // a Linear layer's forward with half-precision weights: the default path against the half-weight tiles
+      if (!quick) {
+        for (const dtype of ["f16", "bf16"] as const) {
+          for (const path of ["default", "half"] as const) report(await benchMatmulHalf(be, LINEAR_SHAPES[2], dtype, path));
+        }
+      }
     }
     if (has("attention")) {
       if (o.variants) {
