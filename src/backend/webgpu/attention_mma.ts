@@ -33,7 +33,8 @@ import type { GpuContext, KernelDef } from "./context.js";
 import { grid1d } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 import { INDEX, UNIFORMS, range, uniformValues } from "./attention_tiles.js";
-import { COLMAX_ROWS, EXP_OF, colmaxDef, splitDef, splitRowsPerGroup, zeroDef } from "./attention_split.js";
+import { COLMAX_ROWS, EXP_OF, colmaxDef, splitDef, splitRowsPerGroup } from "./attention_split.js";
+import { zeroWords } from "./kit.js";
 import { INF } from "./wgsl.js";
 
 type S = GpuTensorBuffer;
@@ -384,7 +385,7 @@ export function dispatchAttentionMma(ctx: GpuContext, c: MmaTiles, out: S, lse: 
   const splitRows = (hi: GPUBuffer, lo: GPUBuffer, third: GPUBuffer, x: S, heads: number, rows: number, n: number, srcRows: number, scale: number, mode: "row" | "col") =>
     ctx.dispatch(split(mode), [hi, lo, third, x], [B, heads, rows, n, srcRows, scale], grid1d(B * heads * rows, splitRowsPerGroup(K)));
   splitRows(qh, ql, qe, q, H, Tp, T, T, d.scale * Math.LOG2E, "row");
-  ctx.dispatch(ctx.pipeline("attentionZero", zeroDef), [vmax], [B * G * K], grid1d(B * G * K, 64));
+  zeroWords(ctx, vmax, B * G * K);
   if (d.S > 0) {
     splitRows(kh, kl, ke, k, G, Sp, d.S, d.kvRows, 1, "row");
     ctx.dispatch(ctx.pipeline(`attentionColmax:${K}`, () => colmaxDef(K)), [vmax, v], [G, d.S, d.kvRows], [Math.ceil(d.S / COLMAX_ROWS), B * G]);
@@ -397,4 +398,4 @@ export function dispatchAttentionMma(ctx: GpuContext, c: MmaTiles, out: S, lse: 
 }
 
 /** Every kernel of the tensor-core forward (tests compile them where no GPU runs them). */
-export const mmaDefs = (K: number, c: MmaTiles): KernelDef[] => [mmaForwardDef(K, c), splitDef(K, "row"), splitDef(K, "col"), colmaxDef(K), zeroDef()];
+export const mmaDefs = (K: number, c: MmaTiles): KernelDef[] => [mmaForwardDef(K, c), splitDef(K, "row"), splitDef(K, "col"), colmaxDef(K)];

@@ -140,13 +140,3 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 `,
   };
 }
-
-export const zeroDef = (): KernelDef => ({
-  label: "attentionZero",
-  uniforms: [["n", "u32"]],
-  bindings: [["x", "write", "array<u32>"]],
-  body: `
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) { if (gid.x < u.n) { x[gid.x] = 0u; } }
-`,
-});

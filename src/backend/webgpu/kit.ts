@@ -8,7 +8,9 @@
  * (`const HAS_Z = false;`), which removes every access to it.
  */
 import type { GpuContext, KernelDef } from "./context.js";
+import { grid1d } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
+import { LINEAR_INDEX } from "./wgsl.js";
 
 export type S = GpuTensorBuffer;
 export type Buf = GpuTensorBuffer | GPUBuffer;
@@ -35,6 +37,23 @@ export class Temps {
     for (const b of this.held) this.ctx.pool.release(b);
     this.held = [];
   }
+}
+
+const ZERO_WORDS: KernelDef = {
+  label: "zeroWords",
+  uniforms: [["n", "u32"]],
+  bindings: [["x", "write", "array<u32>"]],
+  body: `${LINEAR_INDEX(256)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg);
+  if (i < u.n) { x[i] = 0u; }
+}`,
+};
+
+/** Record the zeroing of the first n 4-byte words of x (a dispatch: it stays in the compute pass). */
+export function zeroWords(ctx: GpuContext, x: Buf, n: number): void {
+  if (n > 0) ctx.dispatch(ctx.pipeline("zeroWords", () => ZERO_WORDS), [x], [n], grid1d(n, 256));
 }
 
 /** Record one dispatch of the pipeline `key` (built by `make` the first time). */

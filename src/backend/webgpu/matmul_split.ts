@@ -18,6 +18,7 @@ import { grid1d } from "./context.js";
 import { EXP_OF } from "./attention_split.js";
 import { HALF, LINEAR_INDEX } from "./wgsl.js";
 import type { GpuTensorBuffer } from "./pool.js";
+import { zeroWords } from "./kit.js";
 
 /** k a thread of the row-maximum pass reads */
 const MAX_CHUNK = 64;
@@ -105,18 +106,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`,
 });
 
-const zeroDef = (): KernelDef => ({
-  label: "matmulSplitZero",
-  uniforms: [["n", "u32"]],
-  bindings: [["x", "write", "array<u32>"]],
-  body: `${LINEAR_INDEX(256)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  if (i < u.n) { x[i] = 0u; }
-}`,
-});
-
 /** A split operand: halves (batch, Rp, Kp) and row exponents (batch, Rp); release() returns them to the pool. */
 export interface SplitOperand {
   hi: GPUBuffer;
@@ -134,7 +123,7 @@ export function splitOperand(ctx: GpuContext, x: GpuTensorBuffer, batch: number,
   const lo = ctx.pool.acquire(Math.max(16, batch * Rp * Kp * 2));
   const ex = ctx.pool.acquire(Math.max(16, batch * Rp * 4));
   const rowmax = ctx.pool.acquire(Math.max(16, batch * Rp * 4));
-  ctx.dispatch(ctx.pipeline("matmulSplitZero", zeroDef), [rowmax], [batch * Rp], grid1d(batch * Rp, 256));
+  zeroWords(ctx, rowmax, batch * Rp);
   const nMax = batch * R * Math.ceil(K / MAX_CHUNK);
   if (nMax > 0) ctx.dispatch(ctx.pipeline(`matmulSplitRowmax:${dtype}`, () => rowmaxDef(dtype)), [rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nMax], grid1d(nMax, 256));
   const nSplit = (batch * Rp * Kp) / 4;
@@ -144,4 +133,4 @@ export function splitOperand(ctx: GpuContext, x: GpuTensorBuffer, batch: number,
 }
 
 /** The split's kernels (tests compile them where no GPU runs them). */
-export const matmulSplitDefs = (): KernelDef[] => (["f32", "f16", "bf16"] as const).flatMap((t) => [rowmaxDef(t), splitDef(t)]).concat(zeroDef());
+export const matmulSplitDefs = (): KernelDef[] => (["f32", "f16", "bf16"] as const).flatMap((t) => [rowmaxDef(t), splitDef(t)]);

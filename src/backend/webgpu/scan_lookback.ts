@@ -36,8 +36,7 @@
  */
 import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
-import { LINEAR_INDEX } from "./wgsl.js";
-import { launch, Temps } from "./kit.js";
+import { launch, Temps, zeroWords } from "./kit.js";
 import { chunkedLayout, type ChunkedScanShape, type ScanUniforms } from "./scan_chunks.js";
 import type { ScanForwardBuffers } from "./scan_forward.js";
 
@@ -154,24 +153,7 @@ export function dispatchScanLookback(
   const temps = new Temps(ctx);
   const words = scanLookbackWords(B, T, Dc, N, CH);
   const flg = temps.get(words);
-  launch(
-    ctx,
-    "scan:lbzero",
-    () => ({
-      label: "scan:lbzero",
-      uniforms: [["n", "u32"]],
-      bindings: [["flg", "write", "array<u32>"]],
-      body: `${LINEAR_INDEX(256)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  if (i < u.n) { flg[i] = 0u; }
-}`,
-    }),
-    [flg],
-    [words],
-    grid1d(words, 256),
-  );
+  zeroWords(ctx, flg, words);
 
   const nb = G * bps;
   const groups = NC * B * nb;
