@@ -33,7 +33,7 @@ import type { GpuContext, KernelDef } from "./context.js";
 import { grid1d } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 import { INDEX, UNIFORMS, range, uniformValues } from "./attention_tiles.js";
-import { COLMAX_ROWS, EXP_OF, colmaxDef, splitDef, splitRowsPerGroup } from "./attention_split.js";
+import { COLMAX_ROWS, EXP_OF, LEFT, MMA_ENABLES, RESULT, RIGHT, colmaxDef, mma3, splitDef, splitRowsPerGroup } from "./attention_split.js";
 import { zeroWords } from "./kit.js";
 import { INF } from "./wgsl.js";
 
@@ -90,14 +90,7 @@ export function mmaName(c: MmaTiles): string {
 /** Workgroup bytes: f32 scratch rows, P's halves, the staged K and V halves, K's row scales, the rescale flag. */
 export const mmaBytes = (c: MmaTiles, K: number) => 4 * c.NW * ROWS * scratchStride(K, c.BN) + 2 * c.NW * 2 * ROWS * pStride(c.BN) + 2 * 4 * c.BN * (K + PAD) + 4 * c.BN + 16;
 
-const ENABLES = ["f16", "subgroups", "chromium_experimental_subgroup_matrix"];
-const LEFT = "subgroup_matrix_left<f16, 16, 16>";
-const RIGHT = "subgroup_matrix_right<f16, 16, 16>";
-const RESULT = "subgroup_matrix_result<f32, 16, 16>";
 const load = (type: string, major: "row_major" | "col_major", src: string, off: string, stride: string) => `subgroupMatrixLoad<${type}, ${major}>(&${src}, ${off}, ${stride})`;
-/** acc += a b in three f16 products, the small ones first: lo x hi, hi x lo, hi x hi */
-const mma3 = (acc: string, aH: string, aL: string, bH: string, bL: string) =>
-  `${acc} = subgroupMatrixMultiplyAccumulate(${aL}, ${bH}, ${acc}); ${acc} = subgroupMatrixMultiplyAccumulate(${aH}, ${bL}, ${acc}); ${acc} = subgroupMatrixMultiplyAccumulate(${aH}, ${bH}, ${acc});`;
 
 export function mmaForwardDef(K: number, c: MmaTiles): KernelDef {
   const { NW, BN, fold } = c;
@@ -235,7 +228,7 @@ export function mmaForwardDef(K: number, c: MmaTiles): KernelDef {
   return {
     label: `attentionForwardMma${K}`,
     uniforms: UNIFORMS,
-    enables: ENABLES,
+    enables: MMA_ENABLES,
     bindings: [
       ["out", "write", "array<f32>"],
       ["lse", "write", "array<f32>"],

@@ -14,6 +14,16 @@
  */
 import type { KernelDef } from "./context.js";
 
+/** WGSL types of the 16 x 16 x 16 subgroup matrices both tensor-core kernels use, and their enables. */
+export const LEFT = "subgroup_matrix_left<f16, 16, 16>";
+export const RIGHT = "subgroup_matrix_right<f16, 16, 16>";
+export const RESULT = "subgroup_matrix_result<f32, 16, 16>";
+export const MMA_ENABLES = ["f16", "subgroups", "chromium_experimental_subgroup_matrix"];
+
+/** WGSL: acc += a b as three f16 products of the split halves, the small ones first (lo x hi, hi x lo, hi x hi). */
+export const mma3 = (acc: string, aH: string, aL: string, bH: string, bL: string) =>
+  `${acc} = subgroupMatrixMultiplyAccumulate(${aL}, ${bH}, ${acc}); ${acc} = subgroupMatrixMultiplyAccumulate(${aH}, ${bL}, ${acc}); ${acc} = subgroupMatrixMultiplyAccumulate(${aH}, ${bH}, ${acc});`;
+
 /**
  * WGSL: expOf, the power of two that takes a largest magnitude a into [2^14, 2^15) (zero, inf,
  * NaN: none); hiPart, x rounded to 11 bits (exactly an f16, 0 under f16's normal range; the

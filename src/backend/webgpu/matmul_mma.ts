@@ -19,6 +19,7 @@ import type { MatmulDims } from "../kernels.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 import { range } from "./attention_tiles.js";
+import { LEFT, MMA_ENABLES, RESULT, RIGHT, mma3 } from "./attention_split.js";
 import { matmulSplitDefs, splitOperand } from "./matmul_split.js";
 import { reduceSplits } from "./matmul_splitk.js";
 
@@ -88,9 +89,6 @@ export function matmulMmaName(c: MatmulMmaTiles): string {
   return `mma f16x3 ${BM}x${BN}x${BK} w${c.RG}x${c.CG} fold${c.fold}${c.CS ? ` cs${c.CS}` : ""}`;
 }
 
-const LEFT = "subgroup_matrix_left<f16, 16, 16>";
-const RIGHT = "subgroup_matrix_right<f16, 16, 16>";
-const RESULT = "subgroup_matrix_result<f32, 16, 16>";
 const load = (type: string, major: string, off: number) => `subgroupMatrixLoad<${type}, ${major}>(&sH, ${off}u, ${KS}u)`;
 
 export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
@@ -132,10 +130,7 @@ export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
               .join(" ")} }`,
         )
         .join("\n      ")}`;
-  // acc += a b as three f16 products, the small ones first
-  const products = RI
-    .flatMap((i) => RJ.map((j) => `c${i}${j} = subgroupMatrixMultiplyAccumulate(aL${i}, bH${j}, c${i}${j}); c${i}${j} = subgroupMatrixMultiplyAccumulate(aH${i}, bL${j}, c${i}${j}); c${i}${j} = subgroupMatrixMultiplyAccumulate(aH${i}, bH${j}, c${i}${j});`))
-    .join("\n      ");
+  const products = RI.flatMap((i) => RJ.map((j) => mma3(`c${i}${j}`, `aH${i}`, `aL${i}`, `bH${j}`, `bL${j}`))).join("\n      ");
   // each result matrix through the subgroup's scratch into the lane's fp32 registers: lane l takes
   // row l / 2, columns 8 (l % 2) .. + 8
   const fold = RI
@@ -183,7 +178,7 @@ export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
       ["splits", "u32"],
       ["total", "u32"],
     ],
-    enables: ["f16", "subgroups", "chromium_experimental_subgroup_matrix"],
+    enables: MMA_ENABLES,
     bindings: [
       ["out", "write", "array<f32>"],
       ["ah", "read", "array<vec4<u32>>"],
