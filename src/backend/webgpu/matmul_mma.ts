@@ -5,10 +5,10 @@
  * by matmul_split.ts: A's rows and B's columns as rows over K, each scaled by its own power of
  * two, which the epilogue takes out again.
  *
- * A workgroup: 8 subgroups in a 4 x 2 grid, each owning a 32 x 32 block of the 128 x 64 output
- * tile as 2 x 2 f32 result matrices; K in steps of 32. Per step the next step's halves are loaded
- * into registers (6 vec4 a thread) while this step's, staged in workgroup memory, feed the
- * matrix loads; every `fold` steps the accumulators are added into fp32 registers through a
+ * A workgroup: RG x CG subgroups, each owning an SI x SJ block of 16 x 16 f32 result matrices of
+ * the output tile (the default, MATMUL_MMA_TILES: 4 x 2 subgroups of 2 x 4 matrices, a 128 x 128
+ * tile); K in steps of 32. Per step the next step's halves are loaded into registers (8 vec4 a
+ * thread by default) while this step's, staged in workgroup memory, feed the matrix loads; every `fold` steps the accumulators are added into fp32 registers through a
  * small scratch and restart from zero (the tensor cores' f32 accumulation truncates, and its
  * error grows with the number of products it sums: attention_mma.ts). Matrix loads from workgroup
  * memory are at constant offsets (the subgroup's block chosen by a branch, uniform to WGSL) and
