@@ -13,6 +13,7 @@ import { mmaBytes, mmaDefs, mmaHeadOk, mmaTilesFor } from "../src/backend/webgpu
 import { MMA_MIN_ROWS, chooseMmaTiles } from "../src/backend/webgpu/attention.js";
 import { MATMUL_MMA_TILES, chooseMatmulMma, matmulMmaDefs } from "../src/backend/webgpu/matmul_mma.js";
 import type { KernelDef } from "../src/backend/webgpu/context.js";
+import { f16ToF32, f32ToF16 } from "../src/util/half.js";
 
 const FEATURES = ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"];
 
@@ -83,4 +84,52 @@ test("the tensor-core matmul takes only large unbatched f32 products", () => {
   assert.equal(chooseMatmulMma(true, { ...big, N: 80 }, 48 * 1024), null, "an output narrower than two tiles");
   // a weight gradient over 2048 tokens: 72 output tiles (split-K on the SIMT kernel)
   assert.equal(chooseMatmulMma(true, { M: 768, N: 1536, K: 2048, transA: true, transB: false, accumulate: false }, 48 * 1024), null, "few output tiles");
+});
+
+/**
+ * The numerics the tensor-core kernels rest on, emulated on the CPU with the kernels' own
+ * rules (attention_split.ts): a row scaled by the power of two that takes its largest magnitude
+ * into [2^14, 2^15), hi = x rounded to 11 bits (0 under f16's normal range), lo = f16(x - hi),
+ * and a dot product as hi hi + hi lo + lo hi. Its error against the exact dot product must stay
+ * near fp32's own (a few 2^-24 of the sum of |a b|), whatever the rows' magnitudes.
+ */
+test("three f16 products of split halves reproduce fp32 dot products", () => {
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const round32 = (x: number) => Math.fround(x);
+  const expOf = (a: number) => (a > 0 && a <= 3e38 ? Math.max(-100, Math.min(100, 15 - (Math.floor(Math.log2(a)) + 1))) : 0);
+  const hiPart = (x: number) => {
+    if (Math.abs(x) < 6.103515625e-5) return 0;
+    f32[0] = x;
+    u32[0] = ((u32[0] + 0x1000) & 0xffffe000) >>> 0;
+    return f32[0];
+  };
+  const split = (row: Float32Array) => {
+    const e = expOf(row.reduce((m, v) => Math.max(m, Math.abs(v)), 0));
+    const y = row.map((v) => round32(v * 2 ** e));
+    const hi = y.map(hiPart);
+    const lo = y.map((v, i) => f16ToF32(f32ToF16(v - hi[i])));
+    for (const h of hi) assert.equal(f16ToF32(f32ToF16(h)), h, "hi is exactly an f16");
+    return { hi, lo, e };
+  };
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+  for (const [scaleA, scaleB] of [[1, 1], [1e-8, 3e5], [4e20, 2e-20], [1e-30, 1e-3]]) {
+    for (const K of [16, 64, 1000]) {
+      const a = Float32Array.from({ length: K }, () => rand() * scaleA * (rand() > 0.9 ? 1e-4 : 1));
+      const b = Float32Array.from({ length: K }, () => rand() * scaleB);
+      const A = split(a);
+      const B = split(b);
+      let exact = 0;
+      let mass = 0;
+      let three = 0;
+      for (let k = 0; k < K; k++) {
+        exact += a[k] * b[k];
+        mass += Math.abs(a[k] * b[k]);
+        three += A.hi[k] * B.hi[k] + A.hi[k] * B.lo[k] + A.lo[k] * B.hi[k];
+      }
+      const err = Math.abs(three * 2 ** -(A.e + B.e) - exact) / mass;
+      assert.ok(err < 4 * 2 ** -24, `K ${K}, scales ${scaleA} ${scaleB}: error ${err.toExponential(2)} of sum |a b|`);
+    }
+  }
 });
