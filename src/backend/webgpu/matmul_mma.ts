@@ -92,7 +92,7 @@ export function matmulMmaName(c: MatmulMmaTiles): string {
 const load = (type: string, major: string, off: number) => `subgroupMatrixLoad<${type}, ${major}>(&sH, ${off}u, ${KS}u)`;
 
 export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
-  const { BN, NW, THREADS, CS, A_V4, B_V4, REGION } = matmulMmaGeometry(c);
+  const { BM, BN, NW, THREADS, CS, A_V4, B_V4, REGION } = matmulMmaGeometry(c);
   const { RG, CG, SI, SJ } = c;
   if (A_V4 % THREADS !== 0 || B_V4 % THREADS !== 0) throw new Error(`internal: matmul mma tiles ${JSON.stringify(c)}`);
   const RI = range(SI);
@@ -189,7 +189,7 @@ export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
       ["be", "read", "array<i32>"],
     ],
     body: `
-var<workgroup> sH: array<f16, ${2 * (matmulMmaGeometry(c).BM + BN) * KS}>;
+var<workgroup> sH: array<f16, ${2 * (BM + BN) * KS}>;
 var<workgroup> sC: array<f32, ${NW * 16 * CS}>;
 
 @compute @workgroup_size(${THREADS})
@@ -200,7 +200,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let lc = (lane % 2u) * 8u;
   let sw = sgid * ${16 * CS}u;
   let n0 = wid.x * ${BN}u;
-  let m0 = wid.y * ${matmulMmaGeometry(c).BM}u;
+  let m0 = wid.y * ${BM}u;
   // wid.z = batch row x splits + slice: slice k takes K steps [k kSteps, (k + 1) kSteps) into its
   // own partial product (matmul_splitk.ts adds them up)
   let slice = wid.z % u.splits;
