@@ -293,11 +293,11 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const torch = o.torch;
     const ratios = results.map((r) => {
       const t = torch?.results.find((x) => x.name === r.name && x.shape === r.shape && typeof x.rate === "number");
-      return { name: r.name, shape: r.shape, unit: r.unit, webgpu: r.rate, torch: t?.rate ?? null, ratio: t?.rate ? r.rate / t.rate : null };
+      return { name: r.name, shape: r.shape, variant: r.variant, unit: r.unit, webgpu: r.rate, torch: t?.rate ?? null, ratio: t?.rate ? r.rate / t.rate : null };
     });
     log(`# webgpu${torch ? ` vs torch ${torch.torch} on ${torch.adapter}` : ""}`);
     for (const x of ratios) {
-      log(`${x.name.padEnd(18)} ${x.shape.padEnd(26)} webgpu ${x.webgpu.toPrecision(4).padStart(8)}  torch ${x.torch === null ? "    -   " : x.torch.toPrecision(4).padStart(8)} ${x.unit.padEnd(8)} ratio ${x.ratio === null ? "-" : x.ratio.toFixed(2)}`);
+      log(`${x.name.padEnd(18)} ${x.shape.padEnd(26)} webgpu ${x.webgpu.toPrecision(4).padStart(8)}  torch ${x.torch === null ? "    -   " : x.torch.toPrecision(4).padStart(8)} ${x.unit.padEnd(8)} ratio ${x.ratio === null ? "-" : x.ratio.toFixed(2)}${x.variant ? `  (${x.variant})` : ""}`);
     }
     if (torch) {
       const torchCopy = torch.results.find((x) => x.section === "copy" && typeof x.rate === "number");
