@@ -189,9 +189,9 @@ export function attentionKernels(ctx: GpuContext): Pick<CoreKernels<S>, "attenti
     attentionForward(out, lse, q, k, v, d) {
       checkDims(d);
       // one query row (decoding): split the keys over workgroups instead of one workgroup a head
+      if (d.T === 1) return dispatchAttentionDecode(ctx, out, lse, q, k, v, d);
       const mma = chooseMmaTiles(d.K, ctx.acquired.tensorCores, d.T, limits().bytes);
-      if (d.T === 1) dispatchAttentionDecode(ctx, out, lse, q, k, v, d);
-      else if (mma) dispatchAttentionMma(ctx, mma, out, lse, q, k, v, d);
+      if (mma) dispatchAttentionMma(ctx, mma, out, lse, q, k, v, d);
       else dispatchAttentionForward(ctx, chooseForwardTiles(d.K, limits(), ctx.acquired.subgroupMinSize, d.T), out, lse, q, k, v, d);
     },
 

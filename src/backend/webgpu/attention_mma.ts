@@ -335,7 +335,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       ${foldO}
     }
   }
-  ${foldO}
+  if (nTiles % ${fold}u != 0u) {
+    ${foldO}
+  }
   let lsum = l + subgroupShuffleXor(l, 1u);
   if (t < u.T) {
     let inv = select(1.0 / lsum, 0.0, lsum == 0.0);

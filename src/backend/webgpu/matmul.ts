@@ -29,10 +29,10 @@ import type { CoreKernels, MatmulDims } from "../kernels.js";
 import { routeMatmul } from "./matmul_half.js";
 import { chooseMatmulMma, dispatchMatmulMma } from "./matmul_mma.js";
 import { chooseSplits, reduceSplits } from "./matmul_splitk.js";
+import type { GpuContext, KernelDef } from "./context.js";
+import type { GpuTensorBuffer } from "./pool.js";
 
 export { chooseSplits };
-import { grid1d, type GpuContext, type KernelDef } from "./context.js";
-import type { GpuTensorBuffer } from "./pool.js";
 
 type S = GpuTensorBuffer;
 
@@ -342,7 +342,7 @@ export function matmulKernels(ctx: GpuContext): Pick<CoreKernels<S>, "matmul"> {
       const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
       // large products on tensor cores (f32 or half weights), then half weights and M = 1 (matmul_half.ts)
       const mma = chooseMatmulMma(ctx.acquired.tensorCores, d, limits.bytes);
-      if (mma) return dispatchMatmulMma(ctx, mma.tiles, out, a, b, d, mma.splits);
+      if (mma) return dispatchMatmulMma(ctx, mma, out, a, b, d);
       if (routeMatmul(ctx, out, a, b, d)) return;
       const { tile, splits } = chooseMatmulPlan(d.M, d.N, d.K, d.batch ?? 1, limits);
       dispatchMatmul(ctx, tile, out, a, b, d, splits);

@@ -21,7 +21,6 @@ import type { GpuTensorBuffer } from "./pool.js";
 import { range } from "./attention_tiles.js";
 import { LEFT, MMA_ENABLES, RESULT, RIGHT, mma3 } from "./attention_split.js";
 import { matmulSplitDefs, splitOperand } from "./matmul_split.js";
-import { reduceSplits } from "./matmul_splitk.js";
 
 type S = GpuTensorBuffer;
 
@@ -47,20 +46,21 @@ export interface MatmulMmaTiles {
 export const MATMUL_MMA_TILES: MatmulMmaTiles = { RG: 4, CG: 2, SI: 2, SJ: 4, fold: 16, CS: 16 };
 
 /**
- * The tensor-core matmul's tiles (and K slices: none) for a product, or null where it should not
+ * The tensor-core matmul's tiles for a product, or null where it should not
  * run (half-precision weights run here too, widened by the split): no tensor cores, a batched product (not measured), a K too short
  * to pay for the split, an output narrower than two tiles either way (mostly padding), or fewer
  * output tiles than a large GPU has multiprocessors (128). There split-K on the SIMT kernel wins:
  * on an H200 a 768 x 1536 weight gradient over 2048 tokens ran 26.9 TFLOP/s in 8 K slices there
- * against 18.5 here in one and 17.1 in 4 (the operands' split passes cost as much as the
- * product), 2048 x 768 x 1536 25.6 against 26.2 and 20.7.
+ * against 18.5 here in one and 17.1 in 4 slices (measured with a split-K form of this kernel, not
+ * kept: the operands' split passes cost as much as the product), 2048 x 768 x 1536 25.6 against
+ * 26.2 and 20.7.
  */
-export function chooseMatmulMma(tensorCores: boolean, d: MatmulDims, bytes: number): { tiles: MatmulMmaTiles; splits: number } | null {
+export function chooseMatmulMma(tensorCores: boolean, d: MatmulDims, bytes: number): MatmulMmaTiles | null {
   const c = MATMUL_MMA_TILES;
   const g = matmulMmaGeometry(c);
   if (!tensorCores || g.bytes > bytes || (d.batch ?? 1) !== 1 || d.K < 128) return null;
   if (d.M < 2 * g.BM || d.N < 2 * g.BN) return null;
-  return Math.ceil(d.M / g.BM) * Math.ceil(d.N / g.BN) >= 128 ? { tiles: c, splits: 1 } : null;
+  return Math.ceil(d.M / g.BM) * Math.ceil(d.N / g.BN) >= 128 ? c : null;
 }
 
 /** the K step */
@@ -174,9 +174,6 @@ export function matmulMmaDef(c: MatmulMmaTiles): KernelDef {
       ["accumulate", "u32"],
       ["batchA", "u32"],
       ["batchB", "u32"],
-      ["kSteps", "u32"],
-      ["splits", "u32"],
-      ["total", "u32"],
     ],
     enables: MMA_ENABLES,
     bindings: [
@@ -201,15 +198,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let sw = sgid * ${16 * CS}u;
   let n0 = wid.x * ${BN}u;
   let m0 = wid.y * ${BM}u;
-  // wid.z = batch row x splits + slice: slice k takes K steps [k kSteps, (k + 1) kSteps) into its
-  // own partial product (matmul_splitk.ts adds them up)
-  let slice = wid.z % u.splits;
-  let b = wid.z / u.splits;
+  let b = wid.z;
   let kp8 = u.Kp / 8u;
   // first rows of this tile in the split operands (a broadcast operand has one batch)
   let aRow0 = b * u.batchA * u.Mp + m0;
   let bRow0 = b * u.batchB * u.Np + n0;
-  let bo = slice * u.total + b * u.sO;
+  let bo = b * u.sO;
   ${RI.flatMap((i) => RJ.map((j) => `var c${i}${j} = ${RESULT}();`)).join(" ")}
   ${RI.flatMap((i) => RJ.flatMap((j) => range(8).map((q) => `var f${i}${j}_${q} = 0.0;`))).join(" ")}
   ${RI.map((i) => `var aH${i}: ${LEFT}; var aL${i}: ${LEFT};`).join(" ")}
@@ -217,15 +211,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${copies
     .map((_, e) => `var pre${e}: vec4<u32>;`)
     .join(" ")}
-  let s0 = slice * u.kSteps;
-  let s1 = min(u.Kp / ${BK}u, s0 + u.kSteps);
-  if (s0 < s1) {
-    ${prefetch(`s0 * ${BK / 8}u`)}
-  }
-  for (var s = s0; s < s1; s++) {
+  let steps = u.Kp / ${BK}u;
+  ${prefetch("0u")}
+  for (var s = 0u; s < steps; s++) {
     workgroupBarrier(); // the last step's matrix loads are done
     ${stage}
-    if (s + 1u < s1) {
+    if (s + 1u < steps) {
       ${prefetch(`(s + 1u) * ${BK / 8}u`)}
     }
     workgroupBarrier();
@@ -241,7 +232,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${fold}
     }
   }
-  ${fold}
+  if (steps % ${c.fold}u != 0u) {
+    ${fold}
+  }
   ${store}
 }
 `,
@@ -250,9 +243,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /**
  * Record out = A B (or out += A B) on tensor cores: both operands split (matmul_split.ts), then
- * the kernel over (N / 64, M / 128, batch) tiles.
+ * the kernel over (N / BN, M / BM, batch) tiles.
  */
-export function dispatchMatmulMma(ctx: GpuContext, c: MatmulMmaTiles, out: S, a: S, b: S, d: MatmulDims, splits = 1): void {
+export function dispatchMatmulMma(ctx: GpuContext, c: MatmulMmaTiles, out: S, a: S, b: S, d: MatmulDims): void {
   const { M, N, K, transA, transB } = d;
   const batch = d.batch ?? 1;
   if (M === 0 || N === 0 || batch === 0) return;
@@ -268,18 +261,10 @@ export function dispatchMatmulMma(ctx: GpuContext, c: MatmulMmaTiles, out: S, a:
   const A = splitOperand(ctx, a, batchA, M, K, Mp, Kp, sA, transA ? 1 : K, transA ? M : 1);
   const B = splitOperand(ctx, b, batchB, N, K, Np, Kp, sB, transB ? K : 1, transB ? 1 : N, d.bDtype ?? "f32");
   const p = ctx.pipeline(`matmulMma:${c.RG}:${c.CG}:${c.SI}:${c.SJ}:${c.fold}:${c.CS ?? 20}`, () => matmulMmaDef(c));
-  const kSteps = Math.ceil(Kp / BK / splits);
-  const total = batch * M * N;
-  // with slices, the partial products (splits, batch, M, N) are contiguous
-  const part = splits > 1 ? ctx.pool.acquire(splits * total * 4) : null;
-  const uniforms = [M, N, Mp, Np, Kp, part ? M * N : (d.strideOut ?? M * N), d.accumulate && !part ? 1 : 0, sA === 0 ? 0 : 1, sB === 0 ? 0 : 1, kSteps, splits, total];
-  ctx.dispatch(p, [part ?? out, A.hi, A.lo, A.ex, B.hi, B.lo, B.ex], uniforms, [Np / BN, Mp / BM, batch * splits]);
+  const uniforms = [M, N, Mp, Np, Kp, d.strideOut ?? M * N, d.accumulate ? 1 : 0, sA === 0 ? 0 : 1, sB === 0 ? 0 : 1];
+  ctx.dispatch(p, [out, A.hi, A.lo, A.ex, B.hi, B.lo, B.ex], uniforms, [Np / BN, Mp / BM, batch]);
   A.release();
   B.release();
-  if (part) {
-    reduceSplits(ctx, out, part, d, splits);
-    ctx.pool.release(part);
-  }
 }
 
 /** Every kernel of the tensor-core matmul (tests compile them where no GPU runs them). */

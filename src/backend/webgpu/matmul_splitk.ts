@@ -1,7 +1,7 @@
 /**
- * Split-K, shared by the SIMT matmul (matmul.ts) and the tensor-core one (matmul_mma.ts): how many
- * slices of K a product's workgroups share out, and the pass that adds the slices' partial
- * products up in slice order.
+ * Split-K for the SIMT matmul (matmul.ts): how many slices of K a product's workgroups share out,
+ * and the pass that adds the slices' partial products up in slice order. (The tensor-core
+ * matmul does not split: chooseMatmulMma in matmul_mma.ts says why.)
  */
 import type { MatmulDims } from "../kernels.js";
 import { grid1d, type GpuContext, type KernelDef } from "./context.js";

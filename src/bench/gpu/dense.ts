@@ -10,7 +10,7 @@ import { refKernels } from "../../backend/ref/index.js";
 import { chooseSplits, dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
 import { chooseForwardTiles, chooseMmaTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
 import { dispatchAttentionMma, mmaName, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
-import { dispatchMatmulMma, matmulMmaGeometry, matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
+import { dispatchMatmulMma, matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
 import { forwardName, type ForwardTiles } from "../../backend/webgpu/attention_forward.js";
 import type { BackwardTiles } from "./variants.js";
 import { compare, filled, patterned, randn, timeIt, type Check, type Result } from "./timing.js";
@@ -58,11 +58,11 @@ export async function benchMatmul(be: WebGpuBackend, s: MatmulShape, tile?: [str
   const d: MatmulDims = { ...s, accumulate: false };
   const flops = 2 * s.M * s.N * s.K;
   const iterations = flops <= 2 * 4096 ** 3 ? 10 : 3;
-  const S = splits !== "auto" ? splits : mma ? chooseSplits(matmulMmaGeometry(mma), s.M, s.N, s.K, 1) : tile ? chooseSplits(tile[1], s.M, s.N, s.K, 1) : 1;
-  const record = mma ? () => dispatchMatmulMma(be.ctx, mma, out, a, b, d, S) : tile ? () => dispatchMatmul(be.ctx, tile[1], out, a, b, d, S) : () => be.kernels.matmul(out, a, b, d);
+  const S = splits !== "auto" ? splits : tile ? chooseSplits(tile[1], s.M, s.N, s.K, 1) : 1;
+  const record = mma ? () => dispatchMatmulMma(be.ctx, mma, out, a, b, d) : tile ? () => dispatchMatmul(be.ctx, tile[1], out, a, b, d, S) : () => be.kernels.matmul(out, a, b, d);
   const { seconds, timing } = await timeIt(be, record, iterations);
   for (const h of [a, b, out]) be.release(h);
-  return { section: "matmul", name: "matmul", shape: matmulShapeName(s), variant: mma ? `${matmulMmaName(mma)}${S > 1 ? ` split${S}` : ""}` : tile ? `${tile[0]}${S > 1 ? ` split${S}` : ""}` : undefined, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
+  return { section: "matmul", name: "matmul", shape: matmulShapeName(s), variant: mma ? matmulMmaName(mma) : tile ? `${tile[0]}${S > 1 ? ` split${S}` : ""}` : undefined, ms: seconds * 1e3, rate: flops / seconds / 1e12, unit: "TFLOP/s", iterations, timing };
 }
 
 export interface AttentionVariant {
@@ -116,8 +116,7 @@ export async function checkMatmul(be: WebGpuBackend, name: string, tile: MatmulT
     [randn(M * K), randn(K * N)],
     [M * N],
     ([out], [a, b]) => refKernels.matmul(out, a, b, d),
-    // (the tensor cores in K slices where chooseSplits would take some: the long-K shape)
-    ([out], [a, b]) => (mma ? dispatchMatmulMma(be.ctx, mma, out, a, b, d, chooseSplits(matmulMmaGeometry(mma), M, N, K, 1)) : tile ? dispatchMatmul(be.ctx, tile, out, a, b, d) : be.kernels.matmul(out, a, b, d)),
+    ([out], [a, b]) => (mma ? dispatchMatmulMma(be.ctx, mma, out, a, b, d) : tile ? dispatchMatmul(be.ctx, tile, out, a, b, d) : be.kernels.matmul(out, a, b, d)),
   );
   return { kernel: "matmul", variant: name, shape: JSON.stringify(d), relErr: errs, ok: errs.every((e) => e < 1e-5) };
 }

@@ -119,10 +119,9 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
   try {
     const ctx = be.ctx;
     const limits = { bytes: ctx.limits.maxComputeWorkgroupStorageSize, invocations: ctx.limits.maxComputeInvocationsPerWorkgroup };
+    const matmulMma4096 = chooseMatmulMma(ctx.acquired.tensorCores, { ...square(4096), accumulate: false }, limits.bytes);
     const chosen = {
-      matmul: ((mma) => (mma ? matmulMmaName(mma.tiles) : chooseMatmulPlan(4096, 4096, 4096, 1, limits).tile))(
-        chooseMatmulMma(ctx.acquired.tensorCores, { M: 4096, N: 4096, K: 4096, transA: false, transB: false, accumulate: false }, limits.bytes),
-      ),
+      matmul: matmulMma4096 ? matmulMmaName(matmulMma4096) : chooseMatmulPlan(4096, 4096, 4096, 1, limits).tile,
       forward: Object.fromEntries(
         [1024, 4096, 16384, 65536].map((T) => {
           const mma = chooseMmaTiles(64, ctx.acquired.tensorCores, T, limits.bytes);
@@ -260,10 +259,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
             // and in K slices where split-K would take some
             if (chooseSplits(e[1], s.M, s.N, s.K, 1) > 1) await attempt(`matmul ${matmulShapeName(s)} ${e[0]} split`, () => benchMatmul(be, s, e, "auto"));
           }
-          for (const mma of matmulMmaVariants) {
-            await attempt(`matmul ${matmulShapeName(s)} ${matmulMmaName(mma)}`, () => benchMatmul(be, s, undefined, 1, mma));
-            if (chooseSplits(matmulMmaGeometry(mma), s.M, s.N, s.K, 1) > 1) await attempt(`matmul ${matmulShapeName(s)} ${matmulMmaName(mma)} split`, () => benchMatmul(be, s, undefined, "auto", mma));
-          }
+          for (const mma of matmulMmaVariants) await attempt(`matmul ${matmulShapeName(s)} ${matmulMmaName(mma)}`, () => benchMatmul(be, s, undefined, 1, mma));
         }
       }
       for (const s of shapes) report(await benchMatmul(be, s));
