@@ -61,7 +61,7 @@ function reverseSteps(count: number, slot = "0u"): string {
       let delta = q${j}.x;
       let x = q${j}.y;
       let bn = q${j}.z;
-      let decay = exp_(delta * a);
+      let decay = exp2(delta * a2);
       var y = 0.0;
       if (HAS_Z) { y = nsum(cn${j} * hNow${j}, lid) + ds * x; }
       gs = gs + dy${j} * cn${j};
@@ -108,6 +108,7 @@ const ELEMENT = /* wgsl */ `
   let t0 = kc * u.chunk;
   let t1 = min(u.T, t0 + u.chunk);
   let a = aOf(d, n);
+  let a2 = a * LOG2E;
 `;
 
 /** Gradients of every input of the scan (and of the initial state) from dL/d(out). */
@@ -128,7 +129,10 @@ export function scanBackward(
   const BKDN = B * K * Dc * N;
   const BTD = B * T * Dc;
   const c = scanCommon(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_OUT: !!g.dstateIn });
+  // decays as the forward computes them (exp2 of step * A log2 e, the hardware exp2), so that the
+  // states recomputed from a checkpoint are the forward's own
   const decl = `${c.wgsl}const SUB: u32 = ${SUB}u;
+const LOG2E: f32 = 1.4426950408889634;
 ${LINEAR_INDEX(WG)}`;
   const work = temps.get(2 * BKDN);
   const gEnd = temps.get(BKDN);
@@ -191,13 +195,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (; t >= t0 + ${UNROLL}u; t -= ${UNROLL}u) {
     ${unrolled((j) => `let s${j} = pre[rows.s + (t - ${j + 1}u) * rows.sS];
     let g${j} = dyg[rows.c + (t - ${j + 1}u) * u.Dc] * Cm[rows.bc + (t - ${j + 1}u) * rows.sBC + n];`)}
-    ${unrolled((j) => `let decay${j} = exp_(s${j} * a);
+    ${unrolled((j) => `let decay${j} = exp2(s${j} * a2);
     gs = decay${j} * (gs + g${j});
     prod = prod * decay${j};`)}
   }
   for (; t > t0; t--) {
     let tt = t - 1u;
-    let decay = exp_(pre[rows.s + tt * rows.sS] * a);
+    let decay = exp2(pre[rows.s + tt * rows.sS] * a2);
     gs = decay * (gs + dyg[rows.c + tt * u.Dc] * Cm[rows.bc + tt * rows.sBC + n]);
     prod = prod * decay;
   }
@@ -290,6 +294,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var gs = 0.0;
   var h0 = 0.0;
   if (valid) { a = aOf(d, n); gs = gEnd[e]; h0 = ckpt[e]; }
+  let a2 = a * LOG2E;
   let ds = dskipOf(d);
   var dAacc = 0.0;
   var dDacc = 0.0;
@@ -301,18 +306,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var h = h0;
     for (var t = t0; t < ts; t++) {
       let q = stepAt(rows, t, n, vd, valid);
-      h = exp_(q.x * a) * h + q.x * q.z * q.y;
+      h = exp2(q.x * a2) * h + q.x * q.z * q.y;
     }
     hs[0] = h;
     var t = ts;
     for (; t + ${UNROLL}u <= te; t += ${UNROLL}u) {
       ${unrolled((j) => `let q${j} = stepAt(rows, t + ${j}u, n, vd, valid);`)}
-      ${unrolled((j) => `h = exp_(q${j}.x * a) * h + q${j}.x * q${j}.z * q${j}.y;
+      ${unrolled((j) => `h = exp2(q${j}.x * a2) * h + q${j}.x * q${j}.z * q${j}.y;
       hs[t - ts + ${j + 1}u] = h;`)}
     }
     for (; t < te; t++) {
       let q = stepAt(rows, t, n, vd, valid);
-      h = exp_(q.x * a) * h + q.x * q.z * q.y;
+      h = exp2(q.x * a2) * h + q.x * q.z * q.y;
       hs[t - ts + 1u] = h;
     }
     // the adjoint backward through the interval, FLUSH steps a group: the group's loads first,
