@@ -129,8 +129,9 @@ export function scanBackward(
   const BKDN = B * K * Dc * N;
   const BTD = B * T * Dc;
   const c = scanCommon(s, { HAS_D: !!x.Dskip, HAS_Z: !!x.z, HAS_BIAS: !!x.dtBias, HAS_OUT: !!g.dstateIn });
-  // decays as the forward computes them (exp2 of step * A log2 e, the hardware exp2), so that the
-  // states recomputed from a checkpoint are the forward's own
+  // decays as the forward computes them (the hardware exp2 of step * A log2 e), so that the states
+  // recomputed from a checkpoint follow the forward's to rounding; wgsl.ts's software exp_ cost
+  // about 30 instructions a decay (bench/notes/gpu-tuning.md, "The backward's decays")
   const decl = `${c.wgsl}const SUB: u32 = ${SUB}u;
 const LOG2E: f32 = 1.4426950408889634;
 ${LINEAR_INDEX(WG)}`;
