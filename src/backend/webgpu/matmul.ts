@@ -32,8 +32,6 @@ import { chooseSplits, reduceSplits } from "./matmul_splitk.js";
 import type { GpuContext, KernelDef } from "./context.js";
 import type { GpuTensorBuffer } from "./pool.js";
 
-export { chooseSplits };
-
 type S = GpuTensorBuffer;
 
 /** Tile shape: workgroup tile BM x BN x BK, thread block TM x TN (multiples of 4). */

@@ -285,7 +285,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (A_PER_N) { a = A[d * u.N + n]; }
     let si = i * u.N + n;
     // the decay as the forward kernels compute it (the hardware exp2 of step * A log2 e)
-    let h = exp2(delta * (a * 1.4426950408889634)) * state[si] + delta * Bm[bc + n] * x;
+    let h = exp2(delta * (a * LOG2E)) * state[si] + delta * Bm[bc + n] * x;
     state[si] = h;
     y += Cm[bc + n] * h;
   }

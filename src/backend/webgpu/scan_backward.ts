@@ -133,7 +133,6 @@ export function scanBackward(
   // recomputed from a checkpoint follow the forward's to rounding; wgsl.ts's software exp_ cost
   // about 30 instructions a decay (bench/notes/gpu-tuning.md, "The backward's decays")
   const decl = `${c.wgsl}const SUB: u32 = ${SUB}u;
-const LOG2E: f32 = 1.4426950408889634;
 ${LINEAR_INDEX(WG)}`;
   const work = temps.get(2 * BKDN);
   const gEnd = temps.get(BKDN);

@@ -219,7 +219,6 @@ export function scanBlockWgsl(p: ScanBlockPlan, N: number, vecBC: boolean): stri
 }`;
   return /* wgsl */ `
 const NQ: u32 = ${NQ}u;
-const LOG2E: f32 = 1.4426950408889634;
 // group totals (P, S): [step parity][quad of the step][P | S][group][channel]
 var<workgroup> sTot: array<vec4<f32>, ${4 * QB * W * DB}>;
 // the state entering the tile: [tile parity][state quad][channel]

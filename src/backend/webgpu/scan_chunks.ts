@@ -49,7 +49,6 @@ function helpers(NQ: number, vecBC: boolean): string {
 }`;
   return `
 const NQ: u32 = ${NQ}u;
-const LOG2E: f32 = 1.4426950408889634;
 ${bc4}
 // A of channel d for states 4 q .. 4 q + 3, times log2(e) (padding states: 0)
 fn a4(d: u32, q: u32) -> vec4<f32> {
@@ -180,7 +179,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       uniforms: uni,
       bindings: [["hin", "write", "array<f32>"], ["ckpt", "write", "array<f32>"], ["stateOut", "write", "array<f32>"], ["part", "read", "array<f32>"], ["stateIn", "read", "array<f32>"], ["params", "read", "array<f32>"]],
       body: `${decl}${LINEAR_INDEX(64)}
-const LOG2E: f32 = 1.4426950408889634;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linearIndex(gid, nwg);

@@ -143,7 +143,6 @@ export function scanForwardWgsl(p: ScanForwardPlan, N: number, vecBC: boolean): 
   return /* wgsl */ `
 const L: u32 = ${L}u;
 const NQ: u32 = ${NP4 / 4}u;
-const LOG2E: f32 = 1.4426950408889634;
 var<workgroup> sB: array<vec4<f32>, ${L * RS}>;
 var<workgroup> sC: array<vec4<f32>, ${L * RS}>;
 // the state entering the tile, per channel: [parity][channel][state / 4]

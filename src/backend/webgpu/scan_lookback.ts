@@ -97,7 +97,6 @@ fn cq(r: u32, q: u32) -> vec4<f32> {
   return `
 const NQ: u32 = ${NQ}u;
 const SG: u32 = ${SG}u;
-const LOG2E: f32 = 1.4426950408889634;
 ${bc}
 ${EXP2_POLY}
 var<workgroup> ticket: u32;

@@ -25,6 +25,8 @@ fn infinity_(sign: f32) -> f32 {
 `;
 
 export const MATH = INF + /* wgsl */ `
+// the scans' decays are exp2(step * A LOG2E): the hardware exp2, shared by forward, backward and step
+const LOG2E: f32 = 1.4426950408889634;
 // exp to ~1 ulp (the builtin may lose |x| ulps): 2^k exp(r) with a two-part ln 2 (cephes expf)
 fn exp_(x: f32) -> f32 {
   if (x > 88.72283) { return infinity_(x); }

@@ -7,7 +7,8 @@
 import type { WebGpuBackend } from "../../backend/webgpu/index.js";
 import type { AttentionDims, MatmulDims } from "../../backend/kernels.js";
 import { refKernels } from "../../backend/ref/index.js";
-import { chooseSplits, dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
+import { dispatchMatmul, type MatmulTile } from "../../backend/webgpu/matmul.js";
+import { chooseSplits } from "../../backend/webgpu/matmul_splitk.js";
 import { chooseForwardTiles, chooseMmaTiles, dispatchAttentionBackward, dispatchAttentionForward } from "../../backend/webgpu/attention.js";
 import { dispatchAttentionMma, mmaName, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
 import { dispatchMatmulMma, matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";

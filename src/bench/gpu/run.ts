@@ -9,7 +9,8 @@
  * candidate tiles of variants.ts and the scan plans below.
  */
 import { WebGpuBackend } from "../../backend/webgpu/index.js";
-import { chooseMatmulPlan, chooseSplits, tileBytes } from "../../backend/webgpu/matmul.js";
+import { chooseMatmulPlan, tileBytes } from "../../backend/webgpu/matmul.js";
+import { chooseSplits } from "../../backend/webgpu/matmul_splitk.js";
 import { chooseBackwardTiles, chooseForwardTiles, chooseMmaTiles } from "../../backend/webgpu/attention.js";
 import { mmaName, mmaTilesFor, type MmaTiles } from "../../backend/webgpu/attention_mma.js";
 import { chooseMatmulMma, matmulMmaGeometry, matmulMmaName, type MatmulMmaTiles } from "../../backend/webgpu/matmul_mma.js";
