@@ -17,10 +17,11 @@ import { grid1d } from "./context.js";
 import { LINEAR_INDEX } from "./wgsl.js";
 import { columnSum } from "./elementwise.js";
 import { launch, pow2, segmentLanes, segmentSumLanes, Temps, type S } from "./kit.js";
-import { SCAN_UNIFORMS, SCAN_WG as WG, scanCommon, scanGeometry, scanParams, scanUniformValues, type ScanInputs, type ScanShape } from "./scan_core.js";
+import { SeqlabError } from "../../util/errors.js";
+import { SCAN_UNIFORMS, SCAN_WG as WG, scanCommon, scanParams, scanUniformValues, type ScanInputs, type ScanShape } from "./scan_core.js";
 
 /**
- * steps recomputed into registers at a time by the backward pass: the checkpoint interval
+ * steps recomputed at a time by the backward pass: the checkpoint interval
  * (SCAN_CHECKPOINT_EVERY), so that each state is recomputed once; 32 recomputed half of the chunk
  * twice and was 7% slower at T = 64k (H200), 16 slower still
  */
@@ -32,20 +33,79 @@ const SUB = 64;
 const BC_FLUSH = 4;
 /** steps a loop iteration in the backward's walks without workgroup sums */
 const UNROLL = 4;
+/**
+ * threads of a workgroup of the chunk re-run (pass 3): with 4 states a thread, its FLUSH steps of
+ * (dB, dC) terms take FLUSH x 32 bytes a thread of workgroup memory, 16 KiB at 128
+ */
+const WG3 = 128;
 const unrolled = (step: (j: number) => string, count = UNROLL) => Array.from({ length: count }, (_, j) => step(j)).join("\n    ");
 
-/** WGSL: the loads of `count` steps of the backward's adjoint walk, tt_j = t - 1 - j. */
+/**
+ * Each thread of the walks holds a quad: 4 consecutive states n0 .. n0 + 3 of one channel, as
+ * vec4s, so that what depends on (t, d) alone (the step, u, dy, the gate) is loaded once for 4
+ * states and sums over n are 3 adds in a thread plus log2(QL) shuffles across its channel's QL
+ * lanes. (A thread per state spent about 85 instructions an update, 12 of them shuffles; notes:
+ * bench/notes/gpu-tuning.md, "The backward's decays".) States are padded to NQ = max(4, NP).
+ */
+export function quadGeometry(N: number): { NQ: number; QL: number } {
+  const NQ = Math.max(4, pow2(N));
+  return { NQ, QL: NQ / 4 };
+}
+
+/**
+ * WGSL: the quad loads. bAt / cAt read B or C at `base + n0 .. + 3` (zero past N or for an
+ * absent channel), aQuad the decay rates of a quad; FULL_QUADS (N a multiple of 4: a quad is
+ * whole or wholly past N) drops the per-state tests.
+ */
+function quadWgsl(N: number, loads: [name: string, arr: string][]): string {
+  const quadLoad = (name: string, arr: string) => /* wgsl */ `
+fn ${name}(base: u32, n0: u32, ok: bool) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  if (!ok || n0 >= u.N) { return r; }
+  if (FULL_QUADS) { return vec4<f32>(${arr}[base + n0], ${arr}[base + n0 + 1u], ${arr}[base + n0 + 2u], ${arr}[base + n0 + 3u]); }
+  r.x = ${arr}[base + n0];
+  if (n0 + 1u < u.N) { r.y = ${arr}[base + n0 + 1u]; }
+  if (n0 + 2u < u.N) { r.z = ${arr}[base + n0 + 2u]; }
+  if (n0 + 3u < u.N) { r.w = ${arr}[base + n0 + 3u]; }
+  return r;
+}`;
+  return /* wgsl */ `
+const FULL_QUADS: bool = ${N % 4 === 0};
+const QL: u32 = ${quadGeometry(N).QL}u;
+const NQ: u32 = ${quadGeometry(N).NQ}u;
+fn quadOk(n0: u32, ok: bool) -> vec4<bool> {
+  return vec4<bool>(ok && n0 < u.N, ok && n0 + 1u < u.N, ok && n0 + 2u < u.N, ok && n0 + 3u < u.N);
+}
+fn aQuad(d: u32, n0: u32, ok: vec4<bool>) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  if (ok.x) { r.x = aOf(d, n0); }
+  if (ok.y) { r.y = aOf(d, n0 + 1u); }
+  if (ok.z) { r.z = aOf(d, n0 + 2u); }
+  if (ok.w) { r.w = aOf(d, n0 + 3u); }
+  return r;
+}
+${loads.map(([name, arr]) => quadLoad(name, arr)).join("\n")}
+`;
+}
+
+/** WGSL: a quad of per-state values from or to an (..., N) buffer at element e0 (its state n0). */
+const quadRead = (arr: string, e0: string, ok: string) =>
+  `vec4<f32>(select(0.0, ${arr}[${e0}], ${ok}.x), select(0.0, ${arr}[${e0} + 1u], ${ok}.y), select(0.0, ${arr}[${e0} + 2u], ${ok}.z), select(0.0, ${arr}[${e0} + 3u], ${ok}.w))`;
+const quadWrite = (arr: string, e0: string, ok: string, v: string) =>
+  ["x", "y", "z", "w"].map((c, k) => `if (${ok}.${c}) { ${arr}[${e0}${k ? ` + ${k}u` : ""}] = ${v}.${c}; }`).join(" ");
+
+/** WGSL: the loads of `count` steps of the adjoint walk, tt_j = t - 1 - j. */
 function reverseLoads(count: number, tVar = "t"): string {
   return unrolled(
     (j) => `let tt${j} = ${tVar} - ${j + 1}u;
-      let q${j} = stepAt(rows, tt${j}, n, vd, valid);
+      let q${j} = chanAt(rows, tt${j}, vd);
+      let bq${j} = bAt(rows.bc + tt${j} * rows.sBC, n0, vd);
+      let cq${j} = cAt(rows.bc + tt${j} * rows.sBC, n0, vd);
       let i${j} = rows.c + tt${j} * u.Dc;
       let hPrev${j} = hs[tt${j} - ts];
       let hNow${j} = hs[tt${j} - ts + 1u];
-      var cn${j} = 0.0;
       var dy${j} = 0.0;
       var dzz${j} = 0.0;
-      if (valid) { cn${j} = Cm[rows.bc + tt${j} * rows.sBC + n]; }
       if (vd) { dy${j} = dyg[i${j}]; if (HAS_Z) { dzz${j} = pre[offZ + i${j}]; } }`,
     count,
   );
@@ -60,15 +120,19 @@ function reverseSteps(count: number, slot = "0u"): string {
     (j) => `{
       let delta = q${j}.x;
       let x = q${j}.y;
-      let bn = q${j}.z;
       let decay = exp2(delta * a2);
       var y = 0.0;
-      if (HAS_Z) { y = nsum(cn${j} * hNow${j}, lid) + ds * x; }
-      gs = gs + dy${j} * cn${j};
-      let r = nsum2(vec2<f32>(gs * (hPrev${j} * decay * a + bn * x), gs * delta * bn), lid);
-      dAacc += gs * hPrev${j} * decay * delta;
-      xbc[(${slot} + ${j}u) * ${WG}u + lid] = vec2<f32>(gs * delta * x, dy${j} * hNow${j});
-      if (vd && n == 0u) {
+      if (HAS_Z) { y = lsum(dot(cq${j}, hNow${j}), lid) + ds * x; }
+      gs = gs + dy${j} * cq${j};
+      let hd = hPrev${j} * decay;
+      let r = lsum2(vec2<f32>(dot(gs, hd * a + bq${j} * x), dot(gs, bq${j}) * delta), lid);
+      dAacc += gs * hd * delta;
+      let tb = gs * (delta * x);
+      let tc = dy${j} * hNow${j};
+      let o = ((${slot} + ${j}u) * QDB + dl) * (NQ / 2u) + 2u * qd;
+      xbc[o] = vec4<f32>(tb.x, tc.x, tb.y, tc.y);
+      xbc[o + 1u] = vec4<f32>(tb.z, tc.z, tb.w, tc.w);
+      if (vd && qd == 0u) {
         du[i${j}] = r.y + ds * dy${j};
         grads[i${j}] = r.x;
         if (HAS_Z) { dz[i${j}] = dzz${j} * y; }
@@ -80,36 +144,61 @@ function reverseSteps(count: number, slot = "0u"): string {
   );
 }
 
-/** The channel block a workgroup owns: blocks never cross a B/C group. */
+/** The channel block a pass-3 workgroup owns: blocks never cross a B/C group. */
 const BLOCK = /* wgsl */ `
   let blk = wid.x;
   let kc = wid.y;
   let b = wid.z;
   let seg = u.Dc / u.G;
-  let dl = lid / NP;
-  let n = lid % NP;
-  let dLocal = (blk % u.bps) * DB + dl;
+  let dl = lid / QL;
+  let qd = lid % QL;
+  let n0 = 4u * qd;
+  let dLocal = (blk % u.bps) * QDB + dl;
   let d = (blk / u.bps) * seg + dLocal;
   let vd = dLocal < seg;
-  let valid = vd && n < u.N;
+  let ok = quadOk(n0, vd);
   let t0 = kc * u.chunk;
   let t1 = min(u.T, t0 + u.chunk);
-  let e = ((b * u.K + kc) * u.Dc + d) * u.N + n;
+  let e0 = ((b * u.K + kc) * u.Dc + d) * u.N + n0;
 `;
 
-/** Decode a thread per (b, chunk, d, n). */
+/** Decode a thread per (b, chunk, d, quad). */
 const ELEMENT = /* wgsl */ `
   let e = linearIndex(gid, nwg);
-  if (e >= u.B * u.K * u.Dc * u.N) { return; }
-  let n = e % u.N;
-  let d = (e / u.N) % u.Dc;
-  let kc = (e / (u.N * u.Dc)) % u.K;
-  let b = e / (u.N * u.Dc * u.K);
+  if (e >= u.B * u.K * u.Dc * QL) { return; }
+  let qd = e % QL;
+  let n0 = 4u * qd;
+  let d = (e / QL) % u.Dc;
+  let kc = (e / (QL * u.Dc)) % u.K;
+  let b = e / (QL * u.Dc * u.K);
   let t0 = kc * u.chunk;
   let t1 = min(u.T, t0 + u.chunk);
-  let a = aOf(d, n);
-  let a2 = a * LOG2E;
+  let ok = quadOk(n0, true);
+  let a2 = aQuad(d, n0, ok) * LOG2E;
+  let e0 = ((b * u.K + kc) * u.Dc + d) * u.N + n0;
 `;
+
+/**
+ * Pass 3's blocks: QL lanes a channel (a quad of states each), QDB = WG3 / QL channels a
+ * workgroup, `bps` blocks per B/C group of Dc / G channels (blocks never cross a group).
+ */
+function backwardGeometry(s: ScanShape) {
+  if (s.N > WG) throw new SeqlabError(`webgpu: scan state size ${s.N} exceeds ${WG}`);
+  const K = Math.ceil(s.T / s.chunk);
+  const { QL } = quadGeometry(s.N);
+  const QDB = WG3 / QL;
+  const bps = Math.ceil(s.Dc / s.G / QDB);
+  return { K, QL, QDB, bps, nblk: s.G * bps };
+}
+
+/** Steps of (dB, dC) terms pass 3 collects before summing them: BC_FLUSH, or fewer where workgroup memory is short. */
+function bcFlush(ctx: GpuContext): number {
+  // the reductions over a channel's lanes may need WG3 x 8 bytes each besides the terms
+  const room = ctx.limits.maxComputeWorkgroupStorageSize - 2 * WG3 * 8;
+  let flush = BC_FLUSH;
+  while (flush > 1 && flush * WG3 * 32 > room) flush /= 2;
+  return flush;
+}
 
 /** Gradients of every input of the scan (and of the initial state) from dL/d(out). */
 export function scanBackward(
@@ -121,7 +210,7 @@ export function scanBackward(
   s: ScanShape,
   tag: string,
 ): void {
-  const { K, bps, nblk } = scanGeometry(s);
+  const { K, bps, nblk, QL, QDB } = backwardGeometry(s);
   const temps = new Temps(ctx);
   const p = scanParams(ctx, temps, s, x);
   const uni = scanUniformValues(s, K, bps, p.offD, p.offBias);
@@ -176,6 +265,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   );
 
   // 1. the adjoint's chunk partials from zero at each chunk's end, and the decay products
+  const quads = (loads: [string, string][]) => quadWgsl(N, loads);
   launch(
     ctx,
     `${tag}:bwd1:${c.key}`,
@@ -183,18 +273,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       label: `${tag}:bwd1`,
       uniforms: SCAN_UNIFORMS,
       bindings: [["work", "write", "array<f32>"], ["dyg", "read", "array<f32>"], ["pre", "read", "array<f32>"], ["Cm", "read", "array<f32>"], ["params", "read", "array<f32>"]],
-      body: `${decl}
+      body: `${decl}${quads([["cAt", "Cm"]])}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   ${ELEMENT}
   let rows = rowsOf(b, d);
-  var gs = 0.0;
-  var prod = 1.0;
+  var gs = vec4<f32>(0.0);
+  var prod = vec4<f32>(1.0);
   // UNROLL steps a loop iteration, their loads issued before the chain of updates uses them
   var t = t1;
   for (; t >= t0 + ${UNROLL}u; t -= ${UNROLL}u) {
     ${unrolled((j) => `let s${j} = pre[rows.s + (t - ${j + 1}u) * rows.sS];
-    let g${j} = dyg[rows.c + (t - ${j + 1}u) * u.Dc] * Cm[rows.bc + (t - ${j + 1}u) * rows.sBC + n];`)}
+    let g${j} = dyg[rows.c + (t - ${j + 1}u) * u.Dc] * cAt(rows.bc + (t - ${j + 1}u) * rows.sBC, n0, true);`)}
     ${unrolled((j) => `let decay${j} = exp2(s${j} * a2);
     gs = decay${j} * (gs + g${j});
     prod = prod * decay${j};`)}
@@ -202,16 +292,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (; t > t0; t--) {
     let tt = t - 1u;
     let decay = exp2(pre[rows.s + tt * rows.sS] * a2);
-    gs = decay * (gs + dyg[rows.c + tt * u.Dc] * Cm[rows.bc + tt * rows.sBC + n]);
+    gs = decay * (gs + dyg[rows.c + tt * u.Dc] * cAt(rows.bc + tt * rows.sBC, n0, true));
     prod = prod * decay;
   }
-  work[e] = gs;
-  work[u.B * u.K * u.Dc * u.N + e] = prod;
+  ${quadWrite("work", "e0", "ok", "gs")}
+  ${quadWrite("work", "u.B * u.K * u.Dc * u.N + e0", "ok", "prod")}
 }`,
     }),
     [work, dyg, pre, x.Cmat, p.buf],
     uni,
-    grid1d(BKDN, WG),
+    grid1d(B * K * Dc * QL, WG),
   );
 
   // 2. reverse carries of the adjoint: dL/dh at each chunk's end, and at the initial state
@@ -245,79 +335,81 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   );
 
   // 3. every chunk: states recomputed from its checkpoint, the adjoint run through them; sums
-  // over n by subgroup shuffles where a subgroup holds the NP states of a channel
+  // over a channel's states by subgroup shuffles across its QL lanes
   const sg = ctx.acquired.subgroupMinSize;
-  const NP = pow2(N);
-  const flush = Math.min(BC_FLUSH, WG / NP);
+  const flush = bcFlush(ctx);
   launch(
     ctx,
-    `${tag}:bwd3:${c.key}:${segmentLanes(NP, sg)}`,
+    `${tag}:bwd3:${c.key}:${segmentLanes(QL, sg)}:${flush}`,
     () => ({
       label: `${tag}:bwd3`,
-      enables: segmentLanes(NP, sg) > 1 ? ["subgroups"] : [],
+      enables: segmentLanes(QL, sg) > 1 ? ["subgroups"] : [],
       uniforms: [...SCAN_UNIFORMS, ["offA", "u32"], ["offDs", "u32"], ["offBC", "u32"]],
       bindings: [
         ["grads", "write", "array<f32>"], ["gEnd", "read", "array<f32>"], ["ckpt", "read", "array<f32>"], ["dyg", "read", "array<f32>"],
         ["uu", "read", "array<f32>"], ["pre", "read", "array<f32>"], ["Bm", "read", "array<f32>"], ["Cm", "read", "array<f32>"],
         ["params", "read", "array<f32>"], ["du", "write", "array<f32>"], ["dz", "write", "array<f32>"],
       ],
-      body: `${decl}${segmentSumLanes("nsum", WG, "f32", NP, sg)}${segmentSumLanes("nsum2", WG, "vec2<f32>", NP, sg)}
+      body: `${decl}${quads([["bAt", "Bm"], ["cAt", "Cm"]])}${segmentSumLanes("lsum", WG3, "f32", QL, sg)}${segmentSumLanes("lsum2", WG3, "vec2<f32>", QL, sg)}
 const FLUSH: u32 = ${flush}u;
-// (dB, dC) terms of the last FLUSH steps, one slot of WG threads a step, summed over the block's
-// channels (threads with equal n) once every FLUSH steps rather than with barriers every step
-var<workgroup> xbc: array<vec2<f32>, ${flush * WG}>;
+const QDB: u32 = ${QDB}u;
+// (dB, dC) terms of the last FLUSH steps, [slot][channel][state pair] as (dB_n, dC_n, dB_n+1,
+// dC_n+1), summed over the block's channels once every FLUSH steps rather than every step
+var<workgroup> xbc: array<vec4<f32>, ${(flush * WG3 * 32) / 16}>;
 fn flushBC(slots: u32, tFirst: u32, blk: u32, b: u32, lid: u32) {
-  let j = lid / NP;
-  let n = lid % NP;
-  if (j >= slots || n >= u.N) { return; }
-  var s = vec2<f32>(0.0);
-  for (var dl = 0u; dl < DB; dl++) { s += xbc[j * ${WG}u + dl * NP + n]; }
-  // slot j holds step tFirst - j: the adjoint walks backward in time
-  let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tFirst - j) * u.N + n);
-  grads[o] = s.x;
-  grads[o + 1u] = s.y;
+  for (var p = lid; p < slots * u.N; p += ${WG3}u) {
+    let j = p / u.N;
+    let n = p % u.N;
+    var s = vec2<f32>(0.0);
+    for (var dl = 0u; dl < QDB; dl++) {
+      let v = xbc[(j * QDB + dl) * (NQ / 2u) + n / 2u];
+      s += select(v.zw, v.xy, n % 2u == 0u);
+    }
+    // slot j holds step tFirst - j: the adjoint walks backward in time
+    let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tFirst - j) * u.N + n);
+    grads[o] = s.x;
+    grads[o + 1u] = s.y;
+  }
 }
-fn stepAt(rows: Rows, t: u32, n: u32, vd: bool, valid: bool) -> vec3<f32> {
-  // (step, u, B[n]) of one channel and time
-  var r = vec3<f32>(0.0);
-  if (vd) { r.x = pre[rows.s + t * rows.sS]; r.y = uu[rows.c + t * u.Dc]; }
-  if (valid) { r.z = Bm[rows.bc + t * rows.sBC + n]; }
-  return r;
+// (step, u) of one channel and time
+fn chanAt(rows: Rows, t: u32, vd: bool) -> vec2<f32> {
+  if (!vd) { return vec2<f32>(0.0); }
+  return vec2<f32>(pre[rows.s + t * rows.sS], uu[rows.c + t * u.Dc]);
 }
-@compute @workgroup_size(${WG})
+@compute @workgroup_size(${WG3})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${BLOCK}
   let rows = rowsOf(b, d);
   // where dout silu'(z) starts in pre (after the steps)
   let offZ = u.B * u.T * rows.sS;
-  var a = 0.0;
-  var gs = 0.0;
-  var h0 = 0.0;
-  if (valid) { a = aOf(d, n); gs = gEnd[e]; h0 = ckpt[e]; }
+  let a = aQuad(d, n0, ok);
   let a2 = a * LOG2E;
+  var gs = ${quadRead("gEnd", "e0", "ok")};
+  let h0 = ${quadRead("ckpt", "e0", "ok")};
   let ds = dskipOf(d);
-  var dAacc = 0.0;
+  var dAacc = vec4<f32>(0.0);
   var dDacc = 0.0;
-  var hs: array<f32, ${SUB + 1}>;
+  var hs: array<vec4<f32>, ${SUB + 1}>;
   let nsub = (t1 - t0 + SUB - 1u) / SUB;
   for (var sc = nsub; sc > 0u; sc--) {
     let ts = t0 + (sc - 1u) * SUB;
     let te = min(t1, ts + SUB);
     var h = h0;
     for (var t = t0; t < ts; t++) {
-      let q = stepAt(rows, t, n, vd, valid);
-      h = exp2(q.x * a2) * h + q.x * q.z * q.y;
+      let q = chanAt(rows, t, vd);
+      h = exp2(q.x * a2) * h + (q.x * q.y) * bAt(rows.bc + t * rows.sBC, n0, vd);
     }
     hs[0] = h;
     var t = ts;
     for (; t + ${UNROLL}u <= te; t += ${UNROLL}u) {
-      ${unrolled((j) => `let q${j} = stepAt(rows, t + ${j}u, n, vd, valid);`)}
-      ${unrolled((j) => `h = exp2(q${j}.x * a2) * h + q${j}.x * q${j}.z * q${j}.y;
+      ${unrolled((j) => `let q${j} = chanAt(rows, t + ${j}u, vd);
+      let bq${j} = bAt(rows.bc + (t + ${j}u) * rows.sBC, n0, vd);`)}
+      ${unrolled((j) => `h = exp2(q${j}.x * a2) * h + (q${j}.x * q${j}.y) * bq${j};
       hs[t - ts + ${j + 1}u] = h;`)}
     }
     for (; t < te; t++) {
-      let q = stepAt(rows, t, n, vd, valid);
-      h = exp2(q.x * a2) * h + q.x * q.z * q.y;
+      let q = chanAt(rows, t, vd);
+      h = exp2(q.x * a2) * h + (q.x * q.y) * bAt(rows.bc + t * rows.sBC, n0, vd);
       hs[t - ts + 1u] = h;
     }
     // the adjoint backward through the interval, FLUSH steps a group: the group's loads first,
@@ -343,8 +435,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       workgroupBarrier();
     }
   }
-  if (valid) { grads[u.offA + e] = dAacc; }
-  if (vd && n == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
+  ${quadWrite("grads", "u.offA + e0", "ok", "dAacc")}
+  if (vd && qd == 0u) { grads[u.offDs + (b * u.K + kc) * u.Dc + d] = dDacc; }
 }`,
     }),
     [grads, gEnd, checkpoints, dyg, x.u, pre, x.Bmat, x.Cmat, p.buf, g.du, temps.or(g.dz)],

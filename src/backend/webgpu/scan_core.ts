@@ -15,7 +15,6 @@
  * in chunk order, so results are deterministic there too. This file holds what the forward and
  * the backward share: the shape, the uniforms, the WGSL index functions and the step function.
  */
-import { SeqlabError } from "../../util/errors.js";
 import type { GpuContext } from "./context.js";
 import { MATH } from "./wgsl.js";
 import { flags, pow2, Temps, type S } from "./kit.js";
@@ -81,9 +80,8 @@ export interface ScanShape {
   dtMax: number;
 }
 
-/** threads of a workgroup of the backward kernels (and NP x DB of its blocks) */
+/** threads of a workgroup of the backward's element-wise kernels */
 export const SCAN_WG = 256;
-const WG = SCAN_WG;
 export interface ScanInputs {
   u: S;
   dt: S;
@@ -108,7 +106,6 @@ export function scanCommon(s: ScanShape, f: Record<string, boolean>): { wgsl: st
     key: fl.key + ":" + NP,
     wgsl: `${fl.wgsl}${MATH}
 const NP: u32 = ${NP}u;
-const DB: u32 = ${WG / NP}u;
 // (b, t, d) rows of u, z, out; the step, Dskip and dtBias of channel d; the B/C row of (b, t, d)
 fn chanIdx(b: u32, t: u32, d: u32) -> u32 { return (b * u.T + t) * u.Dc + d; }
 fn dtIdx(b: u32, t: u32, d: u32) -> u32 { return (b * u.T + t) * (u.Dc / u.R) + d / u.R; }
@@ -139,17 +136,6 @@ fn silu_(v: f32) -> f32 { return v * sigmoid_(v); }
 fn siluGrad_(v: f32) -> f32 { let s = sigmoid_(v); return s * (1.0 + v * (1.0 - s)); }
 `,
   };
-}
-
-/** Backward geometry: chunks K, states padded to NP, channels DB a workgroup, blocks per group. */
-export function scanGeometry(s: ScanShape) {
-  if (s.N > WG) throw new SeqlabError(`webgpu: scan state size ${s.N} exceeds ${WG}`);
-  const K = Math.ceil(s.T / s.chunk);
-  const NP = pow2(s.N);
-  const DB = WG / NP;
-  const seg = s.Dc / s.G;
-  const bps = Math.ceil(seg / DB);
-  return { K, NP, DB, bps, nblk: s.G * bps };
 }
 
 /** [A | Dskip | dtBias] in one buffer (the kernels have a limited number of bindings). */

@@ -33,37 +33,41 @@ const WARM_UP_MS = 2000;
 /** The most dispatches one profiled forward may have (one timestamp each, plus the last). */
 const MAX_DISPATCHES = 4095;
 
-export async function profileForward(be: WebGpuBackend, model: CausalLM, T: number): Promise<ForwardProfile> {
+/** GPU time per kernel label of the dispatches `record` makes, from a timestamp before each. */
+export interface DispatchProfile {
+  /** first dispatch to the end of the last */
+  gpuMs: number;
+  /** per kernel label: dispatches and GPU milliseconds, slowest first */
+  kernels: { kernel: string; dispatches: number; ms: number }[];
+}
+
+/**
+ * Runs `record` (which records dispatches and may read results) with a timestamp before each
+ * dispatch and one after the last. Each dispatch then sits in a compute pass of its own.
+ */
+export async function profileDispatches(be: WebGpuBackend, record: () => void): Promise<DispatchProfile> {
   const ctx = be.ctx;
-  if (!ctx.acquired.timestamps) throw new Error("internal: profileForward needs the timestamp-query feature");
+  if (!ctx.acquired.timestamps) throw new Error("internal: profileDispatches needs the timestamp-query feature");
   const querySet = ctx.device.createQuerySet({ type: "timestamp", count: MAX_DISPATCHES + 1 });
   const resolved = ctx.device.createBuffer({ size: (MAX_DISPATCHES + 1) * 8, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
-  const ids = promptTokens(T, model.config.V);
   const labels: string[] = [];
   ctx.beforeDispatch = (label) => {
-    if (labels.length === MAX_DISPATCHES) throw new Error(`internal: profileForward: more than ${MAX_DISPATCHES} dispatches`);
+    if (labels.length === MAX_DISPATCHES) throw new Error(`internal: profileDispatches: more than ${MAX_DISPATCHES} dispatches`);
     ctx.timestamp(querySet, labels.length);
     labels.push(label);
   };
-  const [d0, s0, b0] = [ctx.dispatches, ctx.submits, ctx.pool.created];
-  const t0 = performance.now();
   let ticks: BigUint64Array;
   try {
-    ticks = await noGradAsync(() =>
-      tidyAsync(async () => {
-        model.forward(model.tokens(ids, 1, T), { lastOnly: true });
-        ctx.beforeDispatch = null;
-        ctx.timestamp(querySet, labels.length);
-        ctx.resolveTimestamps(querySet, labels.length + 1, resolved);
-        return new BigUint64Array(await ctx.read(resolved, (labels.length + 1) * 8));
-      }),
-    );
+    record();
+    ctx.beforeDispatch = null;
+    ctx.timestamp(querySet, labels.length);
+    ctx.resolveTimestamps(querySet, labels.length + 1, resolved);
+    ticks = new BigUint64Array(await ctx.read(resolved, (labels.length + 1) * 8));
   } finally {
     ctx.beforeDispatch = null;
+    querySet.destroy();
+    resolved.destroy();
   }
-  const wallMs = performance.now() - t0;
-  querySet.destroy();
-  resolved.destroy();
   const per = new Map<string, { dispatches: number; ms: number }>();
   for (let i = 0; i < labels.length; i++) {
     const k = per.get(labels[i]) ?? { dispatches: 0, ms: 0 };
@@ -72,12 +76,29 @@ export async function profileForward(be: WebGpuBackend, model: CausalLM, T: numb
     per.set(labels[i], k);
   }
   return {
-    wallMs,
     gpuMs: labels.length ? Number(ticks[labels.length] - ticks[0]) / 1e6 : 0,
+    kernels: [...per.entries()].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms),
+  };
+}
+
+/** "label ms (dispatches), ..." of the slowest `n` kernels of a profile. */
+export function slowest(p: DispatchProfile, n: number): string {
+  return p.kernels.slice(0, n).map((k) => `${k.kernel} ${k.ms.toFixed(2)} ms (${k.dispatches})`).join(", ");
+}
+
+export async function profileForward(be: WebGpuBackend, model: CausalLM, T: number): Promise<ForwardProfile> {
+  const ctx = be.ctx;
+  const ids = promptTokens(T, model.config.V);
+  const [d0, s0, b0] = [ctx.dispatches, ctx.submits, ctx.pool.created];
+  const t0 = performance.now();
+  const p = await noGradAsync(() => tidyAsync(() => profileDispatches(be, () => void model.forward(model.tokens(ids, 1, T), { lastOnly: true }))));
+  return {
+    wallMs: performance.now() - t0,
+    gpuMs: p.gpuMs,
     dispatches: ctx.dispatches - d0,
     submits: ctx.submits - s0,
     buffersCreated: ctx.pool.created - b0,
-    kernels: [...per.entries()].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms),
+    kernels: p.kernels,
   };
 }
 
@@ -98,7 +119,7 @@ export async function benchProfile(be: WebGpuBackend, name: string, model: Causa
       await be.sync();
     }
     const p = await profileForward(be, model, T);
-    const top = p.kernels.slice(0, 5).map((k) => `${k.kernel} ${k.ms.toFixed(2)} ms (${k.dispatches})`).join(", ");
+    const top = slowest(p, 5);
     out.push({
       section: "profile",
       name: `profile ${name}`,

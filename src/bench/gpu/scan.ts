@@ -10,6 +10,7 @@
  */
 import type { WebGpuBackend } from "../../backend/webgpu/index.js";
 import type { GpuTensorBuffer } from "../../backend/webgpu/pool.js";
+import { profileDispatches, slowest } from "./profile.js";
 import type { SelectiveScanDims } from "../../backend/kernels_scan.js";
 import { refKernels } from "../../backend/ref/index.js";
 import { grid1d } from "../../backend/webgpu/context.js";
@@ -106,12 +107,15 @@ export async function benchScan(be: WebGpuBackend, T: number, backward: boolean,
   };
   const iterations = T <= 4096 ? 20 : T <= 16384 ? 5 : 2;
   const { seconds, timing } = await timeIt(be, record, iterations);
+  // where a forward+backward's time goes, kernel by kernel (one more run, a timestamp a dispatch)
+  const kernels = backward && be.ctx.acquired.timestamps ? slowest(await profileDispatches(be, record), 6) : null;
   for (const h of [...b.ins, ...b.outs, ...b.grads]) be.release(h);
   const bytes = scanBytes(d);
   const moved = bytes.forward + (backward ? bytes.backward : 0);
   const rate = moved / seconds / GB;
-  const extra: Record<string, number> = { "min MB": moved / 1e6 };
+  const extra: Record<string, number | string> = { "min MB": moved / 1e6 };
   if (copyGBs) extra["of copy"] = rate / copyGBs;
+  if (kernels) extra.kernels = kernels;
   return {
     section: "scan",
     name: backward ? "scan fwd+bwd" : "scan fwd",
