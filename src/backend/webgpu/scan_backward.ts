@@ -31,8 +31,17 @@ const SUB = 64;
  * the block's channels: two barriers every BC_FLUSH steps instead of 2 + log2(DB) every step
  */
 const BC_FLUSH = 4;
-/** steps a loop iteration in the backward's walks without workgroup sums */
+/** steps a loop iteration in the adjoint partials (pass 1) */
 const UNROLL = 4;
+/**
+ * steps of the chunk re-run (pass 3) whose states are held in registers at a time: the states at
+ * each block's start are kept (in local memory, one write and one read a block) while walking
+ * forward, then each block is re-run from its start right before the adjoint goes back through
+ * it. A local array of every state of the interval (65 vec4s a thread) cost a write and two reads
+ * of local memory a step, which does not fit in L1 and went to L2. (Blocks of 8 took SwiftShader's
+ * compiler minutes.)
+ */
+const BLK = 4;
 /**
  * threads of a workgroup of the chunk re-run (pass 3): with 4 states a thread, its FLUSH steps of
  * (dB, dC) terms take FLUSH x 32 bytes a thread of workgroup memory, 16 KiB at 128
@@ -54,23 +63,19 @@ export function quadGeometry(N: number): { NQ: number; QL: number } {
 
 /**
  * WGSL: the quad loads. bAt / cAt read B or C at `base + n0 .. + 3` (zero past N or for an
- * absent channel), aQuad the decay rates of a quad; FULL_QUADS (N a multiple of 4: a quad is
- * whole or wholly past N) drops the per-state tests.
+ * absent channel), aQuad the decay rates of a quad.
  */
 function quadWgsl(N: number, loads: [name: string, arr: string][]): string {
+  // branch-free: clamped loads and a select (SwiftShader's compiler took minutes over the chunk
+  // re-run when these were branches feeding the register-held states)
   const quadLoad = (name: string, arr: string) => /* wgsl */ `
 fn ${name}(base: u32, n0: u32, ok: bool) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  if (!ok || n0 >= u.N) { return r; }
-  if (FULL_QUADS) { return vec4<f32>(${arr}[base + n0], ${arr}[base + n0 + 1u], ${arr}[base + n0 + 2u], ${arr}[base + n0 + 3u]); }
-  r.x = ${arr}[base + n0];
-  if (n0 + 1u < u.N) { r.y = ${arr}[base + n0 + 1u]; }
-  if (n0 + 2u < u.N) { r.z = ${arr}[base + n0 + 2u]; }
-  if (n0 + 3u < u.N) { r.w = ${arr}[base + n0 + 3u]; }
-  return r;
+  let k = vec4<u32>(n0, n0 + 1u, n0 + 2u, n0 + 3u);
+  let i = min(base + k, vec4<u32>(arrayLength(&${arr}) - 1u));
+  let v = vec4<f32>(${arr}[i.x], ${arr}[i.y], ${arr}[i.z], ${arr}[i.w]);
+  return select(vec4<f32>(0.0), v, (k < vec4<u32>(u.N)) & vec4<bool>(ok));
 }`;
   return /* wgsl */ `
-const FULL_QUADS: bool = ${N % 4 === 0};
 const QL: u32 = ${quadGeometry(N).QL}u;
 const NQ: u32 = ${quadGeometry(N).NQ}u;
 fn quadOk(n0: u32, ok: bool) -> vec4<bool> {
@@ -94,54 +99,70 @@ const quadRead = (arr: string, e0: string, ok: string) =>
 const quadWrite = (arr: string, e0: string, ok: string, v: string) =>
   ["x", "y", "z", "w"].map((c, k) => `if (${ok}.${c}) { ${arr}[${e0}${k ? ` + ${k}u` : ""}] = ${v}.${c}; }`).join(" ");
 
-/** WGSL: the loads of `count` steps of the adjoint walk, tt_j = t - 1 - j. */
-function reverseLoads(count: number, tVar = "t"): string {
-  return unrolled(
-    (j) => `let tt${j} = ${tVar} - ${j + 1}u;
-      let q${j} = chanAt(rows, tt${j}, vd);
-      let bq${j} = bAt(rows.bc + tt${j} * rows.sBC, n0, vd);
-      let cq${j} = cAt(rows.bc + tt${j} * rows.sBC, n0, vd);
-      let i${j} = rows.c + tt${j} * u.Dc;
-      let hPrev${j} = hs[tt${j} - ts];
-      let hNow${j} = hs[tt${j} - ts + 1u];
-      var dy${j} = 0.0;
-      var dzz${j} = 0.0;
-      if (vd) { dy${j} = dyg[i${j}]; if (HAS_Z) { dzz${j} = pre[offZ + i${j}]; } }`,
-    count,
-  );
+/**
+ * WGSL: the steps tb .. tb + BLK - 1 of a block re-run from its first state hr0 into registers
+ * hr1 .. hrBLK (constant indices, so no local memory); steps past the interval (t >= te) load
+ * zeros, so they leave the state as it is.
+ */
+function blockStates(): string {
+  const steps = Array.from({ length: BLK }, (_, j) => j);
+  return `${steps.map((j) => `let f${j} = chanAt(rows, tb + ${j}u, vd && tb + ${j}u < te);
+      let fb${j} = bAt(rows.bc + (tb + ${j}u) * rows.sBC, n0, vd && tb + ${j}u < te);`).join("\n      ")}
+      ${steps.map((j) => `let hr${j + 1} = exp2(f${j}.x * a2) * hr${j} + (f${j}.x * f${j}.y) * fb${j};`).join("\n      ")}`;
 }
 
 /**
- * WGSL: the adjoint through those steps (gs = dL/dh after the step), their gradients, and their
- * (dB, dC) terms into workgroup slots `slot + j` (slot: a WGSL expression).
+ * WGSL: the adjoint back through steps tb + g FLUSH + FLUSH - 1 down to tb + g FLUSH (gs = dL/dh
+ * after the step): the group's loads first, then its chain of updates, their gradients, and
+ * their (dB, dC) terms into workgroup slots 0 .. FLUSH - 1 (slot s: step tb + g FLUSH + FLUSH - 1 - s).
+ * Steps past the interval load zeros, which leave gs and every sum as they are; only their
+ * stores are skipped.
  */
-function reverseSteps(count: number, slot = "0u"): string {
-  return unrolled(
-    (j) => `{
+function reverseGroup(g: number, flush: number): string {
+  const ks = Array.from({ length: flush }, (_, i) => flush - 1 - i);
+  const loads = ks.map((k) => {
+    const j = g * flush + k;
+    return `let tt${j} = tb + ${j}u;
+      let in${j} = vd && tt${j} < te;
+      let q${j} = chanAt(rows, tt${j}, in${j});
+      let bq${j} = bAt(rows.bc + tt${j} * rows.sBC, n0, in${j});
+      let cq${j} = cAt(rows.bc + tt${j} * rows.sBC, n0, in${j});
+      let i${j} = rows.c + tt${j} * u.Dc;
+      var dy${j} = 0.0;
+      var dzz${j} = 0.0;
+      if (in${j}) { dy${j} = dyg[i${j}]; if (HAS_Z) { dzz${j} = pre[offZ + i${j}]; } }`;
+  });
+  const steps = ks.map((k) => {
+    const j = g * flush + k;
+    return `{
       let delta = q${j}.x;
       let x = q${j}.y;
       let decay = exp2(delta * a2);
       var y = 0.0;
-      if (HAS_Z) { y = lsum(dot(cq${j}, hNow${j}), lid) + ds * x; }
+      if (HAS_Z) { y = lsum(dot(cq${j}, hr${j + 1}), lid) + ds * x; }
       gs = gs + dy${j} * cq${j};
-      let hd = hPrev${j} * decay;
+      let hd = hr${j} * decay;
       let r = lsum2(vec2<f32>(dot(gs, hd * a + bq${j} * x), dot(gs, bq${j}) * delta), lid);
       dAacc += gs * hd * delta;
-      let tb = gs * (delta * x);
-      let tc = dy${j} * hNow${j};
-      let o = ((${slot} + ${j}u) * QDB + dl) * (NQ / 2u) + 2u * qd;
-      xbc[o] = vec4<f32>(tb.x, tc.x, tb.y, tc.y);
-      xbc[o + 1u] = vec4<f32>(tb.z, tc.z, tb.w, tc.w);
-      if (vd && qd == 0u) {
+      let termB = gs * (delta * x);
+      let termC = dy${j} * hr${j + 1};
+      let o = (${flush - 1 - k}u * QDB + dl) * (NQ / 2u) + 2u * qd;
+      xbc[o] = vec4<f32>(termB.x, termC.x, termB.y, termC.y);
+      xbc[o + 1u] = vec4<f32>(termB.z, termC.z, termB.w, termC.w);
+      if (in${j} && qd == 0u) {
         du[i${j}] = r.y + ds * dy${j};
         grads[i${j}] = r.x;
         if (HAS_Z) { dz[i${j}] = dzz${j} * y; }
         dDacc += dy${j} * x;
       }
       gs = gs * decay;
-    }`,
-    count,
-  );
+    }`;
+  });
+  return `${loads.join("\n      ")}
+      ${steps.join("\n      ")}
+      workgroupBarrier();
+      flushBC(tb + ${g * flush + flush - 1}u, te, blk, b, lid);
+      workgroupBarrier();`;
 }
 
 /** The channel block a pass-3 workgroup owns: blocks never cross a B/C group. */
@@ -356,25 +377,27 @@ const QDB: u32 = ${QDB}u;
 // (dB, dC) terms of the last FLUSH steps, [slot][channel][state pair] as (dB_n, dC_n, dB_n+1,
 // dC_n+1), summed over the block's channels once every FLUSH steps rather than every step
 var<workgroup> xbc: array<vec4<f32>, ${(flush * WG3 * 32) / 16}>;
-fn flushBC(slots: u32, tFirst: u32, blk: u32, b: u32, lid: u32) {
-  for (var p = lid; p < slots * u.N; p += ${WG3}u) {
+fn flushBC(tTop: u32, tEnd: u32, blk: u32, b: u32, lid: u32) {
+  for (var p = lid; p < FLUSH * u.N; p += ${WG3}u) {
+    // slot j holds step tTop - j: the adjoint walks backward in time
     let j = p / u.N;
     let n = p % u.N;
-    var s = vec2<f32>(0.0);
-    for (var dl = 0u; dl < QDB; dl++) {
-      let v = xbc[(j * QDB + dl) * (NQ / 2u) + n / 2u];
-      s += select(v.zw, v.xy, n % 2u == 0u);
+    if (tTop - j < tEnd) {
+      var s = vec2<f32>(0.0);
+      for (var dl = 0u; dl < QDB; dl++) {
+        let v = xbc[(j * QDB + dl) * (NQ / 2u) + n / 2u];
+        s += select(v.zw, v.xy, n % 2u == 0u);
+      }
+      let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tTop - j) * u.N + n);
+      grads[o] = s.x;
+      grads[o + 1u] = s.y;
     }
-    // slot j holds step tFirst - j: the adjoint walks backward in time
-    let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tFirst - j) * u.N + n);
-    grads[o] = s.x;
-    grads[o + 1u] = s.y;
   }
 }
 // (step, u) of one channel and time
 fn chanAt(rows: Rows, t: u32, vd: bool) -> vec2<f32> {
-  if (!vd) { return vec2<f32>(0.0); }
-  return vec2<f32>(pre[rows.s + t * rows.sS], uu[rows.c + t * u.Dc]);
+  let v = vec2<f32>(pre[min(rows.s + t * rows.sS, arrayLength(&pre) - 1u)], uu[min(rows.c + t * u.Dc, arrayLength(&uu) - 1u)]);
+  return select(vec2<f32>(0.0), v, vd);
 }
 @compute @workgroup_size(${WG3})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -389,7 +412,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let ds = dskipOf(d);
   var dAacc = vec4<f32>(0.0);
   var dDacc = 0.0;
-  var hs: array<vec4<f32>, ${SUB + 1}>;
+  var starts: array<vec4<f32>, ${SUB / BLK}>;
   let nsub = (t1 - t0 + SUB - 1u) / SUB;
   for (var sc = nsub; sc > 0u; sc--) {
     let ts = t0 + (sc - 1u) * SUB;
@@ -399,40 +422,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let q = chanAt(rows, t, vd);
       h = exp2(q.x * a2) * h + (q.x * q.y) * bAt(rows.bc + t * rows.sBC, n0, vd);
     }
-    hs[0] = h;
-    var t = ts;
-    for (; t + ${UNROLL}u <= te; t += ${UNROLL}u) {
-      ${unrolled((j) => `let q${j} = chanAt(rows, t + ${j}u, vd);
-      let bq${j} = bAt(rows.bc + (t + ${j}u) * rows.sBC, n0, vd);`)}
-      ${unrolled((j) => `h = exp2(q${j}.x * a2) * h + (q${j}.x * q${j}.y) * bq${j};
-      hs[t - ts + ${j + 1}u] = h;`)}
+    // forward through the interval, keeping each block's first state
+    let nb = (te - ts + ${BLK - 1}u) / ${BLK}u;
+    for (var kb = 0u; kb < nb; kb++) {
+      starts[kb] = h;
+      for (var t = ts + kb * ${BLK}u; t < ts + (kb + 1u) * ${BLK}u; t += ${UNROLL}u) {
+        ${unrolled((j) => `let q${j} = chanAt(rows, t + ${j}u, vd && t + ${j}u < te);
+        let bq${j} = bAt(rows.bc + (t + ${j}u) * rows.sBC, n0, vd && t + ${j}u < te);`)}
+        ${unrolled((j) => `h = exp2(q${j}.x * a2) * h + (q${j}.x * q${j}.y) * bq${j};`)}
+      }
     }
-    for (; t < te; t++) {
-      let q = chanAt(rows, t, vd);
-      h = exp2(q.x * a2) * h + (q.x * q.y) * bAt(rows.bc + t * rows.sBC, n0, vd);
-      hs[t - ts + 1u] = h;
-    }
-    // the adjoint backward through the interval, FLUSH steps a group: the group's loads first,
-    // then its chain of updates, then one sum of its (dB, dC) terms over the block's channels
-    t = te;
-    for (; t >= ts + FLUSH; t -= FLUSH) {
-      ${reverseLoads(flush)}
-      ${reverseSteps(flush)}
-      workgroupBarrier();
-      flushBC(FLUSH, t - 1u, blk, b, lid);
-      workgroupBarrier();
-    }
-    // the interval's first t - ts < FLUSH steps, one at a time
-    var slot = 0u;
-    for (; t > ts; t--) {
-      ${reverseLoads(1, "t")}
-      ${reverseSteps(1, "slot")}
-      slot++;
-    }
-    if (slot > 0u) {
-      workgroupBarrier();
-      flushBC(slot, ts + slot - 1u, blk, b, lid);
-      workgroupBarrier();
+    // back through the blocks: each re-run into registers, then the adjoint through it
+    for (var kb = nb; kb > 0u; kb--) {
+      let tb = ts + (kb - 1u) * ${BLK}u;
+      let hr0 = starts[kb - 1u];
+      ${blockStates()}
+      ${Array.from({ length: BLK / flush }, (_, i) => reverseGroup(BLK / flush - 1 - i, flush)).join("\n      ")}
     }
   }
   ${quadWrite("grads", "u.offA + e0", "ok", "dAacc")}
