@@ -3,14 +3,16 @@
  * Mamba-2's SSD), parallel across T in chunks of `chunk` steps, from the forward's checkpoints.
  * The adjoint g_{t-1} = a_t (g_t + dy_t C_t) is linear, so (1) its chunk partials and (2) reverse
  * carries over chunks come first; then (3) every chunk in parallel recomputes its states from its
- * checkpoint into registers and runs the adjoint back through them. A pass (0) first computes
- * what depends on (b, t, d) alone. Sums over the states n (du, dstep, y) are subgroup butterflies
- * (kit.ts segmentSumLanes); sums over the channels of a block (dB, dC) are collected for FLUSH
- * steps and summed in workgroup memory; sums over blocks, chunks and batch are ordered loops in
- * small follow-up kernels, so the results are deterministic. The walks are latency-bound: each
- * thread indexes by stride from row offsets it computes once, and issues the loads of several
- * steps before the chain of updates that uses them (bench/notes/gpu-tuning.md, "Selective scan
- * backward").
+ * checkpoint and runs the adjoint back through them, BLK steps at a time held in registers. A
+ * pass (0) first computes what depends on (b, t, d) alone. Passes 1 and 3 give each thread a
+ * quad of 4 states of one channel (vec4s); sums over the states n (du, dstep, y) are 3 adds in a
+ * thread and subgroup butterflies across the channel's lanes (kit.ts segmentSumLanes); sums over
+ * the channels of a block (dB, dC) are collected for FLUSH steps and summed in workgroup memory;
+ * sums over blocks, chunks and batch are ordered loops in small follow-up kernels, so the
+ * results are deterministic. The walks are latency-bound: each thread indexes by stride from
+ * row offsets it computes once, and issues the loads of several steps before the chain of
+ * updates that uses them (bench/notes/gpu-tuning.md, "Selective scan backward: from 55 to
+ * 118-191 GB/s" and "Selective scan backward: a quad of states a thread").
  */
 import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
@@ -37,9 +39,9 @@ const UNROLL = 4;
  * steps of the chunk re-run (pass 3) whose states are held in registers at a time: the states at
  * each block's start are kept (in local memory, one write and one read a block) while walking
  * forward, then each block is re-run from its start right before the adjoint goes back through
- * it. A local array of every state of the interval (65 vec4s a thread) cost a write and two reads
- * of local memory a step, which does not fit in L1 and went to L2. (Blocks of 8 took SwiftShader's
- * compiler minutes.)
+ * it. A local array of every state of the interval (65 vec4s a thread, a write and two reads of
+ * local memory a step, more than L1 holds at this residency) was 8% slower at T = 64k on an H100
+ * (8.96 against 8.32 ms). Blocks of 8 steps took SwiftShader's compiler minutes.
  */
 const BLK = 4;
 /**
@@ -54,7 +56,7 @@ const unrolled = (step: (j: number) => string, count = UNROLL) => Array.from({ l
  * vec4s, so that what depends on (t, d) alone (the step, u, dy, the gate) is loaded once for 4
  * states and sums over n are 3 adds in a thread plus log2(QL) shuffles across its channel's QL
  * lanes. (A thread per state spent about 85 instructions an update, 12 of them shuffles; notes:
- * bench/notes/gpu-tuning.md, "The backward's decays".) States are padded to NQ = max(4, NP).
+ * bench/notes/gpu-tuning.md, "The backward's decays".) States are padded to NQ = max(4, pow2(N)).
  */
 export function quadGeometry(N: number): { NQ: number; QL: number } {
   const NQ = Math.max(4, pow2(N));
