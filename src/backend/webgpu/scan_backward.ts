@@ -126,8 +126,8 @@ function reverseGroup(g: number, flush: number): string {
     const j = g * flush + k;
     return `let tt${j} = tb + ${j}u;
       let in${j} = vd && tt${j} < te;
-      let q${j} = chanAt(rows, tt${j}, in${j});
-      let bq${j} = bAt(rows.bc + tt${j} * rows.sBC, n0, in${j});
+      let q${j} = f${j};
+      let bq${j} = fb${j};
       let cq${j} = cAt(rows.bc + tt${j} * rows.sBC, n0, in${j});
       let i${j} = rows.c + tt${j} * u.Dc;
       var dy${j} = 0.0;
@@ -148,9 +148,11 @@ function reverseGroup(g: number, flush: number): string {
       dAacc += gs * hd * delta;
       let termB = gs * (delta * x);
       let termC = dy${j} * hr${j + 1};
-      let o = (${flush - 1 - k}u * QDB + dl) * (NQ / 2u) + 2u * qd;
-      xbc[o] = vec4<f32>(termB.x, termC.x, termB.y, termC.y);
-      xbc[o + 1u] = vec4<f32>(termB.z, termC.z, termB.w, termC.w);
+      let o = (${flush - 1 - k}u * QDB + dl) * NQ + n0;
+      xbc[o] = vec2<f32>(termB.x, termC.x);
+      xbc[o + 1u] = vec2<f32>(termB.y, termC.y);
+      xbc[o + 2u] = vec2<f32>(termB.z, termC.z);
+      xbc[o + 3u] = vec2<f32>(termB.w, termC.w);
       if (in${j} && qd == 0u) {
         du[i${j}] = r.y + ds * dy${j};
         grads[i${j}] = r.x;
@@ -376,9 +378,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       body: `${decl}${quads([["bAt", "Bm"], ["cAt", "Cm"]])}${segmentSumLanes("lsum", WG3, "f32", QL, sg)}${segmentSumLanes("lsum2", WG3, "vec2<f32>", QL, sg)}
 const FLUSH: u32 = ${flush}u;
 const QDB: u32 = ${QDB}u;
-// (dB, dC) terms of the last FLUSH steps, [slot][channel][state pair] as (dB_n, dC_n, dB_n+1,
-// dC_n+1), summed over the block's channels once every FLUSH steps rather than every step
-var<workgroup> xbc: array<vec4<f32>, ${(flush * WG3 * 32) / 16}>;
+// (dB, dC) terms of the last FLUSH steps, [slot][channel][state], summed over the block's
+// channels once every FLUSH steps rather than every step
+var<workgroup> xbc: array<vec2<f32>, ${(flush * WG3 * 32) / 8}>;
 fn flushBC(tTop: u32, tEnd: u32, blk: u32, b: u32, lid: u32) {
   for (var p = lid; p < FLUSH * u.N; p += ${WG3}u) {
     // slot j holds step tTop - j: the adjoint walks backward in time
@@ -386,10 +388,7 @@ fn flushBC(tTop: u32, tEnd: u32, blk: u32, b: u32, lid: u32) {
     let n = p % u.N;
     if (tTop - j < tEnd) {
       var s = vec2<f32>(0.0);
-      for (var dl = 0u; dl < QDB; dl++) {
-        let v = xbc[(j * QDB + dl) * (NQ / 2u) + n / 2u];
-        s += select(v.zw, v.xy, n % 2u == 0u);
-      }
+      for (var dl = 0u; dl < QDB; dl++) { s += xbc[(j * QDB + dl) * NQ + n]; }
       let o = u.offBC + 2u * (((blk * u.B + b) * u.T + tTop - j) * u.N + n);
       grads[o] = s.x;
       grads[o + 1u] = s.y;
