@@ -95,9 +95,12 @@ ${loads.map(([name, arr]) => quadLoad(name, arr)).join("\n")}
 `;
 }
 
-/** WGSL: a quad of per-state values from or to an (..., N) buffer at element e0 (its state n0). */
+/**
+ * WGSL: a quad of per-state values from or to an (..., N) buffer at element e0 (its state n0);
+ * reads are clamped into the buffer (an absent channel's e0 may lie past it) and masked by ok.
+ */
 const quadRead = (arr: string, e0: string, ok: string) =>
-  `vec4<f32>(select(0.0, ${arr}[${e0}], ${ok}.x), select(0.0, ${arr}[${e0} + 1u], ${ok}.y), select(0.0, ${arr}[${e0} + 2u], ${ok}.z), select(0.0, ${arr}[${e0} + 3u], ${ok}.w))`;
+  `select(vec4<f32>(0.0), vec4<f32>(${[0, 1, 2, 3].map((k) => `${arr}[min(${e0} + ${k}u, arrayLength(&${arr}) - 1u)]`).join(", ")}), ${ok})`;
 const quadWrite = (arr: string, e0: string, ok: string, v: string) =>
   ["x", "y", "z", "w"].map((c, k) => `if (${ok}.${c}) { ${arr}[${e0}${k ? ` + ${k}u` : ""}] = ${v}.${c}; }`).join(" ");
 
