@@ -58,7 +58,7 @@ const unrolled = (step: (j: number) => string, count = UNROLL) => Array.from({ l
  * lanes. (A thread per state spent about 85 instructions an update, 12 of them shuffles; notes:
  * bench/notes/gpu-tuning.md, "The backward's decays".) States are padded to NQ = max(4, pow2(N)).
  */
-export function quadGeometry(N: number): { NQ: number; QL: number } {
+function quadGeometry(N: number): { NQ: number; QL: number } {
   const NQ = Math.max(4, pow2(N));
   return { NQ, QL: NQ / 4 };
 }
@@ -106,13 +106,14 @@ const quadWrite = (arr: string, e0: string, ok: string, v: string) =>
 
 /**
  * WGSL: the steps tb .. tb + BLK - 1 of a block re-run from its first state hr0 into registers
- * hr1 .. hrBLK (constant indices, so no local memory); steps past the interval (t >= te) load
- * zeros, so they leave the state as it is.
+ * hr1 .. hrBLK (constant indices, so no local memory); in_j says whether step tb + j is in the
+ * interval (t < te): those past it load zeros, so they leave the state as it is.
  */
 function blockStates(): string {
   const steps = Array.from({ length: BLK }, (_, j) => j);
-  return `${steps.map((j) => `let f${j} = chanAt(rows, tb + ${j}u, vd && tb + ${j}u < te);
-      let fb${j} = bAt(rows.bc + (tb + ${j}u) * rows.sBC, n0, vd && tb + ${j}u < te);`).join("\n      ")}
+  return `${steps.map((j) => `let in${j} = vd && tb + ${j}u < te;
+      let f${j} = chanAt(rows, tb + ${j}u, in${j});
+      let fb${j} = bAt(rows.bc + (tb + ${j}u) * rows.sBC, n0, in${j});`).join("\n      ")}
       ${steps.map((j) => `let hr${j + 1} = exp2(f${j}.x * a2) * hr${j} + (f${j}.x * f${j}.y) * fb${j};`).join("\n      ")}`;
 }
 
@@ -120,15 +121,14 @@ function blockStates(): string {
  * WGSL: the adjoint back through steps tb + g FLUSH + FLUSH - 1 down to tb + g FLUSH (gs = dL/dh
  * after the step): the group's loads first, then its chain of updates, their gradients, and
  * their (dB, dC) terms into workgroup slots 0 .. FLUSH - 1 (slot s: step tb + g FLUSH + FLUSH - 1 - s).
- * Steps past the interval load zeros, which leave gs and every sum as they are; only their
- * stores are skipped.
+ * Steps past the interval (!in_j, from blockStates) load zeros, which leave gs and every sum as
+ * they are; only their stores are skipped.
  */
 function reverseGroup(g: number, flush: number): string {
   const ks = Array.from({ length: flush }, (_, i) => flush - 1 - i);
   const loads = ks.map((k) => {
     const j = g * flush + k;
     return `let tt${j} = tb + ${j}u;
-      let in${j} = vd && tt${j} < te;
       let q${j} = f${j};
       let bq${j} = fb${j};
       let cq${j} = cAt(rows.bc + tt${j} * rows.sBC, n0, in${j});

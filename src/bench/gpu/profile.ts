@@ -42,7 +42,7 @@ export interface DispatchProfile {
 }
 
 /**
- * Runs `record` (which records dispatches and may read results) with a timestamp before each
+ * Runs `record` (which records dispatches, synchronously) with a timestamp before each
  * dispatch and one after the last. Each dispatch then sits in a compute pass of its own.
  */
 export async function profileDispatches(be: WebGpuBackend, record: () => void): Promise<DispatchProfile> {

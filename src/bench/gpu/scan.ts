@@ -10,12 +10,12 @@
  */
 import type { WebGpuBackend } from "../../backend/webgpu/index.js";
 import type { GpuTensorBuffer } from "../../backend/webgpu/pool.js";
-import { profileDispatches, slowest } from "./profile.js";
 import type { SelectiveScanDims } from "../../backend/kernels_scan.js";
 import { refKernels } from "../../backend/ref/index.js";
 import { grid1d } from "../../backend/webgpu/context.js";
 import { ScanCore, scanPlanName, type ScanPlan, type ScanShape } from "../../backend/webgpu/scan_core.js";
 import { compare, filled, patterned, randn, timeIt, uniform, type Check, type Result } from "./timing.js";
+import { profileDispatches, slowest } from "./profile.js";
 
 const GB = 1e9;
 
