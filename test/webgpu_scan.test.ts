@@ -226,6 +226,72 @@ test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgro
   }
 });
 
+test("warp-specialized scan forward: 1, 2 and 4 states a walker, tiles dividing the checkpoint interval or not, stagers with several elements or idle ones, SSD heads and groups", async () => {
+  const be = await gpuBackend();
+  const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
+  const core = new ScanCore(be.ctx);
+  const plans = [
+    // tiles of 8 dividing chunk 64 (one checkpoint test a tile) and of 12 that do not; more
+    // elements than stagers (several a stager, the last short) and fewer (idle stagers)
+    { kind: "specialized" as const, CW: 4, S: 2 as const, TT: 8, SW: 8 },
+    { kind: "specialized" as const, CW: 3, S: 1 as const, TT: 12, SW: 16 },
+    { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 4, SW: 5 },
+    { kind: "specialized" as const, CW: 1, S: 2 as const, TT: 16, SW: 64 },
+  ];
+  const cases = [
+    { B: 2, T: 100, D: 7, N: 16, chunk: 10 },
+    { B: 1, T: 77, D: 9, N: 6, chunk: 64 },
+    { B: 1, T: 33, D: 4, N: 40, chunk: 8 },
+    { B: 1, T: 301, D: 5, N: 16, chunk: 64 },
+    { B: 2, T: 37, D: 5, N: 3, chunk: 6 },
+  ];
+  for (const plan of plans) {
+    for (const c of cases) {
+      const { B, T, D, N, chunk } = c;
+      const { args, want } = scanCase(B, T, D, N, chunk);
+      const ins = args.map((a) => be.upload("f32", a));
+      const outs = want.map((w) => be.upload("f32", new Float32Array(w.length).fill(Number.NaN)));
+      const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = ins;
+      core.forward(outs[0], outs[1], outs[2], { u, dt, A, Bmat: Bm, Cmat: Cm, Dskip, z, dtBias }, s0, {
+        B, T, Dc: D, N, chunk, R: 1, G: 1, aPerState: true, softplus: true, clamp: false, dtMin: 0, dtMax: 0,
+      }, "sscan", plan);
+      for (let i = 0; i < 3; i++) {
+        const got = (await be.read(outs[i], "f32", want[i].length)) as Float32Array;
+        const e = relErr(Float64Array.from(got), Float64Array.from(want[i]));
+        assert.ok(e < TOL, `plan ${JSON.stringify(plan)} ${JSON.stringify(c)} output ${i}: ${e}`);
+      }
+      for (const h of [...ins, ...outs]) be.release(h);
+    }
+  }
+  // SSD: one step and A per head of P channels, B/C per group of heads, dt limits; a workgroup's
+  // channels never straddle a group (CW 4 of 6 channels a group: a short last block)
+  const { ssdShape } = await import("../src/backend/webgpu/scan.js");
+  for (const c of [{ B: 2, T: 45, H: 4, P: 3, N: 8, G: 2, chunk: 16 }, { B: 1, T: 19, H: 3, P: 5, N: 5, G: 3, chunk: 4 }]) {
+    const { B, T, H, P, N, G } = c;
+    const d = { ...c, dtSoftplus: true, dtMin: 0.2, dtMax: 1.5 };
+    const K = Math.ceil(T / c.chunk);
+    const args = [
+      randArray(B * T * H * P, rng), randArray(B * T * H, rng), uniformArray(H, -2, -0.1), randArray(B * T * G * N, rng), randArray(B * T * G * N, rng),
+      randArray(H, rng), uniformArray(H, 0.5, 1.5), randArray(B * H * P * N, rng),
+    ];
+    const want = [new Float32Array(B * T * H * P), new Float32Array(B * H * P * N), new Float32Array(B * K * H * P * N)];
+    const [x, dt, A, Bm, Cm, Dskip, bias, s0] = args;
+    refKernels.ssdForward(want[0], want[1], want[2], x, dt, A, Bm, Cm, Dskip, bias, s0, d);
+    for (const plan of plans.slice(0, 2)) {
+      const ins = args.map((a) => be.upload("f32", a));
+      const outs = want.map((w) => be.upload("f32", new Float32Array(w.length).fill(Number.NaN)));
+      const [gx, gdt, gA, gB, gC, gD, gbias, gs0] = ins;
+      core.forward(outs[0], outs[1], outs[2], { u: gx, dt: gdt, A: gA, Bmat: gB, Cmat: gC, Dskip: gD, z: null, dtBias: gbias }, gs0, ssdShape(d), "ssd", plan);
+      for (let i = 0; i < 3; i++) {
+        const got = (await be.read(outs[i], "f32", want[i].length)) as Float32Array;
+        const e = relErr(Float64Array.from(got), Float64Array.from(want[i]));
+        assert.ok(e < TOL, `SSD plan ${JSON.stringify(plan)} ${JSON.stringify(c)} output ${i}: ${e}`);
+      }
+      for (const h of [...ins, ...outs]) be.release(h);
+    }
+  }
+});
+
 test("look-back scan: what each chunk waits for is fixed, so two runs agree bit for bit (and with ref)", async () => {
   const be = await gpuBackend();
   const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");

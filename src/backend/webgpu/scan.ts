@@ -29,7 +29,7 @@ fn padded(b: u32, s: u32, c: u32) -> f32 {
 }
 `;
 
-function ssdShape(d: SsdDims): ScanShape {
+export function ssdShape(d: SsdDims): ScanShape {
   return {
     B: d.B, T: d.T, Dc: d.H * d.P, N: d.N, chunk: d.chunk, R: d.P, G: d.G, aPerState: false,
     softplus: d.dtSoftplus, clamp: true, dtMin: d.dtMin, dtMax: d.dtMax,

@@ -22,16 +22,18 @@ import { chooseScanForward, dispatchScanForward, type ScanForwardPlan } from "./
 import { chooseScanBlock, dispatchScanBlock, fitScanBlock, scanBlockName, type ScanBlockPlan } from "./scan_block.js";
 import { dispatchScanChunks, scanChunksName, type ScanChunksPlan } from "./scan_chunks.js";
 import { dispatchScanLookback, scanLookbackName, scanLookbackWords, type ScanLookbackPlan } from "./scan_lookback.js";
+import { dispatchScanSpecialized, scanSpecializedName, type ScanSpecializedPlan } from "./scan_specialized.js";
 
 /**
  * A forward kernel and its tile: scan_forward.ts (a subgroup per channel), scan_block.ts,
  * scan_chunks.ts or scan_lookback.ts.
  */
-export type ScanPlan = ScanForwardPlan | ScanBlockPlan | ScanChunksPlan | ScanLookbackPlan;
+export type ScanPlan = ScanForwardPlan | ScanBlockPlan | ScanChunksPlan | ScanLookbackPlan | ScanSpecializedPlan;
 
 export function scanPlanName(p: ScanPlan): string {
   if (!("kind" in p)) return `lanes L${p.L} I${p.I} DB${p.DB}`;
   if (p.kind === "block") return scanBlockName(p);
+  if (p.kind === "specialized") return scanSpecializedName(p);
   return p.kind === "chunks" ? scanChunksName(p) : scanLookbackName(p);
 }
 
@@ -210,6 +212,9 @@ export class ScanCore {
       dispatchScanChunks(ctx, p, c.key, tag, c.wgsl, s, bufs, SCAN_UNIFORMS, uni);
     } else if ("kind" in p && p.kind === "lookback") {
       dispatchScanLookback(ctx, p, c.key, tag, c.wgsl, s, bufs, SCAN_UNIFORMS, uni);
+    } else if ("kind" in p && p.kind === "specialized") {
+      const bps = Math.ceil(seg / p.CW);
+      dispatchScanSpecialized(ctx, p, c.key, tag, c.wgsl, { B: s.B, N: s.N, nblk: s.G * bps, chunk: s.chunk }, bufs, SCAN_UNIFORMS, uni(bps));
     } else {
       const bps = Math.ceil(seg / p.DB);
       const shape = { B: s.B, N: s.N, nblk: s.G * bps };

@@ -22,6 +22,7 @@ import { scanForwardBytes } from "../../backend/webgpu/scan_forward.js";
 import { scanBlockBytes, type ScanBlockPlan } from "../../backend/webgpu/scan_block.js";
 import type { ScanChunksPlan } from "../../backend/webgpu/scan_chunks.js";
 import type { ScanLookbackPlan } from "../../backend/webgpu/scan_lookback.js";
+import { scanSpecializedSize, type ScanSpecializedPlan } from "../../backend/webgpu/scan_specialized.js";
 import { VARIANTS } from "./variants.js";
 import { fmt, warmUp, type Check, type Result } from "./timing.js";
 import { ATTENTION_CHECKS, LINEAR_SHAPES, MATMUL_CHECKS, benchAttention, benchMatmul, checkAttention, checkMatmul, matmulShapeName, square, type AttentionVariant } from "./dense.js";
@@ -109,7 +110,16 @@ function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
     // walk 1's exp2 partly (one state quad in four) as a polynomial on the FMA pipes
     { kind: "lookback", CH: 128, WD: 64, U: 4, PX: 1 },
   ];
-  const all = [...lanes, ...blocks, ...chunks, ...lookback].map((plan) => ({ name: scanPlanName(plan), plan }));
+  // scan_specialized.ts: walkers and stagers; channels a workgroup, states a walker, steps a tile, stagers
+  const ws = (CW: number, S: 1 | 2 | 4, TT: number, SW: number): ScanSpecializedPlan => ({ kind: "specialized", CW, S, TT, SW });
+  const specialized = [
+    ws(4, 2, 64, 64), ws(4, 2, 32, 64), ws(4, 2, 64, 32), ws(4, 2, 64, 128), ws(8, 2, 32, 64), ws(8, 2, 32, 128),
+    ws(4, 1, 32, 64), ws(2, 1, 64, 32), ws(8, 4, 64, 64), ws(8, 4, 32, 32),
+  ].filter((p) => {
+    const z = scanSpecializedSize(p, 16);
+    return z.threads <= l.maxComputeInvocationsPerWorkgroup && z.bytes <= l.maxComputeWorkgroupStorageSize;
+  });
+  const all = [...lanes, ...blocks, ...chunks, ...lookback, ...specialized].map((plan) => ({ name: scanPlanName(plan), plan }));
   return names ? all.filter((v) => names.some((n) => v.name.includes(n))) : all;
 }
 
