@@ -234,9 +234,12 @@ test("warp-specialized scan forward: 1, 2 and 4 states a walker, tiles dividing 
     // tiles of 8 dividing chunk 64 (one checkpoint test a tile) and of 12 that do not; more
     // elements than stagers (several a stager, the last short) and fewer (idle stagers)
     { kind: "specialized" as const, CW: 4, S: 2 as const, TT: 8, SW: 8 },
-    { kind: "specialized" as const, CW: 3, S: 1 as const, TT: 12, SW: 16 },
+    { kind: "specialized" as const, CW: 3, S: 1 as const, TT: 12, SW: 40 },
     { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 4, SW: 5 },
     { kind: "specialized" as const, CW: 1, S: 2 as const, TT: 16, SW: 64 },
+    // loads a tile ahead, as plain loads and as atomics
+    { kind: "specialized" as const, CW: 4, S: 2 as const, TT: 8, SW: 32, PF: 1 },
+    { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 8, SW: 32, PF: 1, AL: true },
   ];
   const cases = [
     { B: 2, T: 100, D: 7, N: 16, chunk: 10 },

@@ -33,7 +33,7 @@
  */
 import { SeqlabError } from "../../util/errors.js";
 import type { GpuContext } from "./context.js";
-import { pow2 } from "./kit.js";
+import { launch, pow2 } from "./kit.js";
 import { launchScanForwardKernel, type ScanForwardBuffers } from "./scan_forward.js";
 
 /** Channels a workgroup, states a walker, steps a tile, stager threads. */
@@ -43,10 +43,14 @@ export interface ScanSpecializedPlan {
   S: 1 | 2 | 4;
   TT: number;
   SW: number;
+  /** tiles of loads in flight beyond the one staged (0 or 1) */
+  PF?: number;
+  /** stagers read the inputs as relaxed atomics (a compiler keeps those where they are written) */
+  AL?: boolean;
 }
 
 export function scanSpecializedName(p: ScanSpecializedPlan): string {
-  return `ws CW${p.CW} S${p.S} TT${p.TT} SW${p.SW}`;
+  return `ws CW${p.CW} S${p.S} TT${p.TT} SW${p.SW}${p.PF ? ` PF${p.PF}` : ""}${p.AL ? " AL" : ""}`;
 }
 
 /** Workgroup arrays and strides of a plan for state size N (see `layoutOf`). */
@@ -118,6 +122,8 @@ const seq = (n: number) => [...Array(n).keys()];
 /** WGSL of the kernel, after scan_core.ts's shared declarations. */
 function scanSpecializedWgsl(p: ScanSpecializedPlan, N: number, vecBC: boolean, groupCkpt: boolean): string {
   const { CW, S, TT, SW } = p;
+  const PF = p.PF ?? 0;
+  const AL = !!p.AL;
   const L = layoutOf(p, N);
   const { LC, W, NQ, HTP, TTP, RS, CS } = L;
   const WG = W + SW;
@@ -128,7 +134,9 @@ function scanSpecializedWgsl(p: ScanSpecializedPlan, N: number, vecBC: boolean, 
   const VS = S === 1 ? "f32" : `vec${S}<f32>`;
   const zero = `${VS}(0.0)`;
   const comp = (v: string, s: number) => (S === 1 ? v : `${v}[${s}]`);
-  const bc = vecBC
+  const bc = AL
+    ? ""
+    : vecBC
     ? `// B/C quad q of the row starting at float index r
 fn bq(r: u32, q: u32) -> vec4<f32> { return Bm[r / 4u + q]; }
 fn cq(r: u32, q: u32) -> vec4<f32> { return Cm[r / 4u + q]; }`
@@ -154,45 +162,64 @@ fn cq(r: u32, q: u32) -> vec4<f32> {
           .map((s) => `if (nOk${s}) { ckpt[cb + n${s}] = ${comp("h", s)}; }`)
           .join("\n        ")}
       }`;
+  // The workgroup reads of a block of 4 steps are written before the previous block's product
+  // store: the compiler keeps workgroup loads and stores in program order (it cannot tell the
+  // arrays apart), so this is what lets a block's reads overlap the block before it.
   const walk = (par: number) => {
-    const lines: string[] = [];
-    for (let j = 0; j < TT / 2; j++) {
-      lines.push(`let p${j} = sDU[duB + ${par * CW * HTP + j}u];`);
-      for (const k of [0, 1]) {
-        const t = 2 * j + k;
-        const [dl, du] = k === 0 ? [`p${j}.x`, `p${j}.y`] : [`p${j}.z`, `p${j}.w`];
-        lines.push(`h = fma(exp2(${dl} * a), h, ${du} * sB[bcB + ${par * LC * TTP + t}u]);`);
-        lines.push(`v[${t % 4}] = ${S === 1 ? "" : "dot"}(sC[bcB + ${par * LC * TTP + t}u]${S === 1 ? " * " : ", "}h);`);
+    const reads = (q: number) =>
+      [
+        ...[2 * q, 2 * q + 1].map((j) => `let p${j} = sDU[duB + ${par * CW * HTP + j}u];`),
+        ...seq(4).map((m) => `let b${4 * q + m} = sB[bcB + ${par * LC * TTP + 4 * q + m}u];\n      let c${4 * q + m} = sC[bcB + ${par * LC * TTP + 4 * q + m}u];`),
+      ].join("\n      ");
+    const lines: string[] = [reads(0)];
+    for (let q = 0; q < TT / 4; q++) {
+      for (let m = 0; m < 4; m++) {
+        const t = 4 * q + m;
+        const j = t >> 1;
+        const [dl, du] = t % 2 === 0 ? [`p${j}.x`, `p${j}.y`] : [`p${j}.z`, `p${j}.w`];
+        lines.push(`h = fma(exp2(${dl} * a), h, ${du} * b${t});`);
+        lines.push(`v[${m}] = ${S === 1 ? `c${t} * h` : `dot(c${t}, h)`};`);
         if (!groupCkpt) lines.push(ckptAt(`(t0 + ${t + 1}u)`));
-        if (t % 4 === 3) lines.push(`sRed[redB + ${(par * CW * CS + t - 3) / 4}u] = v;`);
       }
+      if (q + 1 < TT / 4) lines.push(reads(q + 1));
+      lines.push(`sRed[redB + ${(par * CW * CS) / 4 + q}u] = v;`);
     }
     if (groupCkpt) lines.push(ckptAt(`(t0 + ${TT}u)`));
     return lines.join("\n      ");
   };
 
-  // stagers: raw inputs of tile `ti` into registers (never under a branch: a load inside one is
-  // merged with the register's old value where the branch ends, and that copy waits for it)
-  const load = (ti: string) =>
+  // stagers: raw inputs of tile `ti` into the registers of slot `sl`. The staging that reads them
+  // is one branch-free block: NVIDIA's compiler sinks a global load into the block of its first
+  // use, so loads followed by branchy code (softplus, the guarded stores) ended up issued one
+  // element at a time, a memory round trip each. With PF = 1 a tile's loads are issued one
+  // barrier interval before it is staged (slot = tile parity, so no register copies).
+  const ld = (buf: string, i: string) => (AL ? `bitcast<f32>(atomicLoad(&${buf}[${i}]))` : `${buf}[${i}]`);
+  const quad = (buf: string, r: string, q: string) =>
+    AL
+      ? `vec4<f32>(${seq(4)
+          .map((m) => `select(0.0, ${ld(buf, `${r} + ${q} * 4u + ${m}u`)}, ${q} * 4u + ${m}u < u.N)`)
+          .join(", ")})`
+      : `${buf === "Bm" ? "bq" : "cq"}(${r}, ${q})`;
+  const load = (sl: number, ti: string) =>
     [
       ...seq(EP).map(
         (k) => `{
       let tt = ${ti} * ${TT}u + eT${k};
-      rd${k} = dt[dtIdx(b, tt, eD${k})];
-      rx${k} = uu[chanIdx(b, tt, eD${k})];
-      if (HAS_Z) { rz${k} = z[chanIdx(b, tt, eD${k})]; }
+      rd${sl}_${k} = ${ld("dt", `dtIdx(b, tt, eD${k})`)};
+      rx${sl}_${k} = ${ld("uu", `chanIdx(b, tt, eD${k})`)};
+      if (HAS_Z) { rz${sl}_${k} = ${ld("z", `chanIdx(b, tt, eD${k})`)}; }
     }`,
       ),
       ...seq(UP).map(
         (k) => `{
       let r = bcIdx(b, ${ti} * ${TT}u + uT${k}, d0);
-      rb${k} = bq(r, uQ${k});
-      rc${k} = cq(r, uQ${k});
+      rb${sl}_${k} = ${quad("Bm", "r", `uQ${k}`)};
+      rc${sl}_${k} = ${quad("Cm", "r", `uQ${k}`)};
     }`,
       ),
     ].join("\n    ");
-  // ... and into the arrays of parity `par`: (step, step u) pairs, B/C laid out by walker lane;
-  // each element's skip term and gate go to the `next` registers
+  // ... and from slot `sl` into the arrays of parity `par`: (step, step u) pairs, B/C laid out by
+  // walker lane; each element's skip term and gate go to the `next` registers
   const lanesOfQuad = (v: string, t: string, arr: string, par: number, k: number) =>
     seq(4 / Math.min(S, 4))
       .map((m) => {
@@ -201,24 +228,23 @@ fn cq(r: u32, q: u32) -> vec4<f32> {
         return `${arr}[${par * LC * TTP}u + ${lane} * ${TTP}u + ${t}] = ${val};`;
       })
       .join("\n      ");
-  const stage = (ti: string, par: number) =>
+  const stage = (sl: number, ti: string, par: number) =>
     [
       ...seq(EP).map((k) =>
         guard(`eOk${k}`, always(k, SW, E), `let tt = ${ti} * ${TT}u + eT${k};
       let live = tt < u.T && eCv${k};
-      let dl = select(0.0, stepOf(rd${k} + eBias${k}), live);
-      let du = select(0.0, dl * rx${k}, live);
-      let o = ${par * CW * HTP}u + eC${k} * ${HTP}u + eT${k} / 2u;
-      sDU[o][(eT${k} & 1u) * 2u] = dl;
-      sDU[o][(eT${k} & 1u) * 2u + 1u] = du;
-      ny${k} = eDs${k} * rx${k};
+      let dl = select(0.0, stepSel_(rd${sl}_${k} + eBias${k}), live);
+      let du = select(0.0, dl * rx${sl}_${k}, live);
+      sDU[${par * CW * HTP}u + eC${k} * ${HTP}u + eT${k} / 2u][(eT${k} & 1u) * 2u] = dl;
+      sDU[${par * CW * HTP}u + eC${k} * ${HTP}u + eT${k} / 2u][(eT${k} & 1u) * 2u + 1u] = du;
+      ny${k} = eDs${k} * rx${sl}_${k};
       ng${k} = 1.0;
-      if (HAS_Z) { ng${k} = silu_(rz${k}); }`),
+      if (HAS_Z) { ng${k} = rz${sl}_${k} * sigmoidSel_(rz${sl}_${k}); }`),
       ),
       ...seq(UP).map((k) =>
         guard(`uOk${k}`, always(k, SW, UNITS), `let l = ${ti} * ${TT}u + uT${k} < u.T && uQ${k} * 4u < u.N;
-      let bv = select(vec4<f32>(0.0), rb${k}, l);
-      let cv = select(vec4<f32>(0.0), rc${k}, l);
+      let bv = select(vec4<f32>(0.0), rb${sl}_${k}, l);
+      let cv = select(vec4<f32>(0.0), rc${sl}_${k}, l);
       ${lanesOfQuad("bv", `uT${k}`, "sB", par, k)}
       ${lanesOfQuad("cv", `uT${k}`, "sC", par, k)}`),
       ),
@@ -243,25 +269,51 @@ fn cq(r: u32, q: u32) -> vec4<f32> {
     .map((k) => `py${k} = cy${k}; pg${k} = cg${k}; cy${k} = ny${k}; cg${k} = ng${k};`)
     .join("\n    ");
 
-  // one trip's copy for tile ti = i + par
+  // one trip's copy for tile ti = i + par: walkers run tile ti; stagers stage tile ti + 1 (loaded
+  // now, or with PF one interval ago into slot 1 - par, loading ti + 2 into slot par) and finish ti - 1
+  const stagerWork = (par: number) =>
+    PF
+      ? `${stage(1 - par, "(ti + 1u)", 1 - par)}
+    ${load(par, "(ti + 2u)")}`
+      : `${load(0, "(ti + 1u)")}
+    ${stage(0, "(ti + 1u)", 1 - par)}`;
   const body = (par: number) => `{
     let ti = i + ${par}u;
     if (lid < ${W}u) {
       let t0 = ti * ${TT}u;
       ${walk(par)}
     } else {
-      ${load("(ti + 1u)")}
+    ${stagerWork(par)}
       if (ti > 0u) {
     ${epilogue("(ti - 1u)", 1 - par)}
       }
-    ${stage("(ti + 1u)", 1 - par)}
     ${rotate}
     }
     workgroupBarrier();
   }`;
+  const slots = seq(PF + 1)
+    .map((sl) =>
+      [
+        ...seq(EP).map((k) => `var rd${sl}_${k} = 0.0; var rx${sl}_${k} = 0.0; var rz${sl}_${k} = 0.0;`),
+        ...seq(UP).map((k) => `var rb${sl}_${k} = vec4<f32>(0.0); var rc${sl}_${k} = vec4<f32>(0.0);`),
+      ].join("\n  "),
+    )
+    .join("\n  ");
 
   return /* wgsl */ `
 ${bc}
+// stepOf and sigmoid_ without branches, for the stagers' one block (see \`load\`)
+fn stepSel_(v: f32) -> f32 {
+  var s = v;
+  if (SOFTPLUS) { s = select(max(v, 0.0) + log1p01_(exp(-abs(v))), v, v > 20.0); }
+  if (CLAMP) { s = min(max(s, u.dtMin), u.dtMax); }
+  return s;
+}
+fn sigmoidSel_(x: f32) -> f32 {
+  let e = exp(-abs(x));
+  let r = 1.0 / (1.0 + e);
+  return select(e * r, r, x >= 0.0);
+}
 // (step, step u) of two steps a vec4: [parity][channel][pair]; B and C: [parity][walker lane][step];
 // products: [parity][channel][walker lane][step] (strides: layoutOf)
 var<workgroup> sDU: array<vec4<f32>, ${2 * CW * HTP}>;
@@ -311,7 +363,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let eCv${k} = dl0 + eC${k} < seg;
   let eDs${k} = select(0.0, dskipOf(eD${k}), eCv${k});
   let eBias${k} = select(0.0, biasOf(eD${k}), eCv${k});
-  var rd${k} = 0.0; var rx${k} = 0.0; var rz${k} = 0.0;
   var py${k} = 0.0; var pg${k} = 0.0; var cy${k} = 0.0; var cg${k} = 0.0; var ny${k} = 0.0; var ng${k} = 0.0;`,
     )
     .join("\n  ")}
@@ -320,14 +371,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       (k) => `let uT${k} = (sid + ${k * SW}u) / ${NQ}u;
   let uQ${k} = (sid + ${k * SW}u) % ${NQ}u;
   let uOk${k} = sid + ${k * SW}u < ${UNITS}u;
-  var rb${k} = vec4<f32>(0.0); var rc${k} = vec4<f32>(0.0);`,
+`,
     )
     .join("\n  ")}
 
-  // tile 0 staged before the first trip
+  ${slots}
+
+  // tile 0 staged before the first trip (and with PF, tile 1 loaded)
   if (lid >= ${W}u) {
-    ${load("0u")}
-    ${stage("0u", 0)}
+    ${load(0, "0u")}
+    ${stage(0, "0u", 0)}
+    ${PF ? load(1, "1u") : ""}
     ${seq(EP)
       .map((k) => `cy${k} = ny${k}; cg${k} = ng${k};`)
       .join(" ")}
@@ -363,6 +417,29 @@ export function dispatchScanSpecialized(
     throw new SeqlabError(`webgpu: scan plan ${scanSpecializedName(plan)}: steps a tile must be a multiple of 4, states a walker 1, 2 or 4, channels and stagers at least 1`);
   }
   const groupCkpt = shape.chunk % TT === 0;
-  const cacheKey = `${tag}:fwdws:${key}:${CW}:${S}:${TT}:${SW}:${+groupCkpt}`;
-  launchScanForwardKernel(ctx, cacheKey, `${tag}:fwdws`, false, (vecBC) => `${decl}${scanSpecializedWgsl(plan, shape.N, vecBC, groupCkpt)}`, shape, bufs, uniforms, uniformValues);
+  const AL = !!plan.AL;
+  const cacheKey = `${tag}:fwdws:${key}:${CW}:${S}:${TT}:${SW}:${plan.PF ?? 0}:${+AL}:${+groupCkpt}`;
+  if (!AL) {
+    launchScanForwardKernel(ctx, cacheKey, `${tag}:fwdws`, false, (vecBC) => `${decl}${scanSpecializedWgsl(plan, shape.N, vecBC, groupCkpt)}`, shape, bufs, uniforms, uniformValues);
+    return;
+  }
+  // atomic reads need read_write bindings (so no input may share a buffer with another binding)
+  const at = "array<atomic<u32>>";
+  launch(
+    ctx,
+    cacheKey,
+    () => ({
+      label: `${tag}:fwdws`,
+      uniforms,
+      bindings: [
+        ["out", "write", "array<f32>"], ["ckpt", "write", "array<f32>"], ["stateOut", "write", "array<f32>"], ["uu", "write", at],
+        ["dt", "write", at], ["Bm", "write", at], ["Cm", "write", at], ["z", "write", at], ["stateIn", "read", "array<f32>"],
+        ["params", "read", "array<f32>"],
+      ],
+      body: `${decl}${scanSpecializedWgsl(plan, shape.N, false, groupCkpt)}`,
+    }),
+    [bufs.out, bufs.ckpt, bufs.stateOut, bufs.u, bufs.dt, bufs.Bm, bufs.Cm, bufs.z, bufs.stateIn, bufs.params],
+    uniformValues,
+    [shape.nblk, shape.B],
+  );
 }

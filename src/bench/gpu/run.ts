@@ -111,10 +111,10 @@ function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
     { kind: "lookback", CH: 128, WD: 64, U: 4, PX: 1 },
   ];
   // scan_specialized.ts: walkers and stagers; channels a workgroup, states a walker, steps a tile, stagers
-  const ws = (CW: number, S: 1 | 2 | 4, TT: number, SW: number): ScanSpecializedPlan => ({ kind: "specialized", CW, S, TT, SW });
+  const ws = (CW: number, S: 1 | 2 | 4, TT: number, SW: number, PF = 0, AL = false): ScanSpecializedPlan => ({ kind: "specialized", CW, S, TT, SW, PF, AL });
   const specialized = [
-    ws(4, 2, 64, 64), ws(4, 2, 32, 64), ws(4, 2, 64, 32), ws(4, 2, 64, 128), ws(8, 2, 32, 64), ws(8, 2, 32, 128),
-    ws(4, 1, 32, 64), ws(2, 1, 64, 32), ws(8, 4, 64, 64), ws(8, 4, 32, 32),
+    ws(4, 2, 64, 64), ws(4, 2, 64, 64, 1), ws(4, 2, 64, 64, 1, true), ws(4, 2, 64, 128, 1), ws(4, 2, 64, 128, 1, true),
+    ws(4, 2, 32, 64, 1, true), ws(8, 4, 32, 64, 1, true), ws(8, 4, 64, 64, 1, true), ws(8, 2, 32, 128, 1, true), ws(4, 1, 32, 64, 1, true),
   ].filter((p) => {
     const z = scanSpecializedSize(p, 16);
     return z.threads <= l.maxComputeInvocationsPerWorkgroup && z.bytes <= l.maxComputeWorkgroupStorageSize;
