@@ -47,10 +47,12 @@ export interface ScanSpecializedPlan {
   PF?: number;
   /** stagers read the inputs as relaxed atomics (a compiler keeps those where they are written) */
   AL?: boolean;
+  /** timing only, wrong results: only the walkers ("walk") or only the stagers ("stage") work */
+  X?: "walk" | "stage";
 }
 
 export function scanSpecializedName(p: ScanSpecializedPlan): string {
-  return `ws CW${p.CW} S${p.S} TT${p.TT} SW${p.SW}${p.PF ? ` PF${p.PF}` : ""}${p.AL ? " AL" : ""}`;
+  return `ws CW${p.CW} S${p.S} TT${p.TT} SW${p.SW}${p.PF ? ` PF${p.PF}` : ""}${p.AL ? " AL" : ""}${p.X ? ` X${p.X}` : ""}`;
 }
 
 /** Workgroup arrays and strides of a plan for state size N (see `layoutOf`). */
@@ -281,11 +283,11 @@ fn cq(r: u32, q: u32) -> vec4<f32> {
     let ti = i + ${par}u;
     if (lid < ${W}u) {
       let t0 = ti * ${TT}u;
-      ${walk(par)}
+      ${p.X === "stage" ? "" : walk(par)}
     } else {
-    ${stagerWork(par)}
+    ${p.X === "walk" ? "" : stagerWork(par)}
       if (ti > 0u) {
-    ${epilogue("(ti - 1u)", 1 - par)}
+    ${p.X === "walk" ? "" : epilogue("(ti - 1u)", 1 - par)}
       }
     ${rotate}
     }
@@ -418,7 +420,7 @@ export function dispatchScanSpecialized(
   }
   const groupCkpt = shape.chunk % TT === 0;
   const AL = !!plan.AL;
-  const cacheKey = `${tag}:fwdws:${key}:${CW}:${S}:${TT}:${SW}:${plan.PF ?? 0}:${+AL}:${+groupCkpt}`;
+  const cacheKey = `${tag}:fwdws:${key}:${CW}:${S}:${TT}:${SW}:${plan.PF ?? 0}:${+AL}:${plan.X ?? ""}:${+groupCkpt}`;
   if (!AL) {
     launchScanForwardKernel(ctx, cacheKey, `${tag}:fwdws`, false, (vecBC) => `${decl}${scanSpecializedWgsl(plan, shape.N, vecBC, groupCkpt)}`, shape, bufs, uniforms, uniformValues);
     return;
