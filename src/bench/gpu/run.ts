@@ -113,11 +113,8 @@ function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
   // scan_specialized.ts: walkers and stagers; channels a workgroup, states a walker, steps a tile, stagers
   const ws = (CW: number, S: 1 | 2 | 4, TT: number, SW: number, PF = 0, AL = false): ScanSpecializedPlan => ({ kind: "specialized", CW, S, TT, SW, PF, AL });
   const specialized = [
-    ws(4, 2, 64, 64, 1), ws(4, 2, 64, 128, 1), ws(4, 2, 32, 128, 1), ws(8, 2, 32, 128, 1), ws(4, 2, 32, 192, 1),
-    ws(8, 4, 32, 64, 1, true), ws(8, 4, 32, 64, 1), ws(8, 4, 32, 128, 1, true), ws(8, 4, 32, 128, 1),
-    // timing-only ablations of the fastest above: walkers alone, stagers alone
-    { ...ws(8, 4, 32, 64, 1, true), X: "walk" as const }, { ...ws(8, 4, 32, 64, 1, true), X: "stage" as const },
-    { ...ws(4, 2, 64, 128, 1), X: "walk" as const }, { ...ws(4, 2, 64, 128, 1), X: "stage" as const },
+    ws(4, 2, 32, 128, 1), ws(4, 2, 64, 128, 1), ws(8, 4, 32, 64, 1), ws(8, 4, 32, 128, 1), ws(8, 4, 32, 192, 1), ws(8, 4, 32, 256, 1),
+    ws(8, 4, 64, 128, 1), ws(8, 4, 64, 256, 1), ws(4, 4, 32, 128, 1),
   ].filter((p) => {
     const z = scanSpecializedSize(p, 16);
     return z.threads <= l.maxComputeInvocationsPerWorkgroup && z.bytes <= l.maxComputeWorkgroupStorageSize;
@@ -235,6 +232,8 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const scanTs = quick ? [256, 1024] : [1024, 4096, 16384, 65536];
     if (has("scan")) {
       if (o.variants) for (const T of quick ? [1024] : [1024, 4096, 16384, 65536]) for (const v of scanVars) await attempt(`scan ${T} ${v.name}`, () => benchScan(be, T, false, v, copyGBs));
+      // a training batch (B = 8, T = 4096): B x D x N chains, where one walk per state has the parallelism B = 1 lacks
+      if (o.variants && !quick) for (const v of [undefined, ...scanVars]) await attempt(`scan B8 ${v?.name ?? "default"}`, () => benchScan(be, 4096, false, v, copyGBs, 8));
       for (const T of scanTs) {
         report(await benchScan(be, T, false, undefined, copyGBs));
         report(await benchScan(be, T, true, undefined, copyGBs));

@@ -80,10 +80,11 @@ export type ScanVariant = { name: string; plan: ScanPlan };
 
 /**
  * The forward (training: checkpoints written) and, with `backward`, the backward after it.
- * `variant` picks another forward (a tile plan, or the earlier three-pass kernel).
+ * `variant` picks another forward (a tile plan, or the earlier three-pass kernel); `batch` rows
+ * (1 by default, the issue's shape; more for a training batch).
  */
-export async function benchScan(be: WebGpuBackend, T: number, backward: boolean, variant?: ScanVariant, copyGBs?: number): Promise<Result> {
-  const d: SelectiveScanDims = { B: 1, T, D: 1536, N: 16, chunk: 64, deltaSoftplus: true };
+export async function benchScan(be: WebGpuBackend, T: number, backward: boolean, variant?: ScanVariant, copyGBs?: number, batch = 1): Promise<Result> {
+  const d: SelectiveScanDims = { B: batch, T, D: 1536, N: 16, chunk: 64, deltaSoftplus: true };
   const { B, D, N } = d;
   const K = Math.ceil(T / d.chunk);
   const A = be.upload("f32", Float32Array.from({ length: D * N }, (_, i) => -((i % N) + 1) * (0.5 + ((i * 0.618) % 1))));
@@ -105,7 +106,7 @@ export async function benchScan(be: WebGpuBackend, T: number, backward: boolean,
       be.kernels.selectiveScanBackward(du, ddt, dA, dB, dC, dD, dz, dbias, null, dout, u, dt, A, Bm, Cm, Dskip, z, dtBias, ckpt, d);
     }
   };
-  const iterations = T <= 4096 ? 20 : T <= 16384 ? 5 : 2;
+  const iterations = batch * T <= 4096 ? 20 : batch * T <= 16384 ? 5 : 2;
   const { seconds, timing } = await timeIt(be, record, iterations);
   // where a forward+backward's time goes, kernel by kernel (one more run, a timestamp a dispatch)
   const kernels = backward && be.ctx.acquired.timestamps ? slowest(await profileDispatches(be, record), 6) : null;
