@@ -9,7 +9,8 @@
  * Forward: one of four kernels (planFor): scan_forward.ts (a subgroup per channel), scan_block.ts
  * (many threads a channel along time), scan_chunks.ts (chunk partials, carries
  * h_in(k + 1) = prod_k h_in(k) + part_k over chunks, then each chunk re-run from its carry) or
- * scan_lookback.ts (the same in one dispatch, carries passed by a decoupled look-back); each
+ * scan_lookback.ts (the same in one dispatch, carries passed by a decoupled look-back);
+ * scan_specialized.ts (one walk, walker and stager threads) is timed as a variant, not a default; each
  * writes the state every `chunk` steps (the checkpoints the backward, scan_backward.ts, starts
  * from). Atomics appear only in scan_lookback.ts, to pass carries between chunks; it applies them
  * in chunk order, so results are deterministic there too. This file holds what the forward and
@@ -178,7 +179,10 @@ export class ScanCore {
    * The plan `forward` runs without an override: scan_lookback.ts from BLOCK_MIN_T steps (N up to
    * LOOKBACK_MAX_N), the block kernel from BLOCK_MIN_T steps when its staged B/C tile fits the
    * device's workgroup memory (large N may not), else scan_forward.ts. scan_chunks.ts is the
-   * look-back kernel's three-kernel form, kept for comparison (plan overrides, --variants).
+   * look-back kernel's three-kernel form, kept for comparison (plan overrides, --variants), and
+   * scan_specialized.ts lost to the look-back kernel at B = 1 on an H100 (2.34 vs 2.07 ms at 64k
+   * steps) and won by 1.1x at B = 8, T = 4096 (one run: bench/notes/gpu-tuning.md), too little
+   * evidence for a default.
    */
   planFor(s: ScanShape): ScanPlan {
     if (s.T >= BLOCK_MIN_T && s.N <= LOOKBACK_MAX_N) {

@@ -70,8 +70,8 @@ export interface TorchFile {
 
 /**
  * Scan forward plans timed with --variants: the one-subgroup-per-channel kernel's default (the
- * kernel before the block one), block tiles around the default, scan_chunks.ts's chunks and
- * scan_lookback.ts's; `names` keeps those whose name contains one of them.
+ * kernel before the block one), block tiles around the default, scan_chunks.ts's chunks,
+ * scan_lookback.ts's and scan_specialized.ts's; `names` keeps those whose name contains one of them.
  */
 function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
   const l = be.ctx.limits;
