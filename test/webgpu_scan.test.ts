@@ -168,6 +168,33 @@ function scanCase(B: number, T: number, D: number, N: number, chunk: number): { 
   return { args, want };
 }
 
+/** Each forward plan on each selective scan case (every option on) against ref: outputs, final state, checkpoints. */
+async function checkForwardPlans(
+  be: Awaited<ReturnType<typeof gpuBackend>>,
+  core: import("../src/backend/webgpu/scan_core.js").ScanCore,
+  plans: import("../src/backend/webgpu/scan_core.js").ScanPlan[],
+  cases: { B: number; T: number; D: number; N: number; chunk: number }[],
+): Promise<void> {
+  for (const plan of plans) {
+    for (const c of cases) {
+      const { B, T, D, N, chunk } = c;
+      const { args, want } = scanCase(B, T, D, N, chunk);
+      const ins = args.map((a) => be.upload("f32", a));
+      const outs = want.map((w) => be.upload("f32", new Float32Array(w.length).fill(Number.NaN)));
+      const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = ins;
+      core.forward(outs[0], outs[1], outs[2], { u, dt, A, Bmat: Bm, Cmat: Cm, Dskip, z, dtBias }, s0, {
+        B, T, Dc: D, N, chunk, R: 1, G: 1, aPerState: true, softplus: true, clamp: false, dtMin: 0, dtMax: 0,
+      }, "sscan", plan);
+      for (let i = 0; i < 3; i++) {
+        const got = (await be.read(outs[i], "f32", want[i].length)) as Float32Array;
+        const e = relErr(Float64Array.from(got), Float64Array.from(want[i]));
+        assert.ok(e < TOL, `plan ${JSON.stringify(plan)} ${JSON.stringify(c)} output ${i}: ${e}`);
+      }
+      for (const h of [...ins, ...outs]) be.release(h);
+    }
+  }
+}
+
 test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgroup, state slabs, tiles that split chunks; block plans over many ragged tiles; chunk and look-back plans", async () => {
   const be = await gpuBackend();
   const { ScanCore } = await import("../src/backend/webgpu/scan_core.js");
@@ -206,24 +233,7 @@ test("forward scan tile plans: lanes 1/2/4, steps per lane, channels per workgro
     { B: 1, T: 33, D: 4, N: 40, chunk: 8 },
     { B: 1, T: 301, D: 5, N: 16, chunk: 64 },
   ];
-  for (const plan of plans) {
-    for (const c of cases) {
-      const { B, T, D, N, chunk } = c;
-      const { args, want } = scanCase(B, T, D, N, chunk);
-      const ins = args.map((a) => be.upload("f32", a));
-      const outs = want.map((w) => be.upload("f32", new Float32Array(w.length).fill(Number.NaN)));
-      const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = ins;
-      core.forward(outs[0], outs[1], outs[2], { u, dt, A, Bmat: Bm, Cmat: Cm, Dskip, z, dtBias }, s0, {
-        B, T, Dc: D, N, chunk, R: 1, G: 1, aPerState: true, softplus: true, clamp: false, dtMin: 0, dtMax: 0,
-      }, "sscan", plan);
-      for (let i = 0; i < 3; i++) {
-        const got = (await be.read(outs[i], "f32", want[i].length)) as Float32Array;
-        const e = relErr(Float64Array.from(got), Float64Array.from(want[i]));
-        assert.ok(e < TOL, `plan ${JSON.stringify(plan)} ${JSON.stringify(c)} output ${i}: ${e}`);
-      }
-      for (const h of [...ins, ...outs]) be.release(h);
-    }
-  }
+  await checkForwardPlans(be, core, plans, cases);
 });
 
 test("warp-specialized scan forward: 1, 2 and 4 states a walker, tiles dividing the checkpoint interval or not, stagers with several elements or idle ones, SSD heads and groups", async () => {
@@ -248,24 +258,7 @@ test("warp-specialized scan forward: 1, 2 and 4 states a walker, tiles dividing 
     { B: 1, T: 301, D: 5, N: 16, chunk: 64 },
     { B: 2, T: 37, D: 5, N: 3, chunk: 6 },
   ];
-  for (const plan of plans) {
-    for (const c of cases) {
-      const { B, T, D, N, chunk } = c;
-      const { args, want } = scanCase(B, T, D, N, chunk);
-      const ins = args.map((a) => be.upload("f32", a));
-      const outs = want.map((w) => be.upload("f32", new Float32Array(w.length).fill(Number.NaN)));
-      const [u, dt, A, Bm, Cm, Dskip, z, dtBias, s0] = ins;
-      core.forward(outs[0], outs[1], outs[2], { u, dt, A, Bmat: Bm, Cmat: Cm, Dskip, z, dtBias }, s0, {
-        B, T, Dc: D, N, chunk, R: 1, G: 1, aPerState: true, softplus: true, clamp: false, dtMin: 0, dtMax: 0,
-      }, "sscan", plan);
-      for (let i = 0; i < 3; i++) {
-        const got = (await be.read(outs[i], "f32", want[i].length)) as Float32Array;
-        const e = relErr(Float64Array.from(got), Float64Array.from(want[i]));
-        assert.ok(e < TOL, `plan ${JSON.stringify(plan)} ${JSON.stringify(c)} output ${i}: ${e}`);
-      }
-      for (const h of [...ins, ...outs]) be.release(h);
-    }
-  }
+  await checkForwardPlans(be, core, plans, cases);
   // SSD: one step and A per head of P channels, B/C per group of heads, dt limits; a workgroup's
   // channels never straddle a group (CW 4 of 6 channels a group: a short last block)
   const { ssdShape } = await import("../src/backend/webgpu/scan.js");

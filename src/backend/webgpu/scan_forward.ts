@@ -282,6 +282,28 @@ export interface ScanForwardBuffers {
 }
 
 /**
+ * WGSL reads of B/C quad q (states 4q .. 4q + 3) of the row at `r`: a vec4 index into vec4 rows
+ * when vecBC (N a multiple of 4), else a float index, with states past N read as 0.
+ */
+export function bcQuadsWgsl(vecBC: boolean): string {
+  return vecBC
+    ? `// B/C quad q of the row starting at vec4 index r
+fn bq(r: u32, q: u32) -> vec4<f32> { return Bm[r + q]; }
+fn cq(r: u32, q: u32) -> vec4<f32> { return Cm[r + q]; }`
+    : `// B/C quad q of the row starting at float index r (states past N read as 0)
+fn bq(r: u32, q: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  for (var k = 0u; k < 4u; k++) { if (q * 4u + k < u.N) { v[k] = Bm[r + q * 4u + k]; } }
+  return v;
+}
+fn cq(r: u32, q: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  for (var k = 0u; k < 4u; k++) { if (q * 4u + k < u.N) { v[k] = Cm[r + q * 4u + k]; } }
+  return v;
+}`;
+}
+
+/**
  * Launch a one-pass forward kernel (this file's or scan_block.ts's): both bind the same buffers
  * in the same order, B/C as vec4 rows when N is a multiple of 4; `body(vecBC)` is its WGSL.
  */

@@ -38,7 +38,7 @@ import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import { launch, Temps, zeroWords } from "./kit.js";
 import { chunkedLayout, type ChunkedScanShape, type ScanUniforms } from "./scan_chunks.js";
-import type { ScanForwardBuffers } from "./scan_forward.js";
+import { bcQuadsWgsl, type ScanForwardBuffers } from "./scan_forward.js";
 
 /** Chunk length in steps, channels per workgroup, and state quads of walk 1 with polynomial exp2. */
 export interface ScanLookbackPlan {
@@ -79,21 +79,7 @@ fn exp2p(x: vec4<f32>) -> vec4<f32> {
 
 /** WGSL of the kernel: B/C quads, the polynomial exp2, publication and polling reads. */
 function helpers(NQ: number, vecBC: boolean): string {
-  const bc = vecBC
-    ? `// B/C quad q of the row starting at vec4 index r
-fn bq(r: u32, q: u32) -> vec4<f32> { return Bm[r + q]; }
-fn cq(r: u32, q: u32) -> vec4<f32> { return Cm[r + q]; }`
-    : `// B/C quad q of the row starting at float index r (states past N read as 0)
-fn bq(r: u32, q: u32) -> vec4<f32> {
-  var v = vec4<f32>(0.0);
-  for (var k = 0u; k < 4u; k++) { if (q * 4u + k < u.N) { v[k] = Bm[r + q * 4u + k]; } }
-  return v;
-}
-fn cq(r: u32, q: u32) -> vec4<f32> {
-  var v = vec4<f32>(0.0);
-  for (var k = 0u; k < 4u; k++) { if (q * 4u + k < u.N) { v[k] = Cm[r + q * 4u + k]; } }
-  return v;
-}`;
+  const bc = bcQuadsWgsl(vecBC);
   return `
 const NQ: u32 = ${NQ}u;
 const SG: u32 = ${SG}u;

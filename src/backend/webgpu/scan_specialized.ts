@@ -39,7 +39,7 @@
 import { SeqlabError } from "../../util/errors.js";
 import type { GpuContext } from "./context.js";
 import { launch, pow2 } from "./kit.js";
-import { launchScanForwardKernel, type ScanForwardBuffers } from "./scan_forward.js";
+import { bcQuadsWgsl, launchScanForwardKernel, type ScanForwardBuffers } from "./scan_forward.js";
 
 /** Channels a workgroup, states a walker, steps a tile, stager threads. */
 export interface ScanSpecializedPlan {
@@ -141,23 +141,7 @@ function scanSpecializedWgsl(p: ScanSpecializedPlan, N: number, vecBC: boolean, 
   const VS = S === 1 ? "f32" : `vec${S}<f32>`;
   const zero = `${VS}(0.0)`;
   const comp = (v: string, s: number) => (S === 1 ? v : `${v}[${s}]`);
-  const bc = AL
-    ? ""
-    : vecBC
-    ? `// B/C quad q of the row starting at float index r
-fn bq(r: u32, q: u32) -> vec4<f32> { return Bm[r / 4u + q]; }
-fn cq(r: u32, q: u32) -> vec4<f32> { return Cm[r / 4u + q]; }`
-    : `// B/C quad q of the row starting at float index r (states past N read as 0)
-fn bq(r: u32, q: u32) -> vec4<f32> {
-  var v = vec4<f32>(0.0);
-  for (var k = 0u; k < 4u; k++) { if (q * 4u + k < u.N) { v[k] = Bm[r + q * 4u + k]; } }
-  return v;
-}
-fn cq(r: u32, q: u32) -> vec4<f32> {
-  var v = vec4<f32>(0.0);
-  for (var k = 0u; k < 4u; k++) { if (q * 4u + k < u.N) { v[k] = Cm[r + q * 4u + k]; } }
-  return v;
-}`;
+  const bc = AL ? "" : bcQuadsWgsl(vecBC);
   const always = (k: number, per: number, total: number) => (k + 1) * per <= total;
   const guard = (cond: string, ok: boolean, body: string) => (ok ? `{\n      ${body}\n    }` : `if (${cond}) {\n      ${body}\n    }`);
 
@@ -206,7 +190,7 @@ fn cq(r: u32, q: u32) -> vec4<f32> {
       ? `vec4<f32>(${seq(4)
           .map((m) => `select(0.0, ${ld(buf, `${r} + ${q} * 4u + ${m}u`)}, ${q} * 4u + ${m}u < u.N)`)
           .join(", ")})`
-      : `${buf === "Bm" ? "bq" : "cq"}(${r}, ${q})`;
+      : `${buf === "Bm" ? "bq" : "cq"}(${vecBC ? `${r} / 4u` : r}, ${q})`;
   const load = (sl: number, ti: string) =>
     [
       ...seq(EP).map(
