@@ -36,6 +36,29 @@ describe("cpu data movement", () => {
     }
   });
 
+  test("split: ragged pieces, an empty one, many rows, 2-byte elements", () => {
+    for (const { be, label } of cpus) {
+      for (const [rows, sizes] of [[1, [5]], [3, [7, 1]], [2, [4, 0, 9]], [33, [3, 17, 2, 5, 1]]] as [number, number[]][]) {
+        const n = sizes.reduce((a, b) => a + b, 0);
+        const x = randf(be, rows * n, rng);
+        const want = sizes.map((s) => new Float32Array(rows * s));
+        ref.split(want, x, rows, sizes);
+        const outs = sizes.map((s) => be.allocate("f32", rows * s) as Float32Array);
+        be.kernels.split(outs, x, rows, sizes);
+        outs.forEach((o, i) => assert.deepEqual(Array.from(o), Array.from(want[i]), `${label} ${rows} x ${sizes}: piece ${i}`));
+        release(be, x, ...outs);
+        const hx = be.allocate("f16", rows * n) as Uint16Array;
+        for (let i = 0; i < hx.length; i++) hx[i] = rng.int(0, 65536);
+        const hwant = sizes.map((s) => new Uint16Array(rows * s));
+        ref.split(hwant, hx, rows, sizes);
+        const houts = sizes.map((s) => be.allocate("f16", rows * s) as Uint16Array);
+        be.kernels.split(houts, hx, rows, sizes);
+        houts.forEach((o, i) => assert.deepEqual(Array.from(o), Array.from(hwant[i]), `${label} f16 ${rows} x ${sizes}: piece ${i}`));
+        release(be, hx, ...houts);
+      }
+    }
+  });
+
   test("copy2d: strides, offsets, accumulate, 4- and 2-byte elements", () => {
     for (const { be, label } of cpus) {
       for (const [rows, cols] of [[1, 1], [3, 31], [33, 5], [2, 257], [64, 33]]) {

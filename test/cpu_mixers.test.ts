@@ -46,7 +46,12 @@ describe("cpu conv1d", () => {
             });
             // one token through the window state (in place)
             const s = compare(be, "conv1dStep", [B * D, B * S * D], [put(x.subarray(0, B * D)), ins[1], ins[2], d], 1e-6, label, { init: [null, st], names: ["out", "state"] });
-            return [...f.got, ...g.got, ...s.got];
+            // ... with the mixer's activation fused (decoding)
+            const sa = compare(be, "conv1dStep", [B * D, B * S * D], [put(x.subarray(0, B * D)), ins[1], ins[2], { ...d, act: withBias ? "silu" : "gelu" }], 1e-6, `${label} act`, {
+              init: [null, st],
+              names: ["out", "state"],
+            });
+            return [...f.got, ...g.got, ...s.got, ...sa.got];
           });
         }
       }

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { UnaryOp, BinaryOp } from "../src/backend/kernels.js";
 import { Rng } from "../src/util/rng.js";
+import { refKernels } from "../src/backend/ref/index.js";
 import { f32ToBf16, f32ToF16 } from "../src/util/half.js";
 import { gpuBackend, compareKernel, input, output, randArray } from "./webgpu_helpers.js";
 
@@ -44,6 +45,24 @@ test("copy2d: strided rows, offsets, accumulate on and off", async () => {
   const ints = Int32Array.from({ length: 40 }, (_, i) => i * 1000003);
   const [e] = await compareKernel(be, "copy2d", [output(new Int32Array(40), "i32", true), input(ints, "i32"), 4, 10, 10, 0, 10, 0, false]);
   assert.equal(e, 0, "i32 copies are bit-exact");
+});
+
+test("split: 1 to 6 pieces (two dispatches past four), ragged widths, an empty piece, many rows", async () => {
+  const be = await gpuBackend();
+  for (const [rows, sizes] of [[1, [5]], [3, [7, 1]], [2, [4, 0, 9]], [33, [3, 17, 2, 5]], [4, [1, 2, 3, 4, 5, 6]], [1, [1536, 1536]]] as [number, number[]][]) {
+    const n = sizes.reduce((a, b) => a + b, 0);
+    const x = randArray(rows * n, rng);
+    const want = sizes.map((s) => new Float32Array(rows * s));
+    refKernels.split(want, x, rows, sizes);
+    const gx = be.upload("f32", x);
+    const outs = sizes.map((s) => be.upload("f32", new Float32Array(Math.max(1, rows * s)).fill(Number.NaN)));
+    be.kernels.split(outs, gx, rows, sizes);
+    for (let i = 0; i < sizes.length; i++) {
+      const got = await be.read(outs[i], "f32", rows * sizes[i]);
+      assert.deepEqual(Array.from(got), Array.from(want[i]), `split ${rows} x ${sizes}: piece ${i}`);
+    }
+    for (const h of [gx, ...outs]) be.release(h);
+  }
 });
 
 test("cast: f32 <-> f16/bf16 bit-exact (rounding, subnormals, inf, nan), odd lengths", async () => {

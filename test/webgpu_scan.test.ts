@@ -32,10 +32,13 @@ test("conv1d forward, backward and step: widths 1..4, bias and window state on a
           withState ? output(randArray(B * (W - 1) * D, rng)) : null, input(randArray(B * T * D, rng)), input(x), input(w), s0 ? input(s0) : null, d,
         ]);
         assert.ok(Math.max(...errsB) < TOL, `conv1d bwd ${[B, T, D, W]} bias=${withBias} state=${withState}: ${errsB}`);
-        const errsS = await compareKernel(be, "conv1dStep", [
-          output(randArray(B * D, rng)), output(randArray(B * (W - 1) * D, rng)), input(randArray(B * D, rng)), input(w), bias, d,
-        ]);
-        assert.ok(Math.max(...errsS) < TOL, `conv1d step ${[B, D, W]}: ${errsS}`);
+        // the step, plain and with the mixer's activation fused (decoding)
+        for (const act of [undefined, withBias ? ("silu" as const) : ("softplus" as const)]) {
+          const errsS = await compareKernel(be, "conv1dStep", [
+            output(randArray(B * D, rng)), output(randArray(B * (W - 1) * D, rng)), input(randArray(B * D, rng)), input(w), bias, { ...d, act },
+          ]);
+          assert.ok(Math.max(...errsS) < TOL, `conv1d step ${[B, D, W]} ${act}: ${errsS}`);
+        }
       }
     }
   }

@@ -124,6 +124,12 @@ export interface CoreKernels<S> {
     xOffset: number,
     accumulate: boolean,
   ): void;
+  /**
+   * Split along the last dim: outs[i] (rows, sizes[i]) = the columns offset_i .. offset_i +
+   * sizes[i] of x (rows, sum of sizes). The same as one copy2d a piece, as one kernel: decoding
+   * splits projections in every layer, and on a GPU every kernel is a dispatch.
+   */
+  split(outs: S[], x: S, rows: number, sizes: number[]): void;
   /** Convert between storage dtypes (f16/bf16 weights to f32 and back). */
   cast(out: S, x: S, n: number, outDtype: "f32" | "f16" | "bf16", xDtype: "f32" | "f16" | "bf16"): void;
 

@@ -23,12 +23,19 @@
  */
 
 /** Causal depthwise conv1d over (B, T, D) with a (D, W) filter (HF's conv1d.weight (D, 1, W)). */
+import type { UnaryOp } from "./kernels.js";
+
 export interface Conv1dDims {
   B: number;
   T: number;
   D: number;
   /** filter width; the window state holds the W - 1 inputs before t = 0 */
   W: number;
+  /**
+   * conv1dStep only: an activation applied to the output. Decoding fuses the mixers' activation
+   * after the convolution into the step, one kernel (a GPU dispatch) less a layer.
+   */
+  act?: UnaryOp;
 }
 
 export interface SelectiveScanDims {

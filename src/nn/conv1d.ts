@@ -6,6 +6,7 @@
  */
 import type { Tensor } from "../tensor/tensor.js";
 import * as ops from "../ops/index.js";
+import type { UnaryOp } from "../backend/kernels.js";
 import { Module, ModuleContext, zerosInit } from "./module.js";
 
 export class CausalConv1d extends Module {
@@ -32,7 +33,7 @@ export class CausalConv1d extends Module {
   }
 
   /** One token x (B, D) through the window state, updated in place. */
-  step(x: Tensor, state: Tensor): Tensor {
-    return ops.causalConv1dStep(x, this.weight.reshape([this.D, this.W]), this.bias, state); // (B, D)
+  step(x: Tensor, state: Tensor, act?: UnaryOp): Tensor {
+    return ops.causalConv1dStep(x, this.weight.reshape([this.D, this.W]), this.bias, state, act); // (B, D)
   }
 }

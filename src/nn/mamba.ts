@@ -133,7 +133,7 @@ export class MambaMixer extends Module {
   /** One token h (B, C) -> (B, C), advancing the fixed-size state in place. */
   step(h: Tensor, state: MambaState): Tensor {
     const [x, z] = ops.split(this.in_proj.forward(h), [this.cfg.D, this.cfg.D]); // (B, D) each
-    const u = ops.unary(this.cfg.act, this.conv1d.step(x, state.conv)); // (B, D)
+    const u = this.conv1d.step(x, state.conv, this.cfg.act); // (B, D), activated
     const { dt, Bmat, Cmat, dtBias } = this.selection(u); // (B, D), (B, N), (B, N)
     const A = derived(state, "A", () => this.A()); // (D, N), once per state
     const y = ops.selectiveScanStep(u, dt, A, Bmat, Cmat, state.ssm, {

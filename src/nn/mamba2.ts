@@ -130,7 +130,7 @@ export class Mamba2Mixer extends Module {
     const [Bn] = h.shape;
     const { D, H, P, N, G } = this.cfg;
     const [z, xBC, dt] = ops.split(this.in_proj.forward(h), [D, this.convDim, H]); // (B, D), (B, convDim), (B, H)
-    const conv = ops.unary(this.cfg.act, this.conv1d.step(xBC, state.conv)); // (B, convDim)
+    const conv = this.conv1d.step(xBC, state.conv, this.cfg.act); // (B, convDim), activated
     const [x, Bmat, Cmat] = ops.split(conv, [D, G * N, G * N]); // (B, D), (B, G*N), (B, G*N)
     const y = ops.ssdStep(x.reshape([Bn, H, P]), dt, this.A(), Bmat.reshape([Bn, G, N]), Cmat.reshape([Bn, G, N]), state.ssm, this.ssdOptions()); // (B, H, P)
     return this.out_proj.forward(this.norm.forward(y.reshape([Bn, D]), z)); // (B, C)

@@ -11,6 +11,7 @@ import { Tensor } from "../tensor/tensor.js";
 import { fmtShape, sameShape } from "../tensor/shape.js";
 import type { Backend } from "../backend/backend.js";
 import type { Conv1dDims, SelectiveScanDims, SsdDims } from "../backend/kernels_scan.js";
+import type { UnaryOp } from "../backend/kernels.js";
 import { backendOf, empty, kernelsOf } from "../backend/alloc.js";
 import { needsGrad, record } from "../autograd/tape.js";
 import { copy } from "./elementwise.js";
@@ -72,14 +73,17 @@ export function causalConv1d(x: Tensor, weight: Tensor, bias: Tensor | null, opt
   return out;
 }
 
-/** One token x (B, D) through the window state (B, W-1, D), which is updated in place. */
-export function causalConv1dStep(x: Tensor, weight: Tensor, bias: Tensor | null, state: Tensor): Tensor {
+/**
+ * One token x (B, D) through the window state (B, W-1, D), which is updated in place; `act`
+ * (the mixer's activation after the convolution) is applied in the same kernel.
+ */
+export function causalConv1dStep(x: Tensor, weight: Tensor, bias: Tensor | null, state: Tensor, act?: UnaryOp): Tensor {
   const [B, D] = x.shape;
   const W = weight.shape[1];
   expect("conv1d weight", weight, [D, W]);
   expect("conv1d state", state, [B, W - 1, D]);
   const out = empty(backendOf(x), [B, D]); // (B, D)
-  kernelsOf(x).conv1dStep(out.handle, state.handle, x.handle, weight.handle, bias?.handle ?? null, { B, T: 1, D, W });
+  kernelsOf(x).conv1dStep(out.handle, state.handle, x.handle, weight.handle, bias?.handle ?? null, { B, T: 1, D, W, act });
   return out;
 }
 

@@ -11,14 +11,13 @@ export function split(x: Tensor, sizes: number[]): Tensor[] {
   assert(sizes.reduce((a, b) => a + b, 0) === n, () => `split: sizes ${sizes} do not sum to ${n}`);
   const r = rows(x.shape);
   const k = kernelsOf(x);
-  const outs: Tensor[] = [];
-  let off = 0;
-  for (const s of sizes) {
-    const y = empty(backendOf(x), [...x.shape.slice(0, -1), s]);
-    k.copy2d(y.handle, x.handle, r, s, s, 0, n, off, false);
-    outs.push(y);
-    off += s;
-  }
+  const outs = sizes.map((s) => empty(backendOf(x), [...x.shape.slice(0, -1), s]));
+  k.split(
+    outs.map((y) => y.handle),
+    x.handle,
+    r,
+    sizes,
+  );
   if (needsGrad(x)) {
     record("split", [x], outs, (gs) => {
       const dx = zeros(backendOf(x), x.shape);

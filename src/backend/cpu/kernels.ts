@@ -9,7 +9,7 @@ import type { HostArray } from "../../tensor/dtype.js";
 import type { CpuRuntime } from "./runtime.js";
 
 /** Op codes shared with assembly/elementwise.ts. */
-const UNARY_CODE: Record<UnaryOp, number> = {
+export const UNARY_CODE: Record<UnaryOp, number> = {
   silu: 0,
   gelu: 1,
   gelu_tanh: 2,
@@ -26,7 +26,7 @@ const BINARY_CODE: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2 };
 const HALF_KIND = { f32: 0, f16: 1, bf16: 2 } as const;
 
 /** Work per thread below which a kernel stays on fewer threads (elements, or flops). */
-const GRAIN = {
+export const GRAIN = {
   /** streaming ops: a few cycles per element */
   memory: 1 << 16,
   /** transcendental elementwise ops (exp, erf, tanh) */
@@ -81,6 +81,16 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
       if (out.BYTES_PER_ELEMENT !== bytes) throw new Error("internal: copy2d between element sizes");
       if (accumulate && !(out instanceof Float32Array)) throw new Error("internal: copy2d accumulate needs f32");
       flat("copy2d", rows * cols, GRAIN.memory, p(out, "out"), p(x, "x"), rows, cols, outStride, outOffset, xStride, xOffset, accumulate ? 1 : 0, bytes);
+    },
+
+    split(outs, x, rows, sizes) {
+      // one copy a piece: on the CPU a kernel call costs no dispatch
+      const n = sizes.reduce((a, b) => a + b, 0);
+      let off = 0;
+      sizes.forEach((s, i) => {
+        kernels.copy2d(outs[i], x, rows, s, s, 0, n, off, false);
+        off += s;
+      });
     },
 
     cast(out, x, n, outDtype, xDtype) {

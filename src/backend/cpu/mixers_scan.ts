@@ -8,6 +8,7 @@ import type { ScanKernels, SsdDims } from "../kernels_scan.js";
 import type { HostArray } from "../../tensor/dtype.js";
 import type { CpuRuntime } from "./runtime.js";
 import { MIXER_GRAIN, reduceRows } from "./mixers_common.js";
+import { GRAIN, UNARY_CODE } from "./kernels.js";
 
 /** Sequences x slabs of the scan backward: enough work items for a few threads when B is small, from the dims alone. */
 const SCAN_MIN_ITEMS = 16;
@@ -39,6 +40,8 @@ export function cpuScanKernels(rt: CpuRuntime): ScanKernels<HostArray> {
       if (B <= 0 || D <= 0) return;
       const nth = Math.min(rt.threadsFor(B * D * W, MIXER_GRAIN.memory), B * Math.ceil(D / 4));
       rt.call("conv1dStep", nth, p(out, "out"), p(state, "state"), p(x, "x"), p(weight, "weight"), p(bias, "bias"), B, D, W);
+      // the activation as a second pass over (B, D): a kernel call costs no dispatch here
+      if (d.act) rt.call("unaryForward", rt.threadsFor(B * D, GRAIN.math), UNARY_CODE[d.act], p(out, "out"), p(out, "out"), B * D);
     },
 
     selectiveScanForward(out, stateOut, checkpoints, u, dt, A, Bmat, Cmat, Dskip, z, dtBias, stateIn, d) {

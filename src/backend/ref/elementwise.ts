@@ -128,6 +128,15 @@ export function copy2d(
   }
 }
 
+export function split(outs: HostArray[], x: HostArray, rows: number, sizes: number[]): void {
+  const n = sizes.reduce((a, b) => a + b, 0);
+  let off = 0;
+  sizes.forEach((s, i) => {
+    copy2d(outs[i], x, rows, s, s, 0, n, off, false);
+    off += s;
+  });
+}
+
 type Half = "f32" | "f16" | "bf16";
 export function cast(out: HostArray, x: HostArray, n: number, outDtype: Half, xDtype: Half): void {
   for (let i = 0; i < n; i++) {

@@ -5,7 +5,7 @@
  */
 import type { Conv1dDims, SelectiveScanDims } from "../kernels_scan.js";
 import type { HostArray } from "../../tensor/dtype.js";
-import { sigmoid, softplus } from "./elementwise.js";
+import { sigmoid, softplus, unaryForward } from "./elementwise.js";
 
 export { ssdForward, ssdBackward, ssdStep } from "./ssd.js";
 
@@ -103,6 +103,7 @@ export function conv1dStep(
       if (S > 0) state[(b * S + S - 1) * D + c] = x[b * D + c];
     }
   }
+  if (d.act) unaryForward(d.act, out, out, B * D);
 }
 
 // ---------------------------------------------------------------- Mamba selective scan

@@ -28,7 +28,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   };
 }
 
-const UNARY: Record<UnaryOp, [forward: string, derivative: string]> = {
+/** WGSL of each activation of `v` and its derivative (MATH supplies the helper functions). */
+export const UNARY: Record<UnaryOp, [forward: string, derivative: string]> = {
   silu: ["v * sigmoid_(v)", "sigmoid_(v) * (1.0 + v * (1.0 - sigmoid_(v)))"],
   gelu: ["gelu_(v)", "gelu_grad_(v)"],
   gelu_tanh: ["gelu_tanh_(v)", "gelu_tanh_grad_(v)"],
@@ -43,6 +44,9 @@ const UNARY: Record<UnaryOp, [forward: string, derivative: string]> = {
 };
 
 const BINARY: Record<BinaryOp, string> = { add: "+", sub: "-", mul: "*" };
+
+/** Pieces of a split written by one dispatch (each is a storage binding). */
+const SPLIT_MAX = 4;
 
 function is16(s: S): boolean {
   return s.dtype === "f16" || s.dtype === "bf16";
@@ -59,7 +63,7 @@ function f32Bits(value: number): number {
 
 export function elementwiseKernels(ctx: GpuContext): Pick<
   CoreKernels<S>,
-  "fill" | "copy2d" | "cast" | "unaryForward" | "unaryBackward" | "binaryForward" | "axpby" | "sumRows" | "swigluForward" | "swigluBackward"
+  "fill" | "copy2d" | "split" | "cast" | "unaryForward" | "unaryBackward" | "binaryForward" | "axpby" | "sumRows" | "swigluForward" | "swigluBackward"
 > {
   const run = (key: string, make: () => KernelDef, bufs: S[], uniforms: number[], n: number) =>
     ctx.dispatch(ctx.pipeline(key, make), bufs, [n, ...uniforms], grid1d(n, WG));
@@ -113,6 +117,44 @@ export function elementwiseKernels(ctx: GpuContext): Pick<
         [cols, outStride, outOffset, xStride, xOffset],
         n,
       );
+    },
+
+    split(outs, x, rows, sizes) {
+      if ([x, ...outs].some(is16)) throw new SeqlabError(`webgpu: split of ${x.dtype} tensors is not implemented (cast to f32 first)`);
+      const n = sizes.reduce((a, b) => a + b, 0);
+      const pieces = sizes.map((s, i) => ({ s, out: outs[i], off: sizes.slice(0, i).reduce((a, b) => a + b, 0) })).filter((q) => q.s > 0);
+      // up to SPLIT_MAX pieces a dispatch: thread (r, c) of the group's columns copies x[r, goff + c]
+      // into the piece whose column range [e_j, e_j+1) holds c
+      for (let g = 0; g < pieces.length && rows > 0; g += SPLIT_MAX) {
+        const group = pieces.slice(g, g + SPLIT_MAX);
+        const K = group.length;
+        const goff = group[0].off;
+        const ends = group.map((q) => q.off + q.s - goff);
+        const gc = ends[K - 1];
+        const idx = [...Array(K).keys()];
+        run(
+          `split:${K}`,
+          () =>
+            mapKernel(
+              "split",
+              [...idx.map((j): [string, "write", string] => [`out${j}`, "write", "array<u32>"]), ["x", "read", "array<u32>"]],
+              [["gc", "u32"], ["xn", "u32"], ["goff", "u32"], ...idx.map((j): [string, UniformType] => [`e${j}`, "u32"])],
+              `let r = i / u.gc;
+  let c = i - r * u.gc;
+  let v = x[r * u.xn + u.goff + c];
+  ${idx
+    .map((j) => {
+      const lo = j === 0 ? "0u" : `u.e${j - 1}`;
+      const store = `out${j}[r * (u.e${j} - ${lo}) + c - ${lo}] = v;`;
+      return j === K - 1 ? `{ ${store} }` : `if (c < u.e${j}) { ${store} }`;
+    })
+    .join(" else ")}`,
+            ),
+          [...group.map((q) => q.out), x],
+          [gc, n, goff, ...ends],
+          rows * gc,
+        );
+      }
     },
 
     cast(out, x, n, outDtype, xDtype) {

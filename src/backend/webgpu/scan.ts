@@ -11,6 +11,7 @@ import type { ScanKernels, SsdDims } from "../kernels_scan.js";
 import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import { LINEAR_INDEX, MATH } from "./wgsl.js";
+import { UNARY } from "./elementwise.js";
 import { flags, launch, Temps, type S } from "./kit.js";
 import { ScanCore, type ScanShape } from "./scan_core.js";
 import { scanBackward } from "./scan_backward.js";
@@ -180,14 +181,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       const { B, D, W } = d;
       const temps = new Temps(ctx);
       const f = flags({ HAS_BIAS: !!bias });
+      const act = d.act ? UNARY[d.act][0] : "v";
       launch(
         ctx,
-        `conv1d:step:${f.key}`,
+        `conv1d:step:${f.key}:${d.act ?? ""}`,
         () => ({
           label: "conv1d:step",
           uniforms: CONV_UNIFORMS,
           bindings: [["out", "write", "array<f32>"], ["state", "write", "array<f32>"], ["x", "read", "array<f32>"], ["weight", "read", "array<f32>"], ["bias", "read", "array<f32>"]],
-          body: `${f.wgsl}${LINEAR_INDEX(WG)}
+          body: `${f.wgsl}${MATH}${LINEAR_INDEX(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linearIndex(gid, nwg);
@@ -200,7 +202,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var k = 0u; k < S; k++) { acc += weight[c * u.W + k] * state[(b * S + k) * u.D + c]; }
   let xi = x[i];
   acc += weight[c * u.W + S] * xi;
-  out[i] = acc;
+  let v = acc;
+  out[i] = ${act};
   // this thread owns column (b, :, c) of the window: shift it and append x
   for (var k = 0u; k + 1u < S; k++) { state[(b * S + k) * u.D + c] = state[(b * S + k + 1u) * u.D + c]; }
   if (S > 0u) { state[(b * S + S - 1u) * u.D + c] = xi; }
