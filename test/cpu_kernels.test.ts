@@ -37,6 +37,8 @@ describe("cpu data movement", () => {
   });
 
   test("split: ragged pieces, an empty one, many rows, 2-byte elements", () => {
+    // its own generator, so that the tests after it draw the inputs they always drew
+    const rng = new Rng(77);
     for (const { be, label } of cpus) {
       for (const [rows, sizes] of [[1, [5]], [3, [7, 1]], [2, [4, 0, 9]], [33, [3, 17, 2, 5, 1]]] as [number, number[]][]) {
         const n = sizes.reduce((a, b) => a + b, 0);
@@ -202,7 +204,8 @@ describe("cpu elementwise", () => {
           const want = hostCopy(out);
           ref.sumRows(want, x, rows, cols, accumulate);
           be.kernels.sumRows(out, x, rows, cols, accumulate);
-          close(out, want, 1e-6, `${label} sumRows ${rows}x${cols} acc=${accumulate}`);
+          // relative to the sums' scale (terms of size 1): a column whose terms cancel is not an error
+          close(out, want, 1e-6, `${label} sumRows ${rows}x${cols} acc=${accumulate}`, 0.1 * Math.sqrt(rows * cols));
           release(be, x, out);
         }
       }
