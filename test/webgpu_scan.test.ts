@@ -253,6 +253,9 @@ test("warp-specialized scan forward: 1, 2 and 4 states a walker, tiles dividing 
     // loads a tile ahead, as plain loads and as atomics
     { kind: "specialized" as const, CW: 4, S: 2 as const, TT: 8, SW: 32, PF: 1 },
     { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 8, SW: 32, PF: 1, AL: true },
+    // two and three tiles ahead (trips of 6 and 4 tiles: most of a short sequence's last trip dead)
+    { kind: "specialized" as const, CW: 3, S: 2 as const, TT: 4, SW: 16, PF: 2 },
+    { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 8, SW: 32, PF: 3 },
   ];
   const cases = [
     { B: 2, T: 100, D: 7, N: 16, chunk: 10 },

@@ -32,7 +32,8 @@
  *
  * Dead steps past T have step and input 0 (h unchanged: exp2(0) = 1) and B, C 0; padding states
  * (n >= N) have A = 0 and B = C = 0, so their v is 0. Tiles past the last are walked dead, so
- * that the loop (two tiles a trip, for constant array parities) needs no branch around a barrier.
+ * that the loop (lcm(2, PF + 1) tiles a trip, for constant array parities and register slots)
+ * needs no branch around a barrier.
  * Checkpoints (the state every `chunk` steps, for scan_backward.ts) are written by the walkers as
  * their states pass by: once a tile when TT divides `chunk`.
  */
@@ -48,7 +49,7 @@ export interface ScanSpecializedPlan {
   S: 1 | 2 | 4;
   TT: number;
   SW: number;
-  /** tiles of loads in flight beyond the one staged (0 or 1) */
+  /** tiles of loads in flight beyond the one staged (0 to 3) */
   PF?: number;
   /** stagers read the inputs as relaxed atomics (a compiler keeps those where they are written) */
   AL?: boolean;
@@ -262,21 +263,26 @@ function scanSpecializedWgsl(p: ScanSpecializedPlan, N: number, vecBC: boolean, 
 
   // one trip's copy for tile ti = i + par: walkers run tile ti; stagers stage tile ti + 1 (loaded
   // now, or with PF one interval ago into slot 1 - par, loading ti + 2 into slot par) and finish ti - 1
-  const stagerWork = (par: number) =>
+  // Copy k of a trip runs tile ti = i + k: array parity k mod 2, and the raw inputs of tile t in
+  // slot t mod NS (NS = PF + 1 slots; a trip is lcm(2, NS) copies, so both are constants). The
+  // stagers stage tile ti + 1 from its slot and load tile ti + 1 + PF into the slot tile ti left.
+  const NS = PF + 1;
+  const U = NS % 2 === 0 ? NS : 2 * NS;
+  const stagerWork = (k: number) =>
     PF
-      ? `${stage(1 - par, "(ti + 1u)", 1 - par)}
-    ${load(par, "(ti + 2u)")}`
+      ? `${stage((k + 1) % NS, "(ti + 1u)", 1 - (k % 2))}
+    ${load(k % NS, `(ti + ${1 + PF}u)`)}`
       : `${load(0, "(ti + 1u)")}
-    ${stage(0, "(ti + 1u)", 1 - par)}`;
-  const body = (par: number) => `{
-    let ti = i + ${par}u;
+    ${stage(0, "(ti + 1u)", 1 - (k % 2))}`;
+  const body = (k: number) => `{
+    let ti = i + ${k}u;
     if (lid < ${W}u) {
       let t0 = ti * ${TT}u;
-      ${p.X === "stage" ? "" : walk(par)}
+      ${p.X === "stage" ? "" : walk(k % 2)}
     } else {
-    ${p.X === "walk" ? "" : stagerWork(par)}
+    ${p.X === "walk" ? "" : stagerWork(k)}
       if (ti > 0u) {
-    ${p.X === "walk" ? "" : epilogue("(ti - 1u)", 1 - par)}
+    ${p.X === "walk" ? "" : epilogue("(ti - 1u)", 1 - (k % 2))}
       }
     ${rotate}
     }
@@ -372,15 +378,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (lid >= ${W}u) {
     ${load(0, "0u")}
     ${stage(0, "0u", 0)}
-    ${PF ? load(1, "1u") : ""}
+    ${seq(PF)
+      .map((t) => load(t + 1, `${t + 1}u`))
+      .join("\n    ")}
     ${seq(EP)
       .map((k) => `cy${k} = ny${k}; cg${k} = ng${k};`)
       .join(" ")}
   }
   workgroupBarrier();
-  for (var i = 0u; i <= ntiles; i += 2u) {
-  ${body(0)}
-  ${body(1)}
+  for (var i = 0u; i <= ntiles; i += ${U}u) {
+  ${seq(U)
+    .map((k) => body(k))
+    .join("\n  ")}
   }
   if (HAS_OUT) {
     ${seq(S)
@@ -404,8 +413,8 @@ export function dispatchScanSpecialized(
   uniformValues: number[],
 ): void {
   const { CW, S, TT, SW } = plan;
-  if (TT % 4 !== 0 || TT < 4 || CW < 1 || SW < 1 || ![1, 2, 4].includes(S)) {
-    throw new SeqlabError(`webgpu: scan plan ${scanSpecializedName(plan)}: steps a tile must be a multiple of 4, states a walker 1, 2 or 4, channels and stagers at least 1`);
+  if (TT % 4 !== 0 || TT < 4 || CW < 1 || SW < 1 || ![1, 2, 4].includes(S) || ![0, 1, 2, 3].includes(plan.PF ?? 0)) {
+    throw new SeqlabError(`webgpu: scan plan ${scanSpecializedName(plan)}: steps a tile must be a multiple of 4, states a walker 1, 2 or 4, tiles loaded ahead 0 to 3, channels and stagers at least 1`);
   }
   const groupCkpt = shape.chunk % TT === 0;
   const AL = !!plan.AL;

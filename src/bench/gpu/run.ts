@@ -113,8 +113,8 @@ function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
   // scan_specialized.ts: walkers and stagers; channels a workgroup, states a walker, steps a tile, stagers
   const ws = (CW: number, S: 1 | 2 | 4, TT: number, SW: number, PF = 0, AL = false): ScanSpecializedPlan => ({ kind: "specialized", CW, S, TT, SW, PF, AL });
   const specialized = [
-    ws(4, 2, 32, 128, 1), ws(4, 2, 64, 128, 1), ws(8, 4, 32, 64, 1), ws(8, 4, 32, 128, 1), ws(8, 4, 32, 192, 1), ws(8, 4, 32, 256, 1),
-    ws(8, 4, 64, 128, 1), ws(8, 4, 64, 256, 1), ws(4, 4, 32, 128, 1),
+    ws(8, 4, 32, 128, 1), ws(8, 4, 32, 128, 2), ws(8, 4, 32, 128, 3), ws(8, 4, 32, 64, 2), ws(4, 2, 32, 128, 2), ws(8, 2, 32, 128, 2),
+    { ...ws(8, 4, 32, 128, 2), X: "walk" as const }, { ...ws(8, 4, 32, 128, 2), X: "stage" as const },
   ].filter((p) => {
     const z = scanSpecializedSize(p, 16);
     return z.threads <= l.maxComputeInvocationsPerWorkgroup && z.bytes <= l.maxComputeWorkgroupStorageSize;
