@@ -12,7 +12,8 @@
  * Per context it reports tokens/s over `newTokens` greedy steps (each step submitted in pieces
  * as it is recorded, and one read of the last logits row), and, from GPU timestamps around one
  * step recorded whole and submitted at once, the GPU time per token: the difference is host time
- * (JavaScript, command recording, the read) that the GPU's work did not hide.
+ * (JavaScript, command recording, the read) that the GPU's work did not hide. The median step's
+ * rate comes with it, since a busy host stalls a few steps and moves the mean.
  */
 import type { WebGpuBackend } from "../../backend/webgpu/index.js";
 import type { CausalLM } from "../../models/causal_lm.js";
@@ -155,11 +156,16 @@ export async function benchDecode(be: WebGpuBackend, o: DecodeOptions): Promise<
           const ctx = be.ctx;
           const [d0, s0, g0] = [ctx.dispatches, ctx.submits, ctx.bindGroupsCreated];
           const t1 = performance.now();
+          const stepMs: number[] = [];
           for (let i = 0; i < o.newTokens; i++) {
+            const ts = performance.now();
             token = argmax(await advance(model, state, [token]));
+            stepMs.push(performance.now() - ts);
             if (greedy.length < 16) greedy.push(token);
           }
           const seconds = (performance.now() - t1) / 1000;
+          // the median step too: on a busy host a few stalled steps move the mean, not the median
+          const median = [...stepMs].sort((a, b) => a - b)[stepMs.length >> 1];
           const n = o.newTokens;
           // the floor at the middle of the timed steps' context
           const bytes = stepBytes(fileCfg, params, ctxLen + 4 + n / 2);
@@ -168,6 +174,7 @@ export async function benchDecode(be: WebGpuBackend, o: DecodeOptions): Promise<
             "dispatches/tok": (ctx.dispatches - d0) / n,
             "submits/tok": (ctx.submits - s0) / n,
             "new bind groups/tok": (ctx.bindGroupsCreated - g0) / n,
+            "median tok/s": 1e3 / median,
           };
           extra["min MB/tok"] = bytes / 1e6;
           if (o.copyGBs) extra["of copy floor"] = bytes / (o.copyGBs * 1e9) / (seconds / n);
