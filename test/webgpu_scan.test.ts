@@ -250,9 +250,9 @@ test("warp-specialized scan forward: 1, 2 and 4 states a walker, tiles dividing 
     { kind: "specialized" as const, CW: 3, S: 1 as const, TT: 12, SW: 40 },
     { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 4, SW: 5 },
     { kind: "specialized" as const, CW: 1, S: 2 as const, TT: 16, SW: 64 },
-    // loads a tile ahead, as plain loads and as atomics
+    // loads a tile ahead
     { kind: "specialized" as const, CW: 4, S: 2 as const, TT: 8, SW: 32, PF: 1 },
-    { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 8, SW: 32, PF: 1, AL: true },
+    { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 8, SW: 32, PF: 1 },
     // two and three tiles ahead (trips of 6 and 4 tiles: most of a short sequence's last trip dead)
     { kind: "specialized" as const, CW: 3, S: 2 as const, TT: 4, SW: 16, PF: 2 },
     { kind: "specialized" as const, CW: 2, S: 4 as const, TT: 8, SW: 32, PF: 3 },

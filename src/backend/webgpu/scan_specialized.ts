@@ -39,7 +39,7 @@
  */
 import { SeqlabError } from "../../util/errors.js";
 import type { GpuContext } from "./context.js";
-import { launch, pow2 } from "./kit.js";
+import { pow2 } from "./kit.js";
 import { bcQuadsWgsl, launchScanForwardKernel, type ScanForwardBuffers } from "./scan_forward.js";
 
 /** Channels a workgroup, states a walker, steps a tile, stager threads. */
@@ -51,14 +51,12 @@ export interface ScanSpecializedPlan {
   SW: number;
   /** tiles of loads in flight beyond the one staged (0 to 3) */
   PF?: number;
-  /** stagers read the inputs as relaxed atomics (a compiler keeps those where they are written) */
-  AL?: boolean;
   /** timing only, wrong results: only the walkers ("walk") or only the stagers ("stage") work */
   X?: "walk" | "stage";
 }
 
 export function scanSpecializedName(p: ScanSpecializedPlan): string {
-  return `ws CW${p.CW} S${p.S} TT${p.TT} SW${p.SW}${p.PF ? ` PF${p.PF}` : ""}${p.AL ? " AL" : ""}${p.X ? ` X${p.X}` : ""}`;
+  return `ws CW${p.CW} S${p.S} TT${p.TT} SW${p.SW}${p.PF ? ` PF${p.PF}` : ""}${p.X ? ` X${p.X}` : ""}`;
 }
 
 /** Workgroup arrays and strides of a plan for state size N (see `layoutOf`). */
@@ -109,29 +107,12 @@ export function scanSpecializedSize(p: ScanSpecializedPlan, N: number): { thread
   return { threads: l.W + p.SW, bytes: l.bytes };
 }
 
-/**
- * The plan `want` on a device with these limits: steps a tile, then channels a workgroup, halved
- * until threads and memory fit; null when even one channel and tiles of four steps do not.
- */
-export function fitScanSpecialized(N: number, lim: { bytes: number; invocations: number }, want: ScanSpecializedPlan): ScanSpecializedPlan | null {
-  const p = { ...want };
-  const fits = () => {
-    const s = scanSpecializedSize(p, N);
-    return s.threads <= lim.invocations && s.bytes <= lim.bytes;
-  };
-  while (!fits() && p.TT > 16) p.TT = Math.max(16, (p.TT >> 3) * 4);
-  while (!fits() && p.CW > 1) p.CW = Math.max(1, p.CW >> 1);
-  while (!fits() && p.TT > 4) p.TT = Math.max(4, (p.TT >> 3) * 4);
-  return fits() ? p : null;
-}
-
 const seq = (n: number) => [...Array(n).keys()];
 
 /** WGSL of the kernel, after scan_core.ts's shared declarations. */
 function scanSpecializedWgsl(p: ScanSpecializedPlan, N: number, vecBC: boolean, groupCkpt: boolean): string {
   const { CW, S, TT, SW } = p;
   const PF = p.PF ?? 0;
-  const AL = !!p.AL;
   const L = layoutOf(p, N);
   const { LC, W, NQ, HTP, TTP, RS, CS } = L;
   const WG = W + SW;
@@ -142,7 +123,7 @@ function scanSpecializedWgsl(p: ScanSpecializedPlan, N: number, vecBC: boolean, 
   const VS = S === 1 ? "f32" : `vec${S}<f32>`;
   const zero = `${VS}(0.0)`;
   const comp = (v: string, s: number) => (S === 1 ? v : `${v}[${s}]`);
-  const bc = AL ? "" : bcQuadsWgsl(vecBC);
+  const bc = bcQuadsWgsl(vecBC);
   const always = (k: number, per: number, total: number) => (k + 1) * per <= total;
   const guard = (cond: string, ok: boolean, body: string) => (ok ? `{\n      ${body}\n    }` : `if (${cond}) {\n      ${body}\n    }`);
 
@@ -183,23 +164,18 @@ function scanSpecializedWgsl(p: ScanSpecializedPlan, N: number, vecBC: boolean, 
   // stagers: raw inputs of tile `ti` into the registers of slot `sl`. The staging that reads them
   // is one branch-free block: NVIDIA's compiler sinks a global load into the block of its first
   // use, so loads followed by branchy code (softplus, the guarded stores) ended up issued one
-  // element at a time, a memory round trip each. With PF = 1 a tile's loads are issued one
-  // barrier interval before it is staged (slot = tile parity, so no register copies).
-  const ld = (buf: string, i: string) => (AL ? `bitcast<f32>(atomicLoad(&${buf}[${i}]))` : `${buf}[${i}]`);
-  const quad = (buf: string, r: string, q: string) =>
-    AL
-      ? `vec4<f32>(${seq(4)
-          .map((m) => `select(0.0, ${ld(buf, `${r} + ${q} * 4u + ${m}u`)}, ${q} * 4u + ${m}u < u.N)`)
-          .join(", ")})`
-      : `${buf === "Bm" ? "bq" : "cq"}(${vecBC ? `${r} / 4u` : r}, ${q})`;
+  // element at a time, a memory round trip each. With PF > 0 a tile's loads are issued PF barrier
+  // intervals before it is staged. (Relaxed atomic loads, which a compiler keeps in place, were
+  // 7-18% slower than these: bench/notes/gpu-tuning.md.)
+  const quad = (buf: string, r: string, q: string) => `${buf === "Bm" ? "bq" : "cq"}(${vecBC ? `${r} / 4u` : r}, ${q})`;
   const load = (sl: number, ti: string) =>
     [
       ...seq(EP).map(
         (k) => `{
       let tt = ${ti} * ${TT}u + eT${k};
-      rd${sl}_${k} = ${ld("dt", `dtIdx(b, tt, eD${k})`)};
-      rx${sl}_${k} = ${ld("uu", `chanIdx(b, tt, eD${k})`)};
-      if (HAS_Z) { rz${sl}_${k} = ${ld("z", `chanIdx(b, tt, eD${k})`)}; }
+      rd${sl}_${k} = dt[dtIdx(b, tt, eD${k})];
+      rx${sl}_${k} = uu[chanIdx(b, tt, eD${k})];
+      if (HAS_Z) { rz${sl}_${k} = z[chanIdx(b, tt, eD${k})]; }
     }`,
       ),
       ...seq(UP).map(
@@ -261,8 +237,6 @@ function scanSpecializedWgsl(p: ScanSpecializedPlan, N: number, vecBC: boolean, 
     .map((k) => `py${k} = cy${k}; pg${k} = cg${k}; cy${k} = ny${k}; cg${k} = ng${k};`)
     .join("\n    ");
 
-  // one trip's copy for tile ti = i + par: walkers run tile ti; stagers stage tile ti + 1 (loaded
-  // now, or with PF one interval ago into slot 1 - par, loading ti + 2 into slot par) and finish ti - 1
   // Copy k of a trip runs tile ti = i + k: array parity k mod 2, and the raw inputs of tile t in
   // slot t mod NS (NS = PF + 1 slots; a trip is lcm(2, NS) copies, so both are constants). The
   // stagers stage tile ti + 1 from its slot and load tile ti + 1 + PF into the slot tile ti left.
@@ -327,7 +301,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let d0 = g * seg + dl0;
   let ntiles = (u.T + ${TT - 1}u) / ${TT}u;
 
-  // walker (c, l): S states of channel d from state n0
+  // walker (c, lane): S states of channel d, n = lane S .. lane S + S - 1
   let c = min(lid / ${LC}u, ${CW - 1}u);
   let lane = lid % ${LC}u;
   let d = d0 + c;
@@ -417,29 +391,6 @@ export function dispatchScanSpecialized(
     throw new SeqlabError(`webgpu: scan plan ${scanSpecializedName(plan)}: steps a tile must be a multiple of 4, states a walker 1, 2 or 4, tiles loaded ahead 0 to 3, channels and stagers at least 1`);
   }
   const groupCkpt = shape.chunk % TT === 0;
-  const AL = !!plan.AL;
-  const cacheKey = `${tag}:fwdws:${key}:${CW}:${S}:${TT}:${SW}:${plan.PF ?? 0}:${+AL}:${plan.X ?? ""}:${+groupCkpt}`;
-  if (!AL) {
-    launchScanForwardKernel(ctx, cacheKey, `${tag}:fwdws`, false, (vecBC) => `${decl}${scanSpecializedWgsl(plan, shape.N, vecBC, groupCkpt)}`, shape, bufs, uniforms, uniformValues);
-    return;
-  }
-  // atomic reads need read_write bindings (so no input may share a buffer with another binding)
-  const at = "array<atomic<u32>>";
-  launch(
-    ctx,
-    cacheKey,
-    () => ({
-      label: `${tag}:fwdws`,
-      uniforms,
-      bindings: [
-        ["out", "write", "array<f32>"], ["ckpt", "write", "array<f32>"], ["stateOut", "write", "array<f32>"], ["uu", "write", at],
-        ["dt", "write", at], ["Bm", "write", at], ["Cm", "write", at], ["z", "write", at], ["stateIn", "read", "array<f32>"],
-        ["params", "read", "array<f32>"],
-      ],
-      body: `${decl}${scanSpecializedWgsl(plan, shape.N, false, groupCkpt)}`,
-    }),
-    [bufs.out, bufs.ckpt, bufs.stateOut, bufs.u, bufs.dt, bufs.Bm, bufs.Cm, bufs.z, bufs.stateIn, bufs.params],
-    uniformValues,
-    [shape.nblk, shape.B],
-  );
+  const cacheKey = `${tag}:fwdws:${key}:${CW}:${S}:${TT}:${SW}:${plan.PF ?? 0}:${plan.X ?? ""}:${+groupCkpt}`;
+  launchScanForwardKernel(ctx, cacheKey, `${tag}:fwdws`, false, (vecBC) => `${decl}${scanSpecializedWgsl(plan, shape.N, vecBC, groupCkpt)}`, shape, bufs, uniforms, uniformValues);
 }

@@ -111,7 +111,7 @@ function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
     { kind: "lookback", CH: 128, WD: 64, U: 4, PX: 1 },
   ];
   // scan_specialized.ts: walkers and stagers; channels a workgroup, states a walker, steps a tile, stagers
-  const ws = (CW: number, S: 1 | 2 | 4, TT: number, SW: number, PF = 0, AL = false): ScanSpecializedPlan => ({ kind: "specialized", CW, S, TT, SW, PF, AL });
+  const ws = (CW: number, S: 1 | 2 | 4, TT: number, SW: number, PF = 0): ScanSpecializedPlan => ({ kind: "specialized", CW, S, TT, SW, PF });
   const specialized = [
     ws(8, 4, 32, 128, 1), ws(8, 4, 32, 128, 2), ws(8, 4, 32, 128, 3), ws(8, 4, 32, 64, 2), ws(4, 2, 32, 128, 2), ws(8, 2, 32, 128, 2),
     { ...ws(8, 4, 32, 128, 2), X: "walk" as const }, { ...ws(8, 4, 32, 128, 2), X: "stage" as const },
