@@ -27,7 +27,7 @@ import { dispatchScanSpecialized, scanSpecializedName, type ScanSpecializedPlan 
 
 /**
  * A forward kernel and its tile: scan_forward.ts (a subgroup per channel), scan_block.ts,
- * scan_chunks.ts or scan_lookback.ts.
+ * scan_chunks.ts, scan_lookback.ts or scan_specialized.ts.
  */
 export type ScanPlan = ScanForwardPlan | ScanBlockPlan | ScanChunksPlan | ScanLookbackPlan | ScanSpecializedPlan;
 
