@@ -14,6 +14,12 @@ Sections (--only takes a comma-separated subset; default all):
              with the model's cache after a prompt of 16, 2k and 16k tokens: tokens/s over 64
              steps, each step one forward of one token and one host read of the argmax (as
              generate() and bench-gpu.ts do). The greedy tokens go into the JSON for comparison;
+  train      with --decode-dir DIR: the same models (loaded from DIR/NAME/model.safetensors, built
+             and saved first if absent) trained as src/bench/gpu/train.ts trains them: one batch
+             of B x T tokens a step, mean cross-entropy, backward, global-norm clipping, AdamW
+             (weight decay on the matrices train/optimizer.ts decays), one untimed step, timed
+             steps (median, wall clock; each step reads its loss and gradient norm on the host,
+             as seqlab's trainer does) and one more; the losses go into the JSON for comparison;
   matmul     4096^3 and 8192^3, and transposed operands (LINEAR_SHAPES);
   attention  causal F.scaled_dot_product_attention B=1 H=16 K=64 at T = 1k, 4k, 16k, 64k,
              forward and forward+backward.
@@ -24,12 +30,19 @@ Usage: python scripts/bench_gpu_torch.py [--quick] [--only SECTIONS] [--decode-d
 import argparse
 import json
 import os
+import re
 import time
 
 import torch
 import torch.nn.functional as F
 
-SECTIONS = ["copy", "scan", "decode", "matmul", "attention"]
+SECTIONS = ["copy", "scan", "decode", "train", "matmul", "attention"]
+
+# src/bench/gpu/train.ts TRAIN_SHAPE and QUICK_TRAIN_SHAPE
+TRAIN_SHAPE = {"batch": 4, "T": 1024, "steps": 5, "lr": 1e-3, "weight_decay": 0.01, "clip_norm": 1.0}
+QUICK_TRAIN_SHAPE = {**TRAIN_SHAPE, "batch": 2, "T": 64, "steps": 2}
+# src/train/optimizer.ts NO_DECAY_NAMES: parameters without weight decay (besides vectors)
+NO_DECAY = re.compile(r"(^|\.)(A_log|D|Dskip|dt_bias|time_\w+|x_[a-z]|w0|a0|v0|k_k|k_a|r_k)$|norm|(^|\.)ln\w*\.")
 
 
 def time_it(fn, iterations):
@@ -192,12 +205,64 @@ def bench_decode(model, name, context, new_tokens):
     }
 
 
+def load_decode_model(d):
+    """DIR/NAME's saved weights (written by build_decode_model), or built and saved now."""
+    from transformers import AutoModelForCausalLM
+
+    if not os.path.isfile(os.path.join(d, "model.safetensors")):
+        return build_decode_model(d)
+    return AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).to("cuda")
+
+
+def bench_train(model, name, s):
+    B, T, V = s["batch"], s["T"], model.config.vocab_size
+    seq = torch.tensor(prompt_tokens(B * T + 1, V), device="cuda")
+    ids, targets = seq[:-1].view(B, T), seq[1:].view(B, T)
+    model.train()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in named if p.dim() >= 2 and not NO_DECAY.search(n)]
+    rest = [p for n, p in named if not (p.dim() >= 2 and not NO_DECAY.search(n))]
+    groups = [{"params": decay, "weight_decay": s["weight_decay"]}, {"params": rest, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=s["lr"], betas=(0.9, 0.999), eps=1e-8)
+    losses, norms, step_ms, param_norms = [], [], [], {}
+
+    def step():
+        logits = model(input_ids=ids).logits
+        loss = F.cross_entropy(logits.view(-1, V), targets.view(-1))
+        loss.backward()
+        if not param_norms:
+            param_norms.update({n: p.grad.norm().item() for n, p in named if p.grad is not None})
+        norm = torch.nn.utils.clip_grad_norm_([p for _, p in named], s["clip_norm"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        norms.append(norm.item())
+
+    step()
+    for _ in range(s["steps"]):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        step_ms.append((time.perf_counter() - t0) * 1e3)
+    step()
+    del opt
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    median = sorted(step_ms)[len(step_ms) // 2]
+    return {
+        "section": "train", "name": f"train {name}", "shape": f"B{B} T{T}", "impl": f"HF {type(model).__name__}, F.cross_entropy, clip_grad_norm_, torch.optim.AdamW (fp32)",
+        "ms": median, "rate": B * T * 1e3 / median, "unit": "tok/s", "iterations": s["steps"], "losses": losses, "grad norms": norms,
+        "param grad norms": param_norms,
+    }
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out")
     p.add_argument("--quick", action="store_true", help="small shapes and models (a smoke run)")
     p.add_argument("--only", help=f"comma-separated sections ({', '.join(SECTIONS)}; default all)")
     p.add_argument("--decode-dir", help="decode: build, save and time the models configured under DIR/NAME/config.json")
+    p.add_argument("--train-steps", type=int, help="train: timed steps (default: TRAIN_SHAPE's); HF's Mamba takes about 30 s a step on an H100")
     args = p.parse_args()
     only = SECTIONS if not args.only else args.only.split(",")
     for s in only:
@@ -240,6 +305,18 @@ def main():
             print(f"# {name}: {type(model).__name__} {params / 1e6:.1f}M parameters, built and saved in {time.perf_counter() - t0:.1f} s", flush=True)
             for c in contexts:
                 guarded(f"decode {name}", f"ctx {c}", lambda: bench_decode(model, name, c, new_tokens))
+            del model
+            torch.cuda.empty_cache()
+    if "train" in only and args.decode_dir:
+        shape = QUICK_TRAIN_SHAPE if args.quick else TRAIN_SHAPE
+        if args.train_steps is not None:
+            shape = {**shape, "steps": args.train_steps}
+        for name in sorted(os.listdir(args.decode_dir)):
+            d = os.path.join(args.decode_dir, name)
+            if not os.path.isfile(os.path.join(d, "config.json")):
+                continue
+            model = load_decode_model(d)
+            guarded(f"train {name}", f"B{shape['batch']} T{shape['T']}", lambda: bench_train(model, name, shape))
             del model
             torch.cuda.empty_cache()
     if "matmul" in only:

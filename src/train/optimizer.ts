@@ -34,6 +34,8 @@ export interface StepReport {
   gradNorm: number;
   /** name of the first parameter whose gradient is NaN or infinite, if any */
   nonFinite: string | null;
+  /** each parameter's gradient norm, in the order of `params` (0 without a gradient) */
+  norms: number[];
 }
 
 export class AdamW {
@@ -68,12 +70,13 @@ export class AdamW {
     const sq = await toFloat32(this.norms);
     let total = 0;
     let nonFinite: string | null = null;
-    this.params.forEach(([name, p], i) => {
+    const norms = this.params.map(([name, p], i) => {
       const s = p.grad ? sq[i] : 0;
       if (!Number.isFinite(s) && nonFinite === null) nonFinite = name;
       total += s;
+      return Math.sqrt(s);
     });
-    return { gradNorm: Math.sqrt(total), nonFinite };
+    return { gradNorm: Math.sqrt(total), nonFinite, norms };
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * WGSL Gated DeltaNet kernels (semantics of backend/ref/deltanet.ts): the l2 norm (a workgroup
- * per row), the causal depthwise conv (a thread per element; the filter gradient an ordered
- * loop per tap), and the gated delta rule.
+ * per row), the causal depthwise conv (a thread per element; the filter gradient a two-pass
+ * reduction, conv_grad.ts), and the gated delta rule.
  *
  * The delta rule runs one workgroup per (batch, value head) with one thread per column e of the
  * (Dk x Dv) state, which it keeps in registers: every update of the rule,
@@ -21,6 +21,7 @@ import type { GpuContext } from "./context.js";
 import { grid1d } from "./context.js";
 import { LINEAR_INDEX, MATH } from "./wgsl.js";
 import { flags, launch, segmentSum, Temps, type S } from "./kit.js";
+import { convWeightGrad } from "./conv_grad.js";
 
 const WG = 256;
 const ROW_WG = 64;
@@ -219,8 +220,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
     deltanetConvBackward(dx, dw, dy, x, w, windowIn, d) {
       const { B, T, D, W } = d;
-      const temps = new Temps(ctx);
-      const f = flags({ HAS_WIN: !!windowIn });
       launch(
         ctx,
         "dnconv:bwdx",
@@ -248,34 +247,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         [B, T, D, W],
         grid1d(B * T * D, WG),
       );
-      launch(
-        ctx,
-        `dnconv:bwdw:${f.key}`,
-        () => ({
-          label: "dnconv:bwdw",
-          uniforms: CONV_UNIFORMS,
-          bindings: [["dw", "write", "array<f32>"], ["dy", "read", "array<f32>"], ["x", "read", "array<f32>"], ["win", "read", "array<f32>"]],
-          body: `${f.wgsl}${LINEAR_INDEX(WG)}${CONV_INPUT}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  if (i >= u.D * u.W) { return; }
-  let ch = i / u.W;
-  let j = i % u.W;
-  var total = dw[i];
-  for (var b = 0u; b < u.B; b++) {
-    var acc = 0.0;
-    for (var t = 0u; t < u.T; t++) { acc += dy[(b * u.T + t) * u.D + ch] * convInput(b, i32(t) - i32(u.W) + 1 + i32(j), ch); }
-    total += acc;
-  }
-  dw[i] = total;
-}`,
-        }),
-        [dw, dy, x, temps.or(windowIn)],
-        [B, T, D, W],
-        grid1d(D * W, WG),
-      );
-      temps.release();
+      convWeightGrad(ctx, "dnconv:bwdw", { dweight: dw, dbias: null, dout: dy, x, stateIn: windowIn, accumulate: true }, B, T, D, W);
     },
 
     deltanetForward: forward,

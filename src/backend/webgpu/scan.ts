@@ -4,8 +4,8 @@
  * linear scan of scan_core.ts (backward: scan_backward.ts); the one-token steps are one thread
  * per channel (Mamba) or per (head, row of the state) (SSD), each owning its slice of the state.
  *
- * conv1d: one thread per output element; the filter gradients, sums over (b, t), are one
- * thread per (d, k) looping over time in order (deterministic, no atomics).
+ * conv1d: one thread per output element; the filter gradients, sums over (b, t), are a two-pass
+ * reduction (conv_grad.ts).
  */
 import type { ScanKernels, SsdDims } from "../kernels_scan.js";
 import type { GpuContext } from "./context.js";
@@ -15,6 +15,7 @@ import { UNARY } from "./elementwise.js";
 import { flags, launch, Temps, type S } from "./kit.js";
 import { ScanCore, type ScanShape } from "./scan_core.js";
 import { scanBackward } from "./scan_backward.js";
+import { convWeightGrad } from "./conv_grad.js";
 
 const WG = 256;
 
@@ -144,36 +145,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         [B, T, D, W],
         grid1d(B * (S + T) * D, WG),
       );
-      // dweight[c, k] = sum_(b, t) dout * xpad[t + k]; dbias[c] = sum_(b, t) dout (k = W: the bias)
-      launch(
-        ctx,
-        `conv1d:bwdw:${f.key}`,
-        () => ({
-          label: "conv1d:bwdw",
-          uniforms: CONV_UNIFORMS,
-          bindings: [["dweight", "write", "array<f32>"], ["dbias", "write", "array<f32>"], ["dout", "read", "array<f32>"], ["x", "read", "array<f32>"], ["stateIn", "read", "array<f32>"]],
-          body: `${f.wgsl}${LINEAR_INDEX(WG)}${PADDED}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg);
-  if (i >= u.D * (u.W + 1u)) { return; }
-  let c = i / (u.W + 1u);
-  let k = i % (u.W + 1u);
-  if (k == u.W && !HAS_BIAS) { return; }
-  var acc = 0.0;
-  for (var b = 0u; b < u.B; b++) {
-    for (var t = 0u; t < u.T; t++) {
-      let g = dout[(b * u.T + t) * u.D + c];
-      if (k == u.W) { acc += g; } else { acc += g * padded(b, t + k, c); }
-    }
-  }
-  if (k == u.W) { if (HAS_BIAS) { dbias[c] = acc; } } else { dweight[c * u.W + k] = acc; }
-}`,
-        }),
-        [dweight, temps.or(dbias), dout, x, temps.or(stateIn)],
-        [B, T, D, W],
-        grid1d(D * (W + 1), WG),
-      );
+      convWeightGrad(ctx, "conv1d:bwdw", { dweight, dbias, dout, x, stateIn, accumulate: false }, B, T, D, W);
       temps.release();
     },
 

@@ -3,8 +3,9 @@
  * this machine's GPU, joined with PyTorch's numbers from the same card
  * (scripts/bench_gpu_torch.py writes them) into one JSON with the ratios.
  *
- * Sections: copy (the bandwidth ceiling, measured first), scan, matvec, decode, profile (the
- * decode models' prefill forward, per kernel: profile.ts), matmul, attention. --check compares
+ * Sections: copy (the bandwidth ceiling, measured first), scan, matvec, decode, train (the decode
+ * models' training step: train.ts), profile (the decode models' prefill forward, per kernel:
+ * profile.ts), matmul, attention. --check compares
  * every kernel timed against the CPU reference on random inputs first; --variants also times the
  * candidate tiles of variants.ts and the scan plans below.
  */
@@ -30,11 +31,12 @@ import { benchCopy, benchMatvec, benchScan, checkMatvec, checkScan, type ScanVar
 import { benchDecode, DECODE_MODELS, QUICK_MODELS } from "./decode.js";
 import { benchMatmulHalf, checkMatmulHalf } from "./half.js";
 import { benchProfile } from "./profile.js";
+import { benchTrain, lossAgreement, QUICK_TRAIN_SHAPE, TRAIN_SHAPE } from "./train.js";
 import { buildModel } from "../../models/registry.js";
 import { RawConfig } from "../../io/config.js";
 import { ModuleContext } from "../../nn/module.js";
 
-export const SECTIONS = ["copy", "scan", "matvec", "decode", "profile", "matmul", "attention"] as const;
+export const SECTIONS = ["copy", "scan", "matvec", "decode", "train", "profile", "matmul", "attention"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface GpuBenchOptions {
@@ -255,6 +257,10 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       });
       for (const r of decode) report(r);
     }
+    if (has("train")) {
+      const train = await benchTrain(be, { shape: quick ? QUICK_TRAIN_SHAPE : TRAIN_SHAPE, models: quick ? QUICK_MODELS : DECODE_MODELS, modelDir: o.modelDir, log });
+      for (const r of train) report(r);
+    }
     if (has("profile")) {
       const configs = quick ? QUICK_MODELS : DECODE_MODELS;
       for (const [name, cfg] of Object.entries(configs)) {
@@ -315,6 +321,11 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     }
     const greedy = greedyAgreement(results, torch);
     for (const g of greedy) log(`# greedy tokens ${g.name} ${g.shape}: ${g.same} of ${g.compared} the same as torch's`);
+    const losses = lossAgreement(results, torch);
+    for (const l of losses) {
+      log(`# ${l.name} ${l.shape}: losses of ${l.steps} steps against torch's: first step ${l.first.toExponential(1)} relative difference, largest ${l.worst.toExponential(1)}`);
+      log(`#   first step's gradient norms of ${l.params} parameters: largest relative difference ${l.worstParamDiff.toExponential(1)} (${l.worstParam ?? "-"})${l.unmatched.length ? `; named on one side only: ${l.unmatched.join(", ")}` : ""}`);
+    }
     for (const r of results.filter((r) => r.section === "scan" && r.name === "scan fwd")) {
       const t = ratios.find((x) => x.name === r.name && x.shape === r.shape);
       log(`# ${r.name} ${r.shape}: ${r.rate.toFixed(0)} GB/s, ${copyGBs ? `${((100 * r.rate) / copyGBs).toFixed(0)}% of copy` : "no copy measured"}${t?.ratio ? `, ${t.ratio.toFixed(1)}x torch` : ""}`);
@@ -331,6 +342,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
       torch,
       ratios,
       greedy,
+      losses,
       variants: variantResults,
       failures,
       checks,

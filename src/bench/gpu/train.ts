@@ -1,0 +1,194 @@
+/**
+ * Training throughput on the webgpu backend: the decode section's ~130M Mamba and Llama-style
+ * models, one batch of B x T tokens a step (the trainer's step: mean next-token cross-entropy,
+ * backward, global-norm clipping, AdamW), against PyTorch training the very same weights on the
+ * same batch with the same optimizer (scripts/bench_gpu_torch.py's train section).
+ *
+ * Both sides start from the same weights, so their losses must agree: the first step's loss to
+ * rounding, the later ones as closely as two fp32 implementations of the same updates can (the
+ * report prints the largest relative difference). A step is timed on the wall clock, from
+ * recording the forward to the optimizer's update recorded (its two host reads, the loss and the
+ * gradient norms, included, as the trainer has them); the median of the timed steps is reported,
+ * with the GPU time of one more step's forward + backward from a timestamp before every dispatch
+ * and its slowest kernels, to say where a step's time goes.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { WebGpuBackend } from "../../backend/webgpu/index.js";
+import type { CausalLM } from "../../models/causal_lm.js";
+import { buildModel } from "../../models/registry.js";
+import { loadModel } from "../../models/load.js";
+import { RawConfig } from "../../io/config.js";
+import { ModuleContext } from "../../nn/module.js";
+import { backward } from "../../autograd/tape.js";
+import { tidyAsync } from "../../tensor/scope.js";
+import { scalar } from "../../backend/alloc.js";
+import { AdamW } from "../../train/optimizer.js";
+import { batchLoss } from "../../train/batch_loss.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { promptTokens } from "./decode.js";
+import { profileDispatches, slowest } from "./profile.js";
+import type { Result } from "./timing.js";
+
+/** Batch, length, timed steps and the optimizer's settings; the PyTorch side uses the same (its TRAIN_* constants). */
+export interface TrainShape {
+  batch: number;
+  T: number;
+  /** timed steps, after one untimed step (pipelines compiled, buffers pooled) */
+  steps: number;
+  lr: number;
+  weightDecay: number;
+  clipNorm: number;
+}
+
+export const TRAIN_SHAPE: TrainShape = { batch: 4, T: 1024, steps: 5, lr: 1e-3, weightDecay: 0.01, clipNorm: 1 };
+export const QUICK_TRAIN_SHAPE: TrainShape = { ...TRAIN_SHAPE, batch: 2, T: 64, steps: 2 };
+
+/**
+ * The batch both sides train on: row b is promptTokens' sequence from b T, its targets the same
+ * sequence one token on (a formula, so that Python needs no port of an RNG).
+ */
+export function trainBatch(B: number, T: number, V: number): { ids: Int32Array; targets: Int32Array } {
+  const s = promptTokens(B * T + 1, V);
+  return { ids: Int32Array.from(s.slice(0, B * T)), targets: Int32Array.from(s.slice(1, B * T + 1)) };
+}
+
+export interface TrainBenchOptions {
+  shape: TrainShape;
+  models: Record<string, Record<string, unknown>>;
+  /** load DIR/NAME (config.json + model.safetensors, written by the PyTorch side) instead of seeded weights */
+  modelDir?: string;
+  log?: (line: string) => void;
+}
+
+/** One optimizer step as the trainer takes it; `record` sees the forward and backward being recorded (the profile's hook). */
+export async function trainStep(model: CausalLM, opt: AdamW, s: TrainShape, batch: { ids: Int32Array; targets: Int32Array }, wrap?: (record: () => void) => Promise<void>) {
+  const loss = await tidyAsync(async () => {
+    let l: Tensor | null = null;
+    const record = () => {
+      l = batchLoss(model, batch.ids, batch.targets, s.batch, s.T); // (1)
+      backward(l);
+    };
+    if (wrap) await wrap(record);
+    else record();
+    return scalar(l!);
+  });
+  const { gradNorm, nonFinite, norms } = await opt.inspect();
+  if (nonFinite || !Number.isFinite(loss)) throw new Error(`train bench: step went bad (loss ${loss}, first bad gradient ${nonFinite})`);
+  opt.update(s.lr, gradNorm);
+  opt.zeroGrad();
+  return { loss, gradNorm, norms };
+}
+
+export async function benchTrain(be: WebGpuBackend, o: TrainBenchOptions): Promise<Result[]> {
+  const s = o.shape;
+  const results: Result[] = [];
+  for (const [name, cfg] of Object.entries(o.models)) {
+    const dir = o.modelDir ? path.join(o.modelDir, name) : null;
+    if (dir && !fs.existsSync(path.join(dir, "model.safetensors"))) throw new Error(`${dir}: no model.safetensors (write it with scripts/bench_gpu_torch.py --decode-dir)`);
+    const model = dir ? loadModel(dir, be) : buildModel(new RawConfig(`bench ${name}`, cfg), ModuleContext.seeded(be, 0));
+    const opt = new AdamW(be, model.namedParameters(), { lr: s.lr, weightDecay: s.weightDecay, clipNorm: s.clipNorm });
+    try {
+      const batch = trainBatch(s.batch, s.T, model.config.V);
+      const losses: number[] = [];
+      const norms: number[] = [];
+      const take = (r: { loss: number; gradNorm: number }) => {
+        losses.push(r.loss);
+        norms.push(r.gradNorm);
+      };
+      const first = await trainStep(model, opt, s, batch);
+      take(first);
+      const paramNorms = Object.fromEntries(opt.params.map(([n], i) => [n, first.norms[i]]));
+      const stepMs: number[] = [];
+      for (let i = 0; i < s.steps; i++) {
+        const t0 = performance.now();
+        take(await trainStep(model, opt, s, batch));
+        stepMs.push(performance.now() - t0);
+      }
+      // one more step, its forward and backward profiled (then updated as the others, so that both sides take the same steps)
+      let gpuMs = 0;
+      let top = "";
+      take(
+        await trainStep(model, opt, s, batch, async (record) => {
+          const p = await profileDispatches(be, record);
+          gpuMs = p.gpuMs;
+          top = slowest(p, 6);
+        }),
+      );
+      const median = [...stepMs].sort((a, b) => a - b)[stepMs.length >> 1];
+      const tokens = s.batch * s.T;
+      o.log?.(`# train ${name} B${s.batch} T${s.T}: median step ${median.toFixed(1)} ms; one step's forward+backward ${gpuMs.toFixed(1)} ms of GPU time: ${top}`);
+      results.push({
+        section: "train",
+        name: `train ${name}`,
+        shape: `B${s.batch} T${s.T}`,
+        ms: median,
+        rate: (1e3 * tokens) / median,
+        unit: "tok/s",
+        iterations: s.steps,
+        timing: "wallclock",
+        extra: {
+          params: model.parameterCount(),
+          "fwd+bwd gpu ms": gpuMs,
+          top,
+          losses: losses.map((l) => l.toPrecision(7)).join(" "),
+          "grad norms": norms.map((g) => g.toPrecision(5)).join(" "),
+          "first step's gradient norms": JSON.stringify(paramNorms),
+        },
+      });
+    } finally {
+      opt.dispose();
+      for (const p of model.parameters()) p.dispose();
+      be.ctx.trim();
+    }
+  }
+  return results;
+}
+
+export interface LossAgreement {
+  name: string;
+  shape: string;
+  steps: number;
+  /** relative difference of the first step's loss, and the largest over the steps */
+  first: number;
+  worst: number;
+  /** the first step's gradient norms: parameters both sides name, and the one that differs most (relative) */
+  params: number;
+  worstParam: string | null;
+  worstParamDiff: number;
+  /** parameters only one side has */
+  unmatched: string[];
+}
+
+type TorchRow = { name: string; shape: string; losses?: unknown; "param grad norms"?: unknown };
+
+/** Per trained model: how this side's losses, and the first step's gradient norms per parameter, differ from PyTorch's. */
+export function lossAgreement(results: Result[], torch: { results: TorchRow[] } | null): LossAgreement[] {
+  const out: LossAgreement[] = [];
+  const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
+  for (const r of results.filter((x) => x.section === "train")) {
+    const t = torch?.results.find((x) => x.name === r.name && x.shape === r.shape);
+    const theirs = Array.isArray(t?.losses) ? (t.losses as number[]) : null;
+    if (!t || !theirs) continue;
+    const ours = String(r.extra?.losses ?? "").split(" ").map(Number);
+    const n = Math.min(ours.length, theirs.length);
+    const a: LossAgreement = {
+      name: r.name, shape: r.shape, steps: n, first: n ? rel(ours[0], theirs[0]) : NaN,
+      worst: Math.max(...Array.from({ length: n }, (_, i) => rel(ours[i], theirs[i]))), params: 0, worstParam: null, worstParamDiff: 0, unmatched: [],
+    };
+    const mine = JSON.parse(String(r.extra?.["first step's gradient norms"] ?? "{}")) as Record<string, number>;
+    const other = (t["param grad norms"] ?? {}) as Record<string, number>;
+    for (const [p, g] of Object.entries(mine)) {
+      if (!(p in other)) {
+        a.unmatched.push(p);
+        continue;
+      }
+      a.params++;
+      const d = rel(g, other[p]);
+      if (a.worstParam === null || d > a.worstParamDiff) [a.worstParam, a.worstParamDiff] = [p, d];
+    }
+    for (const p of Object.keys(other)) if (!(p in mine)) a.unmatched.push(p);
+    out.push(a);
+  }
+  return out;
+}
