@@ -214,10 +214,27 @@ def load_decode_model(d):
     return AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).to("cuda")
 
 
-def bench_train(model, name, s):
+def first_step_fp64(model, ids, targets):
+    """The first step's loss and per-parameter gradient norms in float64: the yardstick both fp32 sides are measured against."""
+    import copy
+
+    m = copy.deepcopy(model).double().train()
+    logits = m(input_ids=ids).logits
+    loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+    loss.backward()
+    norms = {n: p.grad.norm().item() for n, p in m.named_parameters() if p.grad is not None}
+    del m, logits
+    torch.cuda.empty_cache()
+    return loss.item(), norms
+
+
+def bench_train(model, name, s, fp64=False):
     B, T, V = s["batch"], s["T"], model.config.vocab_size
     seq = torch.tensor(prompt_tokens(B * T + 1, V), device="cuda")
     ids, targets = seq[:-1].view(B, T), seq[1:].view(B, T)
+    extra = {}
+    if fp64:
+        extra["loss fp64"], extra["param grad norms fp64"] = first_step_fp64(model, ids, targets)
     model.train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in named if p.dim() >= 2 and not NO_DECAY.search(n)]
@@ -252,7 +269,7 @@ def bench_train(model, name, s):
     return {
         "section": "train", "name": f"train {name}", "shape": f"B{B} T{T}", "impl": f"HF {type(model).__name__}, F.cross_entropy, clip_grad_norm_, torch.optim.AdamW (fp32)",
         "ms": median, "rate": B * T * 1e3 / median, "unit": "tok/s", "iterations": s["steps"], "losses": losses, "grad norms": norms,
-        "param grad norms": param_norms,
+        "param grad norms": param_norms, **extra,
     }
 
 
@@ -262,6 +279,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="small shapes and models (a smoke run)")
     p.add_argument("--only", help=f"comma-separated sections ({', '.join(SECTIONS)}; default all)")
     p.add_argument("--decode-dir", help="decode: build, save and time the models configured under DIR/NAME/config.json")
+    p.add_argument("--train-fp64", action="store_true", help="train: also the first step's loss and gradient norms in float64 (the yardstick for both fp32 sides)")
     p.add_argument("--train-steps", type=int, help="train: timed steps (default: TRAIN_SHAPE's); HF's Mamba takes about 30 s a step on an H100")
     args = p.parse_args()
     only = SECTIONS if not args.only else args.only.split(",")
@@ -316,7 +334,7 @@ def main():
             if not os.path.isfile(os.path.join(d, "config.json")):
                 continue
             model = load_decode_model(d)
-            guarded(f"train {name}", f"B{shape['batch']} T{shape['T']}", lambda: bench_train(model, name, shape))
+            guarded(f"train {name}", f"B{shape['batch']} T{shape['T']}", lambda: bench_train(model, name, shape, args.train_fp64))
             del model
             torch.cuda.empty_cache()
     if "matmul" in only:

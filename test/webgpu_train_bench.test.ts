@@ -61,12 +61,21 @@ test("train bench: webgpu steps follow ref's, step by step, and the loss falls",
     // the agreement report: a PyTorch file with the same rows, one loss off by 1e-3 of itself, one
     // parameter's gradient norm off by 1e-2, one parameter missing and one it alone has
     const losses = String(results[0].extra?.losses).split(" ").map(Number);
-    const norms = JSON.parse(String(results[0].extra?.["first step's gradient norms"])) as Record<string, number>;
+    const norms = results[0].detail?.["first step's gradient norms"] as Record<string, number>;
     const names = Object.keys(norms);
     assert.ok(names.length > 5 && names.every((n) => norms[n] >= 0), names.join(" "));
     const theirNorms: Record<string, number> = { ...norms, [names[1]]: norms[names[1]] * (1 + 1e-2), "only.torch": 1 };
     delete theirNorms[names[0]];
-    const torch = { results: [{ name: results[0].name, shape: results[0].shape, losses: losses.map((l, i) => (i === 2 ? l * (1 + 1e-3) : l)), "param grad norms": theirNorms }] };
+    // and a float64 first step 1e-4 above this side's
+    const norms64 = Object.fromEntries(names.map((n) => [n, norms[n] * (1 + 1e-4)]));
+    const torch = {
+      results: [
+        {
+          name: results[0].name, shape: results[0].shape, losses: losses.map((l, i) => (i === 2 ? l * (1 + 1e-3) : l)), "param grad norms": theirNorms,
+          "loss fp64": losses[0] * (1 + 1e-4), "param grad norms fp64": norms64,
+        },
+      ],
+    };
     const agreement = lossAgreement(results, torch);
     assert.equal(agreement.length, 1, "only the model PyTorch ran is compared");
     const a = agreement[0];
@@ -77,6 +86,10 @@ test("train bench: webgpu steps follow ref's, step by step, and the loss falls",
     assert.equal(a.worstParam, names[1]);
     assert.ok(Math.abs(a.worstParamDiff - 1e-2 / (1 + 1e-2)) < 1e-4, `${a.worstParamDiff}`);
     assert.deepEqual(a.unmatched, [names[0], "only.torch"]);
+    const near = (x: number, want: number) => Math.abs(x - want) < 1e-6;
+    assert.ok(a.fp64 && near(a.fp64.loss.ours, 1e-4 / (1 + 1e-4)) && near(a.fp64.loss.torch, 1e-4 / (1 + 1e-4)), JSON.stringify(a.fp64));
+    assert.ok(near(a.fp64.grads.ours.median, 1e-4 / (1 + 1e-4)) && near(a.fp64.grads.ours.worst, 1e-4 / (1 + 1e-4)));
+    assert.equal(a.fp64.grads.torch.worstParam, names[1], "PyTorch's perturbed norm is its worst against float64");
   } finally {
     be.destroy();
   }

@@ -325,6 +325,11 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     for (const l of losses) {
       log(`# ${l.name} ${l.shape}: losses of ${l.steps} steps against torch's: first step ${l.first.toExponential(1)} relative difference, largest ${l.worst.toExponential(1)}`);
       log(`#   first step's gradient norms of ${l.params} parameters: largest relative difference ${l.worstParamDiff.toExponential(1)} (${l.worstParam ?? "-"})${l.unmatched.length ? `; named on one side only: ${l.unmatched.join(", ")}` : ""}`);
+      if (l.fp64) {
+        const e = (x: number) => x.toExponential(1);
+        const g = l.fp64.grads;
+        log(`#   against float64: first loss webgpu ${e(l.fp64.loss.ours)}, torch ${e(l.fp64.loss.torch)}; gradient norms median / largest webgpu ${e(g.ours.median)} / ${e(g.ours.worst)} (${g.ours.worstParam}), torch ${e(g.torch.median)} / ${e(g.torch.worst)} (${g.torch.worstParam})`);
+      }
     }
     for (const r of results.filter((r) => r.section === "scan" && r.name === "scan fwd")) {
       const t = ratios.find((x) => x.name === r.name && x.shape === r.shape);

@@ -23,6 +23,8 @@ export interface Result {
   timing: Timing;
   /** extra figures of a section (bytes counted, fraction of copy bandwidth, GPU time ...) */
   extra?: Record<string, number | string>;
+  /** data for the JSON only, too long for the printed row (the train section's per-parameter gradient norms) */
+  detail?: Record<string, unknown>;
 }
 
 /** A kernel compared against the CPU reference on random inputs. */

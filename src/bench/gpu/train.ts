@@ -133,8 +133,8 @@ export async function benchTrain(be: WebGpuBackend, o: TrainBenchOptions): Promi
           top,
           losses: losses.map((l) => l.toPrecision(7)).join(" "),
           "grad norms": norms.map((g) => g.toPrecision(5)).join(" "),
-          "first step's gradient norms": JSON.stringify(paramNorms),
         },
+        detail: { "first step's gradient norms": paramNorms },
       });
     } finally {
       opt.dispose();
@@ -158,9 +158,27 @@ export interface LossAgreement {
   worstParamDiff: number;
   /** parameters only one side has */
   unmatched: string[];
+  /** where PyTorch also took the first step in float64: each fp32 side's relative error against it */
+  fp64?: { loss: { ours: number; torch: number }; grads: { ours: ErrorSpread; torch: ErrorSpread } };
 }
 
-type TorchRow = { name: string; shape: string; losses?: unknown; "param grad norms"?: unknown };
+/** Relative errors of the first step's gradient norms over the parameters: median, largest and its parameter. */
+export interface ErrorSpread {
+  median: number;
+  worst: number;
+  worstParam: string;
+}
+
+type TorchRow = { name: string; shape: string; losses?: unknown; "param grad norms"?: unknown; "loss fp64"?: unknown; "param grad norms fp64"?: unknown };
+
+function spread(got: Record<string, number>, want: Record<string, number>): ErrorSpread {
+  const errs = Object.keys(want)
+    .filter((p) => p in got)
+    .map((p) => ({ p, e: Math.abs(got[p] - want[p]) / Math.max(Math.abs(want[p]), 1e-30) }))
+    .sort((a, b) => a.e - b.e);
+  if (!errs.length) return { median: NaN, worst: NaN, worstParam: "-" };
+  return { median: errs[errs.length >> 1].e, worst: errs[errs.length - 1].e, worstParam: errs[errs.length - 1].p };
+}
 
 /** Per trained model: how this side's losses, and the first step's gradient norms per parameter, differ from PyTorch's. */
 export function lossAgreement(results: Result[], torch: { results: TorchRow[] } | null): LossAgreement[] {
@@ -176,7 +194,7 @@ export function lossAgreement(results: Result[], torch: { results: TorchRow[] } 
       name: r.name, shape: r.shape, steps: n, first: n ? rel(ours[0], theirs[0]) : NaN,
       worst: Math.max(...Array.from({ length: n }, (_, i) => rel(ours[i], theirs[i]))), params: 0, worstParam: null, worstParamDiff: 0, unmatched: [],
     };
-    const mine = JSON.parse(String(r.extra?.["first step's gradient norms"] ?? "{}")) as Record<string, number>;
+    const mine = (r.detail?.["first step's gradient norms"] ?? {}) as Record<string, number>;
     const other = (t["param grad norms"] ?? {}) as Record<string, number>;
     for (const [p, g] of Object.entries(mine)) {
       if (!(p in other)) {
@@ -188,6 +206,11 @@ export function lossAgreement(results: Result[], torch: { results: TorchRow[] } 
       if (a.worstParam === null || d > a.worstParamDiff) [a.worstParam, a.worstParamDiff] = [p, d];
     }
     for (const p of Object.keys(other)) if (!(p in mine)) a.unmatched.push(p);
+    const loss64 = t["loss fp64"];
+    const norms64 = t["param grad norms fp64"] as Record<string, number> | undefined;
+    if (typeof loss64 === "number" && norms64 && n) {
+      a.fp64 = { loss: { ours: rel(ours[0], loss64), torch: rel(theirs[0], loss64) }, grads: { ours: spread(mine, norms64), torch: spread(other, norms64) } };
+    }
     out.push(a);
   }
   return out;
