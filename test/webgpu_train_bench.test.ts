@@ -53,6 +53,10 @@ test("train bench: webgpu steps follow ref's, step by step, and the loss falls",
       losses.forEach((l, i) => assert.ok(Math.abs(l - want[name].losses[i]) <= 2e-5 * Math.abs(want[name].losses[i]), `${name} step ${i + 1}: loss ${l} vs ref ${want[name].losses[i]}`));
       norms.forEach((g, i) => assert.ok(Math.abs(g - want[name].norms[i]) <= 1e-3 * want[name].norms[i], `${name} step ${i + 1}: gradient norm ${g} vs ref ${want[name].norms[i]}`));
       assert.ok(losses[losses.length - 1] < losses[0], `${name}: the loss falls on the repeated batch (${losses.join(" ")})`);
+      // the noise-floor trajectory: the same steps with each batch in halves (the same updates up to rounding)
+      const halves = String(r.extra?.["losses, batch in halves"]).split(" ").map(Number);
+      assert.equal(halves.length, 3);
+      halves.forEach((l, i) => assert.ok(Math.abs(l - losses[i]) <= 2e-5 * losses[i], `${name} step ${i + 1} in halves: ${l} vs ${losses[i]}`));
       assert.ok(r.rate > 0 && r.ms > 0 && (r.extra?.["fwd+bwd gpu ms"] as number) > 0);
       assert.match(String(r.extra?.top), /ms \(\d+\)/, "the profiled step names its slowest kernels");
     }
@@ -86,6 +90,9 @@ test("train bench: webgpu steps follow ref's, step by step, and the loss falls",
     assert.equal(a.worstParam, names[1]);
     assert.ok(Math.abs(a.worstParamDiff - 1e-2 / (1 + 1e-2)) < 1e-4, `${a.worstParamDiff}`);
     assert.deepEqual(a.unmatched, [names[0], "only.torch"]);
+    assert.equal(a.floorSteps, 3);
+    assert.ok(a.floor < 2e-5, `floor ${a.floor}`);
+    assert.ok(Math.abs(a.worstWithinFloor - 1e-3 / (1 + 1e-3)) < 1e-4, `within the floor's steps ${a.worstWithinFloor}`);
     const near = (x: number, want: number) => Math.abs(x - want) < 1e-6;
     assert.ok(a.fp64 && near(a.fp64.loss.ours, 1e-4 / (1 + 1e-4)) && near(a.fp64.loss.torch, 1e-4 / (1 + 1e-4)), JSON.stringify(a.fp64));
     assert.ok(near(a.fp64.grads.ours.median, 1e-4 / (1 + 1e-4)) && near(a.fp64.grads.ours.worst, 1e-4 / (1 + 1e-4)));

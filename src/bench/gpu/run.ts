@@ -324,6 +324,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
     const losses = lossAgreement(results, torch);
     for (const l of losses) {
       log(`# ${l.name} ${l.shape}: losses of ${l.steps} steps against torch's: first step ${l.first.toExponential(1)} relative difference, largest ${l.worst.toExponential(1)}`);
+      if (l.floorSteps) log(`#   noise floor: over the first ${l.floorSteps} steps, webgpu's losses with each batch in halves differ from its own by up to ${l.floor.toExponential(1)} (from torch's: ${l.worstWithinFloor.toExponential(1)})`);
       log(`#   first step's gradient norms of ${l.params} parameters: largest relative difference ${l.worstParamDiff.toExponential(1)} (${l.worstParam ?? "-"})${l.unmatched.length ? `; named on one side only: ${l.unmatched.join(", ")}` : ""}`);
       if (l.fp64) {
         const e = (x: number) => x.toExponential(1);

@@ -61,24 +61,37 @@ export interface TrainBenchOptions {
   log?: (line: string) => void;
 }
 
-/** One optimizer step as the trainer takes it; `record` sees the forward and backward being recorded (the profile's hook). */
-export async function trainStep(model: CausalLM, opt: AdamW, s: TrainShape, batch: { ids: Int32Array; targets: Int32Array }, wrap?: (record: () => void) => Promise<void>) {
-  const loss = await tidyAsync(async () => {
-    let l: Tensor | null = null;
-    const record = () => {
-      l = batchLoss(model, batch.ids, batch.targets, s.batch, s.T); // (1)
-      backward(l);
-    };
-    if (wrap) await wrap(record);
-    else record();
-    return scalar(l!);
-  });
+/**
+ * One optimizer step as the trainer takes it, the batch in `parts` micro-batches of B / parts rows
+ * whose gradients add up (the trainer's accumulation: the same step up to rounding); `wrap` sees
+ * the forward and backward being recorded (the profile's hook).
+ */
+export async function trainStep(model: CausalLM, opt: AdamW, s: TrainShape, batch: { ids: Int32Array; targets: Int32Array }, wrap?: (record: () => void) => Promise<void>, parts = 1) {
+  const rows = s.batch / parts;
+  let loss = 0;
+  for (let a = 0; a < parts; a++) {
+    const [lo, hi] = [a * rows * s.T, (a + 1) * rows * s.T];
+    loss += await tidyAsync(async () => {
+      let l: Tensor | null = null;
+      const record = () => {
+        l = batchLoss(model, batch.ids.subarray(lo, hi), batch.targets.subarray(lo, hi), rows, s.T); // (1)
+        backward(l);
+      };
+      if (wrap) await wrap(record);
+      else record();
+      return scalar(l!);
+    });
+  }
+  loss /= parts;
   const { gradNorm, nonFinite, norms } = await opt.inspect();
   if (nonFinite || !Number.isFinite(loss)) throw new Error(`train bench: step went bad (loss ${loss}, first bad gradient ${nonFinite})`);
-  opt.update(s.lr, gradNorm);
+  opt.update(s.lr, gradNorm, 1 / parts);
   opt.zeroGrad();
-  return { loss, gradNorm, norms };
+  return { loss, gradNorm: gradNorm / parts, norms };
 }
+
+/** Steps of the noise-floor trajectory (the batch in two halves). */
+const FLOOR_STEPS = 3;
 
 export async function benchTrain(be: WebGpuBackend, o: TrainBenchOptions): Promise<Result[]> {
   const s = o.shape;
@@ -86,28 +99,30 @@ export async function benchTrain(be: WebGpuBackend, o: TrainBenchOptions): Promi
   for (const [name, cfg] of Object.entries(o.models)) {
     const dir = o.modelDir ? path.join(o.modelDir, name) : null;
     if (dir && !fs.existsSync(path.join(dir, "model.safetensors"))) throw new Error(`${dir}: no model.safetensors (write it with scripts/bench_gpu_torch.py --decode-dir)`);
-    const model = dir ? loadModel(dir, be) : buildModel(new RawConfig(`bench ${name}`, cfg), ModuleContext.seeded(be, 0));
-    const opt = new AdamW(be, model.namedParameters(), { lr: s.lr, weightDecay: s.weightDecay, clipNorm: s.clipNorm });
-    try {
-      const batch = trainBatch(s.batch, s.T, model.config.V);
-      const losses: number[] = [];
-      const norms: number[] = [];
+    const load = () => (dir ? loadModel(dir, be) : buildModel(new RawConfig(`bench ${name}`, cfg), ModuleContext.seeded(be, 0)));
+    const model = load();
+    const params = model.parameterCount();
+    const batch = trainBatch(s.batch, s.T, model.config.V);
+    const losses: number[] = [];
+    const norms: number[] = [];
+    const stepMs: number[] = [];
+    let paramNorms: Record<string, number> = {};
+    let gpuMs = 0;
+    let top = "";
+    await training(be, model, s, async (opt) => {
       const take = (r: { loss: number; gradNorm: number }) => {
         losses.push(r.loss);
         norms.push(r.gradNorm);
       };
       const first = await trainStep(model, opt, s, batch);
       take(first);
-      const paramNorms = Object.fromEntries(opt.params.map(([n], i) => [n, first.norms[i]]));
-      const stepMs: number[] = [];
+      paramNorms = Object.fromEntries(opt.params.map(([n], i) => [n, first.norms[i]]));
       for (let i = 0; i < s.steps; i++) {
         const t0 = performance.now();
         take(await trainStep(model, opt, s, batch));
         stepMs.push(performance.now() - t0);
       }
       // one more step, its forward and backward profiled (then updated as the others, so that both sides take the same steps)
-      let gpuMs = 0;
-      let top = "";
       take(
         await trainStep(model, opt, s, batch, async (record) => {
           const p = await profileDispatches(be, record);
@@ -115,34 +130,53 @@ export async function benchTrain(be: WebGpuBackend, o: TrainBenchOptions): Promi
           top = slowest(p, 6);
         }),
       );
-      const median = [...stepMs].sort((a, b) => a - b)[stepMs.length >> 1];
-      const tokens = s.batch * s.T;
-      o.log?.(`# train ${name} B${s.batch} T${s.T}: median step ${median.toFixed(1)} ms; one step's forward+backward ${gpuMs.toFixed(1)} ms of GPU time: ${top}`);
-      results.push({
-        section: "train",
-        name: `train ${name}`,
-        shape: `B${s.batch} T${s.T}`,
-        ms: median,
-        rate: (1e3 * tokens) / median,
-        unit: "tok/s",
-        iterations: s.steps,
-        timing: "wallclock",
-        extra: {
-          params: model.parameterCount(),
-          "fwd+bwd gpu ms": gpuMs,
-          top,
-          losses: losses.map((l) => l.toPrecision(7)).join(" "),
-          "grad norms": norms.map((g) => g.toPrecision(5)).join(" "),
-        },
-        detail: { "first step's gradient norms": paramNorms },
+    });
+    // the noise floor of comparing trajectories: the same steps from the same weights, each batch
+    // in two halves, so that only rounding differs (a model whose gradients are mostly rounding
+    // noise, or an optimizer that amplifies it, parts quickly from itself as from PyTorch)
+    const halves: number[] = [];
+    if (s.batch % 2 === 0) {
+      const again = load();
+      await training(be, again, s, async (opt) => {
+        for (let i = 0; i < Math.min(FLOOR_STEPS, s.steps + 2); i++) halves.push((await trainStep(again, opt, s, batch, undefined, 2)).loss);
       });
-    } finally {
-      opt.dispose();
-      for (const p of model.parameters()) p.dispose();
-      be.ctx.trim();
     }
+    const median = [...stepMs].sort((a, b) => a - b)[stepMs.length >> 1];
+    const tokens = s.batch * s.T;
+    o.log?.(`# train ${name} B${s.batch} T${s.T}: median step ${median.toFixed(1)} ms; one step's forward+backward ${gpuMs.toFixed(1)} ms of GPU time: ${top}`);
+    results.push({
+      section: "train",
+      name: `train ${name}`,
+      shape: `B${s.batch} T${s.T}`,
+      ms: median,
+      rate: (1e3 * tokens) / median,
+      unit: "tok/s",
+      iterations: s.steps,
+      timing: "wallclock",
+      extra: {
+        params,
+        "fwd+bwd gpu ms": gpuMs,
+        top,
+        losses: losses.map((l) => l.toPrecision(7)).join(" "),
+        "grad norms": norms.map((g) => g.toPrecision(5)).join(" "),
+        "losses, batch in halves": halves.map((l) => l.toPrecision(7)).join(" "),
+      },
+      detail: { "first step's gradient norms": paramNorms },
+    });
   }
   return results;
+}
+
+/** Runs `steps` with an optimizer for `model`, then frees both. */
+async function training(be: WebGpuBackend, model: CausalLM, s: TrainShape, steps: (opt: AdamW) => Promise<void>): Promise<void> {
+  const opt = new AdamW(be, model.namedParameters(), { lr: s.lr, weightDecay: s.weightDecay, clipNorm: s.clipNorm });
+  try {
+    await steps(opt);
+  } finally {
+    opt.dispose();
+    for (const p of model.parameters()) p.dispose();
+    be.ctx.trim();
+  }
 }
 
 export interface LossAgreement {
@@ -158,6 +192,13 @@ export interface LossAgreement {
   worstParamDiff: number;
   /** parameters only one side has */
   unmatched: string[];
+  /**
+   * The noise floor: over the first `floorSteps` steps, the largest relative difference between
+   * this side's losses and its own with each batch in halves, beside the largest against PyTorch's
+   */
+  floorSteps: number;
+  floor: number;
+  worstWithinFloor: number;
   /** where PyTorch also took the first step in float64: each fp32 side's relative error against it */
   fp64?: { loss: { ours: number; torch: number }; grads: { ours: ErrorSpread; torch: ErrorSpread } };
 }
@@ -193,7 +234,15 @@ export function lossAgreement(results: Result[], torch: { results: TorchRow[] } 
     const a: LossAgreement = {
       name: r.name, shape: r.shape, steps: n, first: n ? rel(ours[0], theirs[0]) : NaN,
       worst: Math.max(...Array.from({ length: n }, (_, i) => rel(ours[i], theirs[i]))), params: 0, worstParam: null, worstParamDiff: 0, unmatched: [],
+      floorSteps: 0, floor: NaN, worstWithinFloor: NaN,
     };
+    const halves = String(r.extra?.["losses, batch in halves"] ?? "").split(" ").filter(Boolean).map(Number);
+    a.floorSteps = Math.min(halves.length, n);
+    if (a.floorSteps) {
+      const upTo = (f: (i: number) => number) => Math.max(...Array.from({ length: a.floorSteps }, (_, i) => f(i)));
+      a.floor = upTo((i) => rel(halves[i], ours[i]));
+      a.worstWithinFloor = upTo((i) => rel(ours[i], theirs[i]));
+    }
     const mine = (r.detail?.["first step's gradient norms"] ?? {}) as Record<string, number>;
     const other = (t["param grad norms"] ?? {}) as Record<string, number>;
     for (const [p, g] of Object.entries(mine)) {
