@@ -11,6 +11,13 @@
  * widened exactly as they are read: a half weight then splits into itself (hi) and 0 (lo) up to
  * the power-of-two scale. Two passes: each row's largest magnitude (atomicMax
  * on the bits of non-negative floats, which order as their bits), then the split.
+ *
+ * Each pass reads along whichever stride is 1, so that a warp's loads are coalesced: for rows
+ * contiguous in memory (sK = 1) the maximum is a workgroup per row and the split a thread per 4 k;
+ * for columns contiguous (sR = 1: B of an NN product, A of a TN one) the maximum is a thread per
+ * row and the split goes through a 64 x 32 tile in workgroup memory, read along r and written
+ * along k. (Reading across the stride made the two passes cost half as much as the products in a
+ * 219M Llama's training step on an H100.)
  */
 import type { WeightDtype } from "../kernels.js";
 import type { GpuContext, KernelDef } from "./context.js";
@@ -75,6 +82,88 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`,
 });
 
+/** sK = 1: a workgroup per (b, r) row, its threads along k. */
+const rowmaxRowsDef = (dtype: WeightDtype): KernelDef => ({
+  label: "matmulSplitRowmax",
+  uniforms: UNIFORMS,
+  bindings: [["rowmax", "write", "array<atomic<u32>>"], source(dtype).binding],
+  body: `${source(dtype).wgsl}
+var<workgroup> red: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= u.n) { return; }
+  let r = row % u.R;
+  let b = row / u.R;
+  let base = b * u.sB + r * u.sR;
+  var a = 0.0;
+  for (var k = lid; k < u.K; k += 256u) { a = max(a, abs(xAt(base + k))); }
+  red[lid] = a;
+  workgroupBarrier();
+  for (var h = 128u; h > 0u; h >>= 1u) {
+    if (lid < h) { red[lid] = max(red[lid], red[lid + h]); }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { atomicMax(&rowmax[b * u.Rp + r], bitcast<u32>(red[0])); }
+}`,
+});
+
+/** Rows and k of the transposing split's tile. */
+const TR = 64;
+const TK = 32;
+
+/** WGSL: the power of two of row (b, r)'s largest magnitude (0 past R), as the exponent and the float. */
+const ROW_SCALE = /* wgsl */ `
+fn rowExp(b: u32, r: u32) -> i32 { return select(0, expOf(bitcast<f32>(rowmax[b * u.Rp + r])), r < u.R); }
+// 2^e as a float built from its bits (e within [-100, 100]): exact, unlike a general ldexp
+fn pow2f(e: i32) -> f32 { return bitcast<f32>(u32(127 + e) << 23u); }
+`;
+
+/** sR = 1: a workgroup per (b, TR rows, TK k) tile, read along r into workgroup memory and written along k. */
+const splitColsDef = (dtype: WeightDtype): KernelDef => ({
+  label: "matmulSplit",
+  uniforms: UNIFORMS,
+  enables: ["f16"],
+  bindings: [["hi", "write", "array<f16>"], ["lo", "write", "array<f16>"], ["ex", "write", "array<i32>"], ["rowmax", "read", "array<u32>"], source(dtype).binding],
+  body: `${EXP_OF}${ROW_SCALE}${source(dtype).wgsl}
+var<workgroup> tile: array<f32, ${TK * (TR + 1)}>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t = wid.y * nwg.x + wid.x;
+  let kTiles = u.Kp / ${TK}u;
+  let rTiles = (u.Rp + ${TR - 1}u) / ${TR}u;
+  if (t >= u.n) { return; }
+  let k0 = (t % kTiles) * ${TK}u;
+  let r0 = ((t / kTiles) % rTiles) * ${TR}u;
+  let b = t / kTiles / rTiles;
+  for (var j = 0u; j < ${(TR * TK) / 256}u; j++) {
+    let e = lid + j * 256u;
+    let rr = e % ${TR}u;
+    let kk = e / ${TR}u;
+    let r = r0 + rr;
+    let k = k0 + kk;
+    var y = 0.0;
+    if (r < u.R && k < u.K) { y = xAt(b * u.sB + r * u.sR + k * u.sK); }
+    tile[kk * ${TR + 1}u + rr] = y;
+  }
+  workgroupBarrier();
+  for (var j = 0u; j < ${(TR * TK) / 256}u; j++) {
+    let e = lid + j * 256u;
+    let kk = e % ${TK}u;
+    let rr = e / ${TK}u;
+    let r = r0 + rr;
+    if (r >= u.Rp) { continue; }
+    let ex2 = rowExp(b, r);
+    if (k0 + kk == 0u) { ex[b * u.Rp + r] = ex2; }
+    let y = tile[kk * ${TR + 1}u + rr] * pow2f(ex2);
+    let h = hiPart(y);
+    let dst = (b * u.Rp + r) * u.Kp + k0 + kk;
+    hi[dst] = f16(h);
+    lo[dst] = f16(y - h);
+  }
+}`,
+});
+
 /** Thread per (b, r, 4 k), k fastest: the halves are written in rows. */
 const splitDef = (dtype: WeightDtype): KernelDef => ({
   label: "matmulSplit",
@@ -124,13 +213,25 @@ export function splitOperand(ctx: GpuContext, x: GpuTensorBuffer, batch: number,
   const ex = ctx.pool.acquire(Math.max(16, batch * Rp * 4));
   const rowmax = ctx.pool.acquire(Math.max(16, batch * Rp * 4));
   zeroWords(ctx, rowmax, batch * Rp);
-  const nMax = batch * R * Math.ceil(K / MAX_CHUNK);
-  if (nMax > 0) ctx.dispatch(ctx.pipeline(`matmulSplitRowmax:${dtype}`, () => rowmaxDef(dtype)), [rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nMax], grid1d(nMax, 256));
-  const nSplit = (batch * Rp * Kp) / 4;
-  ctx.dispatch(ctx.pipeline(`matmulSplit:${dtype}`, () => splitDef(dtype)), [hi, lo, ex, rowmax, x], [batch, R, K, Rp, Kp, sB, sR, sK, nSplit], grid1d(nSplit, 256));
+  const dims = [batch, R, K, Rp, Kp, sB, sR, sK];
+  if (sK === 1 && K > 0) {
+    // a workgroup a row
+    ctx.dispatch(ctx.pipeline(`matmulSplitRowmaxRows:${dtype}`, () => rowmaxRowsDef(dtype)), [rowmax, x], [...dims, batch * R], grid1d(batch * R * 256, 256));
+  } else {
+    const nMax = batch * R * Math.ceil(K / MAX_CHUNK);
+    if (nMax > 0) ctx.dispatch(ctx.pipeline(`matmulSplitRowmax:${dtype}`, () => rowmaxDef(dtype)), [rowmax, x], [...dims, nMax], grid1d(nMax, 256));
+  }
+  if (sR === 1 && sK !== 1) {
+    // a workgroup a tile (Kp is a whole number of TK)
+    const tiles = batch * Math.ceil(Rp / TR) * (Kp / TK);
+    ctx.dispatch(ctx.pipeline(`matmulSplitCols:${dtype}`, () => splitColsDef(dtype)), [hi, lo, ex, rowmax, x], [...dims, tiles], grid1d(tiles * 256, 256));
+  } else {
+    const nSplit = (batch * Rp * Kp) / 4;
+    ctx.dispatch(ctx.pipeline(`matmulSplit:${dtype}`, () => splitDef(dtype)), [hi, lo, ex, rowmax, x], [...dims, nSplit], grid1d(nSplit, 256));
+  }
   ctx.pool.release(rowmax);
   return { hi, lo, ex, release: () => [hi, lo, ex].forEach((b) => ctx.pool.release(b)) };
 }
 
 /** The split's kernels (tests compile them where no GPU runs them). */
-export const matmulSplitDefs = (): KernelDef[] => (["f32", "f16", "bf16"] as const).flatMap((t) => [rowmaxDef(t), splitDef(t)]);
+export const matmulSplitDefs = (): KernelDef[] => (["f32", "f16", "bf16"] as const).flatMap((t) => [rowmaxDef(t), rowmaxRowsDef(t), splitDef(t), splitColsDef(t)]);
