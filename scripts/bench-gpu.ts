@@ -6,7 +6,7 @@
  *     node dist/bench-gpu.mjs --torch torch.json --out bench-gpu.json
  * Flags: --out FILE (JSON: both sides and their ratios when --torch is given), --torch FILE
  * (PyTorch's results from the same card), --quick (small shapes, for a smoke run),
- * --only copy,scan,matvec,decode,matmul,attention, --check (compare every kernel timed against
+ * --only copy,scan,matvec,decode,train,profile,matmul,attention, --check (compare every kernel timed against
  * the CPU reference on random inputs first), --variants [NAME,...] (also time other tiles and
  * plans; with names, only the scan plans and attention tiles whose name contains one of them),
  * --model-dir DIR (decode the models PyTorch saved there), --write-configs DIR (only write the

@@ -19,13 +19,15 @@ Sections (--only takes a comma-separated subset; default all):
              of B x T tokens a step, mean cross-entropy, backward, global-norm clipping, AdamW
              (weight decay on the matrices train/optimizer.ts decays), one untimed step, timed
              steps (median, wall clock; each step reads its loss and gradient norm on the host,
-             as seqlab's trainer does) and one more; the losses go into the JSON for comparison;
+             as seqlab's trainer does) and one more; the losses and the first step's gradient
+             norm per parameter go into the JSON for comparison (with --train-fp64 also the first
+             step's loss and norms in float64, a batch row at a time: the yardstick for both);
   matmul     4096^3 and 8192^3, and transposed operands (LINEAR_SHAPES);
   attention  causal F.scaled_dot_product_attention B=1 H=16 K=64 at T = 1k, 4k, 16k, 64k,
              forward and forward+backward.
 CUDA events time the kernels after a warm-up; decode is timed with torch.cuda.synchronize and the
 wall clock. Each result has section, name, shape, ms, rate and unit, as bench-gpu.ts matches them.
-Usage: python scripts/bench_gpu_torch.py [--quick] [--only SECTIONS] [--decode-dir DIR] --out torch.json
+Usage: python scripts/bench_gpu_torch.py [--quick] [--only SECTIONS] [--decode-dir DIR] [--train-steps N] [--train-fp64] --out torch.json
 """
 import argparse
 import json
