@@ -289,6 +289,8 @@ def main():
     p.add_argument("--train-fp64", action="store_true", help="train: also the first step's loss and gradient norms in float64 (the yardstick for both fp32 sides)")
     p.add_argument("--train-steps", type=int, help="train: timed steps (default: TRAIN_SHAPE's); HF's Mamba takes about 30 s a step on an H100")
     args = p.parse_args()
+    if args.train_steps is not None and args.train_steps < 1:
+        p.error(f"--train-steps: {args.train_steps} is not a positive number of steps")
     only = SECTIONS if not args.only else args.only.split(",")
     for s in only:
         if s not in SECTIONS:

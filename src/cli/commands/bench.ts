@@ -1,7 +1,7 @@
 /**
  * `seqlab bench decode`: decoding throughput of a model directory.
  * `seqlab bench cpu`: the cpu backend against llama.cpp on the same weights (src/bench/cpu.ts).
- * `seqlab bench gpu`: the webgpu kernels and decoding on this machine's GPU, with PyTorch's
+ * `seqlab bench gpu`: the webgpu kernels, decoding and training steps on this machine's GPU, with PyTorch's
  * numbers from the same card when given (src/bench/gpu/run.ts).
  */
 import * as fs from "node:fs";
@@ -22,7 +22,7 @@ import { parseSections, runGpuBench, SECTIONS, type TorchFile } from "../../benc
 
 export const benchCommand: Command = {
   name: "bench",
-  summary: "benchmarks: `bench decode --model DIR` (prefill and decode tokens/s), `bench cpu` (cpu backend vs llama.cpp), `bench gpu` (webgpu kernels and decoding vs PyTorch)",
+  summary: "benchmarks: `bench decode --model DIR` (prefill and decode tokens/s), `bench cpu` (cpu backend vs llama.cpp), `bench gpu` (webgpu kernels, decoding and training steps vs PyTorch)",
   usage: "decode --model DIR [--prompt-tokens N] [--new-tokens M] [--threads T] [--backend NAME] [--json] [--out FILE]\n" +
     "       seqlab bench cpu [--threads N] [--out FILE] [--quick] [--models mamba,mamba2,llama] [--types f32,f16] [--repeats R] [--cache DIR]\n" +
     "       seqlab bench gpu [--out FILE] [--torch FILE] [--quick] [--only SECTIONS] [--check] [--variants] [--model-dir DIR]",
@@ -43,7 +43,7 @@ export const benchCommand: Command = {
     check: { type: "boolean", help: "gpu: compare each kernel timed against the CPU reference first" },
     variants: { type: "boolean", help: "gpu: also time other tile shapes and scan plans" },
     "variant-names": { type: "string", help: "gpu: with --variants, only the scan plans and attention tiles whose name contains one of these (comma-separated)" },
-    "model-dir": { type: "string", help: "gpu: decode the models saved under DIR/NAME by scripts/bench_gpu_torch.py --decode-dir (default: seeded weights)" },
+    "model-dir": { type: "string", help: "gpu: decode and train the models saved under DIR/NAME by scripts/bench_gpu_torch.py --decode-dir (default: seeded weights)" },
     ...BACKEND_OPTIONS,
     ...KV_CACHE_OPTION,
   },
