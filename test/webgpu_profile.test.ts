@@ -12,7 +12,8 @@ import { buildModel } from "../src/models/registry.js";
 import { RawConfig } from "../src/io/config.js";
 import { ModuleContext } from "../src/nn/module.js";
 import { QUICK_MODELS, promptTokens } from "../src/bench/gpu/decode.js";
-import { profileForward } from "../src/bench/gpu/profile.js";
+import { profileDispatches, profileForward } from "../src/bench/gpu/profile.js";
+import { zeroWords } from "../src/backend/webgpu/kit.js";
 import { noGradAsync } from "../src/autograd/tape.js";
 import { toFloat32 } from "../src/backend/alloc.js";
 import { useSwiftShader } from "./webgpu_helpers.js";
@@ -39,6 +40,23 @@ test("profile: per-kernel GPU time of a forward, consistent with its totals", as
     for (let i = 1; i < p.kernels.length; i++) assert.ok(p.kernels[i - 1].ms >= p.kernels[i].ms, "slowest first");
     assert.equal(be.ctx.beforeDispatch, null, "the hook is removed");
     assert.deepEqual(await logits(), before, "profiling changes nothing computed");
+  } finally {
+    be.destroy();
+  }
+});
+
+test("profile: more dispatches than one query set holds", async () => {
+  useSwiftShader();
+  const be = await WebGpuBackend.create({ timestamps: true });
+  try {
+    const buf = be.ctx.pool.acquire(16);
+    const n = 4500;
+    const p = await profileDispatches(be, () => {
+      for (let i = 0; i < n; i++) zeroWords(be.ctx, buf, 4);
+    });
+    be.ctx.pool.release(buf);
+    assert.deepEqual(p.kernels.map((k) => [k.kernel, k.dispatches]), [["zeroWords", n]]);
+    assert.ok(p.gpuMs > 0 && Math.abs(p.kernels[0].ms - p.gpuMs) <= 1e-6 * p.gpuMs, `${p.kernels[0].ms} vs ${p.gpuMs}`);
   } finally {
     be.destroy();
   }

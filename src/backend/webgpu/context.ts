@@ -269,9 +269,9 @@ export class GpuContext {
     this.recorded++;
   }
 
-  resolveTimestamps(querySet: GPUQuerySet, count: number, dst: GPUBuffer): void {
+  resolveTimestamps(querySet: GPUQuerySet, count: number, dst: GPUBuffer, dstOffset = 0): void {
     this.endPass();
-    this.encoder.resolveQuerySet(querySet, 0, count, dst, 0);
+    this.encoder.resolveQuerySet(querySet, 0, count, dst, dstOffset);
     this.recorded++;
   }
 

@@ -182,6 +182,10 @@ export const MATMUL_CHECKS: MatmulDims[] = [
   { M: 1100, N: 2000, K: 36, transA: true, transB: false, accumulate: false },
   // a long K (the tensor cores' f32 accumulation drifts with it), both operands transposed
   { M: 256, N: 192, K: 4096, transA: true, transB: true, accumulate: false },
+  // few output tiles over a long K (split-K), ragged: a weight gradient's layout, and the one
+  // whose operands are rows over K
+  { M: 300, N: 260, K: 2048, transA: true, transB: false, accumulate: false },
+  { M: 384, N: 300, K: 1024, transA: false, transB: true, accumulate: false },
 ];
 export const ATTENTION_CHECKS: AttentionDims[] = [
   { B: 1, T: 300, S: 300, H: 2, G: 1, K: 64, scale: 0.125, causal: true, qOffset: 0, kvRows: 300 },

@@ -30,8 +30,10 @@ export interface ForwardProfile {
 
 const WARM_UP_MS = 2000;
 
-/** The most dispatches one profiled forward may have (one timestamp each, plus the last). */
-const MAX_DISPATCHES = 4095;
+/** Timestamps a query set holds (WebGPU's limit); a profile takes as many sets as its dispatches need. */
+const QUERIES_PER_SET = 4096;
+/** The most dispatches one profile may have (a training step of a 24-layer model takes about 4000). */
+const MAX_DISPATCHES = 8 * QUERIES_PER_SET - 1;
 
 /** GPU time per kernel label of the dispatches `record` makes, from a timestamp before each. */
 export interface DispatchProfile {
@@ -48,25 +50,31 @@ export interface DispatchProfile {
 export async function profileDispatches(be: WebGpuBackend, record: () => void): Promise<DispatchProfile> {
   const ctx = be.ctx;
   if (!ctx.acquired.timestamps) throw new Error("internal: profileDispatches needs the timestamp-query feature");
-  const querySet = ctx.device.createQuerySet({ type: "timestamp", count: MAX_DISPATCHES + 1 });
-  const resolved = ctx.device.createBuffer({ size: (MAX_DISPATCHES + 1) * 8, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+  const sets: GPUQuerySet[] = [];
   const labels: string[] = [];
+  const stamp = (i: number) => {
+    if (i % QUERIES_PER_SET === 0) sets.push(ctx.device.createQuerySet({ type: "timestamp", count: QUERIES_PER_SET }));
+    ctx.timestamp(sets[Math.floor(i / QUERIES_PER_SET)], i % QUERIES_PER_SET);
+  };
   ctx.beforeDispatch = (label) => {
     if (labels.length === MAX_DISPATCHES) throw new Error(`internal: profileDispatches: more than ${MAX_DISPATCHES} dispatches`);
-    ctx.timestamp(querySet, labels.length);
+    stamp(labels.length);
     labels.push(label);
   };
   let ticks: BigUint64Array;
+  let resolved: GPUBuffer | null = null;
   try {
     record();
     ctx.beforeDispatch = null;
-    ctx.timestamp(querySet, labels.length);
-    ctx.resolveTimestamps(querySet, labels.length + 1, resolved);
-    ticks = new BigUint64Array(await ctx.read(resolved, (labels.length + 1) * 8));
+    const n = labels.length + 1;
+    stamp(labels.length);
+    resolved = ctx.device.createBuffer({ size: sets.length * QUERIES_PER_SET * 8, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+    sets.forEach((set, j) => ctx.resolveTimestamps(set, Math.min(QUERIES_PER_SET, n - j * QUERIES_PER_SET), resolved!, j * QUERIES_PER_SET * 8));
+    ticks = new BigUint64Array(await ctx.read(resolved, n * 8));
   } finally {
     ctx.beforeDispatch = null;
-    querySet.destroy();
-    resolved.destroy();
+    for (const set of sets) set.destroy();
+    resolved?.destroy();
   }
   const per = new Map<string, { dispatches: number; ms: number }>();
   for (let i = 0; i < labels.length; i++) {
