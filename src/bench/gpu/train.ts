@@ -5,8 +5,10 @@
  * same batch with the same optimizer (scripts/bench_gpu_torch.py's train section).
  *
  * Both sides start from the same weights, so their losses must agree: the first step's loss to
- * rounding, the later ones as closely as two fp32 implementations of the same updates can (the
- * report prints the largest relative difference). A step is timed on the wall clock, from
+ * rounding, the later ones as closely as two fp32 implementations of the same updates can. The
+ * report prints the largest relative difference of the losses and of the first step's gradient
+ * norms per parameter, and a noise floor to read them by: this side's own steps again with each
+ * batch in two halves (the same updates, rounded differently). A step is timed on the wall clock, from
  * recording the forward to the optimizer's update recorded (its two host reads, the loss and the
  * gradient norms, included, as the trainer has them); the median of the timed steps is reported,
  * with the GPU time of one more step's forward + backward from a timestamp before every dispatch
