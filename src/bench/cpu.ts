@@ -29,6 +29,7 @@ import { Rng } from "../util/rng.js";
 import { benchMatmul, simdPeakGflops, type MatmulCase } from "./cpu_kernels.js";
 import { benchModelFiles, type BenchModelFiles, type BenchModelName, type BenchWeightType } from "./cpu_models.js";
 import { LlamaCpp, timingFrom, type GenerationTiming, type LlamaCppModel } from "./llama_cpp.js";
+import { median } from "../util/stats.js";
 
 export interface CpuBenchOptions {
   threads: number;
@@ -277,12 +278,6 @@ function prefillLine(model: BenchModelName, weights: BenchWeightType, T: number,
   const s = best("seqlab");
   const l = best("llama");
   return { model, weights, metric: "prefill", tokens: T, seqlab: { tok_s: T / s, seconds: s }, llama_cpp: { tok_s: T / l, seconds: l }, ratio: l / s, load_average: os.loadavg()[0] };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 function decodeLine(model: BenchModelName, weights: BenchWeightType, context: number, runs: RunPair[], bytes: number): CpuBenchLine {

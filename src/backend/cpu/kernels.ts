@@ -7,6 +7,7 @@
 import type { AttentionDims, CoreKernels, MatmulDims, RopeDims, UnaryOp, BinaryOp } from "../kernels.js";
 import type { HostArray } from "../../tensor/dtype.js";
 import type { CpuRuntime } from "./runtime.js";
+import { splitByCopies } from "../ref/elementwise.js";
 
 /** Op codes shared with assembly/elementwise.ts. */
 export const UNARY_CODE: Record<UnaryOp, number> = {
@@ -84,13 +85,8 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
     },
 
     split(outs, x, rows, sizes) {
-      // one copy a piece: on the CPU a kernel call costs no dispatch
-      const n = sizes.reduce((a, b) => a + b, 0);
-      let off = 0;
-      sizes.forEach((s, i) => {
-        kernels.copy2d(outs[i], x, rows, s, s, 0, n, off, false);
-        off += s;
-      });
+      // one native copy a piece: on the CPU a kernel call costs no dispatch
+      splitByCopies(kernels.copy2d, outs, x, rows, sizes);
     },
 
     cast(out, x, n, outDtype, xDtype) {

@@ -129,10 +129,15 @@ export function copy2d(
 }
 
 export function split(outs: HostArray[], x: HostArray, rows: number, sizes: number[]): void {
+  splitByCopies(copy2d, outs, x, rows, sizes);
+}
+
+/** The split as one copy2d a piece, through the given copy2d (ref's, or a backend's native one). */
+export function splitByCopies<S>(copy: (out: S, x: S, rows: number, cols: number, outStride: number, outOffset: number, xStride: number, xOffset: number, accumulate: boolean) => void, outs: S[], x: S, rows: number, sizes: number[]): void {
   const n = sizes.reduce((a, b) => a + b, 0);
   let off = 0;
   sizes.forEach((s, i) => {
-    copy2d(outs[i], x, rows, s, s, 0, n, off, false);
+    copy(outs[i], x, rows, s, s, 0, n, off, false);
     off += s;
   });
 }

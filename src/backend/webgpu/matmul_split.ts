@@ -112,11 +112,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 const TR = 64;
 const TK = 32;
 
-/** WGSL: the power of two of row (b, r)'s largest magnitude (0 past R), as the exponent and the float. */
-const ROW_SCALE = /* wgsl */ `
+/**
+ * WGSL of both split kernels: the exponent of row (b, r)'s power of two (0 past R), that power as
+ * a float, and a scaled element's halves stored at dst.
+ */
+const SPLIT_ROW = /* wgsl */ `
 fn rowExp(b: u32, r: u32) -> i32 { return select(0, expOf(bitcast<f32>(rowmax[b * u.Rp + r])), r < u.R); }
 // 2^e as a float built from its bits (e within [-100, 100]): exact, unlike a general ldexp
 fn pow2f(e: i32) -> f32 { return bitcast<f32>(u32(127 + e) << 23u); }
+fn putHalves(dst: u32, y: f32) {
+  let h = hiPart(y);
+  hi[dst] = f16(h);
+  lo[dst] = f16(y - h);
+}
 `;
 
 /** sR = 1: a workgroup per (b, TR rows, TK k) tile, read along r into workgroup memory and written along k. */
@@ -125,7 +133,7 @@ const splitColsDef = (dtype: WeightDtype): KernelDef => ({
   uniforms: UNIFORMS,
   enables: ["f16"],
   bindings: [["hi", "write", "array<f16>"], ["lo", "write", "array<f16>"], ["ex", "write", "array<i32>"], ["rowmax", "read", "array<u32>"], source(dtype).binding],
-  body: `${EXP_OF}${ROW_SCALE}${source(dtype).wgsl}
+  body: `${EXP_OF}${SPLIT_ROW}${source(dtype).wgsl}
 var<workgroup> tile: array<f32, ${TK * (TR + 1)}>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -155,11 +163,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (r >= u.Rp) { continue; }
     let ex2 = rowExp(b, r);
     if (k0 + kk == 0u) { ex[b * u.Rp + r] = ex2; }
-    let y = tile[kk * ${TR + 1}u + rr] * pow2f(ex2);
-    let h = hiPart(y);
-    let dst = (b * u.Rp + r) * u.Kp + k0 + kk;
-    hi[dst] = f16(h);
-    lo[dst] = f16(y - h);
+    putHalves((b * u.Rp + r) * u.Kp + k0 + kk, tile[kk * ${TR + 1}u + rr] * pow2f(ex2));
   }
 }`,
 });
@@ -170,7 +174,7 @@ const splitDef = (dtype: WeightDtype): KernelDef => ({
   uniforms: UNIFORMS,
   enables: ["f16"],
   bindings: [["hi", "write", "array<f16>"], ["lo", "write", "array<f16>"], ["ex", "write", "array<i32>"], ["rowmax", "read", "array<u32>"], source(dtype).binding],
-  body: `${LINEAR_INDEX(256)}${EXP_OF}${source(dtype).wgsl}
+  body: `${LINEAR_INDEX(256)}${EXP_OF}${SPLIT_ROW}${source(dtype).wgsl}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linearIndex(gid, nwg);
@@ -179,18 +183,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let kq = i % k4;
   let r = (i / k4) % u.Rp;
   let b = i / k4 / u.Rp;
-  let e = select(0, expOf(bitcast<f32>(rowmax[b * u.Rp + r])), r < u.R);
+  let e = rowExp(b, r);
   if (kq == 0u) { ex[b * u.Rp + r] = e; }
-  // 2^e as a float built from its bits (e within [-100, 100]): exact, unlike a general ldexp
-  let scale = bitcast<f32>(u32(127 + e) << 23u);
+  let scale = pow2f(e);
   let dst = (b * u.Rp + r) * u.Kp + kq * 4u;
   for (var q = 0u; q < 4u; q++) {
     let k = kq * 4u + q;
     var y = 0.0;
     if (r < u.R && k < u.K) { y = xAt(b * u.sB + r * u.sR + k * u.sK) * scale; }
-    let h = hiPart(y);
-    hi[dst + q] = f16(h);
-    lo[dst + q] = f16(y - h);
+    putHalves(dst + q, y);
   }
 }`,
 });

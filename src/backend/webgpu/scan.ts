@@ -112,7 +112,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     conv1dBackward(dx, dweight, dbias, dstateIn, dout, x, weight, stateIn, d) {
       const { B, T, D, W } = d;
       const temps = new Temps(ctx);
-      const f = flags({ HAS_STATE: !!stateIn, HAS_BIAS: !!dbias, HAS_DSTATE: !!dstateIn });
+      const f = flags({ HAS_DSTATE: !!dstateIn });
       const S = W - 1;
       // dxpad[s] = sum_k w[k] dout[s - k]: dx for s >= S, dstateIn below
       launch(

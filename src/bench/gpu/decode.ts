@@ -29,6 +29,7 @@ import { loadModel } from "../../models/load.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { gpuSeconds, type Result } from "./timing.js";
+import { median } from "../../util/stats.js";
 
 /** The two models (HF config.json fields); the PyTorch side builds the same. */
 export const DECODE_MODELS: Record<string, Record<string, unknown>> = {
@@ -165,7 +166,7 @@ export async function benchDecode(be: WebGpuBackend, o: DecodeOptions): Promise<
           }
           const seconds = (performance.now() - t1) / 1000;
           // the median step too: on a busy host a few stalled steps move the mean, not the median
-          const median = [...stepMs].sort((a, b) => a - b)[stepMs.length >> 1];
+          const medianMs = median(stepMs);
           const n = o.newTokens;
           // the floor at the middle of the timed steps' context
           const bytes = stepBytes(fileCfg, params, ctxLen + 4 + n / 2);
@@ -174,7 +175,7 @@ export async function benchDecode(be: WebGpuBackend, o: DecodeOptions): Promise<
             "dispatches/tok": (ctx.dispatches - d0) / n,
             "submits/tok": (ctx.submits - s0) / n,
             "new bind groups/tok": (ctx.bindGroupsCreated - g0) / n,
-            "median tok/s": 1e3 / median,
+            "median tok/s": 1e3 / medianMs,
           };
           extra["min MB/tok"] = bytes / 1e6;
           if (o.copyGBs) extra["of copy floor"] = bytes / (o.copyGBs * 1e9) / (seconds / n);

@@ -31,6 +31,7 @@ import type { Tensor } from "../../tensor/tensor.js";
 import { promptTokens } from "./decode.js";
 import { profileDispatches, slowest } from "./profile.js";
 import type { Result } from "./timing.js";
+import { median } from "../../util/stats.js";
 
 /** Batch, length, timed steps and the optimizer's settings; the PyTorch side uses the same (its TRAIN_* constants). */
 export interface TrainShape {
@@ -143,15 +144,15 @@ export async function benchTrain(be: WebGpuBackend, o: TrainBenchOptions): Promi
         for (let i = 0; i < Math.min(FLOOR_STEPS, s.steps + 2); i++) halves.push((await trainStep(again, opt, s, batch, undefined, 2)).loss);
       });
     }
-    const median = [...stepMs].sort((a, b) => a - b)[stepMs.length >> 1];
+    const medianMs = median(stepMs);
     const tokens = s.batch * s.T;
-    o.log?.(`# train ${name} B${s.batch} T${s.T}: median step ${median.toFixed(1)} ms; one step's forward+backward ${gpuMs.toFixed(1)} ms of GPU time: ${top}`);
+    o.log?.(`# train ${name} B${s.batch} T${s.T}: median step ${medianMs.toFixed(1)} ms; one step's forward+backward ${gpuMs.toFixed(1)} ms of GPU time: ${top}`);
     results.push({
       section: "train",
       name: `train ${name}`,
       shape: `B${s.batch} T${s.T}`,
-      ms: median,
-      rate: (1e3 * tokens) / median,
+      ms: medianMs,
+      rate: (1e3 * tokens) / medianMs,
       unit: "tok/s",
       iterations: s.steps,
       timing: "wallclock",
