@@ -7,7 +7,7 @@
 import type { AttentionDims, CoreKernels, MatmulDims, RopeDims, UnaryOp, BinaryOp } from "../kernels.js";
 import type { HostArray } from "../../tensor/dtype.js";
 import type { CpuRuntime } from "./runtime.js";
-import { splitByCopies } from "../ref/elementwise.js";
+import { splitByCopies } from "../split_copies.js";
 
 /** Op codes shared with assembly/elementwise.ts. */
 export const UNARY_CODE: Record<UnaryOp, number> = {

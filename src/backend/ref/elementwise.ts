@@ -2,6 +2,7 @@
 import type { BinaryOp, UnaryOp } from "../kernels.js";
 import type { HostArray } from "../../tensor/dtype.js";
 import { f16ToF32, f32ToF16, bf16ToF32, f32ToBf16 } from "../../util/half.js";
+import { splitByCopies } from "../split_copies.js";
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
@@ -130,16 +131,6 @@ export function copy2d(
 
 export function split(outs: HostArray[], x: HostArray, rows: number, sizes: number[]): void {
   splitByCopies(copy2d, outs, x, rows, sizes);
-}
-
-/** The split as one copy2d a piece, through the given copy2d (ref's, or a backend's native one). */
-export function splitByCopies<S>(copy: (out: S, x: S, rows: number, cols: number, outStride: number, outOffset: number, xStride: number, xOffset: number, accumulate: boolean) => void, outs: S[], x: S, rows: number, sizes: number[]): void {
-  const n = sizes.reduce((a, b) => a + b, 0);
-  let off = 0;
-  sizes.forEach((s, i) => {
-    copy(outs[i], x, rows, s, s, 0, n, off, false);
-    off += s;
-  });
 }
 
 type Half = "f32" | "f16" | "bf16";
