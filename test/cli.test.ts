@@ -155,3 +155,24 @@ test("train and eval refuse bad input in one line", () => {
   expectOneLineError(["train", "--task", "mqar", "--pairs", "9", "--alphabet", "8"], /mqar: 9 pairs need at least as many keys \(alphabet 8\)/);
   expectOneLineError(["eval", path.join(tmp, "nowhere")], /nowhere: no such model directory/);
 });
+
+test("an output path that cannot be written fails before the work starts, and leaves nothing behind", () => {
+  const file = path.join(tmp, "plain-file");
+  fs.writeFileSync(file, "x");
+  const under = path.join(file, "sub");
+  const before = fs.readdirSync(tmp).sort();
+  const started = performance.now();
+  // small runs everywhere, should a check fail to refuse them
+  expectOneLineError(["showdown", "--quick", "--only", "decode", "--out", under], /showdown: --out .*sub: .*plain-file is not a directory/);
+  expectOneLineError(["showdown", "--quick", "--only", "decode", "--out", file], /showdown: --out .*plain-file: exists and is not a directory/);
+  expectOneLineError(["train", "--task", "induction", "--steps", "1", "--out", file], /train: --out .*plain-file: exists and is not a directory/);
+  expectOneLineError(["bench", "cpu", "--quick", "--models", "mamba", "--out", path.join(under, "r.json")], /bench cpu: --out .*r\.json: .*plain-file is not a directory/);
+  expectOneLineError(["bench", "gpu", "--quick", "--only", "copy", "--out", tmp], /bench gpu: --out .*: is a directory/);
+  expectOneLineError(["passkey", "--out", path.join(under, "p.html")], /passkey: --out .*p\.html: .*plain-file is not a directory/);
+  expectOneLineError(["export", "--model", "mamba", "--hf", under], /export: --hf .*sub: .*plain-file is not a directory/);
+  // each refused at once: a showdown or benchmark would otherwise run for minutes first
+  assert.ok(performance.now() - started < 60_000, "refused before running");
+  assert.deepEqual(fs.readdirSync(tmp).sort(), before, "no probe or partial file left");
+  // /proc refuses new entries even for root, where permission bits would say yes
+  if (process.platform === "linux") expectOneLineError(["showdown", "--quick", "--only", "decode", "--out", "/proc/seqlab-results"], /showdown: --out \/proc\/seqlab-results: cannot write in \/proc/);
+});

@@ -115,7 +115,8 @@ test("passkey refuses bad input with one line", () => {
   one(["--model", chat, "--lengths", "12,abc"], /passkey: --lengths must be an integer/);
   one(["--model", chat, "--lengths", "100"], /passkey: length 100 is shorter than the prompt without junk \(\d+ tokens\)/);
   one(["--model", chat, "--trials", "0"], /passkey: --trials must be an integer in \[1,/);
-  one(["--model", chat, "--out", path.join(tmp, "nope", "r.html")], /passkey: .*nope: no such directory for --out/);
+  fs.writeFileSync(path.join(tmp, "a-file"), "");
+  one(["--model", chat, "--out", path.join(tmp, "a-file", "r.html")], /passkey: --out .*r\.html: .*a-file is not a directory/);
   one(["--model", path.join(VARIANT_FIXTURES, "llama_rope_linear")], /no tokenizer found \(tokenizer\.json, rwkv_vocab\*\.txt\) and no config\.json "seqlab_task" marking a passkey-trained model/);
   const mqar = path.join(tmp, "mqar");
   fs.cpSync(path.join(VARIANT_FIXTURES, "llama_rope_linear"), mqar, { recursive: true });

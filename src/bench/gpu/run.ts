@@ -116,6 +116,8 @@ function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
   const ws = (CW: number, S: 1 | 2 | 4, TT: number, SW: number, PF = 0): ScanSpecializedPlan => ({ kind: "specialized", CW, S, TT, SW, PF });
   const specialized = [
     ws(8, 4, 32, 128, 1), ws(8, 4, 32, 128, 2), ws(8, 4, 32, 128, 3), ws(8, 4, 32, 64, 2), ws(4, 2, 32, 128, 2), ws(8, 2, 32, 128, 2),
+    // fewer states a walker: more walker warps at B = 1 (one exp2 unit a quadrant, see gpu-tuning.md)
+    ws(8, 2, 32, 128, 1), ws(4, 2, 32, 128, 1), ws(8, 1, 32, 128, 1), ws(4, 1, 32, 128, 1), ws(16, 1, 16, 128, 1), ws(8, 1, 16, 128, 1),
     { ...ws(8, 4, 32, 128, 2), X: "walk" as const }, { ...ws(8, 4, 32, 128, 2), X: "stage" as const },
   ].filter((p) => {
     const z = scanSpecializedSize(p, 16);

@@ -17,6 +17,7 @@ import { BENCH_MODELS, BENCH_TYPES, type BenchModelName, type BenchWeightType } 
 import { SeqlabError } from "../../util/errors.js";
 import { table } from "../../util/format.js";
 import { intFlag } from "../args.js";
+import { assertWritableFile } from "../output_path.js";
 import { BACKEND_OPTIONS, KV_CACHE_OPTION, cpuIsaFlag, kvCacheFlag, threadsFlag, type Command, type Values } from "../command.js";
 import { parseSections, runGpuBench, SECTIONS, type TorchFile } from "../../bench/gpu/run.js";
 
@@ -48,10 +49,10 @@ export const benchCommand: Command = {
     ...KV_CACHE_OPTION,
   },
   async run(v, pos) {
-    if (pos[0] === "cpu" && pos.length === 1) return runCpu(v);
-    if (pos[0] === "gpu" && pos.length === 1) return runGpu(v);
-    if (pos[0] !== "decode" || pos.length !== 1) throw new SeqlabError(`bench: give a benchmark name: decode, cpu or gpu (got ${pos.length ? `"${pos.join(" ")}"` : "none"})`);
-    return runDecode(v);
+    const name = pos.length === 1 ? pos[0] : undefined;
+    if (name !== "decode" && name !== "cpu" && name !== "gpu") throw new SeqlabError(`bench: give a benchmark name: decode, cpu or gpu (got ${pos.length ? `"${pos.join(" ")}"` : "none"})`);
+    if (v.out !== undefined) assertWritableFile(`bench ${name}: --out`, String(v.out));
+    return name === "cpu" ? runCpu(v) : name === "gpu" ? runGpu(v) : runDecode(v);
   },
 };
 
@@ -65,7 +66,10 @@ async function runDecode(v: Values): Promise<number> {
   setDefaultBackend(be);
   const model = loadModel(v.model as string, be);
   const { tokens: _tokens, ...r } = await benchDecode(model, { promptTokens, newTokens, seed: intFlag(c, "seed", v.seed, 0), threads });
-  if (v.out) fs.writeFileSync(v.out as string, JSON.stringify(r, null, 1));
+  if (v.out) {
+    fs.mkdirSync(path.dirname(path.resolve(v.out as string)), { recursive: true });
+    fs.writeFileSync(v.out as string, JSON.stringify(r, null, 1));
+  }
   if (v.json) console.log(JSON.stringify(r));
   else
     console.log(

@@ -25,6 +25,7 @@ import { Rng } from "../../util/rng.js";
 import { SeqlabError } from "../../util/errors.js";
 import { formatBytes } from "../../util/format.js";
 import { intFlag } from "../args.js";
+import { assertWritableDir, assertWritableFile } from "../output_path.js";
 import { ORACLE_BACKEND_OPTIONS, cpuFlags, type Command, type Values } from "../command.js";
 import { modelSource, PRESET_OPTIONS } from "../model_source.js";
 import { modelDir } from "../inference.js";
@@ -60,8 +61,9 @@ async function exportToGguf(c: string, v: Values): Promise<number> {
   const out = v.gguf as string;
   const type = v.type as ExportType;
   if (!GGUF_TYPES.includes(type)) throw new SeqlabError(`${c}: --type must be one of ${GGUF_TYPES.join(", ")}, got "${type}"`);
-  if (!fs.existsSync(path.dirname(path.resolve(out)))) throw new SeqlabError(`${c}: ${path.dirname(out)}: no such directory for the output`);
+  assertWritableFile(`${c}: --gguf`, out);
   const dir = await modelDir(c, v);
+  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   const r = exportGguf(dir, out, type);
   console.log(`export: ${out}: ${r.arch}, ${r.tensors} tensors, matrices ${r.matrixType}, ${formatBytes(fs.statSync(out).size)}`);
   return 0;
@@ -70,6 +72,7 @@ async function exportToGguf(c: string, v: Values): Promise<number> {
 async function exportToHf(c: string, v: Values): Promise<number> {
   const out = v.hf;
   if (typeof out !== "string" || out === "") throw new SeqlabError("export: --hf DIR (the directory to write) is required");
+  assertWritableDir(`${c}: --hf`, out);
   const src = modelSource(c, v);
   for (const f of ["config.json", "model.safetensors"]) {
     if (!v.force && fs.existsSync(path.join(out, f))) throw new SeqlabError(`export: ${path.join(out, f)} exists (give --force to overwrite)`);

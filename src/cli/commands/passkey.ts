@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { SeqlabError } from "../../util/errors.js";
 import { table } from "../../util/format.js";
 import { intFlag, intListFlag, numFlag } from "../args.js";
+import { assertWritableFile } from "../output_path.js";
 import { BACKEND_OPTIONS, KV_CACHE_OPTION, LOAD_OPTIONS, type Command, type Values } from "../command.js";
 import { checkTokenizerFits, loadForInference, modelDir, MODEL_OPTION } from "../inference.js";
 import { hasTokenizer, loadTokenizer } from "../../io/tokenizer.js";
@@ -47,7 +48,7 @@ export const passkeyCommand: Command = {
     const trials = intFlag(c, "trials", v.trials, 4, 1, 1 << 20);
     const seed = intFlag(c, "seed", v.seed, 0, 0, 2 ** 31 - 1);
     const out = v.out as string | undefined;
-    if (out !== undefined && !fs.existsSync(path.dirname(path.resolve(out)))) throw new SeqlabError(`${c}: ${path.dirname(out)}: no such directory for --out`);
+    if (out !== undefined) assertWritableFile(`${c}: --out`, out);
     const dir = await modelDir(c, v);
     const { probe, defaultLengths } = probeFor(dir, seed);
     const lengths = intListFlag(c, "lengths", v.lengths, defaultLengths, 1, 1 << 24);
@@ -66,6 +67,7 @@ export const passkeyCommand: Command = {
     console.log(formatGrid(grid));
     if (out) {
       const info = { model: dir, modelType: model.config.modelType, parameters: model.parameterCount(), backend: backend.describe(), seed, date: new Date().toISOString() };
+      fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
       fs.writeFileSync(out, passkeyReportHtml(grid, info));
       console.error(`${c}: wrote ${out}`);
     }

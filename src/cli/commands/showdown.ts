@@ -12,6 +12,7 @@ import type { ShowdownResults } from "../../experiments/results.js";
 import { GpuOutOfMemoryError, SeqlabError } from "../../util/errors.js";
 import { formatBytes, formatSeconds, table } from "../../util/format.js";
 import { intFlag } from "../args.js";
+import { assertWritableDir } from "../output_path.js";
 import { parseByteSize } from "../../util/memory.js";
 import { BACKEND_OPTIONS, cpuFlags, type Command } from "../command.js";
 
@@ -90,7 +91,7 @@ export const showdownCommand: Command = {
     const seed = intFlag(c, "seed", v.seed, 0);
     const memoryBudgetBytes = v["memory-budget"] === undefined ? undefined : parseByteSize("showdown: --memory-budget", String(v["memory-budget"]));
     const out = path.resolve(v.out as string);
-    if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new SeqlabError(`${out}: exists and is not a directory`);
+    assertWritableDir(`${c}: --out`, out);
     const be = await createBackend(v.backend as string, cpuFlags(c, v));
     setDefaultBackend(be);
     const mode = v.quick ? "quick" : "default";

@@ -20,6 +20,7 @@ import { makeTask, TASK_NAMES, type TaskSpec } from "../../tasks/registry.js";
 import { SeqlabError } from "../../util/errors.js";
 import { formatSeconds } from "../../util/format.js";
 import { intFlag, numFlag } from "../args.js";
+import { assertWritableDir } from "../output_path.js";
 import { BACKEND_OPTIONS, cpuFlags, type Command, type Values } from "../command.js";
 
 const TASK_OPTIONS = {
@@ -92,6 +93,7 @@ export const trainCommand: Command = {
     const steps = intFlag(c, "steps", v.steps, 500, 1, 1e9);
     const batch = intFlag(c, "batch", v.batch, 16, 1, 1 << 16);
     const out = v.out as string | undefined;
+    if (out !== undefined) assertWritableDir(`${c}: --out`, out);
     const opts = {
       steps,
       batch,
