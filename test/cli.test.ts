@@ -176,3 +176,15 @@ test("an output path that cannot be written fails before the work starts, and le
   // /proc refuses new entries even for root, where permission bits would say yes
   if (process.platform === "linux") expectOneLineError(["showdown", "--quick", "--only", "decode", "--out", "/proc/seqlab-results"], /showdown: --out \/proc\/seqlab-results: cannot write in \/proc/);
 });
+
+test("a config whose parameters cannot fit is refused by its shapes, before anything is allocated", () => {
+  const huge = path.join(tmp, "huge.json");
+  fs.writeFileSync(huge, JSON.stringify({ model_type: "mamba", hidden_size: 1e9, num_hidden_layers: 1000, vocab_size: 1e9 }));
+  expectOneLineError(["train", "--model", huge, "--steps", "1"], /huge\.json: its parameters, their gradients and optimizer moments need [\d.]+ TiB, more than the memory budget of/);
+  expectOneLineError(["export", "--model", huge, "--hf", path.join(tmp, "huge-out")], /huge\.json: its parameters need [\d.]+ TiB, more than the memory budget/);
+  assert.ok(!fs.existsSync(path.join(tmp, "huge-out")), "nothing written");
+  // a model directory whose config disagrees with its (small) weights: the config sets what the build allocates
+  const d = copyFixture("mamba_conv3_auto", "mamba-huge-config");
+  editJson(path.join(d, "config.json"), (j) => (j.hidden_size = 1e9));
+  expectOneLineError(["verify", d], /config\.json: its parameters need [\d.]+ TiB, more than the memory budget/);
+});

@@ -11,14 +11,17 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Backend } from "../backend/backend.js";
+import type { WeightDtype } from "../backend/kernels.js";
+import { ShapeOnlyBackend } from "../backend/shape_only.js";
 import type { RawConfig } from "../io/config.js";
 import { readConfigFile } from "../io/config_file.js";
 import { CheckpointWeights, type StorageDtype } from "../io/weights.js";
 import { SeqlabError } from "../util/errors.js";
 import { formatBytes } from "../util/format.js";
 import { availableMemoryBytes } from "../util/memory.js";
+import { ModuleContext } from "../nn/module.js";
 import type { CausalLM } from "./causal_lm.js";
-import { architectureFor } from "./registry.js";
+import { architectureFor, buildModel } from "./registry.js";
 import { buildFromWeights } from "./load_weights.js";
 
 // shared with browsers, which read weights from memory rather than from a directory
@@ -48,6 +51,9 @@ export function loadModel(dir: string, be: Backend, opts: LoadOptions = {}): Cau
   try {
     const dtype = opts.dtype === "auto" ? weights.storedWeightDtype() : (opts.dtype ?? "f32");
     checkMemoryBudget(dir, weights, dtype, opts.memoryBudget);
+    // the config, not the checkpoint, sets what the build allocates: a config that disagrees
+    // with its weights is refused by shape only after its parameters exist
+    checkConfigBudget(raw, { dtype, budget: opts.memoryBudget });
     return buildFromWeights(raw, weights, be, dtype);
   } finally {
     weights.close();
@@ -64,4 +70,21 @@ export function checkMemoryBudget(dir: string, weights: CheckpointWeights, dtype
   throw new SeqlabError(
     `${dir}: the weights need ${formatBytes(needed)} as ${dtype} (${formatBytes(weights.storedBytes())} on disk), more than the memory budget of ${formatBytes(limit)} (${source})${smaller}`,
   );
+}
+
+/**
+ * Refuse, before allocating anything, a configuration whose parameters will not fit the budget.
+ * They are counted by building the model on the shape-only backend (no data). `copies` counts
+ * what training keeps beside each parameter (its gradient and AdamW's two moments: 4 in all).
+ */
+export function checkConfigBudget(raw: RawConfig, opts: { dtype?: WeightDtype; budget?: number; copies?: number } = {}): void {
+  const be = new ShapeOnlyBackend();
+  buildModel(raw, ModuleContext.forLoading(be, opts.dtype ?? "f32"));
+  const copies = opts.copies ?? 1;
+  const needed = be.memory().bytesInUse * copies;
+  const limit = opts.budget ?? availableMemoryBytes();
+  if (needed <= limit) return;
+  const what = copies === 1 ? "its parameters need" : `its parameters, their gradients and optimizer moments need`;
+  const source = opts.budget === undefined ? "the memory available now" : "--memory-budget";
+  throw new SeqlabError(`${raw.source}: ${what} ${formatBytes(needed)}, more than the memory budget of ${formatBytes(limit)} (${source})`);
 }

@@ -108,6 +108,16 @@ function mqarByState(runs: RecallRun[]): { label: string; points: { state: numbe
   ];
 }
 
+/**
+ * What one MQAR run per state size can and cannot say: the two default runs that sized the task
+ * (seeds 0 and 1, bench/results/showdown-cpu-*-2026-11-27) disagreed on which states escaped the plateau.
+ */
+const MQAR_SEED_NOTE =
+  "<p>One training run per state size, from this run's seed (<code>--seed</code>). Whether a model this small leaves MQAR's plateau " +
+  "(answering each query with some value from the context) within the step budget varies with the seed: in two default runs, Mamba with " +
+  "state 16 reached 45% and 100%, with state 4 100% and 63%, while the Transformer and the hybrid reached 100% in both. " +
+  "Read the Mamba curve as one sample; rerun with another <code>--seed</code> to see the spread.</p>";
+
 export function renderReport(r: ShowdownResults): string {
   const claim = (id: number) => r.claims.find((c) => c.id === id)!;
   const passkey = r.recall.filter((x) => x.task === "passkey");
@@ -120,7 +130,7 @@ export function renderReport(r: ShowdownResults): string {
     claimSection(
       claim(5),
       `<div class="heats">${passkey.map(heatmap).join("")}</div>` +
-        (mqar.length ? chart("mqar-state", "MQAR accuracy against Mamba's state size (log scale), the other models as flat lines") : "") +
+        (mqar.length ? chart("mqar-state", "MQAR accuracy against Mamba's state size (log scale), the other models as flat lines") + MQAR_SEED_NOTE : "") +
         recallTable(r.recall.filter((x) => x.task === "mqar")),
     ),
     claimSection(claim(6), recallTable([...passkey, ...r.recall.filter((x) => x.task === "mqar")].filter((x) => ["transformer", "mamba", "hybrid"].includes(x.arch)))),

@@ -16,7 +16,7 @@ import { noGradAsync } from "../../autograd/tape.js";
 import { tidyAsync } from "../../tensor/scope.js";
 import { writeSafetensors } from "../../io/safetensors.js";
 import { buildModel } from "../../models/registry.js";
-import { loadModel } from "../../models/load.js";
+import { checkConfigBudget, loadModel } from "../../models/load.js";
 import type { CausalLM } from "../../models/causal_lm.js";
 import { asTransformers, writeTransformersDir } from "../../models/export.js";
 import { exportGguf, type ExportType } from "../../export/gguf_export.js";
@@ -77,6 +77,7 @@ async function exportToHf(c: string, v: Values): Promise<number> {
   for (const f of ["config.json", "model.safetensors"]) {
     if (!v.force && fs.existsSync(path.join(out, f))) throw new SeqlabError(`export: ${path.join(out, f)} exists (give --force to overwrite)`);
   }
+  if (!src.dir) checkConfigBudget(src.raw);
   const be = await createBackend(v.backend as string, cpuFlags(c, v));
   const model = src.dir ? loadModel(src.dir, be) : buildModel(src.raw, ModuleContext.seeded(be, intFlag(c, "seed", v.seed, 0)));
   const hf = await asTransformers(model, src.raw);

@@ -12,7 +12,7 @@ import { createBackend } from "../../backend/registry.js";
 import { setDefaultBackend } from "../../backend/registry.js";
 import { buildModel } from "../../models/registry.js";
 import { preset, PRESET_NAMES } from "../../models/presets.js";
-import { loadModel } from "../../models/load.js";
+import { checkConfigBudget, loadModel } from "../../models/load.js";
 import { ModuleContext } from "../../nn/module.js";
 import { train } from "../../train/trainer.js";
 import { evaluate } from "../../train/evaluate.js";
@@ -105,10 +105,11 @@ export const trainCommand: Command = {
       checkpointDir: out,
       checkpointEvery: intFlag(c, "checkpoint-every", v["checkpoint-every"], 100, 1, 1e9),
     };
-    const config = modelConfig(c, v, task.vocabSize);
+    const config = new RawConfig(String(v.model), modelConfig(c, v, task.vocabSize));
+    checkConfigBudget(config, { copies: 4 });
     const be = await createBackend(v.backend as string, cpuFlags(c, v));
     setDefaultBackend(be);
-    const model = buildModel(new RawConfig(String(v.model), config), ModuleContext.seeded(be, spec.seed));
+    const model = buildModel(config, ModuleContext.seeded(be, spec.seed));
     console.error(`train: ${v.model} (${model.parameterCount().toLocaleString("en-US")} parameters) on ${task.name} T=${task.length}, backend ${be.describe()}`);
     const bar = new cliProgress.SingleBar(
       { format: "{bar} {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr },
@@ -117,7 +118,7 @@ export const trainCommand: Command = {
     bar.start(steps, 0, { loss: "-", tps: "-" });
     const result = await train(model, task, {
       ...opts,
-      config: { ...config, seqlab_task: spec },
+      config: { ...config.json, seqlab_task: spec },
       onStep: (s) => bar.update(s.step, { loss: s.loss.toFixed(4), tps: Math.round(s.tokens / s.seconds) }),
     });
     bar.stop();
