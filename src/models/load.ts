@@ -51,9 +51,6 @@ export function loadModel(dir: string, be: Backend, opts: LoadOptions = {}): Cau
   try {
     const dtype = opts.dtype === "auto" ? weights.storedWeightDtype() : (opts.dtype ?? "f32");
     checkMemoryBudget(dir, weights, dtype, opts.memoryBudget);
-    // the config, not the checkpoint, sets what the build allocates: a config that disagrees
-    // with its weights is refused by shape only after its parameters exist
-    checkConfigBudget(raw, { dtype, budget: opts.memoryBudget });
     return buildFromWeights(raw, weights, be, dtype);
   } finally {
     weights.close();
