@@ -11,6 +11,7 @@ import { f32ToF16, f32ToBf16 } from "../src/util/half.js";
 import { Rng } from "../src/util/rng.js";
 import { RAGGED } from "./helpers.js";
 import { cpuBackends, randf, hostCopy, close, closeEach, release, termNorm } from "./cpu_helpers.js";
+import { sameBits } from "./cpu_mixer_helpers.js";
 
 const cpus = cpuBackends();
 const rng = new Rng(11);
@@ -341,6 +342,34 @@ describe("cpu embeddings, norms, rope, loss", () => {
           release(be, x, w, out, mean, rstd, dy, dx, dw, ...(b ? [b] : []), ...(db ? [db] : []));
         }
       }
+    }
+  });
+
+  test("norm backward: the weight gradients are the same bits on 1, 2 and 3 threads", () => {
+    // the sums over rows go by blocks of rows fixed by the row count; a split by thread made the
+    // rounding (and so a training run) depend on the machine's core count
+    const sameIsa = cpus.filter((c) => !c.label.includes("simd128"));
+    for (const [rows, C] of [[1, 4], [7, 33], [65, 32], [300, 40], [1000, 8]]) {
+      const host = (n: number, std = 1, mean = 0) => Float32Array.from({ length: n }, () => mean + std * rng.normal());
+      const [x, w, dy, dw0, db0] = [host(rows * C, 2, 0.5), host(C), host(rows * C), host(C), host(C)];
+      const got = sameIsa.map(({ be }) => {
+        const put = (a: Float32Array) => {
+          const h = be.allocate("f32", a.length) as Float32Array;
+          h.set(a);
+          return h;
+        };
+        const [px, pw, pdy] = [put(x), put(w), put(dy)];
+        const [out, rstd, mean] = [be.allocate("f32", rows * C) as Float32Array, be.allocate("f32", rows) as Float32Array, be.allocate("f32", rows) as Float32Array];
+        const [dx, dw, dx2, dw2, db2] = [be.allocate("f32", rows * C) as Float32Array, put(dw0), be.allocate("f32", rows * C) as Float32Array, put(dw0), put(db0)];
+        be.kernels.rmsnormForward(out, rstd, px, pw, rows, C, 1e-5, 0);
+        be.kernels.rmsnormBackward(dx, dw, pdy, px, pw, rstd, rows, C, 0);
+        be.kernels.layernormForward(out, mean, rstd, px, pw, null, rows, C, 1e-5);
+        be.kernels.layernormBackward(dx2, dw2, db2, pdy, px, pw, mean, rstd, rows, C);
+        const r = [dx, dw, dx2, dw2, db2].map((a) => Float32Array.from(a));
+        release(be, px, pw, pdy, out, rstd, mean, dx, dw, dx2, dw2, db2);
+        return r;
+      });
+      for (let k = 1; k < got.length; k++) sameBits(got[0], got[k], `${sameIsa[k].label} vs ${sameIsa[0].label}, ${rows}x${C}`);
     }
   });
 

@@ -83,6 +83,21 @@ test("showdown --quick measures every section and judges every claim from its nu
   const states = res.recall.filter((x) => x.task === "mqar" && x.arch === "mamba").map((x) => x.stateSize);
   assert.deepEqual(states, plan.mqar.states);
   assert.match(html, /<canvas id="mqar-state"/);
+
+  // the recall trainings ran as parallel one-thread jobs where there are cores for them; in this
+  // process, one after another on two threads, they learn the same bits
+  assert.match(String(res.settings.recall), os.cpus().length > 1 ? /^\d+ trainings at a time, each in its own process/ : /^one training at a time/);
+  const seq = seqlab("showdown", "--quick", "--only", "recall", "--recall-jobs", "1", "--out", path.join(tmp, "sequential"));
+  assert.equal(seq.code, 0, seq.stderr);
+  const one = JSON.parse(fs.readFileSync(path.join(tmp, "sequential", "results.json"), "utf8")) as ShowdownResults;
+  assert.match(String(one.settings.recall), /^one training at a time on cpu/);
+  assert.equal(one.recall.length, res.recall.length);
+  one.recall.forEach((x, i) => {
+    const y = res.recall[i];
+    assert.deepEqual([x.task, x.arch, x.variant], [y.task, y.arch, y.variant]);
+    assert.deepEqual(x.accuracy, y.accuracy, `${x.task} ${x.arch} ${x.variant ?? ""}`);
+    assert.equal(x.finalLoss, y.finalLoss, `${x.task} ${x.arch} ${x.variant ?? ""}: final loss`);
+  });
 });
 
 test("showdown --memory-budget bounds the scaling section's peak memory", () => {
@@ -104,6 +119,9 @@ test("showdown answers bad flags with one line and writes nothing", () => {
     [["showdown", "--threads", "0"], /--threads/],
     [["showdown", "--memory-budget", "lots"], /--memory-budget must be a size such as 8GiB/],
     [["showdown", "--memory-budget", "0"], /--memory-budget must be a size/],
+    [["showdown", "--recall-jobs", "0"], /--recall-jobs must be an integer in \[1, 256\], got "0"/],
+    [["showdown", "--backend", "ref", "--recall-jobs", "2"], /--recall-jobs runs trainings in cpu processes; with --backend ref they run one at a time/],
+    [["showdown", "--quick", "--recall-worker", "99"], /--recall-worker must be an integer in \[0, 11\], got "99"/],
   ];
   for (const [args, pattern] of cases) {
     const out = path.join(tmp, "bad");

@@ -28,6 +28,28 @@ export interface ShowdownOptions {
   memoryBudgetBytes?: number;
   versions: Record<string, string>;
   log: (line: string) => void;
+  /**
+   * Runs the recall section's trainings elsewhere, `jobs` at a time (the cli's child processes,
+   * each a one-thread cpu backend): plan `index` of recallPlansFor(mode, seed). Absent, they run
+   * here one after another on `be`.
+   */
+  recallJobs?: RecallJobs;
+}
+
+/** Where recall trainings run when not in this process: see ShowdownOptions.recallJobs. */
+export interface RecallJobs {
+  jobs: number;
+  /** what the log says about where the trainings run */
+  describe: string;
+  run(index: number): Promise<RecallRun>;
+  /** stops whatever still runs (after a failure) */
+  dispose(): void;
+}
+
+/** The recall section's trainings, in the order they run and report. */
+export function recallPlansFor(be: Backend, mode: ShowdownOptions["mode"], seed: number): RecallPlan[] {
+  const p = PLANS[mode];
+  return recallPlans(p, seed, matchedArchs(be, p.model));
 }
 
 function recallPlans(p: ShowdownPlan, seed: number, ARCHS: Record<string, Arch>): RecallPlan[] {
@@ -65,6 +87,40 @@ function recallPlans(p: ShowdownPlan, seed: number, ARCHS: Record<string, Arch>)
   return plans;
 }
 
+/**
+ * Every recall training, in plan order. With recallJobs they run `jobs` at a time elsewhere, on one
+ * thread each: the same models, data and steps, and the cpu kernels give the same bits on any
+ * number of threads, so the same results, only sooner on a machine with cores to spare, since
+ * these small models gain little from a second thread each.
+ */
+async function runRecallSection(be: Backend, plans: RecallPlan[], o: ShowdownOptions): Promise<RecallRun[]> {
+  const jobs = o.recallJobs;
+  o.log(`(c) recall: selective copying, passkey, MQAR; ${jobs ? jobs.describe : `one training at a time on ${be.describe()}`}`);
+  const done = (run: RecallRun) => {
+    o.log(`recall ${run.task} ${run.arch}${run.variant ? ` (${run.variant})` : ""}: ${Object.entries(run.accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(" ")}`);
+    return run;
+  };
+  if (!jobs) {
+    const runs: RecallRun[] = [];
+    for (const plan of plans) runs.push(done(await runRecall(be, plan, o.seed, o.log)));
+    return runs;
+  }
+  const runs: RecallRun[] = new Array(plans.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < plans.length) {
+      const i = next++;
+      runs[i] = done(await jobs.run(i));
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(jobs.jobs, plans.length) }, lane));
+  } finally {
+    jobs.dispose();
+  }
+  return runs;
+}
+
 export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<ShowdownResults> {
   const t0 = performance.now();
   const p = PLANS[o.mode];
@@ -87,12 +143,7 @@ export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<Show
   }
   if (o.sections.includes("recall")) {
     be.releaseCached?.();
-    log(`(c) recall: selective copying, passkey, MQAR`);
-    for (const plan of recallPlans(p, o.seed, ARCHS)) {
-      const run = await runRecall(be, plan, o.seed, log);
-      log(`recall ${run.task} ${run.arch}${run.variant ? ` (${run.variant})` : ""}: ${Object.entries(run.accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(" ")}`);
-      recall.push(run);
-    }
+    recall.push(...(await runRecallSection(be, recallPlans(p, o.seed, ARCHS), o)));
   }
   const ids = [...new Set(["attention-naive", "attention-tiled", "transformer", "mamba", "mamba-lti", "mamba2", "rwkv", "hybrid"])];
   const architectures = ids.map((id) => {
@@ -110,7 +161,7 @@ export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<Show
     backend: be.describe(),
     seed: o.seed,
     versions: o.versions,
-    settings: { plan: p, sections: o.sections, memoryBudgetBytes: memoryBudget },
+    settings: { plan: p, sections: o.sections, memoryBudgetBytes: memoryBudget, recall: o.recallJobs?.describe ?? `one training at a time on ${be.describe()}` },
     units: UNITS,
     architectures,
     scaling,

@@ -43,6 +43,13 @@ export const GRAIN = {
   weights: 1 << 15,
 };
 
+/**
+ * Blocks of rows a norm backward sums its weight gradients in (fewer when there are fewer rows):
+ * enough for every thread of a large machine, few enough that adding the blocks' rows stays a
+ * small pass next to the rows themselves.
+ */
+const NORM_ROW_BLOCKS = 64;
+
 const f32bits = new Float32Array(1);
 const i32bits = new Int32Array(f32bits.buffer);
 
@@ -50,16 +57,16 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
   const p = (h: HostArray | null, what: string) => rt.ptr(h, what);
   const flat = (name: string, work: number, grain: number, ...args: number[]) => rt.call(name, rt.threadsFor(work, grain), ...args);
 
-  /** dw (+)= the per-thread partial rows of a norm backward, or compute directly on one thread. */
-  function normBackward(name: string, rows: number, C: number, width: number, args: (partials: number) => number[], reduce: (partials: number, nth: number) => void) {
-    const nth = rt.threadsFor(rows * C, GRAIN.rows);
-    if (nth === 1) {
-      rt.call(name, 1, ...args(0));
-      return;
-    }
-    rt.withTemp(nth * width * C * 4, (partials) => {
-      rt.call(name, nth, ...args(partials));
-      reduce(partials, nth);
+  /**
+   * A norm backward: dx, and its weight gradients as partial rows, one per block of rows, then
+   * added to dw (and db) in block order. The blocks depend on the row count alone, so the sums are
+   * the same bits on any number of threads (a row split by thread made them depend on it).
+   */
+  function normBackward(name: string, rows: number, C: number, width: number, args: (partials: number, blocks: number) => number[], reduce: (partials: number, blocks: number) => void) {
+    const blocks = Math.min(rows, NORM_ROW_BLOCKS);
+    rt.withTemp(blocks * width * C * 4, (partials) => {
+      rt.call(name, Math.min(rt.threadsFor(rows * C, GRAIN.rows), blocks), ...args(partials, blocks));
+      reduce(partials, blocks);
     });
   }
 
@@ -163,9 +170,9 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
 
     rmsnormBackward(dx, dw, dy, x, w, rstd, rows, C, offset) {
       if (rows <= 0) return;
-      const args = (partials: number) => [p(dx, "dx"), p(dw, "dw"), p(dy, "dy"), p(x, "x"), p(w, "w"), p(rstd, "rstd"), rows, C, offset, partials];
-      normBackward("rmsnormBackward", rows, C, 1, args, (partials, nth) => {
-        rt.call("reducePartials", rt.threadsFor(nth * C, GRAIN.memory), p(dw, "dw"), partials, nth, C, C);
+      const args = (partials: number, blocks: number) => [p(dx, "dx"), p(dy, "dy"), p(x, "x"), p(w, "w"), p(rstd, "rstd"), rows, C, offset, partials, blocks];
+      normBackward("rmsnormBackward", rows, C, 1, args, (partials, blocks) => {
+        rt.call("reducePartials", rt.threadsFor(blocks * C, GRAIN.memory), p(dw, "dw"), partials, blocks, C, C);
       });
     },
 
@@ -176,13 +183,13 @@ export function cpuCoreKernels(rt: CpuRuntime): CoreKernels<HostArray> {
 
     layernormBackward(dx, dw, db, dy, x, w, mean, rstd, rows, C) {
       if (rows <= 0) return;
-      const args = (partials: number) => [
-        p(dx, "dx"), p(dw, "dw"), p(db, "db"), db ? 1 : 0, p(dy, "dy"), p(x, "x"), p(w, "w"), p(mean, "mean"), p(rstd, "rstd"), rows, C, partials,
+      const args = (partials: number, blocks: number) => [
+        p(dx, "dx"), db ? 1 : 0, p(dy, "dy"), p(x, "x"), p(w, "w"), p(mean, "mean"), p(rstd, "rstd"), rows, C, partials, blocks,
       ];
-      normBackward("layernormBackward", rows, C, 2, args, (partials, nth) => {
-        const t = rt.threadsFor(nth * C, GRAIN.memory);
-        rt.call("reducePartials", t, p(dw, "dw"), partials, nth, 2 * C, C);
-        if (db) rt.call("reducePartials", t, p(db, "db"), partials + C * 4, nth, 2 * C, C);
+      normBackward("layernormBackward", rows, C, 2, args, (partials, blocks) => {
+        const t = rt.threadsFor(blocks * C, GRAIN.memory);
+        rt.call("reducePartials", t, p(dw, "dw"), partials, blocks, 2 * C, C);
+        if (db) rt.call("reducePartials", t, p(db, "db"), partials + C * 4, blocks, 2 * C, C);
       });
     },
 

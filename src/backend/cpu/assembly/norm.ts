@@ -88,17 +88,28 @@ export function rmsnormForward(
 }
 
 /**
- * With xhat = x rstd and g = dy (w + offset): dx = rstd (g - xhat mean(g xhat)); dw += sum_rows dy xhat.
- * dw goes to `dwOut` directly when one thread runs, else to this thread's partial row.
+ * With xhat = x rstd and g = dy (w + offset): dx = rstd (g - xhat mean(g xhat)); dw's sum over rows
+ * of dy xhat goes to `partials`, one row per block of rows (see rowBlocks); the caller adds them.
  */
 export function rmsnormBackward(
-  tid: i32, nth: i32, dx: usize, dw: usize, dy: usize, x: usize, w: usize, rstd: usize,
-  rows: i32, C: i32, offset: f32, partials: usize,
+  tid: i32, nth: i32, dx: usize, dy: usize, x: usize, w: usize, rstd: usize,
+  rows: i32, C: i32, offset: f32, partials: usize, blocks: i32,
 ): void {
-  const lo = splitLo(rows, tid, nth, 1);
-  const hi = splitHi(rows, tid, nth, 1);
-  const acc = nth == 1 ? dw : partials + <usize>tid * C * 4;
-  if (nth > 1) memory.fill(acc, 0, <usize>C * 4);
+  for (let blk = splitLo(blocks, tid, nth, 1); blk < splitHi(blocks, tid, nth, 1); blk++) {
+    const acc = partials + <usize>blk * C * 4;
+    memory.fill(acc, 0, <usize>C * 4);
+    rmsnormBackwardRows(dx, acc, dy, x, w, rstd, splitLo(rows, blk, blocks, 1), splitHi(rows, blk, blocks, 1), C, offset);
+  }
+}
+
+/**
+ * The gradients of norm backward's weights are sums over rows. They are summed in blocks of rows
+ * fixed by the row count alone (the block b of `blocks` covers rows splitLo(rows, b, blocks)..),
+ * whichever thread takes a block, and the blocks are added in order: the same bits on any number
+ * of threads.
+ */
+@inline
+function rmsnormBackwardRows(dx: usize, acc: usize, dy: usize, x: usize, w: usize, rstd: usize, lo: i32, hi: i32, C: i32, offset: f32): void {
   const ov = f32x4.splat(offset);
   for (let r = lo; r < hi; r++) {
     const xr = x + <usize>r * C * 4;
@@ -176,18 +187,24 @@ export function layernormForward(
 }
 
 /**
- * dx = rstd (g - mean(g) - xhat mean(g xhat)) with g = dy w; dw += sum_rows dy xhat; db += sum_rows dy.
- * Partial rows hold [dw | db] per thread when several threads run.
+ * dx = rstd (g - mean(g) - xhat mean(g xhat)) with g = dy w; the sums over rows of dy xhat (dw) and
+ * dy (db) go to `partials` as [dw | db] rows, one per block of rows (as rmsnormBackward's).
  */
 export function layernormBackward(
-  tid: i32, nth: i32, dx: usize, dw: usize, db: usize, hasDb: i32, dy: usize, x: usize, w: usize,
-  mean: usize, rstd: usize, rows: i32, C: i32, partials: usize,
+  tid: i32, nth: i32, dx: usize, hasDb: i32, dy: usize, x: usize, w: usize,
+  mean: usize, rstd: usize, rows: i32, C: i32, partials: usize, blocks: i32,
 ): void {
-  const lo = splitLo(rows, tid, nth, 1);
-  const hi = splitHi(rows, tid, nth, 1);
-  const accW = nth == 1 ? dw : partials + <usize>tid * 2 * C * 4;
-  const accB = nth == 1 ? db : accW + <usize>C * 4;
-  if (nth > 1) memory.fill(accW, 0, <usize>C * 8);
+  for (let blk = splitLo(blocks, tid, nth, 1); blk < splitHi(blocks, tid, nth, 1); blk++) {
+    const accW = partials + <usize>blk * 2 * C * 4;
+    memory.fill(accW, 0, <usize>C * 8);
+    layernormBackwardRows(dx, accW, accW + <usize>C * 4, hasDb, dy, x, w, mean, rstd, splitLo(rows, blk, blocks, 1), splitHi(rows, blk, blocks, 1), C);
+  }
+}
+
+@inline
+function layernormBackwardRows(
+  dx: usize, accW: usize, accB: usize, hasDb: i32, dy: usize, x: usize, w: usize, mean: usize, rstd: usize, lo: i32, hi: i32, C: i32,
+): void {
   for (let r = lo; r < hi; r++) {
     const xr = x + <usize>r * C * 4;
     const dyr = dy + <usize>r * C * 4;
