@@ -16,7 +16,7 @@ import { GpuOutOfMemoryError, SeqlabError } from "../../util/errors.js";
 import { formatBytes, formatSeconds, table } from "../../util/format.js";
 import { intFlag } from "../args.js";
 import { assertWritableDir } from "../output_path.js";
-import { parseByteSize } from "../../util/memory.js";
+import { availableMemoryBytes, parseByteSize } from "../../util/memory.js";
 import { BACKEND_OPTIONS, cpuFlags, type Command, type Values } from "../command.js";
 
 declare const SEQLAB_VERSION: string | undefined;
@@ -128,10 +128,13 @@ export const showdownCommand: Command = {
   },
 };
 
+/** Memory a recall job may take: a child peaked at 137 MiB (the default plan's hybrid on MQAR). */
+const RECALL_JOB_BYTES = 256 * 2 ** 20;
+
 /**
  * --recall-jobs: how many recall trainings run at once. Only the cpu backend runs them in child
  * processes (a GPU backend trains one model at a time in this process); the default is a job per
- * core, never more than there are trainings.
+ * core, never more than there are trainings nor than the available memory holds.
  */
 function recallJobsFlag(v: Values, backend: string, trainings: number): number {
   const cores = typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
@@ -140,7 +143,8 @@ function recallJobsFlag(v: Values, backend: string, trainings: number): number {
     if (asked > 1) throw new SeqlabError(`showdown: --recall-jobs runs trainings in cpu processes; with --backend ${backend} they run one at a time`);
     return 1;
   }
-  return Math.min(asked || cores, trainings);
+  const fit = Math.max(1, Math.floor(availableMemoryBytes() / RECALL_JOB_BYTES));
+  return Math.min(asked || Math.min(cores, fit), trainings);
 }
 
 /** `--recall-worker I`: one recall training on this process's backend; its lines for childRecallJobs. */
