@@ -85,7 +85,7 @@ export const showdownCommand: Command = {
     only: { type: "string", help: `comma-separated sections to run (${SECTIONS.join(", ")})` },
     seed: { type: "string", default: "0", help: "seed for weights and data" },
     "memory-budget": { type: "string", help: "largest peak memory a forward of the scaling section may need, e.g. 8GiB (default: 1GiB on cpu, 8GiB on webgpu, lower on a smaller GPU; quick: 64MiB / 256MiB)" },
-    "recall-jobs": { type: "string", help: "cpu: recall trainings at a time, each in its own process with one thread (default: one per core; 1: one at a time in this process, on --threads threads)" },
+    "recall-jobs": { type: "string", help: "cpu: recall trainings at a time, each in its own process with one thread (default: one per core, 256 MiB of available memory each; 1: one at a time in this process, on --threads threads)" },
     "recall-worker": { type: "string", help: "internal: train recall plan N alone and print its result (what --recall-jobs runs)" },
     ...BACKEND_OPTIONS,
   },
