@@ -95,7 +95,7 @@ function recallPlans(p: ShowdownPlan, seed: number, ARCHS: Record<string, Arch>)
  */
 async function runRecallSection(be: Backend, plans: RecallPlan[], o: ShowdownOptions): Promise<RecallRun[]> {
   const jobs = o.recallJobs;
-  o.log(`(c) recall: selective copying, passkey, MQAR; ${jobs ? jobs.describe : `one training at a time on ${be.describe()}`}`);
+  o.log(`(c) recall: selective copying, passkey, MQAR; ${recallWhere(be, o)}`);
   const done = (run: RecallRun) => {
     o.log(`recall ${run.task} ${run.arch}${run.variant ? ` (${run.variant})` : ""}: ${Object.entries(run.accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(" ")}`);
     return run;
@@ -119,6 +119,11 @@ async function runRecallSection(be: Backend, plans: RecallPlan[], o: ShowdownOpt
     jobs.dispose();
   }
   return runs;
+}
+
+/** Where the recall trainings run, as the log and results.json say it. */
+function recallWhere(be: Backend, o: ShowdownOptions): string {
+  return o.recallJobs?.describe ?? `one training at a time on ${be.describe()}`;
 }
 
 export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<ShowdownResults> {
@@ -161,7 +166,7 @@ export async function runShowdown(be: Backend, o: ShowdownOptions): Promise<Show
     backend: be.describe(),
     seed: o.seed,
     versions: o.versions,
-    settings: { plan: p, sections: o.sections, memoryBudgetBytes: memoryBudget, recall: o.recallJobs?.describe ?? `one training at a time on ${be.describe()}` },
+    settings: { plan: p, sections: o.sections, memoryBudgetBytes: memoryBudget, recall: recallWhere(be, o) },
     units: UNITS,
     architectures,
     scaling,

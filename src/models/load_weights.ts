@@ -26,7 +26,7 @@ export function buildFromWeights(raw: RawConfig, weights: WeightReader, be: Back
   const file = arch.checkpointNames ? arch.checkpointNames.fromCheckpoint(weights) : weights;
   checkShapes(arch.build(raw, ModuleContext.forLoading(new ShapeOnlyBackend(), dtype)), file);
   const model = arch.build(raw, ModuleContext.forLoading(be, dtype));
-  loadWeights(model, file);
+  fill(model, file);
   return model;
 }
 
@@ -44,6 +44,11 @@ function checkShapes(model: CausalLM, file: WeightReader | TensorReader): void {
 /** Fill every parameter of `model` from `file` (read under module names), checking names and shapes, in each parameter's own precision. */
 export function loadWeights(model: CausalLM, file: WeightReader | TensorReader): void {
   checkShapes(model, file);
+  fill(model, file);
+}
+
+/** Every parameter of `model` written from `file`, whose names and shapes were checked. */
+function fill(model: CausalLM, file: WeightReader | TensorReader): void {
   for (const [name, t] of model.namedParameters()) backendOf(t).write(t.handle, t.dtype, read(file, name, t.dtype as StorageDtype));
 }
 

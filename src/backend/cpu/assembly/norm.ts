@@ -89,7 +89,7 @@ export function rmsnormForward(
 
 /**
  * With xhat = x rstd and g = dy (w + offset): dx = rstd (g - xhat mean(g xhat)); dw's sum over rows
- * of dy xhat goes to `partials`, one row per block of rows (see rowBlocks); the caller adds them.
+ * of dy xhat goes to `partials`, one row per block of rows (see rmsnormBackwardRows); the caller adds them.
  */
 export function rmsnormBackward(
   tid: i32, nth: i32, dx: usize, dy: usize, x: usize, w: usize, rstd: usize,
