@@ -3,10 +3,14 @@
 Sections (--only takes a comma-separated subset; default all):
   copy       a 1 GiB device-to-device copy (bytes read + written), the bandwidth ceiling;
   scan       the Mamba selective scan forward, B=1 D=1536 N=16 T = 1k, 4k, 16k, 64k, softplus(dt +
-             bias), D skip and z gate: the recurrent loop of transformers' mamba_selective_scan
-             (MambaMixer's slow path, what HF runs without the mamba_ssm CUDA kernels, which are
-             not installed here), copied below so that its version does not matter. GB/s counts
-             the bytes bench-gpu.ts counts for the same call, so the ratio is the time ratio;
+             bias), D skip and z gate. "scan fwd" is the fastest of scripts/scan_peer.cu's fused
+             CUDA kernels (built here with nvcc; mamba_ssm's design, seqlab's chunk design, and the
+             block design with its loads a chunk ahead), each checked against float64 first;
+             without nvcc there is no such row. "scan fwd (HF loop)" is the recurrent loop of
+             transformers' mamba_selective_scan (MambaMixer's slow path, what HF runs without the
+             mamba_ssm kernels, which are not installed here), copied below so that its version
+             does not matter. GB/s counts the bytes bench-gpu.ts counts for the same call, so the
+             ratio is the time ratio;
   matvec     none (no peer);
   decode     with --decode-dir DIR: for each DIR/NAME/config.json (bench-gpu.mjs --write-configs
              writes them), HF's AutoModelForCausalLM built from that config with seed 0, saved to
@@ -95,18 +99,42 @@ def scan_bytes(B, T, D, N, chunk=64):
 
 
 def bench_scan(T):
+    import scan_peer
     B, D, N = 1, 1536, 16
-    g = torch.Generator(device="cuda").manual_seed(T)
-    r = lambda *shape: torch.randn(*shape, device="cuda", generator=g)
-    u, dt, z = r(B, D, T), r(B, D, T) * 1.7 - 4.6, r(B, D, T)
-    A = -torch.rand(D, N, device="cuda", generator=g) * N - 0.5
-    Bm, Cm, Dskip, bias = r(B, N, T), r(B, N, T), r(D), r(D) * 0.3 - 0.5
+    u, dt, z, A, Bm, Cm, Dskip, bias = scan_peer.inputs(B, D, T, seed=T)
     iterations = 5 if T <= 4096 else (2 if T <= 16384 else 1)
     with torch.no_grad():
         s = time_it(lambda: hf_slow_scan(u, dt, A, Bm, Cm, Dskip, z, bias), iterations)
     return {
-        "section": "scan", "name": "scan fwd", "shape": f"B{B} D{D} N{N} T{T}", "impl": "HF slow path (transformers mamba_selective_scan recurrent loop, fp32)",
+        "section": "scan", "name": "scan fwd (HF loop)", "shape": f"B{B} D{D} N{N} T{T}", "impl": "HF slow path (transformers mamba_selective_scan recurrent loop, fp32)",
         "ms": s * 1e3, "rate": scan_bytes(B, T, D, N) / s / 1e9, "unit": "GB/s", "iterations": iterations,
+    }
+
+
+PEER_CHECKS = {}  # plan name -> relative error against float64, checked once a run
+
+
+def bench_scan_peer(peer, T):
+    """The fastest of scan_peer.cu's plans (scan_peer.PEER_PLANS) at B=1 D=1536 N=16, each checked first."""
+    import scan_peer
+    B, D, N = 1, 1536, 16
+    times, checks = {}, PEER_CHECKS
+    for (name, kind, arg) in scan_peer.plan_list(peer):
+        if name not in scan_peer.PEER_PLANS:
+            continue
+        if name not in checks:
+            checks[name] = scan_peer.check(peer, kind, arg)
+        if not checks[name] < 1e-5:
+            raise RuntimeError(f"scan_peer.cu plan {name}: relative error {checks[name]:.1e} against float64")
+        x = scan_peer.prepare(kind, scan_peer.inputs(B, D, T, seed=T))
+        run = scan_peer.runner(peer, kind, arg)
+        times[name] = time_it(lambda: run(*x), 20 if T <= 16384 else 5)
+        del x
+    best = min(times, key=times.get)
+    s = times[best]
+    return {
+        "section": "scan", "name": "scan fwd", "shape": f"B{B} D{D} N{N} T{T}", "impl": f"CUDA, scripts/scan_peer.cu (nvcc -O3 sm_90), fastest plan: {best}",
+        "plan": best, "ms": s * 1e3, "rate": scan_bytes(B, T, D, N) / s / 1e9, "unit": "GB/s", "plans_ms": {k: v * 1e3 for k, v in times.items()}, "check": max(checks.values()),
     }
 
 
@@ -318,8 +346,16 @@ def main():
     if "copy" in only:
         add(bench_copy(2**18 if args.quick else 2**28))
     if "scan" in only:
+        peer = None
+        try:
+            import scan_peer
+            peer = scan_peer.build()
+        except Exception as e:  # no nvcc, or it failed: the HF loop stays the only peer
+            print(f"# scan peer: scripts/scan_peer.cu not built ({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''})", flush=True)
         for T in [256, 1024] if args.quick else [1024, 4096, 16384, 65536]:
-            guarded("scan fwd", f"B1 D1536 N16 T{T}", lambda: bench_scan(T))
+            if peer is not None:
+                guarded("scan fwd", f"B1 D1536 N16 T{T}", lambda: bench_scan_peer(peer, T))
+            guarded("scan fwd (HF loop)", f"B1 D1536 N16 T{T}", lambda: bench_scan(T))
     if "decode" in only and args.decode_dir:
         contexts, new_tokens = ([16, 100], 4) if args.quick else ([16, 2048, 16384], 64)
         for name in sorted(os.listdir(args.decode_dir)):

@@ -334,9 +334,16 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
         log(`#   against float64: first loss webgpu ${e(l.fp64.loss.ours)}, torch ${e(l.fp64.loss.torch)}; gradient norms median / largest webgpu ${e(g.ours.median)} / ${e(g.ours.worst)} (${g.ours.worstParam}), torch ${e(g.torch.median)} / ${e(g.torch.worst)} (${g.torch.worstParam})`);
       }
     }
+    // the scan's peers (scripts/bench_gpu_torch.py): "scan fwd" is the fastest fused CUDA kernel of
+    // scripts/scan_peer.cu where nvcc built it, "scan fwd (HF loop)" transformers' recurrent loop
     for (const r of results.filter((r) => r.section === "scan" && r.name === "scan fwd")) {
-      const t = ratios.find((x) => x.name === r.name && x.shape === r.shape);
-      log(`# ${r.name} ${r.shape}: ${r.rate.toFixed(0)} GB/s, ${copyGBs ? `${((100 * r.rate) / copyGBs).toFixed(0)}% of copy` : "no copy measured"}${t?.ratio ? `, ${t.ratio.toFixed(1)}x torch` : ""}`);
+      const peer = (name: string) => torch?.results.find((x) => x.name === name && x.shape === r.shape && typeof x.rate === "number");
+      const cuda = peer("scan fwd"), loop = peer("scan fwd (HF loop)");
+      const vs = [
+        cuda ? `${(r.rate / (cuda.rate as number)).toFixed(2)}x the CUDA peer (${String(cuda.plan ?? "?")}: ${(cuda.rate as number).toFixed(0)} GB/s)` : null,
+        loop ? `${(r.rate / (loop.rate as number)).toFixed(0)}x the HF loop` : null,
+      ].filter((x) => x !== null);
+      log(`# ${r.name} ${r.shape}: ${r.rate.toFixed(0)} GB/s, ${copyGBs ? `${((100 * r.rate) / copyGBs).toFixed(0)}% of copy` : "no copy measured"}${vs.length ? `; ${vs.join(", ")}` : ""}`);
     }
     return {
       backend: "webgpu",
