@@ -93,6 +93,12 @@ function scanVariants(be: WebGpuBackend, names?: string[]): ScanVariant[] {
     { kind: "block" as const, L: lb(8), I: 1, DB: 4, W: 16, Q: 4 },
     { kind: "block" as const, L: lb(16), I: 2, DB: 2, W: 8, Q: 2 },
     { kind: "block" as const, L: lb(4), I: 4, DB: 8, W: 8, Q: 2 },
+    // a subgroup a channel, one group along time (W 1), several channels sharing the staged B/C
+    // rows: the shape of scripts/scan_peer.cu's fastest kernel below 64k steps ("staged C12 I8 G2")
+    ...[1, 2, 4].map((Q) => ({ kind: "block" as const, L: lb(32), I: 8, DB: 12, W: 1, Q })),
+    { kind: "block" as const, L: lb(32), I: 8, DB: 8, W: 1, Q: 2 },
+    { kind: "block" as const, L: lb(32), I: 4, DB: 12, W: 1, Q: 2 },
+    { kind: "block" as const, L: lb(32), I: 8, DB: 4, W: 1, Q: 2 },
   ].filter((p) => p.L * p.DB * p.W <= l.maxComputeInvocationsPerWorkgroup && scanBlockBytes(p, 16) <= l.maxComputeWorkgroupStorageSize);
   // scan_chunks.ts: the three-kernel form of scan_lookback.ts (the default from 2k steps before it)
   const chunks: ScanChunksPlan[] = [
