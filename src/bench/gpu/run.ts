@@ -340,17 +340,7 @@ export async function runGpuBench(o: GpuBenchOptions): Promise<Record<string, un
         log(`#   against float64: first loss webgpu ${e(l.fp64.loss.ours)}, torch ${e(l.fp64.loss.torch)}; gradient norms median / largest webgpu ${e(g.ours.median)} / ${e(g.ours.worst)} (${g.ours.worstParam}), torch ${e(g.torch.median)} / ${e(g.torch.worst)} (${g.torch.worstParam})`);
       }
     }
-    // the scan's peers (scripts/bench_gpu_torch.py): "scan fwd" is the fastest fused CUDA kernel of
-    // scripts/scan_peer.cu where nvcc built it, "scan fwd (HF loop)" transformers' recurrent loop
-    for (const r of results.filter((r) => r.section === "scan" && r.name === "scan fwd")) {
-      const peer = (name: string) => torch?.results.find((x) => x.name === name && x.shape === r.shape && typeof x.rate === "number");
-      const cuda = peer("scan fwd"), loop = peer("scan fwd (HF loop)");
-      const vs = [
-        cuda ? `${(r.rate / (cuda.rate as number)).toFixed(2)}x the CUDA peer (${String(cuda.plan ?? "?")}: ${(cuda.rate as number).toFixed(0)} GB/s)` : null,
-        loop ? `${(r.rate / (loop.rate as number)).toFixed(0)}x the HF loop` : null,
-      ].filter((x) => x !== null);
-      log(`# ${r.name} ${r.shape}: ${r.rate.toFixed(0)} GB/s, ${copyGBs ? `${((100 * r.rate) / copyGBs).toFixed(0)}% of copy` : "no copy measured"}${vs.length ? `; ${vs.join(", ")}` : ""}`);
-    }
+    for (const line of scanPeerLines(results, torch, copyGBs)) log(line);
     return {
       backend: "webgpu",
       adapter: be.describe(),
@@ -386,6 +376,28 @@ export function parseSections(only: string | undefined): Section[] | string {
  * decode the same prompt with the same weights, so a difference is a numerical one (random
  * weights leave near-ties in the logits) or a bug.
  */
+/**
+ * One line per scan forward row: its GB/s, its share of the copy bandwidth and its ratio to the
+ * scan's peers in scripts/bench_gpu_torch.py's file. "scan fwd" there is the fastest fused CUDA
+ * kernel of scripts/scan_peer.cu (where nvcc built it), "scan fwd (HF loop)" transformers'
+ * recurrent loop.
+ */
+export function scanPeerLines(results: Result[], torch: TorchFile | null, copyGBs: number | null | undefined): string[] {
+  return results
+    .filter((r) => r.section === "scan" && r.name === "scan fwd")
+    .map((r) => {
+      const peer = (name: string) => torch?.results.find((x) => x.name === name && x.shape === r.shape && typeof x.rate === "number");
+      const cuda = peer("scan fwd");
+      const loop = peer("scan fwd (HF loop)");
+      const vs = [
+        cuda ? `${(r.rate / (cuda.rate as number)).toFixed(2)}x the CUDA peer (${String(cuda.plan ?? "?")}: ${(cuda.rate as number).toFixed(0)} GB/s)` : null,
+        loop ? `${(r.rate / (loop.rate as number)).toFixed(0)}x the HF loop` : null,
+      ].filter((x) => x !== null);
+      const share = copyGBs ? `${((100 * r.rate) / copyGBs).toFixed(0)}% of copy` : "no copy measured";
+      return `# ${r.name} ${r.shape}: ${r.rate.toFixed(0)} GB/s, ${share}${vs.length ? `; ${vs.join(", ")}` : ""}`;
+    });
+}
+
 function greedyAgreement(results: Result[], torch: TorchFile | null): { name: string; shape: string; same: number; compared: number }[] {
   if (!torch) return [];
   const out = [];
