@@ -8,8 +8,9 @@
  * vectors and A columns (At[n] = A[d .. d+3, n]) in registers; the per-step values shared by
  * the blocks (dt, dt u, the running y) wait in the thread's scratch.
  *
- * When A <= 0 and dt goes through softplus (dt >= 0), dt A <= 0 and the cheaper exp for
- * non-positive arguments is exact enough (simd_math expNegv); otherwise the general one.
+ * When A <= 0 and dt goes through softplus (dt >= 0), dt A <= 0 and the decay is 2^(dt A log2 e)
+ * with A log2(e) formed once per block (simd_math exp2Negv, the cheapest exp for non-positive
+ * arguments); otherwise the general exp.
  *
  * The backward recomputes each chunk's states from its checkpoint (and keeps the step's decay
  * exp(dt A) beside them, so the reverse pass does no exp), then runs the adjoint, again block
@@ -22,7 +23,8 @@
  * and ddtBias, so every result is the same for any thread count.
  */
 import { claim, splitLo, splitHi } from "./common";
-import { expv, expNegv, sigmoidSide } from "./simd_math";
+import { expv, exp2Negv, sigmoidSide, LOG2E } from "./simd_math";
+import { madd } from "./common";
 import { sp, vat, load4, store4, gather4, scatter4, hsum4, softplusv, softplusGradv, hmaxv, lane } from "./mixer_common";
 
 // ---------------------------------------------------------------- shared pieces
@@ -43,8 +45,14 @@ import { sp, vat, load4, store4, gather4, scatter4, hsum4, softplusv, softplusGr
   for (let n = 0; n < N; n++) scatter4(base + (<usize>n << 2), <usize>N << 2, v128.load(vat(h, n)), len);
 }
 
+/** The A column as the decay's rate: times log2(e) for exp2Negv when `neg` (see the file comment). */
+@inline function rate(a: v128, neg: bool): v128 {
+  return neg ? f32x4.mul(a, sp(LOG2E)) : a;
+}
+
+/** exp(dt A) from dt times rate(A, neg). */
 @inline function expSel(x: v128, neg: bool): v128 {
-  return neg ? expNegv(x) : expv(x);
+  return neg ? exp2Negv(x) : expv(x);
 }
 
 /** dt + bias, through softplus when asked. */
@@ -133,10 +141,10 @@ export function selectiveScanForward(
   let h2 = m > 2 ? stateCol(sIn, n + 2, N, len) : sp(0);
   let h3 = m > 3 ? stateCol(sIn, n + 3, N, len) : sp(0);
   // A columns beyond N are 0: those lanes keep h = 0 (their B is loaded as 0)
-  const a0 = v128.load(vat(At, n));
-  const a1 = m > 1 ? v128.load(vat(At, n + 1)) : sp(0);
-  const a2 = m > 2 ? v128.load(vat(At, n + 2)) : sp(0);
-  const a3 = m > 3 ? v128.load(vat(At, n + 3)) : sp(0);
+  const a0 = rate(v128.load(vat(At, n)), neg);
+  const a1 = m > 1 ? rate(v128.load(vat(At, n + 1)), neg) : sp(0);
+  const a2 = m > 2 ? rate(v128.load(vat(At, n + 2)), neg) : sp(0);
+  const a3 = m > 3 ? rate(v128.load(vat(At, n + 3)), neg) : sp(0);
   const chunks = (T + chunk - 1) / chunk;
   const nb = <usize>n << 2;
   for (let t = 0; t < T; t++) {
@@ -148,12 +156,12 @@ export function selectiveScanForward(
     const du = v128.load(vat(steps, 3 * t + 1));
     const bq = load4(Bm + ((<usize>(b * T + t) * N) << 2) + nb, m);
     const cq = load4(Cm + ((<usize>(b * T + t) * N) << 2) + nb, m);
-    h0 = f32x4.add(f32x4.mul(expSel(f32x4.mul(delta, a0), neg), h0), f32x4.mul(du, i32x4.shuffle(bq, bq, 0, 0, 0, 0)));
-    h1 = f32x4.add(f32x4.mul(expSel(f32x4.mul(delta, a1), neg), h1), f32x4.mul(du, i32x4.shuffle(bq, bq, 1, 1, 1, 1)));
-    h2 = f32x4.add(f32x4.mul(expSel(f32x4.mul(delta, a2), neg), h2), f32x4.mul(du, i32x4.shuffle(bq, bq, 2, 2, 2, 2)));
-    h3 = f32x4.add(f32x4.mul(expSel(f32x4.mul(delta, a3), neg), h3), f32x4.mul(du, i32x4.shuffle(bq, bq, 3, 3, 3, 3)));
-    const y01 = f32x4.add(f32x4.mul(h0, i32x4.shuffle(cq, cq, 0, 0, 0, 0)), f32x4.mul(h1, i32x4.shuffle(cq, cq, 1, 1, 1, 1)));
-    const y23 = f32x4.add(f32x4.mul(h2, i32x4.shuffle(cq, cq, 2, 2, 2, 2)), f32x4.mul(h3, i32x4.shuffle(cq, cq, 3, 3, 3, 3)));
+    h0 = madd(expSel(f32x4.mul(delta, a0), neg), h0, f32x4.mul(du, i32x4.shuffle(bq, bq, 0, 0, 0, 0)));
+    h1 = madd(expSel(f32x4.mul(delta, a1), neg), h1, f32x4.mul(du, i32x4.shuffle(bq, bq, 1, 1, 1, 1)));
+    h2 = madd(expSel(f32x4.mul(delta, a2), neg), h2, f32x4.mul(du, i32x4.shuffle(bq, bq, 2, 2, 2, 2)));
+    h3 = madd(expSel(f32x4.mul(delta, a3), neg), h3, f32x4.mul(du, i32x4.shuffle(bq, bq, 3, 3, 3, 3)));
+    const y01 = madd(h1, i32x4.shuffle(cq, cq, 1, 1, 1, 1), f32x4.mul(h0, i32x4.shuffle(cq, cq, 0, 0, 0, 0)));
+    const y23 = madd(h3, i32x4.shuffle(cq, cq, 3, 3, 3, 3), f32x4.mul(h2, i32x4.shuffle(cq, cq, 2, 2, 2, 2)));
     const yp = vat(steps, 3 * t + 2);
     v128.store(yp, f32x4.add(v128.load(yp), f32x4.add(y01, y23)));
   }
@@ -227,14 +235,14 @@ function stepRow(h: usize, a: usize, bRow: usize, cRow: usize, delta: f32, du: f
   let n = 0;
   for (; n + 4 <= N; n += 4) {
     const o = <usize>n << 2;
-    const s = f32x4.add(f32x4.mul(expSel(f32x4.mul(dv, v128.load(a + o)), neg), v128.load(h + o)), f32x4.mul(duv, v128.load(bRow + o)));
+    const s = madd(expSel(f32x4.mul(dv, rate(v128.load(a + o), neg)), neg), v128.load(h + o), f32x4.mul(duv, v128.load(bRow + o)));
     v128.store(h + o, s);
     y = f32x4.add(y, f32x4.mul(s, v128.load(cRow + o)));
   }
   let ys = lane(hsum4(y, sp(0), sp(0), sp(0)));
   for (; n < N; n++) {
     const o = <usize>n << 2;
-    const s = lane(expSel(sp(delta * load<f32>(a + o)), neg)) * load<f32>(h + o) + du * load<f32>(bRow + o);
+    const s = lane(expSel(f32x4.mul(dv, rate(sp(load<f32>(a + o)), neg)), neg)) * load<f32>(h + o) + du * load<f32>(bRow + o);
     store<f32>(h + o, s);
     ys += s * load<f32>(cRow + o);
   }
@@ -386,10 +394,10 @@ function backwardGroup(
   let h2 = m > 2 ? gather4(ck + (<usize>(n + 2) << 2), <usize>N << 2, len) : sp(0);
   let h3 = m > 3 ? gather4(ck + (<usize>(n + 3) << 2), <usize>N << 2, len) : sp(0);
   storeRow(hs, n, m, h0, h1, h2, h3);
-  const a0 = ld(At, n, true);
-  const a1 = ld(At, n + 1, m > 1);
-  const a2 = ld(At, n + 2, m > 2);
-  const a3 = ld(At, n + 3, m > 3);
+  const a0 = rate(ld(At, n, true), neg);
+  const a1 = rate(ld(At, n + 1, m > 1), neg);
+  const a2 = rate(ld(At, n + 2, m > 2), neg);
+  const a3 = rate(ld(At, n + 3, m > 3), neg);
   const nb = <usize>n << 2;
   for (let j = 0; j < L; j++) {
     const delta = v128.load(vat(per, 7 * j));
@@ -400,15 +408,15 @@ function backwardGroup(
     const e2 = expSel(f32x4.mul(delta, a2), neg);
     const e3 = expSel(f32x4.mul(delta, a3), neg);
     storeRow(vat(decs, j * N), n, m, e0, e1, e2, e3);
-    h0 = f32x4.add(f32x4.mul(e0, h0), f32x4.mul(dtu, i32x4.shuffle(bq, bq, 0, 0, 0, 0)));
-    h1 = f32x4.add(f32x4.mul(e1, h1), f32x4.mul(dtu, i32x4.shuffle(bq, bq, 1, 1, 1, 1)));
-    h2 = f32x4.add(f32x4.mul(e2, h2), f32x4.mul(dtu, i32x4.shuffle(bq, bq, 2, 2, 2, 2)));
-    h3 = f32x4.add(f32x4.mul(e3, h3), f32x4.mul(dtu, i32x4.shuffle(bq, bq, 3, 3, 3, 3)));
+    h0 = madd(e0, h0, f32x4.mul(dtu, i32x4.shuffle(bq, bq, 0, 0, 0, 0)));
+    h1 = madd(e1, h1, f32x4.mul(dtu, i32x4.shuffle(bq, bq, 1, 1, 1, 1)));
+    h2 = madd(e2, h2, f32x4.mul(dtu, i32x4.shuffle(bq, bq, 2, 2, 2, 2)));
+    h3 = madd(e3, h3, f32x4.mul(dtu, i32x4.shuffle(bq, bq, 3, 3, 3, 3)));
     storeRow(vat(hs, (j + 1) * N), n, m, h0, h1, h2, h3);
     if (needY) {
       const cq = load4(Cm + ((<usize>(b * T + t0 + j) * N) << 2) + nb, m);
-      const y01 = f32x4.add(f32x4.mul(h0, i32x4.shuffle(cq, cq, 0, 0, 0, 0)), f32x4.mul(h1, i32x4.shuffle(cq, cq, 1, 1, 1, 1)));
-      const y23 = f32x4.add(f32x4.mul(h2, i32x4.shuffle(cq, cq, 2, 2, 2, 2)), f32x4.mul(h3, i32x4.shuffle(cq, cq, 3, 3, 3, 3)));
+      const y01 = madd(h1, i32x4.shuffle(cq, cq, 1, 1, 1, 1), f32x4.mul(h0, i32x4.shuffle(cq, cq, 0, 0, 0, 0)));
+      const y23 = madd(h3, i32x4.shuffle(cq, cq, 3, 3, 3, 3), f32x4.mul(h2, i32x4.shuffle(cq, cq, 2, 2, 2, 2)));
       const yp = vat(per, 7 * j + 4);
       v128.store(yp, f32x4.add(v128.load(yp), f32x4.add(y01, y23)));
     }
@@ -450,10 +458,10 @@ function backwardGroup(
     // dC[n] += dy . h_t[n];  g[n] += dy C[n] (now dL/dh_t);  dB[n] += g[n] . dt u
     const dCv = hsum4(f32x4.mul(dy, ld(next, n, true)), f32x4.mul(dy, ld(next, n + 1, m > 1)), f32x4.mul(dy, ld(next, n + 2, m > 2)), f32x4.mul(dy, ld(next, n + 3, m > 3)));
     store4(dC + rowOff, f32x4.add(load4(dC + rowOff, m), dCv), m);
-    g0 = f32x4.add(g0, f32x4.mul(dy, i32x4.shuffle(cq, cq, 0, 0, 0, 0)));
-    g1 = f32x4.add(g1, f32x4.mul(dy, i32x4.shuffle(cq, cq, 1, 1, 1, 1)));
-    g2 = f32x4.add(g2, f32x4.mul(dy, i32x4.shuffle(cq, cq, 2, 2, 2, 2)));
-    g3 = f32x4.add(g3, f32x4.mul(dy, i32x4.shuffle(cq, cq, 3, 3, 3, 3)));
+    g0 = madd(dy, i32x4.shuffle(cq, cq, 0, 0, 0, 0), g0);
+    g1 = madd(dy, i32x4.shuffle(cq, cq, 1, 1, 1, 1), g1);
+    g2 = madd(dy, i32x4.shuffle(cq, cq, 2, 2, 2, 2), g2);
+    g3 = madd(dy, i32x4.shuffle(cq, cq, 3, 3, 3, 3), g3);
     const dBv = hsum4(f32x4.mul(g0, dtu), f32x4.mul(g1, dtu), f32x4.mul(g2, dtu), f32x4.mul(g3, dtu));
     store4(dB + rowOff, f32x4.add(load4(dB + rowOff, m), dBv), m);
     // ddt += g (h_{t-1} dA A + B u);  dA += g h_{t-1} dA dt;  du += g dt B;  g *= dA
@@ -464,32 +472,32 @@ function backwardGroup(
     const dec = vat(decs, j * N);
     let he = f32x4.mul(ld(prev, n, true), ld(dec, n, true));
     let b0 = i32x4.shuffle(bq, bq, 0, 0, 0, 0);
-    let ddel = f32x4.mul(g0, f32x4.add(f32x4.mul(he, ld(At, n, true)), f32x4.mul(b0, uv)));
-    s0 = f32x4.add(s0, f32x4.mul(f32x4.mul(g0, he), delta));
+    let ddel = f32x4.mul(g0, madd(he, ld(At, n, true), f32x4.mul(b0, uv)));
+    s0 = madd(f32x4.mul(g0, he), delta, s0);
     let dub = f32x4.mul(g0, b0);
     g0 = f32x4.mul(g0, ld(dec, n, true));
     he = f32x4.mul(ld(prev, n + 1, m > 1), ld(dec, n + 1, m > 1));
     b0 = i32x4.shuffle(bq, bq, 1, 1, 1, 1);
-    ddel = f32x4.add(ddel, f32x4.mul(g1, f32x4.add(f32x4.mul(he, ld(At, n + 1, m > 1)), f32x4.mul(b0, uv))));
-    s1 = f32x4.add(s1, f32x4.mul(f32x4.mul(g1, he), delta));
-    dub = f32x4.add(dub, f32x4.mul(g1, b0));
+    ddel = madd(g1, madd(he, ld(At, n + 1, m > 1), f32x4.mul(b0, uv)), ddel);
+    s1 = madd(f32x4.mul(g1, he), delta, s1);
+    dub = madd(g1, b0, dub);
     g1 = f32x4.mul(g1, ld(dec, n + 1, m > 1));
     he = f32x4.mul(ld(prev, n + 2, m > 2), ld(dec, n + 2, m > 2));
     b0 = i32x4.shuffle(bq, bq, 2, 2, 2, 2);
-    ddel = f32x4.add(ddel, f32x4.mul(g2, f32x4.add(f32x4.mul(he, ld(At, n + 2, m > 2)), f32x4.mul(b0, uv))));
-    s2 = f32x4.add(s2, f32x4.mul(f32x4.mul(g2, he), delta));
-    dub = f32x4.add(dub, f32x4.mul(g2, b0));
+    ddel = madd(g2, madd(he, ld(At, n + 2, m > 2), f32x4.mul(b0, uv)), ddel);
+    s2 = madd(f32x4.mul(g2, he), delta, s2);
+    dub = madd(g2, b0, dub);
     g2 = f32x4.mul(g2, ld(dec, n + 2, m > 2));
     he = f32x4.mul(ld(prev, n + 3, m > 3), ld(dec, n + 3, m > 3));
     b0 = i32x4.shuffle(bq, bq, 3, 3, 3, 3);
-    ddel = f32x4.add(ddel, f32x4.mul(g3, f32x4.add(f32x4.mul(he, ld(At, n + 3, m > 3)), f32x4.mul(b0, uv))));
-    s3 = f32x4.add(s3, f32x4.mul(f32x4.mul(g3, he), delta));
-    dub = f32x4.add(dub, f32x4.mul(g3, b0));
+    ddel = madd(g3, madd(he, ld(At, n + 3, m > 3), f32x4.mul(b0, uv)), ddel);
+    s3 = madd(f32x4.mul(g3, he), delta, s3);
+    dub = madd(g3, b0, dub);
     g3 = f32x4.mul(g3, ld(dec, n + 3, m > 3));
     const pd = vat(per, 7 * j + 6);
     v128.store(pd, f32x4.add(v128.load(pd), ddel));
     const pu = vat(per, 7 * j + 5);
-    v128.store(pu, f32x4.add(v128.load(pu), f32x4.mul(delta, dub)));
+    v128.store(pu, madd(delta, dub, v128.load(pu)));
   }
   storeRow(gs, n, m, g0, g1, g2, g3);
   storeRow(dAs, n, m, s0, s1, s2, s3);

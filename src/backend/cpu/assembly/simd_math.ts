@@ -15,7 +15,7 @@
 
 import { madd } from "./common";
 
-const LOG2E: f32 = 1.4426950408889634;
+export const LOG2E: f32 = 1.4426950408889634;
 const LN2_HI: f32 = 0.693359375; // few mantissa bits: n * LN2_HI is exact
 const LN2_LO: f32 = -2.12194440e-4;
 const LN2: f32 = 0.6931471805599453;
@@ -81,6 +81,29 @@ export function expNegv(x0: v128): v128 {
   // 2^n as bits: the magic number's bits are (MAGIC_BITS + n), and MAGIC_BITS << 23 wraps to 0
   const scale = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);
   return v128.andnot(f32x4.mul(p, scale), f32x4.lt(x0, splat(-87.0))); // NaN passes through
+}
+
+/**
+ * 2^y for y <= 0: a decay exp(x) whose rate was scaled by log2(e) once, outside the time loop
+ * (y = x log2(e)). The split into n = round(y) and f = y - n is exact, so this saves expNegv's
+ * two-step ln 2 reduction (four vector ops of about twenty). The polynomial is expNegv's in
+ * f ln 2 (coefficients ln(2)^k / k!, the same truncation error); 2^y below 2^-126 flushes to 0,
+ * as expNegv's e^x below e^-87.
+ */
+@inline
+export function exp2Negv(y0: v128): v128 {
+  const y = f32x4.pmax(y0, splat(-126.0));
+  const t = f32x4.add(y, splat(MAGIC));
+  const n = f32x4.sub(t, splat(MAGIC));
+  const f = f32x4.sub(y, n);
+  let p = madd(splat(1.540352968731895e-4), f, splat(1.3333557872101665e-3));
+  p = madd(p, f, splat(9.618128649890423e-3));
+  p = madd(p, f, splat(5.550410971045494e-2));
+  p = madd(p, f, splat(0.24022650718688965));
+  p = madd(p, f, splat(0.6931471824645996));
+  p = madd(p, f, splat(1.0));
+  const scale = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);
+  return v128.andnot(f32x4.mul(p, scale), f32x4.lt(y0, splat(-126.0))); // NaN passes through
 }
 
 /** Natural log for positive normal lanes (0 gives -inf via the exponent path only approximately; callers avoid it). */
