@@ -41,6 +41,24 @@ __device__ __forceinline__ void load_steps(const float* __restrict__ p, int t0, 
   }
 }
 
+// Inclusive scan of G (decay product, state) pairs across the warp's lanes, in lane order:
+// lane l ends with the composition of lanes 0 .. l (Kogge-Stone, log2 32 shuffle rounds).
+template <int G>
+__device__ __forceinline__ void warp_scan(float (&Ap)[G], float (&Bp)[G], int lane) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      const float Ao = __shfl_up_sync(0xffffffffu, Ap[g], off);
+      const float Bo = __shfl_up_sync(0xffffffffu, Bp[g], off);
+      if (lane >= off) {
+        Bp[g] = fmaf(Ap[g], Bo, Bp[g]);
+        Ap[g] *= Ao;
+      }
+    }
+  }
+}
+
 template <int W, int I, int G, int NS>
 __global__ void __launch_bounds__(W * 32) scan_fwd_kernel(
     const float* __restrict__ u, const float* __restrict__ dt, const float* __restrict__ z,
@@ -102,19 +120,7 @@ __global__ void __launch_bounds__(W * 32) scan_fwd_kernel(
           Ap[g] *= a[g][i];
         }
       }
-      // inclusive scan of the pairs across the warp
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-#pragma unroll
-        for (int g = 0; g < G; g++) {
-          const float Ao = __shfl_up_sync(0xffffffffu, Ap[g], off);
-          const float Bo = __shfl_up_sync(0xffffffffu, Bp[g], off);
-          if (lane >= off) {
-            Bp[g] = fmaf(Ap[g], Bo, Bp[g]);
-            Ap[g] *= Ao;
-          }
-        }
-      }
+      warp_scan<G>(Ap, Bp, lane);
       float Ae[G], Be[G];
 #pragma unroll
       for (int g = 0; g < G; g++) {
@@ -225,6 +231,11 @@ __global__ void __launch_bounds__(CPB * 32, 1) scan_staged_kernel(
     }
   };
   auto at = [&](int buf, int which, int n, int tl) { return ((buf * 2 + which) * NS + n) * TP + tl + 4 * (tl >> 5); };
+  // steps i .. i + 3 of this lane from a staged [t] row (padded as `at` pads)
+  auto lane_steps4 = [&](const float* rowp, int i) {
+    const int tl = lane * I + i;
+    return *reinterpret_cast<const float4*>(rowp + tl + 4 * (tl >> 5));
+  };
   auto stage_store = [&](int buf) {
 #pragma unroll
     for (int k = 0; k < PER; k++) {
@@ -274,8 +285,7 @@ __global__ void __launch_bounds__(CPB * 32, 1) scan_staged_kernel(
         const float* Bs = smem + at(buf, 0, s0 + g, 0);
 #pragma unroll
         for (int i = 0; i < I; i += 4) {
-          const int tl = lane * I + i;
-          const float4 q = *reinterpret_cast<const float4*>(Bs + tl + 4 * (tl >> 5));
+          const float4 q = lane_steps4(Bs, i);
           const float bs[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
           for (int j = 0; j < 4; j++) {
@@ -288,18 +298,7 @@ __global__ void __launch_bounds__(CPB * 32, 1) scan_staged_kernel(
         for (int i = 1; i < I; i++) Bp[g] = fmaf(a[g][i], Bp[g], x[g][i]);
         Ap[g] = exp2f(A2[g] * S);
       }
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-#pragma unroll
-        for (int g = 0; g < G; g++) {
-          const float Ao = __shfl_up_sync(0xffffffffu, Ap[g], off);
-          const float Bo = __shfl_up_sync(0xffffffffu, Bp[g], off);
-          if (lane >= off) {
-            Bp[g] = fmaf(Ap[g], Bo, Bp[g]);
-            Ap[g] *= Ao;
-          }
-        }
-      }
+      warp_scan<G>(Ap, Bp, lane);
 #pragma unroll
       for (int g = 0; g < G; g++) {
         float Ae = __shfl_up_sync(0xffffffffu, Ap[g], 1), Be = __shfl_up_sync(0xffffffffu, Bp[g], 1);
@@ -312,8 +311,7 @@ __global__ void __launch_bounds__(CPB * 32, 1) scan_staged_kernel(
         const float* Cs = smem + at(buf, 1, s0 + g, 0);
 #pragma unroll
         for (int i = 0; i < I; i += 4) {
-          const int tl = lane * I + i;
-          const float4 q = *reinterpret_cast<const float4*>(Cs + tl + 4 * (tl >> 5));
+          const float4 q = lane_steps4(Cs, i);
           const float cs[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
           for (int j = 0; j < 4; j++) {
