@@ -100,7 +100,7 @@ def main():
     plans = every if not args.plans else [p for p in every if any(p[0].replace(" ", "") == w.replace(" ", "") for w in args.plans.split(","))]
     adapter = torch.cuda.get_device_name()
     print(f"# torch {torch.__version__} on {adapter}", flush=True)
-    copy = bench_copy(2**24 if args.quick else 2**28)  # quick: 64 MiB, still several times the L2
+    copy = bench_copy(2**24 if args.quick else 2**28)  # quick: 64 MiB, past the 50 MB L2
     print(f"copy {copy['rate']:.0f} GB/s", flush=True)
     results = [copy]
     shapes = [(1, 1024)] if args.quick else [(1, 1024), (1, 4096), (1, 16384), (1, 65536), (8, 4096)]
