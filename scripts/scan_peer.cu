@@ -188,8 +188,10 @@ __global__ void __launch_bounds__(W * 32) scan_fwd_kernel(
 // and its lane's next u, dt in registers; they go to shared memory after the chunk, before the
 // one barrier a chunk. The thread's decay product is exp2(A log2e sum of steps), one exp2 per
 // (lane, state) instead of I multiplies.
-template <int CPB, int I, int G, int NS>
-__global__ void __launch_bounds__(CPB * 32, 1) scan_staged_kernel(
+// UNR: state groups unrolled together (independent chains the compiler may interleave); MINB:
+// blocks an SM the registers must allow
+template <int CPB, int I, int G, int NS, int UNR = 1, int MINB = 1>
+__global__ void __launch_bounds__(CPB * 32, MINB) scan_staged_kernel(
     const float* __restrict__ u, const float* __restrict__ dt, const float* __restrict__ z,
     const float* __restrict__ A, const float* __restrict__ Bm, const float* __restrict__ Cm,
     const float* __restrict__ Dskip, const float* __restrict__ bias, float* __restrict__ y, int D, int T) {
@@ -275,7 +277,7 @@ __global__ void __launch_bounds__(CPB * 32, 1) scan_staged_kernel(
       load_steps<I>(dt + row, t1, T, vec && t1 + I <= T, dn);
     }
 
-#pragma unroll 1
+#pragma unroll UNR
     for (int s0 = 0; s0 < NS; s0 += G) {
       float a[G][I], x[G][I], Ap[G], Bp[G], A2[G];
 #pragma unroll
@@ -452,14 +454,14 @@ void launch(const torch::Tensor& u, const torch::Tensor& dt, const torch::Tensor
       bias.data_ptr<float>(), y.data_ptr<float>(), D, T);
 }
 
-template <int CPB, int I, int G>
+template <int CPB, int I, int G, int UNR = 1, int MINB = 1>
 void launch_staged(const torch::Tensor& u, const torch::Tensor& dt, const torch::Tensor& z, const torch::Tensor& A,
                    const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& Dskip, const torch::Tensor& bias,
                    torch::Tensor& y) {
   const int Bsz = u.size(0), D = u.size(1), T = u.size(2);
   constexpr int TC = 32 * I, TP = TC + TC / 8;
   const int bytes = 2 * 2 * 16 * TP * 4;
-  auto kernel = scan_staged_kernel<CPB, I, G, 16>;
+  auto kernel = scan_staged_kernel<CPB, I, G, 16, UNR, MINB>;
   C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   dim3 grid((D + CPB - 1) / CPB, Bsz);
   kernel<<<grid, CPB * 32, bytes, at::cuda::getCurrentCUDAStream()>>>(u.data_ptr<float>(), dt.data_ptr<float>(), z.data_ptr<float>(),
@@ -471,7 +473,8 @@ void launch_staged(const torch::Tensor& u, const torch::Tensor& dt, const torch:
 
 // (W warps a channel, I steps a thread, G states a group): the plans timed
 static const char* kPlans[] = {"W4 I16 G1", "W4 I8 G2", "W4 I8 G4", "W2 I8 G2", "W1 I16 G2", "W8 I8 G2", "W4 I4 G4", "W2 I16 G1",
-    "staged C12 I8 G2", "staged C8 I8 G2", "staged C12 I8 G4", "staged C12 I4 G4", "staged C6 I8 G2", "staged C8 I4 G4"};
+    "staged C12 I8 G2", "staged C8 I8 G2", "staged C12 I8 G4", "staged C12 I4 G4", "staged C6 I8 G2", "staged C8 I4 G4",
+    "staged C12 I8 G2 U2", "staged C8 I8 G2 M2", "staged C8 I4 G4 M2", "staged C12 I4 G2 U2"};
 
 std::vector<std::string> plans() { return std::vector<std::string>(std::begin(kPlans), std::end(kPlans)); }
 
@@ -497,6 +500,10 @@ torch::Tensor scan_fwd(torch::Tensor u, torch::Tensor dt, torch::Tensor z, torch
     case 11: launch_staged<12, 4, 4>(u, dt, z, A, Bm, Cm, Dskip, bias, y); break;
     case 12: launch_staged<6, 8, 2>(u, dt, z, A, Bm, Cm, Dskip, bias, y); break;
     case 13: launch_staged<8, 4, 4>(u, dt, z, A, Bm, Cm, Dskip, bias, y); break;
+    case 14: launch_staged<12, 8, 2, 2, 1>(u, dt, z, A, Bm, Cm, Dskip, bias, y); break;
+    case 15: launch_staged<8, 8, 2, 1, 2>(u, dt, z, A, Bm, Cm, Dskip, bias, y); break;
+    case 16: launch_staged<8, 4, 4, 1, 2>(u, dt, z, A, Bm, Cm, Dskip, bias, y); break;
+    case 17: launch_staged<12, 4, 2, 2, 1>(u, dt, z, A, Bm, Cm, Dskip, bias, y); break;
     default: TORCH_CHECK(false, "scan_fwd: no plan ", plan);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -537,6 +544,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 template __global__ void scan_peer::scan_staged_kernel<12, 8, 2, 16>(const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, float*, int, int);
 template __global__ void scan_peer::scan_staged_kernel<12, 8, 4, 16>(const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, float*, int, int);
 template __global__ void scan_peer::scan_staged_kernel<12, 4, 4, 16>(const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, float*, int, int);
+template __global__ void scan_peer::scan_staged_kernel<12, 8, 2, 16, 2, 1>(const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, float*, int, int);
+template __global__ void scan_peer::scan_staged_kernel<8, 8, 2, 16, 1, 2>(const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, float*, int, int);
+template __global__ void scan_peer::scan_staged_kernel<8, 4, 4, 16, 1, 2>(const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, float*, int, int);
 template __global__ void scan_peer::scan_staged_kernel<8, 8, 2, 16>(const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, float*, int, int);
 template __global__ void scan_peer::chunk_partials<16>(const float*, const float*, const float*, const float*, const float*, float*, float*, int, int, int);
 template __global__ void scan_peer::chunk_outputs<16>(const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, const float*, float*, int, int, int);
