@@ -372,11 +372,6 @@ export function parseSections(only: string | undefined): Section[] | string {
 }
 
 /**
- * Greedy tokens of each decode result against torch's for the same model and context: both
- * decode the same prompt with the same weights, so a difference is a numerical one (random
- * weights leave near-ties in the logits) or a bug.
- */
-/**
  * One line per scan forward row: its GB/s, its share of the copy bandwidth and its ratio to the
  * scan's peers in scripts/bench_gpu_torch.py's file. "scan fwd" there is the fastest fused CUDA
  * kernel of scripts/scan_peer.cu (where nvcc built it), "scan fwd (HF loop)" transformers'
@@ -398,6 +393,11 @@ export function scanPeerLines(results: Result[], torch: TorchFile | null, copyGB
     });
 }
 
+/**
+ * Greedy tokens of each decode result against torch's for the same model and context: both
+ * decode the same prompt with the same weights, so a difference is a numerical one (random
+ * weights leave near-ties in the logits) or a bug.
+ */
 function greedyAgreement(results: Result[], torch: TorchFile | null): { name: string; shape: string; same: number; compared: number }[] {
   if (!torch) return [];
   const out = [];

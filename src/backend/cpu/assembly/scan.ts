@@ -22,9 +22,8 @@
  * when B is small) are added afterwards in order, as are the per-sequence rows of dA, dDskip
  * and ddtBias, so every result is the same for any thread count.
  */
-import { claim, splitLo, splitHi } from "./common";
+import { claim, splitLo, splitHi, madd } from "./common";
 import { expv, exp2Negv, sigmoidSide, LOG2E } from "./simd_math";
-import { madd } from "./common";
 import { sp, vat, load4, store4, gather4, scatter4, hsum4, softplusv, softplusGradv, hmaxv, lane } from "./mixer_common";
 
 // ---------------------------------------------------------------- shared pieces
